@@ -1,0 +1,3 @@
+from services.complaints.main import main
+
+main()

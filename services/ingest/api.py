@@ -1,0 +1,121 @@
+"""Ingest's HTTP routes: POST /v1/events."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from services.ingest.domain import BodyError, EventError, decode_body, validate_batch
+from services.ingest.settings import IngestSettings
+from services.ingest.store import Conflict, store_batch
+from shared.events import Envelope
+from shared.http import ErrorBody, error_response
+from shared.service import Resources, resources, validation_context
+
+router = APIRouter(prefix="/v1", tags=["events"])
+
+
+class Accepted(BaseModel):
+    accepted: int = Field(description="Events newly stored.", examples=[2])
+    duplicates: list[str] = Field(
+        description="Ids already stored with the same content: stored once, not again.",
+        examples=[["order-1000"]],
+    )
+
+
+class EventErrorItem(BaseModel):
+    index: int = Field(description="Position of the event in the batch (0 for a single one).")
+    id: str | None = Field(description="The event's id, when it had a readable one.")
+    field: str = Field(examples=["data.amount"])
+    message: str
+
+
+class EventErrors(BaseModel):
+    detail: str
+    errors: list[EventErrorItem]
+
+
+_envelope_schema = Envelope.model_json_schema()
+_REQUEST_BODY: dict[str, Any] = {
+    "required": True,
+    "description": "One CloudEvent, or a JSON array of up to the batch limit.",
+    "content": {
+        media: {"schema": schema}
+        for media, schema in (
+            ("application/cloudevents+json", _envelope_schema),
+            ("application/cloudevents-batch+json", {"type": "array", "items": _envelope_schema}),
+            (
+                "application/json",
+                {"oneOf": [_envelope_schema, {"type": "array", "items": _envelope_schema}]},
+            ),
+        )
+    },
+}
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyError(413, f"body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyError(413, f"body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _errors(errors: list[EventError]) -> list[dict[str, Any]]:
+    return [
+        {"index": e.index, "id": e.id, "field": e.field, "message": e.message} for e in errors
+    ]
+
+
+@router.post(
+    "/events",
+    status_code=202,
+    response_model=Accepted,
+    summary="Accept events: stored in the event store, then published to Kafka",
+    openapi_extra={"requestBody": _REQUEST_BODY},
+    responses={
+        400: {"model": ErrorBody, "description": "Not JSON, or an empty batch."},
+        409: {"model": EventErrors, "description": "An id was stored before with other content."},
+        413: {"model": ErrorBody, "description": "Body or batch over the limit."},
+        415: {"model": ErrorBody, "description": "Unsupported media type."},
+        422: {"model": EventErrors, "description": "Invalid events; nothing was stored."},
+    },
+)
+async def post_events(
+    request: Request, res: Annotated[Resources, Depends(resources)]
+) -> JSONResponse:
+    settings = res.settings
+    assert isinstance(settings, IngestSettings)
+    try:
+        body = await _read_body(request, settings.max_body_bytes)
+        raw_events = decode_body(body, request.headers.get("content-type"), settings.max_batch)
+    except BodyError as error:
+        return error_response(error.status, str(error))
+    events, errors = validate_batch(raw_events, validation_context(settings))
+    if errors:
+        bad = len({e.index for e in errors})
+        detail = f"{bad} of {len(raw_events)} events are invalid; nothing was stored"
+        return error_response(422, detail, _errors(errors))
+    try:
+        result = await store_batch(res.pool, events)
+    except Conflict as conflict:
+        index = {e.id: i for i, e in enumerate(events)}
+        items = [
+            EventError(index[i], i, "id", "already stored with other content") for i in conflict.ids
+        ]
+        return error_response(409, "event ids reused with other content; nothing was stored",
+                              _errors(items))
+    if res.relay is not None:
+        res.relay.notify()
+    return JSONResponse(
+        {"accepted": len(result.accepted), "duplicates": result.duplicates}, status_code=202
+    )

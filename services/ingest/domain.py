@@ -1,0 +1,82 @@
+"""Ingest's decisions, pure: what a request body holds and which events in it are valid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from shared.events import Event, InvalidEvent, ValidationContext, validate_event
+
+SINGLE_TYPES = frozenset({"application/cloudevents+json"})
+BATCH_TYPES = frozenset({"application/cloudevents-batch+json"})
+EITHER_TYPES = frozenset({"application/json", ""})
+
+
+@dataclass(frozen=True)
+class EventError:
+    index: int
+    id: str | None
+    field: str
+    message: str
+
+
+class BodyError(Exception):
+    """The body as a whole is unusable (not JSON, wrong media type, too many events)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";")[0].strip().lower()
+
+
+def decode_body(body: bytes, content_type: str | None, max_events: int) -> list[Any]:
+    """The list of raw events a request carries: one object, or an array of them."""
+    kind = media_type(content_type)
+    if kind not in SINGLE_TYPES | BATCH_TYPES | EITHER_TYPES:
+        raise BodyError(415, f"unsupported media type '{kind}'")
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise BodyError(400, f"body is not valid JSON: {error}") from None
+    if isinstance(parsed, list):
+        if kind in SINGLE_TYPES:
+            raise BodyError(400, "application/cloudevents+json carries one event, not an array")
+        if not parsed:
+            raise BodyError(400, "the batch is empty")
+        if len(parsed) > max_events:
+            raise BodyError(413, f"a batch holds at most {max_events} events, got {len(parsed)}")
+        return parsed
+    if kind in BATCH_TYPES:
+        raise BodyError(400, "application/cloudevents-batch+json carries a JSON array")
+    return [parsed]
+
+
+def validate_batch(
+    raw_events: list[Any], context: ValidationContext
+) -> tuple[list[Event], list[EventError]]:
+    """All events validated; the errors of every invalid one (all or nothing is the caller's)."""
+    events: list[Event] = []
+    errors: list[EventError] = []
+    seen: dict[str, bytes] = {}
+    for index, raw in enumerate(raw_events):
+        raw_id = raw.get("id") if isinstance(raw, dict) else None
+        event_id = raw_id if isinstance(raw_id, str) else None
+        try:
+            event = validate_event(raw, context)
+        except InvalidEvent as error:
+            errors.extend(EventError(index, event_id, e.field, e.message) for e in error.errors)
+            continue
+        previous = seen.get(event.id)
+        if previous is None:
+            seen[event.id] = event.content_hash()
+            events.append(event)
+        elif previous != event.content_hash():
+            errors.append(
+                EventError(index, event.id, "id", "appears earlier in the batch with other content")
+            )
+    return events, errors

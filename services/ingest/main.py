@@ -1,0 +1,29 @@
+"""Ingest: the write gateway and event store (port 8001)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from services.ingest.api import router
+from services.ingest.settings import IngestSettings
+from shared.service import ServiceSpec, create_app, serve
+
+SPEC = ServiceSpec(
+    name="ingest",
+    schema="ingest",
+    default_port=8001,
+    migrations=Path(__file__).parent / "migrations",
+    routers=[router],
+    publishes=True,
+    description="Takes CloudEvents over HTTP, stores them, and publishes them to Kafka.",
+)
+
+
+def app(settings: IngestSettings | None = None) -> FastAPI:
+    return create_app(SPEC, settings or IngestSettings())
+
+
+def main() -> None:
+    serve(SPEC, IngestSettings())

@@ -1,0 +1,484 @@
+"""Key performance indicators (绩效评估, DOMAIN.md section 7) as small pure functions.
+
+Every KPI formula is written once, here; the SQL side, the HTTP API and the dashboard call
+these functions or mirror them, and `KPI_REGISTRY` describes each one for rendering.
+
+Conventions
+- Money is `decimal.Decimal`, never float. Ratios are `Decimal` too, so that a ratio of money
+  stays exact and every KPI has one numeric type. Nothing is rounded here: rounding is a
+  presentation concern.
+- Rates are fractions (Decimal("0.25") means 25 %), except NPS (-100..100) and CSAT (0..100),
+  which are conventionally quoted on those scales. `KpiInfo.unit` names each KPI's unit.
+- A ratio whose denominator is zero is `None` ("no data in this slice"), never a crash or NaN.
+- An input that is impossible by definition (a negative count, a part larger than its whole,
+  a survey score off its scale, money as float) raises: it reveals a bug upstream.
+- Periods are calendar dates in the reporting time zone (`CommonSettings.timezone`); convert
+  timestamps with `local_date` before bucketing them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, tzinfo
+from decimal import Decimal
+from enum import StrEnum
+from fractions import Fraction
+from typing import Final
+
+Number = int | Decimal
+Scores = Iterable[int] | Mapping[int, int]
+"""Survey answers: either one int per response, or a mapping score -> number of responses
+(a `collections.Counter` works)."""
+
+NPS_SCALE: Final = (0, 10)
+NPS_PROMOTER_MIN: Final = 9  # 9-10 are promoters
+NPS_DETRACTOR_MAX: Final = 6  # 0-6 are detractors; 7-8 are passives
+CSAT_SCALE: Final = (1, 5)
+CSAT_SATISFIED_MIN: Final = 4  # top two boxes: 4 and 5
+FEEDBACK_SCALE: Final = (1, 5)  # default scale of the complaint follow-up question (step 7)
+REPEAT_MIN_ORDERS: Final = 2
+_ONE_MICROSECOND: Final = timedelta(microseconds=1)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _require_count(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int count, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must not be negative, got {value}")
+
+
+def _require_money(name: str, value: Decimal) -> None:
+    if not isinstance(value, Decimal):
+        raise TypeError(f"{name} must be a decimal.Decimal, got {type(value).__name__}")
+    if not value.is_finite():
+        raise ValueError(f"{name} must be finite, got {value}")
+
+
+def _require_number(name: str, value: Number) -> None:
+    if isinstance(value, Decimal):
+        _require_money(name, value)
+    elif isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int or a decimal.Decimal, got {value!r}")
+
+
+def _require_part(part_name: str, part: int, whole_name: str, whole: int) -> None:
+    if part > whole:
+        raise ValueError(f"{part_name} ({part}) cannot exceed {whole_name} ({whole})")
+
+
+def _ratio(numerator: Number, denominator: Number) -> Decimal | None:
+    """numerator / denominator as an exact-as-possible Decimal; None when denominator is 0."""
+    if denominator == 0:
+        return None
+    return Decimal(numerator) / Decimal(denominator)
+
+
+# --------------------------------------------------------------------------- sales
+
+
+def total_revenue(amounts: Iterable[Decimal]) -> Decimal:
+    """Revenue (营业额): sum of the order amounts in the period, in the reporting currency."""
+    total = Decimal(0)
+    for amount in amounts:
+        _require_money("order amount", amount)
+        total += amount
+    return total
+
+
+def average_order_value(revenue: Decimal, orders: int) -> Decimal | None:
+    """Average order value (客单价) = revenue / number of orders."""
+    _require_money("revenue", revenue)
+    _require_count("orders", orders)
+    return _ratio(revenue, orders)
+
+
+def repeat_purchase_rate(repeat_buyers: int, buyers: int) -> Decimal | None:
+    """Repeat purchase rate (复购率) = customers with 2+ orders in the window / customers with
+    1+ order in the window (both counted over the same window). A fraction in [0, 1]."""
+    _require_count("repeat_buyers", repeat_buyers)
+    _require_count("buyers", buyers)
+    _require_part("repeat_buyers", repeat_buyers, "buyers", buyers)
+    return _ratio(repeat_buyers, buyers)
+
+
+def repeat_purchase_rate_from_order_counts(order_counts: Iterable[int]) -> Decimal | None:
+    """`repeat_purchase_rate` from each customer's number of orders in the window.
+    Customers with 0 orders are not buyers and are ignored."""
+    buyers = repeat_buyers = 0
+    for count in order_counts:
+        _require_count("order count", count)
+        if count >= 1:
+            buyers += 1
+        if count >= REPEAT_MIN_ORDERS:
+            repeat_buyers += 1
+    return repeat_purchase_rate(repeat_buyers, buyers)
+
+
+def growth_rate(current: Number, previous: Number) -> Decimal | None:
+    """Period-over-period growth (增长率) = (current - previous) / previous, a fraction
+    (0.1 = +10 %). Meant for positive bases (revenue, orders, CLTV): with a negative previous
+    value the sign of the result is not meaningful."""
+    _require_number("current", current)
+    _require_number("previous", previous)
+    return _ratio(Decimal(current) - Decimal(previous), previous)
+
+
+# --------------------------------------------------------------------------- acquisition, churn
+
+
+def customer_acquisition_cost(marketing_spend: Decimal, new_customers: int) -> Decimal | None:
+    """CAC (获客成本) = marketing spend in the period / new customers acquired in the period
+    (DOMAIN.md section 7; the standard "blended" CAC, all marketing spend over all new
+    customers, whatever their channel)."""
+    _require_money("marketing_spend", marketing_spend)
+    if marketing_spend < 0:
+        raise ValueError(f"marketing_spend must not be negative, got {marketing_spend}")
+    _require_count("new_customers", new_customers)
+    return _ratio(marketing_spend, new_customers)
+
+
+def churn_rate(customers_lost: int, customers_at_start: int) -> Decimal | None:
+    """Churn rate (流失率) = customers lost in the period / customers at the period's start.
+
+    A customer is lost when their inactivity window (configurable, DOMAIN.md section 7) ends
+    inside the period. Only customers of the starting base count as lost, so the rate is a
+    fraction in [0, 1]; a customer both acquired and lost inside the period is not counted.
+    """
+    _require_count("customers_lost", customers_lost)
+    _require_count("customers_at_start", customers_at_start)
+    _require_part("customers_lost", customers_lost, "customers_at_start", customers_at_start)
+    return _ratio(customers_lost, customers_at_start)
+
+
+def retention_rate(
+    customers_at_end: int, new_customers: int, customers_at_start: int
+) -> Decimal | None:
+    """Retention rate (客户保持率/留存率) = (customers at end - new customers) / customers at start.
+
+    The definition given in V. Kumar & W. Reinartz, "Customer Relationship Management"
+    (Springer), the usual textbook form (E - N) / S. It is not 1 - churn_rate in general: new
+    customers lost inside the period lower it, and it can then even be negative. Count
+    customers at end and new customers with the same inactivity window as churn.
+    """
+    _require_count("customers_at_end", customers_at_end)
+    _require_count("new_customers", new_customers)
+    _require_count("customers_at_start", customers_at_start)
+    return _ratio(customers_at_end - new_customers, customers_at_start)
+
+
+# --------------------------------------------------------------------------- satisfaction
+
+
+def _tally(scores: Scores, scale: tuple[int, int], what: str) -> Counter[int]:
+    """Number of responses per score, checking every score is an int on the scale."""
+    pairs = scores.items() if isinstance(scores, Mapping) else ((s, 1) for s in scores)
+    low, high = scale
+    tally: Counter[int] = Counter()
+    for score, count in pairs:
+        if isinstance(score, bool) or not isinstance(score, int) or not low <= score <= high:
+            raise ValueError(f"{what} score must be an int in {low}..{high}, got {score!r}")
+        _require_count(f"number of {what} responses", count)
+        tally[score] += count
+    return tally
+
+
+def _count_between(tally: Counter[int], low: int, high: int) -> int:
+    return sum(count for score, count in tally.items() if low <= score <= high)
+
+
+def _percent(part: int, whole: int) -> Decimal | None:
+    """100 * part / whole with a single division (one rounding); None when whole is 0."""
+    return _ratio(part * 100, whole)
+
+
+def net_promoter_score(scores: Scores) -> Decimal | None:
+    """Net Promoter Score (净推荐值) = % promoters (9-10) - % detractors (0-6) on the 0-10
+    "how likely are you to recommend us" question; a number in [-100, 100].
+
+    Source: F. F. Reichheld, "The One Number You Need to Grow", Harvard Business Review,
+    December 2003. None when there is no response.
+    """
+    tally = _tally(scores, NPS_SCALE, "NPS")
+    promoters = _count_between(tally, NPS_PROMOTER_MIN, NPS_SCALE[1])
+    detractors = _count_between(tally, NPS_SCALE[0], NPS_DETRACTOR_MAX)
+    return _percent(promoters - detractors, tally.total())
+
+
+def customer_satisfaction_score(scores: Scores) -> Decimal | None:
+    """CSAT (客户满意度) = % of responses that are 4 or 5 on a 1-5 satisfaction question; a
+    number in [0, 100].
+
+    The "top-two-box" CSAT, the common industry convention and the one DOMAIN.md section 7
+    prescribes. (It is not the ACSI, which is a 0-100 index from a model over 1-10 ratings.)
+    None when there is no response.
+    """
+    tally = _tally(scores, CSAT_SCALE, "CSAT")
+    return _percent(_count_between(tally, CSAT_SATISFIED_MIN, CSAT_SCALE[1]), tally.total())
+
+
+def complaint_feedback_score(
+    scores: Scores, scale: tuple[int, int] = FEEDBACK_SCALE
+) -> Decimal | None:
+    """Complaint feedback score (投诉处理满意度) = arithmetic mean of the answers to the
+    follow-up question of complaint-handling step 7 (DOMAIN.md section 5), on `scale`.
+    None when there is no response."""
+    tally = _tally(scores, scale, "feedback")
+    total = sum(score * count for score, count in tally.items())
+    return _ratio(total, tally.total())
+
+
+# --------------------------------------------------------------------------- service quality
+
+
+def resolution_rate(resolved: int, received: int) -> Decimal | None:
+    """Resolution rate (投诉解决率) = complaints resolved / complaints received, a fraction in
+    [0, 1]. Cohort definition: of the complaints received in the period, the share resolved
+    by the time of the report."""
+    _require_count("resolved", resolved)
+    _require_count("received", received)
+    _require_part("resolved", resolved, "received", received)
+    return _ratio(resolved, received)
+
+
+def sla_compliance(met: int, breached: int) -> Decimal | None:
+    """SLA compliance (SLA达标率) = targets met / (targets met + targets breached), a fraction
+    in [0, 1]. Count only targets whose outcome is known (met, or breached); a target still
+    running is neither."""
+    _require_count("met", met)
+    _require_count("breached", breached)
+    return _ratio(met, met + breached)
+
+
+def percentile_cont(durations: Sequence[timedelta], fraction: float) -> timedelta | None:
+    """The `fraction` percentile (0..1) of `durations` by linear interpolation between the two
+    nearest ranks, the same method as PostgreSQL's `percentile_cont(fraction) WITHIN GROUP
+    (ORDER BY duration)` (and numpy's default "linear"): with the n values sorted and
+    position = fraction * (n - 1), the result is v[floor] + (v[ceil] - v[floor]) *
+    (position - floor). Rounded half-to-even to the microsecond (PostgreSQL's interval
+    arithmetic may differ by 1 microsecond). None when empty."""
+    share = Fraction(str(fraction))
+    if not 0 <= share <= 1:
+        raise ValueError(f"fraction must be between 0 and 1, got {fraction}")
+    ordered = sorted(_microseconds(d) for d in durations)
+    if not ordered:
+        return None
+    position = share * (len(ordered) - 1)
+    lower, upper = ordered[math.floor(position)], ordered[math.ceil(position)]
+    value = lower + (upper - lower) * (position - math.floor(position))
+    return timedelta(microseconds=round(value))
+
+
+def _microseconds(duration: timedelta) -> int:
+    if duration < timedelta(0):
+        raise ValueError(f"a duration must not be negative, got {duration}")
+    return duration // _ONE_MICROSECOND
+
+
+def median_duration(durations: Sequence[timedelta]) -> timedelta | None:
+    """Median (中位数) of response or handling times: `percentile_cont(durations, 0.5)`."""
+    return percentile_cont(durations, 0.5)
+
+
+def p90_duration(durations: Sequence[timedelta]) -> timedelta | None:
+    """90th percentile (P90) of response or handling times: `percentile_cont(durations, 0.9)`."""
+    return percentile_cont(durations, 0.9)
+
+
+# --------------------------------------------------------------------------- relationship depth
+
+
+def interactions_per_customer(interactions: int, customers: int) -> Decimal | None:
+    """Interactions per customer (人均互动次数) = interactions in the period / customers in the
+    population measured (the caller's slice: e.g. active customers of a tier)."""
+    _require_count("interactions", interactions)
+    _require_count("customers", customers)
+    return _ratio(interactions, customers)
+
+
+# --------------------------------------------------------------------------- periods
+
+
+class Granularity(StrEnum):
+    DAY = "day"
+    WEEK = "week"  # ISO 8601 week, starting on Monday
+    MONTH = "month"
+
+
+def local_date(moment: datetime, zone: tzinfo) -> date:
+    """The calendar date of an aware timestamp in the reporting time zone."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("moment must be timezone-aware")
+    return moment.astimezone(zone).date()
+
+
+def period_start(day: date, granularity: Granularity) -> date:
+    """The first day of the period containing `day`: the day itself, the Monday of its ISO
+    week, or the first of its month. A datetime is reduced to its own date part."""
+    day = date(day.year, day.month, day.day)
+    match Granularity(granularity):
+        case Granularity.DAY:
+            return day
+        case Granularity.WEEK:
+            return day - timedelta(days=day.weekday())
+        case Granularity.MONTH:
+            return day.replace(day=1)
+
+
+def next_period_start(day: date, granularity: Granularity) -> date:
+    """The first day of the period after the one containing `day`."""
+    start = period_start(day, granularity)
+    match Granularity(granularity):
+        case Granularity.DAY:
+            return start + timedelta(days=1)
+        case Granularity.WEEK:
+            return start + timedelta(weeks=1)
+        case Granularity.MONTH:
+            return date(start.year + start.month // 12, start.month % 12 + 1, 1)
+
+
+def period_starts(first: date, last: date, granularity: Granularity) -> list[date]:
+    """Start of every period that contains a day of first..last (both inclusive), in order;
+    empty when last is before first."""
+    if last < first:
+        return []
+    starts = [period_start(first, granularity)]
+    final = period_start(last, granularity)
+    while starts[-1] < final:
+        starts.append(next_period_start(starts[-1], granularity))
+    return starts
+
+
+# --------------------------------------------------------------------------- registry
+
+
+class Unit(StrEnum):
+    MONEY = "money"  # reporting currency (CommonSettings.reporting_currency)
+    COUNT = "count"
+    RATIO = "ratio"  # fraction: 0.25 means 25 %
+    PERCENT = "percent"  # 0..100
+    NPS_POINTS = "nps_points"  # -100..100
+    SCORE = "score"  # mean of answers, on the question's scale
+    DURATION = "duration"
+    PER_CUSTOMER = "per_customer"
+
+
+@dataclass(frozen=True, slots=True)
+class KpiInfo:
+    label_en: str
+    label_zh: str
+    unit: Unit
+    formula: str
+    source: str
+
+
+_DOMAIN = "DOMAIN.md section 7"
+_PERCENTILE = (
+    "linear interpolation between nearest ranks at position q*(n-1), as PostgreSQL percentile_cont"
+)
+
+KPI_REGISTRY: Final[dict[str, KpiInfo]] = {
+    "revenue": KpiInfo(
+        "Revenue", "营业额", Unit.MONEY, "sum of order amounts in the period", _DOMAIN
+    ),
+    "orders": KpiInfo("Orders", "订单数", Unit.COUNT, "number of orders in the period", _DOMAIN),
+    "average_order_value": KpiInfo(
+        "Average order value", "客单价", Unit.MONEY, "revenue / orders", _DOMAIN
+    ),
+    "repeat_purchase_rate": KpiInfo(
+        "Repeat purchase rate",
+        "复购率",
+        Unit.RATIO,
+        "customers with 2+ orders / customers with 1+ order, in the window",
+        _DOMAIN,
+    ),
+    "growth_rate": KpiInfo(
+        "Growth rate",
+        "增长率",
+        Unit.RATIO,
+        "(current period - previous period) / previous period",
+        _DOMAIN,
+    ),
+    "cac": KpiInfo(
+        "Customer acquisition cost",
+        "获客成本",
+        Unit.MONEY,
+        "marketing spend / new customers in the period",
+        _DOMAIN,
+    ),
+    "churn_rate": KpiInfo(
+        "Churn rate",
+        "流失率",
+        Unit.RATIO,
+        "customers lost in the period (inactivity window) / customers at its start",
+        _DOMAIN,
+    ),
+    "retention_rate": KpiInfo(
+        "Retention rate",
+        "客户保持率",
+        Unit.RATIO,
+        "(customers at end - new customers) / customers at start",
+        "V. Kumar & W. Reinartz, Customer Relationship Management (Springer)",
+    ),
+    "nps": KpiInfo(
+        "Net Promoter Score",
+        "净推荐值",
+        Unit.NPS_POINTS,
+        "% of 9-10 answers - % of 0-6 answers on a 0-10 question",
+        'F. F. Reichheld, "The One Number You Need to Grow", Harvard Business Review, 2003',
+    ),
+    "csat": KpiInfo(
+        "Customer satisfaction (CSAT)",
+        "客户满意度",
+        Unit.PERCENT,
+        "% of 4-5 answers on a 1-5 question (top-two-box)",
+        _DOMAIN,
+    ),
+    "complaint_feedback_score": KpiInfo(
+        "Complaint feedback score",
+        "投诉处理满意度",
+        Unit.SCORE,
+        "mean of the answers to the complaint follow-up question (1-5)",
+        "DOMAIN.md section 5, step 7",
+    ),
+    "resolution_rate": KpiInfo(
+        "Resolution rate",
+        "投诉解决率",
+        Unit.RATIO,
+        "complaints resolved / complaints received in the period",
+        _DOMAIN,
+    ),
+    "sla_compliance": KpiInfo(
+        "SLA compliance",
+        "SLA达标率",
+        Unit.RATIO,
+        "targets met / (targets met + targets breached)",
+        _DOMAIN,
+    ),
+    "median_duration": KpiInfo(
+        "Median time (response or handling)",
+        "时长中位数",
+        Unit.DURATION,
+        "50th percentile, " + _PERCENTILE,
+        _DOMAIN,
+    ),
+    "p90_duration": KpiInfo(
+        "90th percentile time (response or handling)",
+        "时长P90",
+        Unit.DURATION,
+        "90th percentile, " + _PERCENTILE,
+        _DOMAIN,
+    ),
+    "interactions_per_customer": KpiInfo(
+        "Interactions per customer",
+        "人均互动次数",
+        Unit.PER_CUSTOMER,
+        "interactions in the period / customers in the population",
+        _DOMAIN,
+    ),
+}

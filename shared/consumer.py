@@ -1,0 +1,345 @@
+"""The one consumer runtime: poll, decode, dedupe, apply, store offsets, dead-letter.
+
+A service hands it a `Projection` (its topics and a `store` that writes a batch of fresh
+events); the runtime owns everything else. Exactly-once effect comes from two rules:
+
+1. The next offset of every partition is written in the same PostgreSQL transaction as the
+   read-model rows, and on assignment the consumer seeks to it (Kafka's own committed
+   offsets are never used).
+2. Every applied event id is recorded in that transaction too, so an event delivered twice
+   (the outbox relay is at-least-once) is applied once.
+
+A broker that lost its log (the embedded broker keeps topics in memory) is detected per
+partition and the partition is re-read from its start; rule 2 makes that safe:
+- on assignment we seek to the last applied record and compare its fingerprint (the value's
+  hash and the relay's log epoch header): a different record means a different log;
+- a partition whose high watermark is below the position we need means a shorter log (a
+  Kafka broker answers OffsetOutOfRange instead, and `auto_offset_reset` handles it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+
+from shared import kafka, metrics
+from shared.events import Event, InvalidEvent, Topic, ValidationContext, decode_event
+from shared.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+EPOCH_HEADER = "crm-epoch"
+
+
+class Projection(Protocol):
+    """What a service gives the runtime."""
+
+    name: str  # the consumer group, and the key of its offsets and applied ids
+    topics: Sequence[str]
+
+    async def store(self, conn: asyncpg.Connection, events: list[Event]) -> None:
+        """Fold `events` (new ids only, in partition order) into the read model, in `conn`'s
+        open transaction."""
+
+
+def fingerprint(record: ConsumerRecord[bytes, bytes]) -> bytes:
+    epoch = next((v for k, v in record.headers if k == EPOCH_HEADER), b"")
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(epoch)
+    digest.update(b"\x00")
+    digest.update(record.value or b"")
+    return digest.digest()
+
+
+@dataclass
+class _Expected:
+    """A partition whose last applied record must be checked before going on."""
+
+    next_offset: int
+    fingerprint: bytes | None
+
+
+@dataclass
+class ConsumerStatus:
+    running: bool = False
+    assigned: list[str] = field(default_factory=list)
+    lag: dict[str, int] = field(default_factory=dict)
+    last_poll: float = 0.0
+    last_error: str | None = None
+
+    @property
+    def total_lag(self) -> int:
+        return sum(self.lag.values())
+
+
+class ConsumerRuntime:
+    def __init__(
+        self,
+        settings: CommonSettings,
+        pool: asyncpg.Pool,
+        projection: Projection,
+        validation: ValidationContext,
+    ) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._projection = projection
+        self._validation = validation
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._batch_lock = asyncio.Lock()  # a rebalance waits for the batch in flight
+        self._expected: dict[TopicPartition, _Expected] = {}
+        self._next: dict[TopicPartition, int] = {}
+        self._last_truncation_check = 0.0
+        self.status = ConsumerStatus()
+
+    @property
+    def name(self) -> str:
+        return self._projection.name
+
+    async def start(self) -> None:
+        await kafka.ensure_topics(self._settings)
+        self._producer = kafka.producer(self._settings)
+        await self._producer.start()
+        self._consumer = kafka.consumer(self._settings, self.name)
+        await self._consumer.start()
+        self._consumer.subscribe(list(self._projection.topics), listener=_Listener(self))
+        self._task = asyncio.create_task(self._run(), name=f"consumer:{self.name}")
+
+    async def stop(self) -> None:
+        """Finish the batch in flight, commit it, and leave the group."""
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        self.status.running = True
+        backoff = 0.1
+        while not self._stopping.is_set():
+            try:
+                batches = await self._consumer.getmany(
+                    timeout_ms=200, max_records=self._settings.consumer_max_batch
+                )
+                self.status.last_poll = time.monotonic()
+                async with self._batch_lock:
+                    if batches:
+                        await self._apply(batches)
+                    await self._check_truncation(set(batches))
+                    self._update_lag()
+                self.status.last_error = None
+                backoff = 0.1
+            except Exception as error:  # the loop must survive a database or broker outage
+                self.status.last_error = f"{type(error).__name__}: {error}"
+                log.exception("consumer batch failed; retrying", extra={"consumer": self.name})
+                await self._rewind_to_committed()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        self.status.running = False
+
+    async def _apply(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        started = time.perf_counter()
+        events: list[Event] = []
+        dead: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
+        positions: dict[TopicPartition, tuple[int, bytes]] = {}
+        for tp, records in batches.items():
+            records = self._verified(tp, records)
+            for record in records:
+                try:
+                    events.append(decode_event(record.value or b"", self._validation))
+                except InvalidEvent as error:
+                    dead.append((record, str(error)))
+            if records:
+                positions[tp] = (records[-1].offset + 1, fingerprint(records[-1]))
+        if not positions:
+            return
+        # Dead letters are sent before the offsets commit: a crash in between re-sends them
+        # (at-least-once to the dead-letter topic) but never loses one.
+        await self._dead_letter(dead)
+        fresh = await self._commit(events, positions)
+        for tp, (next_offset, _) in positions.items():
+            self._next[tp] = next_offset
+        self._count(events, fresh, dead)
+        metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+
+    def _verified(
+        self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> list[ConsumerRecord[bytes, bytes]]:
+        """Drop the already-applied record we seeked to, or restart a partition whose log
+        is not the one we applied."""
+        expected = self._expected.pop(tp, None)
+        if expected is None or not records:
+            return records
+        first = records[0]
+        if first.offset == expected.next_offset - 1 and fingerprint(first) == expected.fingerprint:
+            return records[1:]
+        self._restart_partition(tp, f"record at {first.offset} differs from the one applied")
+        return []
+
+    def _restart_partition(self, tp: TopicPartition, why: str) -> None:
+        assert self._consumer is not None
+        log.warning(
+            "partition log differs from the one applied (broker data loss?); re-reading it",
+            extra={"consumer": self.name, "topic": tp.topic, "partition": tp.partition, "why": why},
+        )
+        metrics.LOG_RESETS.labels(self.name, tp.topic).inc()
+        self._expected.pop(tp, None)
+        self._next[tp] = 0
+        self._consumer.seek(tp, 0)
+
+    async def _commit(
+        self, events: list[Event], positions: dict[TopicPartition, tuple[int, bytes]]
+    ) -> list[Event]:
+        unique = list({e.id: e for e in reversed(events)}.values())[::-1]  # first of each id
+        async with self._pool.acquire() as conn, conn.transaction():
+            fresh_ids = {
+                r["event_id"]
+                for r in await conn.fetch(
+                    "INSERT INTO applied_events (consumer, event_id) "
+                    "SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING RETURNING event_id",
+                    self.name,
+                    [e.id for e in unique],
+                )
+            }
+            fresh = [e for e in unique if e.id in fresh_ids]
+            if fresh:
+                await self._projection.store(conn, fresh)
+            await conn.execute(
+                "INSERT INTO consumer_offsets (consumer, topic, partition, next_offset, fingerprint)"
+                " SELECT $1, t, p, o, f FROM unnest($2::text[], $3::int[], $4::bigint[], $5::bytea[])"
+                " AS u(t, p, o, f) ON CONFLICT (consumer, topic, partition) DO UPDATE SET"
+                " next_offset = EXCLUDED.next_offset, fingerprint = EXCLUDED.fingerprint,"
+                " updated_at = now()",
+                self.name,
+                [tp.topic for tp in positions],
+                [tp.partition for tp in positions],
+                [pos for pos, _ in positions.values()],
+                [fp for _, fp in positions.values()],
+            )
+        return fresh
+
+    async def _dead_letter(self, dead: list[tuple[ConsumerRecord[bytes, bytes], str]]) -> None:
+        if not dead:
+            return
+        assert self._producer is not None
+        futures = []
+        for record, reason in dead:
+            headers = [
+                ("crm-error", reason[:4000].encode()),
+                ("crm-source-topic", record.topic.encode()),
+                ("crm-source-partition", str(record.partition).encode()),
+                ("crm-source-offset", str(record.offset).encode()),
+                ("crm-consumer", self.name.encode()),
+            ]
+            futures.append(
+                await self._producer.send(
+                    Topic.DEADLETTER, value=record.value, key=record.key, headers=headers
+                )
+            )
+            log.warning(
+                "dead-lettered a record",
+                extra={"consumer": self.name, "topic": record.topic, "offset": record.offset,
+                       "reason": reason[:500]},
+            )
+        await asyncio.gather(*futures)
+
+    def _count(self, events: list[Event], fresh: list[Event], dead: list[Any]) -> None:
+        for event in fresh:
+            metrics.EVENTS_APPLIED.labels(self.name, event.topic).inc()
+        if len(events) > len(fresh):
+            metrics.EVENTS_DUPLICATE.labels(self.name).inc(len(events) - len(fresh))
+        for record, _ in dead:
+            metrics.EVENTS_DEADLETTERED.labels(self.name, record.topic).inc()
+
+    async def _check_truncation(self, polled: set[TopicPartition]) -> None:
+        """A partition whose log ends before the position we need was truncated (broker loss).
+
+        Checked for idle partitions about once a second: the high watermark comes with every
+        fetch response, even an empty one, so this costs no request.
+        """
+        now = time.monotonic()
+        if now - self._last_truncation_check < 1.0:
+            return
+        self._last_truncation_check = now
+        assert self._consumer is not None
+        for tp in self._consumer.assignment() - polled:
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:
+                continue
+            expected = self._expected.get(tp)
+            needed = expected.next_offset if expected else self._next.get(tp, 0)
+            if highwater < needed:
+                self._restart_partition(tp, f"log ends at {highwater}, we need {needed}")
+
+    def _update_lag(self) -> None:
+        assert self._consumer is not None
+        lag: dict[str, int] = {}
+        for tp in self._consumer.assignment():
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:
+                continue
+            value = max(highwater - self._next.get(tp, 0), 0)
+            lag[f"{tp.topic}/{tp.partition}"] = value
+            metrics.CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(value)
+        self.status.lag = lag
+
+    async def _rewind_to_committed(self) -> None:
+        """After a failed batch, go back to what PostgreSQL says was applied."""
+        try:
+            async with self._batch_lock:
+                await self._seek_to_stored(self._consumer.assignment() if self._consumer else set())
+        except Exception:
+            log.exception("cannot rewind to stored offsets", extra={"consumer": self.name})
+
+    async def _seek_to_stored(self, assigned: set[TopicPartition]) -> None:
+        assert self._consumer is not None
+        rows = await self._pool.fetch(
+            "SELECT topic, partition, next_offset, fingerprint FROM consumer_offsets "
+            "WHERE consumer = $1",
+            self.name,
+        )
+        stored = {TopicPartition(r["topic"], r["partition"]): r for r in rows}
+        self._expected.clear()
+        for tp in assigned:
+            row = stored.get(tp)
+            if row is None or row["next_offset"] == 0:
+                self._next[tp] = 0
+                self._consumer.seek(tp, 0)
+                continue
+            next_offset = row["next_offset"]
+            self._next[tp] = next_offset
+            self._expected[tp] = _Expected(next_offset, row["fingerprint"])
+            self._consumer.seek(tp, next_offset - 1)
+        self.status.assigned = sorted(f"{tp.topic}/{tp.partition}" for tp in assigned)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, runtime: ConsumerRuntime) -> None:
+        self._runtime = runtime
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Wait for the batch in flight to commit; its offsets are then in PostgreSQL.
+        async with self._runtime._batch_lock:
+            self._runtime.status.assigned = []
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        async with self._runtime._batch_lock:
+            await self._runtime._seek_to_stored(assigned)
+        log.info(
+            "partitions assigned",
+            extra={"consumer": self._runtime.name, "count": len(assigned)},
+        )

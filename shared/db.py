@@ -1,0 +1,84 @@
+"""PostgreSQL pool and schema migrations, one schema per service.
+
+Migrations are plain numbered SQL files in `services/<name>/migrations/`. A dozen lines of
+code apply them under an advisory lock (so several instances can start at once); a migration
+framework would bring an ORM-sized dependency for what is a sorted list of files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from pathlib import Path
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+Pool = asyncpg.Pool
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # jsonb comes back as text and goes in as text: callers serialise with orjson themselves.
+    await conn.set_type_codec("jsonb", encoder=str, decoder=str, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
+    """A pool whose connections see `schema` first: a service's SQL names its tables bare."""
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        command_timeout=60,
+        server_settings={"search_path": f"{schema},public"},
+    )
+    assert pool is not None
+    return pool
+
+
+def _lock_key(schema: str) -> int:
+    return zlib.crc32(f"migrations:{schema}".encode())
+
+
+CONSUMER_MIGRATIONS = Path(__file__).parent / "migrations" / "consumer"
+OUTBOX_MIGRATIONS = Path(__file__).parent / "migrations" / "outbox"
+
+
+async def migrate(pool: Pool, schema: str, *directories: Path) -> list[str]:
+    """Apply the SQL files of `directories` not yet applied to `schema`; return their names.
+
+    Files are applied in order of their names across all directories, so the shared runtime's
+    `000_*` tables come before a service's `001_*`.
+    """
+    applied_now: list[str] = []
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", _lock_key(schema))
+        try:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            await conn.execute(
+                f'CREATE TABLE IF NOT EXISTS "{schema}".schema_migrations '
+                "(name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {
+                r["name"]
+                for r in await conn.fetch(f'SELECT name FROM "{schema}".schema_migrations')
+            }
+            files = sorted((p for d in directories for p in d.glob("*.sql")), key=lambda p: p.name)
+            for path in files:
+                if path.name in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(f'SET LOCAL search_path TO "{schema}", public')
+                    await conn.execute(path.read_text())
+                    await conn.execute(
+                        f'INSERT INTO "{schema}".schema_migrations (name) VALUES ($1)', path.name
+                    )
+                applied_now.append(path.name)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _lock_key(schema))
+    if applied_now:
+        log.info("applied migrations", extra={"schema": schema, "migrations": applied_now})
+    return applied_now

@@ -1,0 +1,130 @@
+"""`make run`: broker, PostgreSQL and the four services on this machine; Ctrl-C stops all.
+
+KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL, when set, replace the embedded broker and
+database. PostgreSQL data stays under ./.data; the embedded broker keeps topics in memory,
+so each start is a broker data loss that the outbox relay repairs by publishing the event
+store again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from shared.embedded import Broker, Database, service_environment
+
+SERVICES = (("ingest", 8001), ("scoring", 8002), ("complaints", 8003), ("reporting", 8004))
+READY_TIMEOUT = 60.0
+
+
+@dataclass
+class Running:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def start_services(env: dict[str, str], log_dir: Path, ports: dict[str, int]) -> list[Running]:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    running = []
+    for name, _ in SERVICES:
+        log_file = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the child
+        process = subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}"],
+            env={**env, "PORT": str(ports[name])},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        running.append(Running(name, ports[name], process))
+    return running
+
+
+def is_ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def wait_ready(services: list[Running], timeout: float = READY_TIMEOUT) -> list[str]:
+    """Names of the services still not ready at the deadline (empty: all ready)."""
+    deadline = time.monotonic() + timeout
+    waiting = {s.name: s for s in services}
+    while waiting and time.monotonic() < deadline:
+        for name, service in list(waiting.items()):
+            if service.process.poll() is not None:
+                raise RuntimeError(f"{name} exited with code {service.process.returncode}")
+            if is_ready(service.url):
+                del waiting[name]
+        time.sleep(0.2)  # polling readiness, bounded by the deadline
+    return sorted(waiting)
+
+
+def stop_all(services: list[Running]) -> None:
+    for service in services:
+        if service.process.poll() is None:
+            service.process.send_signal(signal.SIGTERM)
+    for service in services:
+        try:
+            service.process.wait(15)
+        except subprocess.TimeoutExpired:
+            service.process.kill()
+
+
+def main() -> None:
+    data = Path(os.environ.get("CRM_DATA_DIR", ".data")).resolve()
+    broker: Broker | None = None
+    database: Database | None = None
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        broker = Broker(port=int(os.environ.get("CRM_BROKER_PORT", "9092")),
+                        log_path=data / "logs" / "broker.log")
+        (data / "logs").mkdir(parents=True, exist_ok=True)
+        broker.start()
+        bootstrap = broker.bootstrap
+    database_url = os.environ.get("DATABASE_URL")
+    if not database_url:
+        database = Database(data / "postgres").start()
+        database_url = database.dsn
+    ports = {name: int(os.environ.get(f"{name.upper()}_PORT", port)) for name, port in SERVICES}
+    services = start_services(service_environment(bootstrap, database_url), data / "logs", ports)
+
+    def shutdown(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, shutdown)
+    try:
+        print(f"broker    {bootstrap}\ndatabase  {database_url}\nlogs      {data / 'logs'}")
+        late = wait_ready(services)
+        for service in services:
+            state = "NOT READY" if service.name in late else "ready"
+            print(f"{service.name:<11} {service.url}  (docs {service.url}/docs)  {state}")
+        print("Ctrl-C stops everything.", flush=True)
+        while all(s.process.poll() is None for s in services):
+            time.sleep(0.5)  # supervising children until Ctrl-C
+        dead = [s.name for s in services if s.process.poll() is not None]
+        print(f"stopped: {', '.join(dead)} exited; see the logs", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\nstopping...")
+    finally:
+        stop_all(services)
+        if broker is not None:
+            broker.stop()
+        if database is not None:
+            database.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,482 @@
+"""The CloudEvents envelope and every v1 event type, with their topics and validation.
+
+One module is the contract between the services and every system that publishes to our
+topics: `validate_event` is used by ingest on HTTP input and by every consumer on what it
+reads, so both sides accept and reject exactly the same things.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
+SCHEMA_VERSION_ATTRIBUTE = "schemaversion"
+MAX_AMOUNT = Decimal("1000000000000")  # 1e12 in any currency: beyond it, an input error
+
+
+class Topic(StrEnum):
+    CUSTOMERS = "crm.customers"
+    PURCHASES = "crm.purchases"
+    INTERACTIONS = "crm.interactions"
+    COMPLAINTS = "crm.complaints"
+    SURVEYS = "crm.surveys"
+    MARKETING = "crm.marketing"
+    DERIVED = "crm.derived"  # events the services derive (tier changes, SLA breaches, alerts)
+    DEADLETTER = "crm.deadletter"
+
+
+# ISO 4217 active codes (list of 2025, incl. XCG and ZWG). Embedded rather than depending on
+# pycountry: that package is 8 MB of data for the 180 codes we need.
+ISO_4217 = frozenset(
+    """AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD
+    BTN BWP BYN BZD CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUC CUP CVE CZK DJF DKK DOP DZD
+    EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR
+    ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD
+    MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR
+    PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL
+    THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW UZS VED VES VND VUV WST XAF
+    XAG XAU XBA XBB XBC XBD XCD XCG XDR XOF XPD XPF XPT XSU XTS XUA XXX YER ZAR ZMW ZWG ZWL""".split()
+)
+
+ShortText = Annotated[str, Field(min_length=1, max_length=200)]
+LongText = Annotated[str, Field(max_length=10_000)]
+Identifier = Annotated[str, Field(min_length=1, max_length=128)]
+Amount = Annotated[
+    Decimal, Field(ge=0, le=MAX_AMOUNT, max_digits=22, decimal_places=6, allow_inf_nan=False)
+]
+InteractionChannel = Literal["phone", "email", "chat", "social", "video", "visit", "sms"]
+ContactMethod = Literal["phone", "email", "sms", "chat", "social", "visit"]
+ComplaintChannel = Literal["hotline", "online_form", "chat", "email", "social_media", "store_box"]
+ComplaintCategory = Literal[
+    "service_attitude",
+    "service_quality",
+    "product_quality",
+    "price_billing",
+    "communication",
+    "delivery",
+    "other",
+]
+Priority = Literal["low", "medium", "high", "urgent"]
+Relationship = Literal["prospect", "new", "current", "lapsed", "reluctant"]
+ChurnReason = Literal["price", "competitor", "service_quality", "product_quality", "other"]
+
+
+class EventData(BaseModel):
+    """Base of every event's `data`: immutable, and unknown fields are an error (typos)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class MonetaryData(EventData):
+    """Money as a decimal with its ISO 4217 currency.
+
+    A deployment reports in one currency; an amount in another one must carry
+    `reporting_amount`, its value converted by the sender.
+    """
+
+    amount: Amount
+    currency: str = Field(min_length=3, max_length=3, examples=["USD"])
+    reporting_amount: Amount | None = None
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str) -> str:
+        if value not in ISO_4217:
+            raise ValueError(f"'{value}' is not an ISO 4217 currency code")
+        return value
+
+    @model_validator(mode="after")
+    def _convertible(self, info: ValidationInfo) -> MonetaryData:
+        reporting = (info.context or {}).get("reporting_currency")
+        if reporting and self.currency != reporting and self.reporting_amount is None:
+            raise ValueError(
+                f"reporting_amount is required when currency {self.currency} differs from "
+                f"the reporting currency {reporting}"
+            )
+        return self
+
+    @property
+    def value(self) -> Decimal:
+        """The amount in the reporting currency."""
+        return self.amount if self.reporting_amount is None else self.reporting_amount
+
+
+class CustomerProfile(EventData):
+    kind: Literal["individual", "organisation"] | None = None
+    name: ShortText | None = None
+    birth_year: int | None = Field(default=None, ge=1900, le=2100)
+    gender: Literal["female", "male", "other", "unspecified"] | None = None
+    occupation: ShortText | None = None
+    address: Annotated[str, Field(max_length=500)] | None = None
+    phone: Annotated[str, Field(max_length=50)] | None = None
+    fax: Annotated[str, Field(max_length=50)] | None = None
+    email: Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
+    industry: ShortText | None = None
+    size: Annotated[str, Field(max_length=50)] | None = None
+    segment: Annotated[str, Field(max_length=64)] | None = None
+    acquisition_channel: Annotated[str, Field(max_length=64)] | None = None
+    preferred_contact: ContactMethod | None = None
+    consent: dict[Annotated[str, Field(max_length=32)], bool] | None = Field(
+        default=None, max_length=20
+    )
+    relationship: Relationship | None = None
+    reason: ChurnReason | None = None  # why a customer is reluctant or lapsed
+
+
+class CustomerRegistered(CustomerProfile):
+    kind: Literal["individual", "organisation"] = "individual"
+    name: ShortText
+
+
+class CustomerUpdated(CustomerProfile):
+    @model_validator(mode="after")
+    def _changes_something(self) -> CustomerUpdated:
+        if not self.model_fields_set:
+            raise ValueError("an update must set at least one field")
+        return self
+
+
+class LineItem(EventData):
+    sku: Identifier
+    name: ShortText | None = None
+    category: Annotated[str, Field(max_length=64)] | None = None
+    quantity: int = Field(default=1, ge=1, le=1_000_000)
+    unit_price: Amount | None = None
+
+
+class PurchaseCompleted(MonetaryData):
+    order_id: Identifier
+    channel: Annotated[str, Field(max_length=64)] | None = None
+    items: list[LineItem] = Field(default_factory=list, max_length=500)
+
+
+class PurchaseRefunded(MonetaryData):
+    order_id: Identifier
+    reason: ChurnReason | None = None
+
+
+class InteractionLogged(EventData):
+    channel: InteractionChannel
+    direction: Literal["inbound", "outbound"]
+    synchronous: bool | None = None
+    handled_by: Literal["human", "bot"] = "human"
+    topic: Annotated[str, Field(max_length=64)] | None = None
+    outcome: Annotated[str, Field(max_length=64)] | None = None
+    duration_seconds: int | None = Field(default=None, ge=0, le=7 * 86_400)
+    agent_id: Identifier | None = None
+    sentiment: Literal["negative", "neutral", "positive"] | None = None
+
+
+class ComplaintEvent(EventData):
+    complaint_id: Identifier
+
+
+class ComplaintOpened(ComplaintEvent):
+    channel: ComplaintChannel
+    category: ComplaintCategory
+    priority: Priority = "medium"
+    product: Annotated[str, Field(max_length=128)] | None = None
+    description: LongText | None = None
+
+
+class ComplaintResponded(ComplaintEvent):
+    agent_id: Identifier | None = None
+    message: LongText | None = None
+
+
+class ComplaintWaiting(ComplaintEvent):
+    reason: LongText | None = None
+
+
+class ComplaintEscalated(ComplaintEvent):
+    level: int = Field(ge=1, le=10)
+    reason: LongText | None = None
+
+
+class ComplaintResolved(ComplaintEvent):
+    resolution: LongText | None = None
+
+
+class ComplaintReopened(ComplaintEvent):
+    reason: LongText | None = None
+
+
+class ComplaintClosed(ComplaintEvent):
+    pass
+
+
+class ComplaintFeedback(ComplaintEvent):
+    score: int = Field(ge=1, le=5, description="Satisfaction with the handling, 1-5.")
+    comment: LongText | None = None
+
+
+class SurveyNps(EventData):
+    score: int = Field(ge=0, le=10)
+    survey_id: Identifier | None = None
+    channel: Annotated[str, Field(max_length=64)] | None = None
+    comment: LongText | None = None
+
+
+class SurveyCsat(EventData):
+    score: int = Field(ge=1, le=5)
+    survey_id: Identifier | None = None
+    channel: Annotated[str, Field(max_length=64)] | None = None
+    topic: Annotated[str, Field(max_length=64)] | None = None
+    comment: LongText | None = None
+
+
+class MarketingSpend(MonetaryData):
+    channel: Annotated[str, Field(min_length=1, max_length=64)]
+    campaign: Identifier | None = None
+    period_start: date | None = None
+    period_end: date | None = None
+
+
+class LeadAssessed(EventData):
+    """The MAN rule: Money (can pay), Authority (can decide), Need (has the need)."""
+
+    money: bool
+    authority: bool
+    need: bool
+    assessed_by: Identifier | None = None
+    notes: LongText | None = None
+
+
+@dataclass(frozen=True)
+class EventType:
+    name: str
+    version: int
+    data_model: type[EventData]
+    topic: Topic
+
+
+def _types(*rows: tuple[str, type[EventData], Topic]) -> dict[tuple[str, int], EventType]:
+    return {(name, 1): EventType(name, 1, model, topic) for name, model, topic in rows}
+
+
+EVENT_TYPES: dict[tuple[str, int], EventType] = _types(
+    ("crm.customer.registered", CustomerRegistered, Topic.CUSTOMERS),
+    ("crm.customer.updated", CustomerUpdated, Topic.CUSTOMERS),
+    ("crm.lead.assessed", LeadAssessed, Topic.CUSTOMERS),
+    ("crm.purchase.completed", PurchaseCompleted, Topic.PURCHASES),
+    ("crm.purchase.refunded", PurchaseRefunded, Topic.PURCHASES),
+    ("crm.interaction.logged", InteractionLogged, Topic.INTERACTIONS),
+    ("crm.complaint.opened", ComplaintOpened, Topic.COMPLAINTS),
+    ("crm.complaint.responded", ComplaintResponded, Topic.COMPLAINTS),
+    ("crm.complaint.waiting", ComplaintWaiting, Topic.COMPLAINTS),
+    ("crm.complaint.escalated", ComplaintEscalated, Topic.COMPLAINTS),
+    ("crm.complaint.resolved", ComplaintResolved, Topic.COMPLAINTS),
+    ("crm.complaint.reopened", ComplaintReopened, Topic.COMPLAINTS),
+    ("crm.complaint.closed", ComplaintClosed, Topic.COMPLAINTS),
+    ("crm.complaint.feedback", ComplaintFeedback, Topic.COMPLAINTS),
+    ("crm.survey.nps", SurveyNps, Topic.SURVEYS),
+    ("crm.survey.csat", SurveyCsat, Topic.SURVEYS),
+    ("crm.marketing.spend", MarketingSpend, Topic.MARKETING),
+)
+KNOWN_TYPE_NAMES = sorted({name for name, _ in EVENT_TYPES})
+SOURCE_TOPICS = (
+    Topic.CUSTOMERS,
+    Topic.PURCHASES,
+    Topic.INTERACTIONS,
+    Topic.COMPLAINTS,
+    Topic.SURVEYS,
+    Topic.MARKETING,
+)
+
+
+class Envelope(BaseModel):
+    """CloudEvents 1.0, JSON structured mode. Extension attributes are kept as they are."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "specversion": "1.0",
+                    "id": "order-1001",
+                    "source": "shop/web",
+                    "type": "crm.purchase.completed",
+                    "time": "2026-11-02T10:15:00+01:00",
+                    "subject": "customer-42",
+                    "datacontenttype": "application/json",
+                    "data": {"order_id": "1001", "amount": "59.90", "currency": "USD"},
+                }
+            ]
+        },
+    )
+
+    specversion: Literal["1.0"]
+    id: Annotated[str, Field(min_length=1, max_length=256)]
+    source: Annotated[str, Field(min_length=1, max_length=1024)]
+    type: Annotated[str, Field(min_length=1, max_length=128)]
+    time: AwareDatetime
+    subject: Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN)]
+    datacontenttype: Literal["application/json"] = "application/json"
+    dataschema: Annotated[str, Field(max_length=1024)] | None = None
+    data: dict[str, Any]
+
+    @field_validator("time")
+    @classmethod
+    def _plausible_time(cls, value: datetime, info: ValidationInfo) -> datetime:
+        context = info.context or {}
+        now: datetime = context.get("now") or datetime.now(UTC)
+        tolerance: timedelta = context.get("future_tolerance", timedelta(minutes=5))
+        if value > now + tolerance:
+            raise ValueError(f"time is more than {tolerance} in the future")
+        if value.year < 1970:
+            raise ValueError("time is before 1970")
+        return value
+
+
+
+@dataclass(frozen=True)
+class Event:
+    """A validated event: the envelope and its typed data."""
+
+    envelope: Envelope
+    data: EventData
+
+    @property
+    def id(self) -> str:
+        return self.envelope.id
+
+    @property
+    def type(self) -> str:
+        return self.envelope.type
+
+    @property
+    def subject(self) -> str:
+        return self.envelope.subject
+
+    @property
+    def time(self) -> datetime:
+        return self.envelope.time
+
+    @property
+    def topic(self) -> Topic:
+        return event_type_of(self.envelope).topic
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The normalised form stored in the event store and published to Kafka."""
+        body = self.envelope.model_dump(mode="json", exclude_none=True)
+        body["data"] = self.data.model_dump(mode="json", exclude_none=True)
+        return body
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.to_json_dict(), option=orjson.OPT_SORT_KEYS)
+
+    def content_hash(self) -> bytes:
+        return hashlib.sha256(self.to_bytes()).digest()
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+
+class InvalidEvent(Exception):
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class ValidationContext:
+    reporting_currency: str = "USD"
+    future_tolerance: timedelta = timedelta(minutes=5)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "reporting_currency": self.reporting_currency,
+            "future_tolerance": self.future_tolerance,
+            "now": datetime.now(UTC),
+        }
+
+
+def event_type_of(envelope: Envelope) -> EventType:
+    version_text = str((envelope.model_extra or {}).get(SCHEMA_VERSION_ATTRIBUTE, "1"))
+    version = int(version_text) if version_text.isdigit() else -1
+    found = EVENT_TYPES.get((envelope.type, version))
+    if found is None:
+        raise InvalidEvent([_type_error(envelope.type, version_text)])
+    return found
+
+
+def _type_error(type_name: str, version: str) -> FieldError:
+    if type_name not in KNOWN_TYPE_NAMES:
+        return FieldError("type", f"unknown event type '{type_name}'")
+    return FieldError(
+        SCHEMA_VERSION_ATTRIBUTE, f"unsupported schema version '{version}' for {type_name}"
+    )
+
+
+def _field_errors(error: ValidationError, prefix: str) -> list[FieldError]:
+    return [
+        FieldError(
+            ".".join([prefix, *map(str, item["loc"])]).strip(".") or prefix or "body",
+            item["msg"],
+        )
+        for item in error.errors(include_url=False)
+    ]
+
+
+def validate_event(raw: object, context: ValidationContext) -> Event:
+    """Validate one decoded JSON value as a CloudEvent of a known type; raise InvalidEvent."""
+    if not isinstance(raw, Mapping):
+        raise InvalidEvent([FieldError("body", "an event must be a JSON object")])
+    ctx = context.as_dict()
+    try:
+        envelope = Envelope.model_validate(raw, context=ctx)
+    except ValidationError as error:
+        raise InvalidEvent(_field_errors(error, "")) from None
+    event_type = event_type_of(envelope)
+    try:
+        data = event_type.data_model.model_validate(envelope.data, context=ctx)
+    except ValidationError as error:
+        raise InvalidEvent(_field_errors(error, "data")) from None
+    return Event(envelope, data)
+
+
+def decode_event(payload: bytes, context: ValidationContext) -> Event:
+    """Decode and validate the bytes of a Kafka record."""
+    try:
+        raw = orjson.loads(payload)
+    except orjson.JSONDecodeError as error:
+        raise InvalidEvent([FieldError("body", f"not JSON: {error}")]) from None
+    return validate_event(raw, context)
+
+
+def new_event(
+    type_name: str, subject: str, data: EventData, *, source: str, event_id: str, time: datetime
+) -> Event:
+    """Build an event a service emits itself (derived events, agent commands)."""
+    envelope = Envelope(
+        specversion="1.0",
+        id=event_id,
+        source=source,
+        type=type_name,
+        time=time,
+        subject=subject,
+        data=data.model_dump(mode="json", exclude_none=True),
+    )
+    return Event(envelope, data)

@@ -1,0 +1,120 @@
+"""Kafka clients configured the one way the project uses them, and idempotent topic creation."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Iterable
+
+import aiokafka.client
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.protocol.metadata import MetadataRequest
+
+from shared.events import SOURCE_TOPICS, Topic
+from shared.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+ALL_TOPICS: tuple[str, ...] = (*SOURCE_TOPICS, Topic.DERIVED, Topic.DEADLETTER)
+
+# aiokafka asks the broker to auto-create any topic it requests metadata for, and offers no
+# setting to stop it. Tansu honours the request (4 partitions) and so would a Kafka broker
+# with auto.create.topics.enable. After a broker loses its topics, any client could then
+# re-create them with the wrong partition count before we do. We create topics ourselves,
+# so every metadata request says "do not create".
+aiokafka.client.MetadataRequest = functools.partial(  # type: ignore[misc]
+    MetadataRequest, allow_auto_topic_creation=False
+)
+
+
+def producer(settings: CommonSettings, **overrides: object) -> AIOKafkaProducer:
+    options: dict[str, object] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        # Tansu cannot serve InitProducerId; duplicates are removed downstream by event id.
+        "enable_idempotence": False,
+        "acks": "all",
+        "linger_ms": 5,
+        "max_batch_size": 1 << 20,
+        "request_timeout_ms": 10_000,
+        "metadata_max_age_ms": settings.metadata_max_age_ms,
+    }
+    options.update(overrides)
+    return AIOKafkaProducer(**options)
+
+
+def consumer(settings: CommonSettings, group_id: str | None, **overrides: object) -> AIOKafkaConsumer:
+    options: dict[str, object] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        # Offsets live in PostgreSQL; a partition we have no offset for starts at the beginning.
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": settings.consumer_session_timeout_ms,
+        "heartbeat_interval_ms": max(settings.consumer_session_timeout_ms // 5, 500),
+        "metadata_max_age_ms": settings.metadata_max_age_ms,
+        "max_partition_fetch_bytes": 4 << 20,
+        "fetch_max_bytes": 32 << 20,
+    }
+    options.update(overrides)
+    return AIOKafkaConsumer(**options)
+
+
+def admin(settings: CommonSettings) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=10_000
+    )
+
+
+async def ensure_topics(
+    settings: CommonSettings, topics: Iterable[str] = ALL_TOPICS
+) -> list[str]:
+    """Create whichever of `topics` are missing; return the ones this call created."""
+    client = admin(settings)
+    await client.start()
+    try:
+        return await ensure_topics_with(client, settings, topics)
+    finally:
+        await client.close()
+
+
+async def ensure_topics_with(
+    client: AIOKafkaAdminClient, settings: CommonSettings, topics: Iterable[str]
+) -> list[str]:
+    existing = set(await client.list_topics())
+    missing = [t for t in topics if t not in existing]
+    if not missing:
+        return []
+    response = await client.create_topics(
+        [
+            NewTopic(t, settings.topic_partitions, settings.topic_replication_factor)
+            for t in missing
+        ]
+    )
+    created = []
+    for topic, code, message in response.topic_errors:
+        if code == 0:
+            created.append(topic)
+        elif code != 36:  # 36: TOPIC_ALREADY_EXISTS, another instance won the race
+            raise RuntimeError(f"cannot create topic {topic}: {code} {message}")
+    if created:
+        log.info("created topics", extra={"topics": created})
+    return created
+
+
+async def wait_for_broker(settings: CommonSettings, timeout: float = 30.0) -> None:
+    """Block until the broker answers a metadata request, or raise TimeoutError."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        client = admin(settings)
+        try:
+            await client.start()
+            await client.list_topics()
+            return
+        except Exception:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"broker {settings.kafka_bootstrap_servers} unreachable") from None
+            await asyncio.sleep(0.2)
+        finally:
+            await client.close()

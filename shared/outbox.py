@@ -1,0 +1,284 @@
+"""Event log, transactional outbox and the relay that publishes it to Kafka.
+
+`append_events` writes events and their outbox rows in the caller's transaction; the
+`OutboxRelay` publishes outbox rows in log order and deletes them once acknowledged
+(at-least-once: consumers drop redelivered ids). While the broker is down events wait in the
+outbox. When the broker has lost its log (a topic vanished, or an acknowledgement comes back
+at an offset below one already acknowledged), the relay raises its log epoch and publishes
+every event of the affected topics again, so read models can be rebuilt from the broker.
+
+Only one relay per schema publishes at a time (a PostgreSQL advisory lock elects it), so
+several instances of a service can run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from shared import kafka, metrics
+from shared.consumer import EPOCH_HEADER
+from shared.events import Event
+from shared.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "outbox"
+CONTENT_TYPE = ("content-type", b"application/cloudevents+json")
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    accepted: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)  # same id, other content
+
+
+async def append_events(conn: asyncpg.Connection, events: Sequence[Event]) -> AppendResult:
+    """Store new events and queue them for publishing, in the caller's transaction.
+
+    An id seen before with the same content is a duplicate (stored once); with other content
+    it is a conflict. The caller decides whether a conflict aborts its transaction.
+    """
+    if not events:
+        return AppendResult()
+    bodies = [e.to_bytes() for e in events]
+    rows = await conn.fetch(
+        """
+        WITH new AS (
+            INSERT INTO events (id, type, source, subject, time, topic, body, content_hash)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                                 $5::timestamptz[], $6::text[], $7::jsonb[], $8::bytea[])
+            ON CONFLICT (id) DO NOTHING
+            RETURNING seq, id
+        ), queued AS (
+            INSERT INTO outbox (seq) SELECT seq FROM new
+        )
+        SELECT id FROM new
+        """,
+        [e.id for e in events],
+        [e.type for e in events],
+        [e.envelope.source for e in events],
+        [e.subject for e in events],
+        [e.time for e in events],
+        [str(e.topic) for e in events],
+        [b.decode() for b in bodies],
+        [e.content_hash() for e in events],
+    )
+    accepted = {r["id"] for r in rows}
+    if len(accepted) < len(events):
+        return await _classify_existing(conn, events, accepted)
+    await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+    return AppendResult(accepted=[e.id for e in events])
+
+
+async def _classify_existing(
+    conn: asyncpg.Connection, events: Sequence[Event], accepted: set[str]
+) -> AppendResult:
+    others = [e for e in events if e.id not in accepted]
+    stored = {
+        r["id"]: bytes(r["content_hash"])
+        for r in await conn.fetch(
+            "SELECT id, content_hash FROM events WHERE id = ANY($1::text[])", [e.id for e in others]
+        )
+    }
+    duplicates = [e.id for e in others if stored.get(e.id) == e.content_hash()]
+    conflicts = [e.id for e in others if stored.get(e.id) != e.content_hash()]
+    if accepted:
+        await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+    return AppendResult(
+        accepted=[e.id for e in events if e.id in accepted],
+        duplicates=duplicates,
+        conflicts=conflicts,
+    )
+
+
+@dataclass
+class RelayStatus:
+    leader: bool = False
+    connected: bool = False
+    pending: int = 0
+    epoch: int = 0
+    last_error: str | None = None
+
+
+class BrokerLostData(Exception):
+    def __init__(self, topics: set[str]) -> None:
+        super().__init__(f"broker lost data of {sorted(topics)}")
+        self.topics = topics
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        settings: CommonSettings,
+        pool: asyncpg.Pool,
+        schema: str,
+        *,
+        batch_size: int = 5000,
+        check_interval: float = 2.0,
+    ) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._lock_key = zlib.crc32(f"outbox-relay:{schema}".encode())
+        self._batch_size = batch_size
+        self._check_interval = check_interval
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._marks: dict[tuple[str, int], int] = {}
+        self.status = RelayStatus()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    def notify(self) -> None:
+        """Publish soon: called by the service after it committed new events."""
+        self._wakeup.set()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                async with self._pool.acquire() as leader_conn:
+                    if not await leader_conn.fetchval(
+                        "SELECT pg_try_advisory_lock($1)", self._lock_key
+                    ):
+                        self.status.leader = False
+                        await self._sleep(1.0)
+                        continue
+                    self.status.leader = True
+                    try:
+                        await self._lead(leader_conn)
+                    finally:
+                        await leader_conn.execute("SELECT pg_advisory_unlock($1)", self._lock_key)
+            except Exception as error:  # broker or database outage: events wait in the outbox
+                self.status.connected = False
+                self.status.last_error = f"{type(error).__name__}: {error}"
+                log.warning("outbox relay paused", extra={"error": self.status.last_error})
+                await self._sleep(1.0)
+
+    async def _lead(self, leader_conn: asyncpg.Connection) -> None:
+        await leader_conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+        producer = kafka.producer(self._settings)
+        admin = kafka.admin(self._settings)
+        try:
+            await producer.start()
+            await admin.start()
+            await self._load_marks()
+            await self._check_broker(admin)
+            self.status.connected = True
+            last_check = time.monotonic()
+            while not self._stopping.is_set():
+                published = await self._publish_batch(producer)
+                if time.monotonic() - last_check > self._check_interval:
+                    await self._check_broker(admin)
+                    last_check = time.monotonic()
+                if published < self._batch_size:
+                    await self._refresh_pending()
+                    await self._sleep(self._check_interval)
+        finally:
+            with contextlib.suppress(Exception):
+                await leader_conn.remove_listener(NOTIFY_CHANNEL, self._on_notify)
+            await producer.stop()
+            await admin.close()
+
+    def _on_notify(self, *_: object) -> None:
+        self._wakeup.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), seconds)
+        self._wakeup.clear()
+
+    async def _load_marks(self) -> None:
+        rows = await self._pool.fetch("SELECT topic, partition, next_offset FROM relay_marks")
+        self._marks = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+        self.status.epoch = await self._pool.fetchval("SELECT epoch FROM relay_state")
+
+    async def _refresh_pending(self) -> None:
+        pending = await self._pool.fetchval("SELECT count(*) FROM outbox")
+        self.status.pending = pending
+        metrics.OUTBOX_PENDING.set(pending)
+
+    async def _publish_batch(self, producer: AIOKafkaProducer) -> int:
+        rows = await self._pool.fetch(
+            "SELECT o.seq, e.topic, e.subject, e.body FROM outbox o JOIN events e USING (seq) "
+            "ORDER BY o.seq LIMIT $1",
+            self._batch_size,
+        )
+        if not rows:
+            return 0
+        headers = [CONTENT_TYPE, (EPOCH_HEADER, str(self.status.epoch).encode())]
+        futures = [
+            await producer.send(
+                r["topic"], value=r["body"].encode(), key=r["subject"].encode(), headers=headers
+            )
+            for r in rows
+        ]
+        acks = await asyncio.gather(*futures)
+        lowest: dict[tuple[str, int], int] = {}
+        highest: dict[tuple[str, int], int] = {}
+        for ack in acks:
+            key = (ack.topic, ack.partition)
+            lowest[key] = min(lowest.get(key, ack.offset), ack.offset)
+            highest[key] = max(highest.get(key, -1), ack.offset)
+        went_back = {t for (t, p), low in lowest.items() if low < self._marks.get((t, p), 0)}
+        await self._acknowledge([r["seq"] for r in rows], highest)
+        metrics.EVENTS_PUBLISHED.inc(len(rows))
+        if went_back:
+            await self._republish(went_back, "acknowledged offsets went backwards")
+        return len(rows)
+
+    async def _acknowledge(self, seqs: list[int], highest: dict[tuple[str, int], int]) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", seqs)
+            await conn.execute(
+                "INSERT INTO relay_marks (topic, partition, next_offset) "
+                "SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[]) "
+                "ON CONFLICT (topic, partition) DO UPDATE "
+                "SET next_offset = GREATEST(relay_marks.next_offset, EXCLUDED.next_offset)",
+                [t for t, _ in highest],
+                [p for _, p in highest],
+                [o + 1 for o in highest.values()],
+            )
+        for key, offset in highest.items():
+            self._marks[key] = max(self._marks.get(key, 0), offset + 1)
+
+    async def _check_broker(self, admin: AIOKafkaAdminClient) -> None:
+        """Topics we have published to that are gone mean the broker lost its data."""
+        created = await kafka.ensure_topics_with(admin, self._settings, kafka.ALL_TOPICS)
+        lost = {t for t in created if any(topic == t for topic, _ in self._marks)}
+        if lost:
+            await self._republish(lost, "topics had disappeared from the broker")
+
+    async def _republish(self, topics: set[str], why: str) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            epoch = await conn.fetchval("UPDATE relay_state SET epoch = epoch + 1 RETURNING epoch")
+            queued = await conn.fetchval(
+                "WITH q AS (INSERT INTO outbox (seq) SELECT seq FROM events "
+                "WHERE topic = ANY($1::text[]) ON CONFLICT DO NOTHING RETURNING 1) "
+                "SELECT count(*) FROM q",
+                sorted(topics),
+            )
+            await conn.execute("DELETE FROM relay_marks WHERE topic = ANY($1::text[])", sorted(topics))
+        self._marks = {k: v for k, v in self._marks.items() if k[0] not in topics}
+        self.status.epoch = epoch
+        log.warning(
+            "broker lost data; publishing the event log again",
+            extra={"topics": sorted(topics), "why": why, "events": queued, "epoch": epoch},
+        )

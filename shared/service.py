@@ -1,0 +1,185 @@
+"""Wiring one service: pool, migrations, consumer runtime, outbox relay, HTTP app, server.
+
+Each service's `main.py` describes itself with a `ServiceSpec`; this module does the rest,
+so start-up, readiness and shutdown work the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import APIRouter, FastAPI, Request
+
+from shared import db, kafka, logs
+from shared.consumer import ConsumerRuntime, Projection
+from shared.events import ValidationContext
+from shared.http import LatencyMiddleware, install_error_handlers, operations_router
+from shared.outbox import OutboxRelay
+from shared.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+# A consumer that has not polled for this long is not ready (broker unreachable, or stuck).
+POLL_STALENESS_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    schema: str
+    default_port: int
+    migrations: Path
+    routers: Sequence[APIRouter]
+    description: str
+    projection: Callable[[CommonSettings], Projection] | None = None
+    publishes: bool = False  # has an event log and outbox relay
+    extra_state: Callable[[FastAPI, CommonSettings], None] | None = None
+    tags: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Resources:
+    settings: CommonSettings
+    pool: db.Pool
+    consumer: ConsumerRuntime | None = None
+    relay: OutboxRelay | None = None
+
+
+def validation_context(settings: CommonSettings) -> ValidationContext:
+    return ValidationContext(
+        settings.reporting_currency, timedelta(seconds=settings.future_tolerance_seconds)
+    )
+
+
+def resources(request: Request) -> Resources:
+    """FastAPI dependency: the running service's resources."""
+    found: Resources = request.app.state.resources
+    return found
+
+
+def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        res = await _start(spec, settings)
+        app.state.resources = res
+        try:
+            yield
+        finally:
+            await _stop(res)
+
+    app = FastAPI(
+        title=f"CRM analytics: {spec.name}",
+        description=spec.description,
+        version="0.1.0",
+        lifespan=lifespan,
+        openapi_tags=spec.tags or None,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(LatencyMiddleware)
+    app.include_router(operations_router(lambda: _readiness(app)))
+    for router in spec.routers:
+        app.include_router(router)
+    if spec.extra_state is not None:
+        spec.extra_state(app, settings)
+    return app
+
+
+async def _start(spec: ServiceSpec, settings: CommonSettings) -> Resources:
+    pool = await db.create_pool(
+        settings.database_url,
+        spec.schema,
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+    )
+    directories = [spec.migrations]
+    if spec.projection is not None:
+        directories.append(db.CONSUMER_MIGRATIONS)
+    if spec.publishes:
+        directories.append(db.OUTBOX_MIGRATIONS)
+    await db.migrate(pool, spec.schema, *directories)
+    res = Resources(settings, pool)
+    await kafka.wait_for_broker(settings)
+    if spec.publishes:
+        res.relay = OutboxRelay(settings, pool, spec.schema)
+        res.relay.start()
+    if spec.projection is not None:
+        res.consumer = ConsumerRuntime(
+            settings, pool, spec.projection(settings), validation_context(settings)
+        )
+        await res.consumer.start()
+    log.info("service started", extra={"service": spec.name})
+    return res
+
+
+async def _stop(res: Resources) -> None:
+    if res.consumer is not None:
+        await res.consumer.stop()
+    if res.relay is not None:
+        await res.relay.stop()
+    await res.pool.close()
+
+
+async def _readiness(app: FastAPI) -> dict[str, Any]:
+    res: Resources | None = getattr(app.state, "resources", None)
+    if res is None:
+        return {"ready": False, "reason": "starting"}
+    checks: dict[str, Any] = {}
+    reasons: list[str] = []
+    try:
+        await asyncio.wait_for(res.pool.fetchval("SELECT 1"), 2.0)
+        checks["database"] = "ok"
+    except Exception as error:
+        checks["database"] = f"unreachable: {type(error).__name__}"
+        reasons.append("database unreachable")
+    if res.consumer is not None:
+        status = res.consumer.status
+        stale = time.monotonic() - status.last_poll > POLL_STALENESS_SECONDS
+        checks["consumer"] = {
+            "partitions": len(status.assigned),
+            "lag": status.total_lag,
+            "last_error": status.last_error,
+        }
+        if stale or not status.running:
+            reasons.append("consumer is not polling the broker")
+        elif not status.assigned:
+            reasons.append("no partitions assigned yet")
+    if res.relay is not None:
+        relay = res.relay.status
+        checks["relay"] = {
+            "leader": relay.leader,
+            "connected": relay.connected,
+            "pending": relay.pending,
+            "epoch": relay.epoch,
+            "last_error": relay.last_error,
+        }
+    # An unreachable broker does not make ingest unready: events wait in the outbox.
+    checks["ready"] = not reasons
+    if reasons:
+        checks["reason"] = "; ".join(reasons)
+    return checks
+
+
+def serve(spec: ServiceSpec, settings: CommonSettings) -> None:
+    """Run the service until SIGINT/SIGTERM; uvicorn then drains requests and the lifespan
+    stops the consumer after its batch in flight has committed."""
+    logs.configure(spec.name, settings.log_level)
+    uvicorn.run(
+        create_app(spec, settings),
+        host=settings.host,
+        port=settings.port or spec.default_port,
+        log_config=None,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=10,
+    )

@@ -1,0 +1,51 @@
+"""Configuration shared by every service, read from environment variables.
+
+Each service subclasses `CommonSettings` with its own fields; a field `foo_bar` is read from
+the variable `FOO_BAR`. Every default is documented in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        description="PostgreSQL DSN. `make run` sets it to the embedded server.",
+    )
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated."
+    )
+    host: str = Field(default="127.0.0.1", description="Interface the HTTP server binds to.")
+    port: int = Field(default=0, description="HTTP port; 0 means the service's default port.")
+    topic_partitions: int = Field(default=12, ge=1, description="Partitions per topic.")
+    topic_replication_factor: int = Field(default=1, ge=1)
+    reporting_currency: str = Field(
+        default="USD",
+        pattern=r"^[A-Z]{3}$",
+        description="The deployment's one reporting currency (ISO 4217).",
+    )
+    timezone: str = Field(
+        default="UTC", description="IANA zone that defines a calendar day for reports and RFM."
+    )
+    log_level: str = Field(default="INFO")
+    db_pool_min: int = Field(default=1, ge=1)
+    db_pool_max: int = Field(default=10, ge=1)
+    consumer_max_batch: int = Field(
+        default=2000, ge=1, description="Most records a consumer applies in one transaction."
+    )
+    consumer_session_timeout_ms: int = Field(
+        default=10_000, ge=1000, description="Consumer group session timeout."
+    )
+    future_tolerance_seconds: int = Field(
+        default=300, ge=0, description="How far in the future an event's time may be."
+    )
+    metadata_max_age_ms: int = Field(
+        default=5_000,
+        ge=500,
+        description="How often clients refresh topic metadata (finds re-created topics).",
+    )
