@@ -29,11 +29,13 @@ async def wait_until(
     last: Any = None
     while time.monotonic() < deadline:
         try:
-            last = await probe()
+            result = await probe()
         except (httpx.HTTPError, OSError) as error:
             last = error
-        if last:
-            return last  # type: ignore[no-any-return]
+        else:
+            if result:
+                return result
+            last = result
         await asyncio.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 

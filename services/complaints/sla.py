@@ -1,0 +1,745 @@
+"""Complaint service levels (DOMAIN.md section 5): first response, next response and
+resolution clocks in business time, as a pure left fold over a complaint's events.
+
+How to use it
+-------------
+* ``fold_events(complaint_id, events, config)`` (or ``apply_event`` one at a time, in
+  ``(at, event_id)`` order) gives an :class:`SlaState`.
+* ``clock_views(state, now, config)`` gives, per metric, the status, elapsed and remaining
+  business time, ``due_at``, ``warn_at`` and ``breached_at``, and the running segments.
+* ``due_sla_events(state, now, config)`` gives the ``sla_warning``, ``sla_breached`` and
+  ``escalated_auto`` events that have fallen due by ``now``, each stamped with the instant it
+  really happened, minus those already emitted. Keys are deterministic; feed the published
+  events back as complaint events (kinds ``sla_warning``, ``sla_breached``, ``escalated_auto``
+  with ``event_id`` = the key) or call ``mark_emitted``, and replays emit each once.
+
+Policies (documented here, applied in the code below)
+----------------------------------------------------
+* ``opened`` starts the first-response and resolution clocks.
+* ``responded`` and ``solution_proposed`` are agent replies: they stop the first-response
+  clock and the running next-response clock.
+* ``customer_replied`` (the customer answers; not in the original list, needed to say when a
+  next response is owed) ends a wait and, once a first reply exists, starts a new
+  next-response cycle unless one is already running.
+* ``waiting`` pauses every running clock until an event that ends the wait:
+  ``customer_replied``, ``reopened``, ``resolved`` or ``closed`` (see ``ENDS_WAITING``). An
+  agent's own message while waiting does not end it: the ball is in the customer's court.
+* ``resolved`` stops every clock (a resolution is also a reply). ``reopened`` resumes the
+  resolution clock with its accumulated time (the customer's problem was not solved, so the
+  time already spent counts) and starts a next-response cycle. Each running stretch is kept
+  as a :class:`Segment`, so every cycle stays visible.
+* ``closed`` is final: later clock events are ignored.
+* ``priority_changed`` / ``tier_changed`` re-select the policy and give every clock that is
+  not stopped its new target. A target is never applied retroactively: if the elapsed time
+  already exceeds the new target, the breach happens at the change, not in the past.
+* A clock is met when it stops at or before its deadline and breached once real time passes
+  the deadline (a deadline at Friday 18:00 is breached at 18:00, not on Monday morning). A
+  breach is a fact: it stays on the clock after it stops, reopens or gets a looser target.
+* Each breach escalates one level (``escalated_auto``), up to ``max_escalation_level``;
+  manual ``escalated`` events raise the level too. Levels follow from the event history and
+  breach instants alone, so they are the same on every replay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from itertools import product
+
+from services.complaints.business_time import (
+    DEFAULT_CALENDAR,
+    Calendar,
+    add_business_time,
+    business_elapsed,
+)
+
+ZERO = timedelta(0)
+
+
+class Metric(StrEnum):
+    FIRST_RESPONSE = "first_response"
+    NEXT_RESPONSE = "next_response"
+    RESOLUTION = "resolution"
+
+
+class Priority(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+class Tier(StrEnum):
+    GOLD = "gold"
+    DEVELOPING = "developing"
+    POTENTIAL = "potential"
+    FORGOTTEN = "forgotten"
+    UNKNOWN = "unknown"
+
+
+class EventKind(StrEnum):
+    OPENED = "opened"
+    RESPONDED = "responded"
+    CUSTOMER_REPLIED = "customer_replied"
+    WAITING = "waiting"
+    SOLUTION_PROPOSED = "solution_proposed"
+    ESCALATED = "escalated"
+    RESOLVED = "resolved"
+    REOPENED = "reopened"
+    CLOSED = "closed"
+    PRIORITY_CHANGED = "priority_changed"
+    TIER_CHANGED = "tier_changed"
+    # Our own output, fed back: it only records that the event was emitted.
+    SLA_WARNING = "sla_warning"
+    SLA_BREACHED = "sla_breached"
+    ESCALATED_AUTO = "escalated_auto"
+
+
+class SlaEventKind(StrEnum):
+    SLA_WARNING = "sla_warning"
+    SLA_BREACHED = "sla_breached"
+    ESCALATED_AUTO = "escalated_auto"
+
+
+class ClockStatus(StrEnum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    MET = "met"
+    BREACHED = "breached"
+
+
+class Phase(StrEnum):
+    """Whether a clock counts; its verdict (met or breached) is separate."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+
+
+AGENT_REPLIES = frozenset({EventKind.RESPONDED, EventKind.SOLUTION_PROPOSED})
+ENDS_WAITING = frozenset(
+    {EventKind.CUSTOMER_REPLIED, EventKind.REOPENED, EventKind.RESOLVED, EventKind.CLOSED}
+)
+FEEDBACK_KINDS = frozenset(EventKind(kind.value) for kind in SlaEventKind)
+# Events that still count before ``opened`` (they may share its timestamp and sort first).
+BEFORE_OPENED = frozenset({EventKind.OPENED, EventKind.PRIORITY_CHANGED, EventKind.TIER_CHANGED})
+
+# --------------------------------------------------------------------------- configuration
+
+# Documented defaults; the service's settings override them from the environment.
+DEFAULT_PRIORITY = Priority.MEDIUM  # when ``opened`` names none
+DEFAULT_TIER = Tier.UNKNOWN
+DEFAULT_WARN_SHARE = 0.8  # warn at 80% of a target
+DEFAULT_MAX_ESCALATION_LEVEL = 3  # agent (0) -> team lead -> supervisor -> manager
+
+# Business hours: first response, next response, resolution; gold customers are served first.
+DEFAULT_TARGET_HOURS: Mapping[Priority, Mapping[str, tuple[float, float, float]]] = {
+    Priority.URGENT: {"gold": (0.5, 1, 4), "standard": (1, 2, 8)},
+    Priority.HIGH: {"gold": (1, 2, 8), "standard": (2, 4, 16)},
+    Priority.MEDIUM: {"gold": (2, 4, 16), "standard": (4, 8, 24)},
+    Priority.LOW: {"gold": (4, 8, 24), "standard": (8, 16, 40)},
+}
+
+
+@dataclass(frozen=True)
+class Targets:
+    first_response: timedelta
+    next_response: timedelta
+    resolution: timedelta
+
+    def __post_init__(self) -> None:
+        if min(self.first_response, self.next_response, self.resolution) <= ZERO:
+            raise ValueError("SLA targets must be positive")
+
+    @classmethod
+    def from_hours(cls, first: float, following: float, resolution: float) -> Targets:
+        return cls(timedelta(hours=first), timedelta(hours=following), timedelta(hours=resolution))
+
+    def of(self, metric: Metric) -> timedelta:
+        return {
+            Metric.FIRST_RESPONSE: self.first_response,
+            Metric.NEXT_RESPONSE: self.next_response,
+            Metric.RESOLUTION: self.resolution,
+        }[metric]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Targets for the complaints it matches; an empty set of priorities or tiers matches all."""
+
+    name: str
+    targets: Targets
+    priorities: frozenset[Priority] = frozenset()
+    tiers: frozenset[Tier] = frozenset()
+
+    def matches(self, priority: Priority, tier: Tier) -> bool:
+        return (not self.priorities or priority in self.priorities) and (
+            not self.tiers or tier in self.tiers
+        )
+
+
+def default_policies() -> tuple[Policy, ...]:
+    """Gold policies first (the first match wins), then one per priority for everyone else."""
+    gold = tuple(
+        Policy(f"gold-{p}", Targets.from_hours(*hours["gold"]), frozenset({p}), frozenset({Tier.GOLD}))
+        for p, hours in DEFAULT_TARGET_HOURS.items()
+    )
+    standard = tuple(
+        Policy(f"standard-{p}", Targets.from_hours(*hours["standard"]), frozenset({p}))
+        for p, hours in DEFAULT_TARGET_HOURS.items()
+    )
+    return gold + standard
+
+
+def select_policy(policies: Iterable[Policy], priority: Priority, tier: Tier) -> Policy:
+    """The first policy, in the given order, that matches."""
+    for policy in policies:
+        if policy.matches(priority, tier):
+            return policy
+    raise LookupError(f"no SLA policy matches priority={priority} tier={tier}")
+
+
+@dataclass(frozen=True)
+class SlaConfig:
+    calendar: Calendar = DEFAULT_CALENDAR
+    policies: tuple[Policy, ...] = field(default_factory=default_policies)
+    warn_share: float = DEFAULT_WARN_SHARE
+    max_escalation_level: int = DEFAULT_MAX_ESCALATION_LEVEL
+
+    def __post_init__(self) -> None:
+        if not 0 < self.warn_share < 1:
+            raise ValueError("warn_share must lie strictly between 0 and 1")
+        if self.max_escalation_level < 0:
+            raise ValueError("max_escalation_level must not be negative")
+        for priority, tier in product(Priority, Tier):
+            select_policy(self.policies, priority, tier)  # every complaint needs a policy
+
+    def targets(self, priority: Priority, tier: Tier) -> Targets:
+        return select_policy(self.policies, priority, tier).targets
+
+
+# --------------------------------------------------------------------------- events and state
+
+
+@dataclass(frozen=True)
+class ComplaintEvent:
+    """One event of one complaint. ``priority`` / ``tier`` go with ``opened`` (optional) and
+    with ``priority_changed`` / ``tier_changed`` (required)."""
+
+    event_id: str
+    kind: EventKind
+    at: datetime
+    priority: Priority | None = None
+    tier: Tier | None = None
+
+    def __post_init__(self) -> None:
+        if self.at.tzinfo is None or self.at.utcoffset() is None:
+            raise ValueError("event time must be timezone-aware")
+        if self.kind is EventKind.PRIORITY_CHANGED and self.priority is None:
+            raise ValueError("priority_changed needs a priority")
+        if self.kind is EventKind.TIER_CHANGED and self.tier is None:
+            raise ValueError("tier_changed needs a tier")
+
+    @property
+    def position(self) -> tuple[datetime, str]:
+        """The fold's order: time, then event id."""
+        return (self.at.astimezone(UTC), self.event_id)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One stretch during which a clock counted. ``end`` is None while it still runs;
+    ``elapsed`` is filled in when the segment closes."""
+
+    start: datetime
+    end: datetime | None = None
+    elapsed: timedelta = ZERO
+    ended_by: EventKind | None = None
+
+
+@dataclass(frozen=True)
+class Clock:
+    """One SLA clock. next_response has one clock per cycle (1, 2, ...); the others cycle 0."""
+
+    metric: Metric
+    cycle: int
+    target: timedelta
+    phase: Phase
+    segments: tuple[Segment, ...]
+    warned_at: datetime | None = None
+    breached_at: datetime | None = None
+
+    @property
+    def accumulated(self) -> timedelta:
+        """Business time of the closed segments."""
+        return sum((s.elapsed for s in self.segments if s.end is not None), ZERO)
+
+    @property
+    def running_since(self) -> datetime | None:
+        return self.segments[-1].start if self.phase is Phase.RUNNING else None
+
+
+class OutOfOrderEventError(ValueError):
+    """An event sorts before one already folded: refold the complaint from its sorted events."""
+
+
+@dataclass(frozen=True)
+class SlaState:
+    complaint_id: str
+    priority: Priority = DEFAULT_PRIORITY
+    tier: Tier = DEFAULT_TIER
+    opened_at: datetime | None = None
+    waiting: bool = False
+    closed: bool = False
+    clocks: tuple[Clock, ...] = ()  # every clock ever started, in start order
+    manual_escalations: tuple[datetime, ...] = ()
+    emitted: frozenset[str] = frozenset()  # keys of SLA events already published
+    position: tuple[datetime, str] | None = None  # the last folded event
+
+    def current(self, metric: Metric) -> Clock | None:
+        """The latest clock of a metric."""
+        return next((c for c in reversed(self.clocks) if c.metric is metric), None)
+
+
+# --------------------------------------------------------------------------- the fold
+
+
+def new_state(complaint_id: str) -> SlaState:
+    return SlaState(complaint_id)
+
+
+def fold_events(
+    complaint_id: str, events: Iterable[ComplaintEvent], config: SlaConfig
+) -> SlaState:
+    """The state after all ``events``, sorted into ``(at, event_id)`` order first."""
+    state = new_state(complaint_id)
+    for event in sorted(events, key=lambda e: e.position):
+        state = apply_event(state, event, config)
+    return state
+
+
+def apply_event(state: SlaState, event: ComplaintEvent, config: SlaConfig) -> SlaState:
+    """Fold one event. Events must come in ``(at, event_id)`` order; the same event twice in a
+    row is ignored, an earlier one raises :class:`OutOfOrderEventError`."""
+    if event.kind in FEEDBACK_KINDS:  # order-free: only records what was published
+        return replace(state, emitted=state.emitted | {event.event_id})
+    if state.position is not None and event.position <= state.position:
+        if event.position == state.position:
+            return state
+        raise OutOfOrderEventError(f"{event.position} after {state.position}")
+    state = replace(state, position=event.position)
+    if state.closed or (state.opened_at is None and event.kind not in BEFORE_OPENED):
+        return state
+    at = event.position[0]
+    state = _advance(state, at, config)
+    state = _HANDLERS[event.kind](state, event, at, config)
+    return _settle(state, at, config)
+
+
+def mark_emitted(state: SlaState, events: Iterable[SlaEvent]) -> SlaState:
+    """Record published SLA events, for a service that keeps the state instead of refolding."""
+    return replace(state, emitted=state.emitted | {e.key for e in events})
+
+
+# --------------------------------------------------------------------------- event handlers
+
+Handler = Callable[[SlaState, ComplaintEvent, datetime, SlaConfig], SlaState]
+
+
+def _on_opened(state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig) -> SlaState:
+    if state.opened_at is not None:  # a second ``opened`` changes nothing
+        return state
+    state = replace(
+        state,
+        opened_at=at,
+        priority=event.priority or state.priority,
+        tier=event.tier or state.tier,
+    )
+    targets = config.targets(state.priority, state.tier)
+    clocks = (
+        _start(Metric.FIRST_RESPONSE, 0, targets, at),
+        _start(Metric.RESOLUTION, 0, targets, at),
+    )
+    return replace(state, clocks=clocks)
+
+
+def _on_agent_reply(
+    state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig
+) -> SlaState:
+    replied = (Metric.FIRST_RESPONSE, Metric.NEXT_RESPONSE)
+    return _map_clocks(
+        state, lambda c: _stop(c, at, event.kind, config) if c.metric in replied else c
+    )
+
+
+def _on_customer_replied(
+    state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig
+) -> SlaState:
+    state = _end_wait(state, at)
+    first, resolution = state.current(Metric.FIRST_RESPONSE), state.current(Metric.RESOLUTION)
+    answered = first is not None and first.phase is Phase.STOPPED
+    active = resolution is not None and resolution.phase is not Phase.STOPPED
+    return _open_next_response(state, at, config) if answered and active else state
+
+
+def _on_waiting(state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig) -> SlaState:
+    state = _map_clocks(state, lambda c: _pause(c, at, event.kind, config))
+    return replace(state, waiting=True)
+
+
+def _on_escalated(
+    state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig
+) -> SlaState:
+    return replace(state, manual_escalations=(*state.manual_escalations, at))
+
+
+def _on_resolved(
+    state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig
+) -> SlaState:
+    state = _map_clocks(state, lambda c: _stop(c, at, event.kind, config))
+    return replace(state, waiting=False)
+
+
+def _on_reopened(
+    state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig
+) -> SlaState:
+    resolution = state.current(Metric.RESOLUTION)
+    if resolution is None or resolution.phase is not Phase.STOPPED:
+        return state  # nothing was resolved: nothing to reopen
+    state = _map_clocks(state, lambda c: _restart(c, at) if c is resolution else c)
+    return _open_next_response(replace(state, waiting=False), at, config)
+
+
+def _on_closed(state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig) -> SlaState:
+    state = _map_clocks(state, lambda c: _stop(c, at, event.kind, config))
+    return replace(state, waiting=False, closed=True)
+
+
+def _on_priority_changed(
+    state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig
+) -> SlaState:
+    return _retarget(replace(state, priority=event.priority or state.priority), config)
+
+
+def _on_tier_changed(
+    state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig
+) -> SlaState:
+    return _retarget(replace(state, tier=event.tier or state.tier), config)
+
+
+_HANDLERS: Mapping[EventKind, Handler] = {
+    EventKind.OPENED: _on_opened,
+    EventKind.RESPONDED: _on_agent_reply,
+    EventKind.SOLUTION_PROPOSED: _on_agent_reply,
+    EventKind.CUSTOMER_REPLIED: _on_customer_replied,
+    EventKind.WAITING: _on_waiting,
+    EventKind.ESCALATED: _on_escalated,
+    EventKind.RESOLVED: _on_resolved,
+    EventKind.REOPENED: _on_reopened,
+    EventKind.CLOSED: _on_closed,
+    EventKind.PRIORITY_CHANGED: _on_priority_changed,
+    EventKind.TIER_CHANGED: _on_tier_changed,
+}
+
+
+# --------------------------------------------------------------------------- clock transitions
+
+
+def _start(metric: Metric, cycle: int, targets: Targets, at: datetime) -> Clock:
+    return Clock(metric, cycle, targets.of(metric), Phase.RUNNING, (Segment(at),))
+
+
+def _close_segment(clock: Clock, at: datetime, reason: EventKind, config: SlaConfig) -> Clock:
+    last = clock.segments[-1]
+    elapsed = business_elapsed(config.calendar, last.start, at)
+    closed = replace(last, end=at, elapsed=elapsed, ended_by=reason)
+    return replace(clock, segments=(*clock.segments[:-1], closed))
+
+
+def _pause(clock: Clock, at: datetime, reason: EventKind, config: SlaConfig) -> Clock:
+    if clock.phase is not Phase.RUNNING:
+        return clock
+    return replace(_close_segment(clock, at, reason, config), phase=Phase.PAUSED)
+
+
+def _stop(clock: Clock, at: datetime, reason: EventKind, config: SlaConfig) -> Clock:
+    if clock.phase is Phase.RUNNING:
+        clock = _close_segment(clock, at, reason, config)
+    return replace(clock, phase=Phase.STOPPED)
+
+
+def _restart(clock: Clock, at: datetime) -> Clock:
+    """Resume a paused or stopped clock: a new segment, the accumulated time carries on."""
+    if clock.phase is Phase.RUNNING:
+        return clock
+    return replace(clock, phase=Phase.RUNNING, segments=(*clock.segments, Segment(at)))
+
+
+def _map_clocks(state: SlaState, change: Callable[[Clock], Clock]) -> SlaState:
+    return replace(state, clocks=tuple(change(clock) for clock in state.clocks))
+
+
+def _end_wait(state: SlaState, at: datetime) -> SlaState:
+    if not state.waiting:
+        return state
+    state = _map_clocks(state, lambda c: _restart(c, at) if c.phase is Phase.PAUSED else c)
+    return replace(state, waiting=False)
+
+
+def _open_next_response(state: SlaState, at: datetime, config: SlaConfig) -> SlaState:
+    """Start a next-response cycle unless one is already counting."""
+    latest = state.current(Metric.NEXT_RESPONSE)
+    if latest is not None and latest.phase is not Phase.STOPPED:
+        return state
+    cycle = 1 if latest is None else latest.cycle + 1
+    clock = _start(Metric.NEXT_RESPONSE, cycle, config.targets(state.priority, state.tier), at)
+    return replace(state, clocks=(*state.clocks, clock))
+
+
+def _retarget(state: SlaState, config: SlaConfig) -> SlaState:
+    targets = config.targets(state.priority, state.tier)
+    return _map_clocks(
+        state,
+        lambda c: c if c.phase is Phase.STOPPED else replace(c, target=targets.of(c.metric)),
+    )
+
+
+# --------------------------------------------------------------------------- time passing
+
+
+def _warn_threshold(clock: Clock, config: SlaConfig) -> timedelta:
+    return clock.target * config.warn_share
+
+
+def _elapsed_at(clock: Clock, at: datetime, config: SlaConfig) -> timedelta:
+    since = clock.running_since
+    running = ZERO if since is None else business_elapsed(config.calendar, since, at)
+    return clock.accumulated + running
+
+
+def _reached_at(clock: Clock, threshold: timedelta, config: SlaConfig) -> datetime | None:
+    """When a running clock's elapsed time reaches ``threshold``; None unless running."""
+    since = clock.running_since
+    if since is None:
+        return None
+    need = max(threshold - clock.accumulated, ZERO)
+    return add_business_time(config.calendar, since, need)
+
+
+def _advance_clock(clock: Clock, at: datetime, config: SlaConfig) -> Clock:
+    """Record the warning and breach that happened strictly before ``at``."""
+    if clock.warned_at is None:
+        warn = _reached_at(clock, _warn_threshold(clock, config), config)
+        if warn is not None and warn < at:
+            clock = replace(clock, warned_at=warn)
+    if clock.breached_at is None:
+        due = _reached_at(clock, clock.target, config)
+        if due is not None and due < at:
+            clock = replace(clock, breached_at=due)
+    return clock
+
+
+def _advance(state: SlaState, at: datetime, config: SlaConfig) -> SlaState:
+    return _map_clocks(state, lambda c: _advance_clock(c, at, config))
+
+
+def _settle_clock(clock: Clock, at: datetime, config: SlaConfig) -> Clock:
+    """After the events at ``at``: a clock not stopped whose elapsed time already reaches a
+    threshold (a tighter target, or a deadline exactly now) crosses it now, not earlier."""
+    if clock.phase is Phase.STOPPED or clock.breached_at is not None:
+        return clock
+    elapsed = _elapsed_at(clock, at, config)
+    if clock.warned_at is None and elapsed >= _warn_threshold(clock, config):
+        clock = replace(clock, warned_at=at)
+    if elapsed >= clock.target:
+        clock = replace(clock, breached_at=at)
+    return clock
+
+
+def _settle(state: SlaState, at: datetime, config: SlaConfig) -> SlaState:
+    return _map_clocks(state, lambda c: _settle_clock(c, at, config))
+
+
+def _as_of(state: SlaState, now: datetime, config: SlaConfig) -> tuple[SlaState, datetime]:
+    """The state advanced to ``now``. A ``now`` before the last folded event is taken as that
+    event's time: folded events are facts, a lagging clock must not undo them."""
+    moment = now.astimezone(UTC)
+    if state.position is not None:
+        moment = max(moment, state.position[0])
+    return _advance(state, moment, config), moment
+
+
+# --------------------------------------------------------------------------- read side
+
+
+@dataclass(frozen=True)
+class ClockView:
+    """A clock as of ``now``. ``remaining`` is zero once breached (``elapsed`` shows by how
+    much); ``due_at`` / ``warn_at`` are None while paused (they depend on when the wait ends)
+    and once met before reaching them."""
+
+    metric: Metric
+    cycle: int
+    status: ClockStatus
+    target: timedelta
+    elapsed: timedelta
+    remaining: timedelta
+    due_at: datetime | None
+    warn_at: datetime | None
+    breached_at: datetime | None
+    segments: tuple[Segment, ...]
+
+
+def clock_views(state: SlaState, now: datetime, config: SlaConfig) -> dict[Metric, ClockView]:
+    """The latest clock of every metric that has started, as of ``now``."""
+    advanced, moment = _as_of(state, now, config)
+    views = {}
+    for metric in Metric:
+        clock = advanced.current(metric)
+        if clock is not None:
+            views[metric] = _view(clock, moment, config)
+    return views
+
+
+def _status(clock: Clock) -> ClockStatus:
+    if clock.breached_at is not None:
+        return ClockStatus.BREACHED
+    return {
+        Phase.STOPPED: ClockStatus.MET,
+        Phase.PAUSED: ClockStatus.PAUSED,
+        Phase.RUNNING: ClockStatus.RUNNING,
+    }[clock.phase]
+
+
+def _view(clock: Clock, now: datetime, config: SlaConfig) -> ClockView:
+    elapsed = _elapsed_at(clock, now, config)
+    segments = clock.segments
+    if clock.phase is Phase.RUNNING:  # show the open segment's time so far
+        open_part = replace(segments[-1], elapsed=elapsed - clock.accumulated)
+        segments = (*segments[:-1], open_part)
+    return ClockView(
+        metric=clock.metric,
+        cycle=clock.cycle,
+        status=_status(clock),
+        target=clock.target,
+        elapsed=elapsed,
+        remaining=max(clock.target - elapsed, ZERO),
+        due_at=clock.breached_at or _reached_at(clock, clock.target, config),
+        warn_at=clock.warned_at or _reached_at(clock, _warn_threshold(clock, config), config),
+        breached_at=clock.breached_at,
+        segments=segments,
+    )
+
+
+@dataclass(frozen=True)
+class SlaEvent:
+    """An SLA event to publish. ``at`` is when it happened (the warning or deadline instant),
+    not when it was noticed. ``key`` is deterministic: use it as the event id."""
+
+    key: str
+    kind: SlaEventKind
+    complaint_id: str
+    metric: Metric
+    cycle: int
+    at: datetime
+    target: timedelta
+    level: int | None = None  # the new escalation level, for escalated_auto
+
+
+def due_sla_events(state: SlaState, now: datetime, config: SlaConfig) -> tuple[SlaEvent, ...]:
+    """SLA events that have happened by ``now`` and are not in ``state.emitted``, oldest first.
+    Called late (after downtime), it returns the missed ones with their true times."""
+    advanced, _ = _as_of(state, now, config)
+    events = [
+        event for clock in advanced.clocks for event in _clock_events(advanced.complaint_id, clock)
+    ]
+    breaches = [e for e in events if e.kind is SlaEventKind.SLA_BREACHED]
+    events += _escalations(advanced, breaches, config)
+    fresh = (e for e in events if e.key not in state.emitted)
+    return tuple(sorted(fresh, key=_event_order))
+
+
+_KIND_ORDER = {kind: n for n, kind in enumerate(SlaEventKind)}
+_METRIC_ORDER = {metric: n for n, metric in enumerate(Metric)}
+
+
+def _event_order(event: SlaEvent) -> tuple[datetime, int, int, int]:
+    return (event.at, _METRIC_ORDER[event.metric], event.cycle, _KIND_ORDER[event.kind])
+
+
+def event_key(complaint_id: str, metric: Metric, cycle: int, kind: SlaEventKind) -> str:
+    return f"{complaint_id}:{metric}:{cycle}:{kind}"
+
+
+def _clock_events(complaint_id: str, clock: Clock) -> list[SlaEvent]:
+    marks = ((SlaEventKind.SLA_WARNING, clock.warned_at), (SlaEventKind.SLA_BREACHED, clock.breached_at))
+    return [
+        SlaEvent(
+            key=event_key(complaint_id, clock.metric, clock.cycle, kind),
+            kind=kind,
+            complaint_id=complaint_id,
+            metric=clock.metric,
+            cycle=clock.cycle,
+            at=at,
+            target=clock.target,
+        )
+        for kind, at in marks
+        if at is not None
+    ]
+
+
+def _escalations(
+    state: SlaState, breaches: list[SlaEvent], config: SlaConfig
+) -> list[SlaEvent]:
+    """One escalation per breach, in breach order, each one level above the level reached by
+    then (manual escalations at or before the breach plus the earlier automatic ones)."""
+    escalations: list[SlaEvent] = []
+    for breach in sorted(breaches, key=_event_order):
+        manual = sum(1 for moment in state.manual_escalations if moment <= breach.at)
+        level = manual + len(escalations)
+        if level >= config.max_escalation_level:
+            continue  # already at the top: nobody left to escalate to
+        key = event_key(state.complaint_id, breach.metric, breach.cycle, SlaEventKind.ESCALATED_AUTO)
+        escalations.append(
+            replace(breach, key=key, kind=SlaEventKind.ESCALATED_AUTO, level=level + 1)
+        )
+    return escalations
+
+
+__all__ = [
+    "AGENT_REPLIES",
+    "DEFAULT_MAX_ESCALATION_LEVEL",
+    "DEFAULT_PRIORITY",
+    "DEFAULT_TARGET_HOURS",
+    "DEFAULT_TIER",
+    "DEFAULT_WARN_SHARE",
+    "ENDS_WAITING",
+    "Clock",
+    "ClockStatus",
+    "ClockView",
+    "ComplaintEvent",
+    "EventKind",
+    "Metric",
+    "OutOfOrderEventError",
+    "Phase",
+    "Policy",
+    "Priority",
+    "Segment",
+    "SlaConfig",
+    "SlaEvent",
+    "SlaEventKind",
+    "SlaState",
+    "Targets",
+    "Tier",
+    "apply_event",
+    "clock_views",
+    "default_policies",
+    "due_sla_events",
+    "event_key",
+    "fold_events",
+    "mark_emitted",
+    "new_state",
+    "select_policy",
+]

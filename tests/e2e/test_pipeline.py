@@ -1,0 +1,193 @@
+"""The walking skeleton's promises, on real processes, broker and database."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from services.scoring.domain import PurchaseSummary, fold
+from shared.events import Topic, ValidationContext, validate_event
+from tests.e2e.conftest import Stack
+from tests.helpers import event, produce_raw, purchase, read_topic, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+async def post(stack: Stack, events: list[dict[str, Any]]) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=stack.url("ingest"), timeout=30) as client:
+        return await client.post("/v1/events", json=events)
+
+
+def stream(customers: int, count: int, seed: int) -> list[dict[str, Any]]:
+    """A reproducible purchase stream spread over the last 30 days."""
+    rng = random.Random(seed)
+    start = datetime.now(UTC) - timedelta(days=30)
+    return [
+        purchase(
+            f"cust-{rng.randrange(customers)}",
+            f"{rng.randrange(100, 50_000) / 100:.2f}",
+            time=start + timedelta(minutes=rng.randrange(30 * 24 * 60)),
+        )
+        for _ in range(count)
+    ]
+
+
+def expected_scoring(events: list[dict[str, Any]]) -> dict[str, tuple[int, Decimal]]:
+    """The read model computed offline by the same pure fold the service uses."""
+    by_customer: dict[str, list[Any]] = defaultdict(list)
+    for raw in events:
+        validated = validate_event(raw, ValidationContext())
+        by_customer[validated.subject].append(validated)
+    return {
+        cid: (s.purchase_count, s.total_spent)
+        for cid, evs in by_customer.items()
+        for s in [fold(PurchaseSummary(cid), evs)]
+    }
+
+
+async def scoring_rows(stack: Stack) -> dict[str, tuple[int, Decimal]]:
+    rows = await stack.fetch(
+        "SELECT customer_id, purchase_count, total_spent FROM scoring.purchase_summaries"
+    )
+    return {r["customer_id"]: (r["purchase_count"], r["total_spent"]) for r in rows}
+
+
+async def reporting_totals(stack: Stack) -> tuple[int, Decimal]:
+    rows = await stack.fetch("SELECT coalesce(sum(orders), 0) o, coalesce(sum(revenue), 0) r "
+                             "FROM reporting.daily_sales")
+    return rows[0]["o"], rows[0]["r"]
+
+
+async def wait_for_model(stack: Stack, events: list[dict[str, Any]]) -> None:
+    expected = expected_scoring(events)
+    total = sum((t for _, t in expected.values()), Decimal(0))
+
+    async def converged() -> bool:
+        return await scoring_rows(stack) == expected and await reporting_totals(stack) == (
+            len(events),
+            total,
+        )
+
+    await wait_until(converged, timeout=60, what="read models equal to the offline fold")
+
+
+async def test_purchase_and_complaint_are_visible_in_every_service(stack: Stack) -> None:
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    complaint = event(
+        "crm.complaint.opened",
+        "cust-7",
+        {"complaint_id": "cmp-1", "channel": "hotline", "category": "delivery",
+         "priority": "high"},
+        time=now,
+    )
+    response = await post(stack, [purchase("cust-7", "42.50", time=now), complaint])
+    assert response.status_code == 202, response.text
+    assert response.json() == {"accepted": 2, "duplicates": []}
+
+    async with httpx.AsyncClient(timeout=5) as client:
+        rfm = await wait_until(
+            lambda: _ok(client, f"{stack.url('scoring')}/v1/customers/cust-7/rfm"),
+            what="the purchase in scoring",
+        )
+        assert rfm["frequency"] == 1
+        assert Decimal(rfm["monetary"]) == Decimal("42.50")
+
+        found = await wait_until(
+            lambda: _ok(client, f"{stack.url('complaints')}/v1/complaints/cmp-1"),
+            what="the complaint in complaints",
+        )
+        assert (found["status"], found["customer_id"], found["priority"]) == (
+            "opened", "cust-7", "high"
+        )
+
+        day = now.date().isoformat()
+        url = f"{stack.url('reporting')}/v1/kpis/daily?from={day}&to={day}"
+
+        async def sold() -> list[Any] | None:
+            rows = (await client.get(url)).json()
+            return rows if rows[0]["orders"] == 1 else None
+
+        rows = await wait_until(sold, what="the purchase in reporting")
+        assert rows == [{"day": day, "revenue": "42.50", "orders": 1, "buyers": 1}]
+
+
+async def _ok(client: httpx.AsyncClient, url: str) -> Any:
+    response = await client.get(url)
+    return response.json() if response.status_code == 200 else None
+
+
+async def test_duplicate_delivery_changes_nothing(stack: Stack) -> None:
+    original = purchase("cust-dup", "10.00")
+    assert (await post(stack, [original])).status_code == 202
+    again = await post(stack, [original])
+    assert again.json() == {"accepted": 0, "duplicates": [original["id"]]}
+    # Another system publishing the same event straight to the topic, twice.
+    raw = orjson.dumps(original)
+    await produce_raw(stack.broker.bootstrap, Topic.PURCHASES, [raw, raw], key=b"cust-dup")
+    marker = purchase("cust-dup", "1.00")
+    assert (await post(stack, [marker])).status_code == 202
+    await wait_for_model(stack, [original, marker])
+    stored = await stack.fetch("SELECT count(*) c FROM ingest.events")
+    assert stored[0]["c"] == 2
+
+
+async def test_sigkill_mid_stream_ends_with_the_uninterrupted_model(stack: Stack) -> None:
+    events = stream(customers=80, count=3000, seed=7)
+    for start in range(0, 1500, 250):
+        assert (await post(stack, events[start : start + 250])).status_code == 202
+
+    async def applying() -> bool:
+        rows = await stack.fetch("SELECT coalesce(sum(purchase_count), 0) n "
+                                 "FROM scoring.purchase_summaries")
+        return bool(rows[0]["n"] > 0)
+
+    await wait_until(applying, what="scoring to apply part of the stream")
+    stack.services["scoring"].kill()
+    stack.services["reporting"].kill()
+    for start in range(1500, 3000, 250):
+        assert (await post(stack, events[start : start + 250])).status_code == 202
+    await stack.restart("scoring")
+    await stack.restart("reporting")
+    await wait_for_model(stack, events)
+
+
+async def test_broker_restart_loses_nothing_and_counts_nothing_twice(stack: Stack) -> None:
+    before = stream(customers=30, count=600, seed=11)
+    assert (await post(stack, before)).status_code == 202
+    await wait_for_model(stack, before)
+
+    stack.broker.restart()  # memory storage: every topic is gone
+    after = stream(customers=30, count=400, seed=12)
+    assert (await post(stack, after)).status_code == 202
+    await wait_for_model(stack, before + after)
+
+    republished = await read_topic(stack.broker.bootstrap, Topic.PURCHASES)
+    assert {orjson.loads(r.value)["id"] for r in republished} == {
+        e["id"] for e in before + after
+    }
+
+
+async def test_malformed_message_is_dead_lettered_and_the_next_is_applied(stack: Stack) -> None:
+    good = purchase("cust-m", "5.00")
+    garbage = [b"{not json", orjson.dumps({"specversion": "1.0", "type": "crm.nope"})]
+    await produce_raw(stack.broker.bootstrap, Topic.PURCHASES, garbage, key=b"cust-m")
+    await produce_raw(stack.broker.bootstrap, Topic.PURCHASES, [orjson.dumps(good)], key=b"cust-m")
+    await wait_for_model(stack, [good])
+
+    async def dead_letters() -> list[Any]:
+        records = await read_topic(stack.broker.bootstrap, Topic.DEADLETTER)
+        mine = [r for r in records if dict(r.headers)["crm-consumer"] == b"scoring"]
+        return mine if len(mine) == 2 else []
+
+    records = await wait_until(dead_letters, what="two dead letters from scoring")
+    assert [r.value for r in records] == garbage
+    reasons = [dict(r.headers)["crm-error"].decode() for r in records]
+    assert "not JSON" in reasons[0]
+    assert "id" in reasons[1] and "subject" in reasons[1]
