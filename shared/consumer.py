@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 
 from shared import kafka, metrics
+from shared.db import Connection
 from shared.events import Event, InvalidEvent, Topic, ValidationContext, decode_event
 from shared.settings import CommonSettings
 
@@ -46,7 +47,7 @@ class Projection(Protocol):
     name: str  # the consumer group, and the key of its offsets and applied ids
     topics: Sequence[str]
 
-    async def store(self, conn: asyncpg.Connection, events: list[Event]) -> None:
+    async def store(self, conn: Connection, events: list[Event]) -> None:
         """Fold `events` (new ids only, in partition order) into the read model, in `conn`'s
         open transaction."""
 
@@ -151,7 +152,9 @@ class ConsumerRuntime:
                 backoff = min(backoff * 2, 5.0)
         self.status.running = False
 
-    async def _apply(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+    async def _apply(
+        self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
         started = time.perf_counter()
         events: list[Event] = []
         dead: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
@@ -204,7 +207,7 @@ class ConsumerRuntime:
     async def _commit(
         self, events: list[Event], positions: dict[TopicPartition, tuple[int, bytes]]
     ) -> list[Event]:
-        unique = list({e.id: e for e in reversed(events)}.values())[::-1]  # first of each id
+        unique = _first_of_each_id(events)
         async with self._pool.acquire() as conn, conn.transaction():
             fresh_ids = {
                 r["event_id"]
@@ -219,11 +222,14 @@ class ConsumerRuntime:
             if fresh:
                 await self._projection.store(conn, fresh)
             await conn.execute(
-                "INSERT INTO consumer_offsets (consumer, topic, partition, next_offset, fingerprint)"
-                " SELECT $1, t, p, o, f FROM unnest($2::text[], $3::int[], $4::bigint[], $5::bytea[])"
-                " AS u(t, p, o, f) ON CONFLICT (consumer, topic, partition) DO UPDATE SET"
-                " next_offset = EXCLUDED.next_offset, fingerprint = EXCLUDED.fingerprint,"
-                " updated_at = now()",
+                """
+                INSERT INTO consumer_offsets (consumer, topic, partition, next_offset, fingerprint)
+                SELECT $1, t, p, o, f
+                FROM unnest($2::text[], $3::int[], $4::bigint[], $5::bytea[]) AS u(t, p, o, f)
+                ON CONFLICT (consumer, topic, partition) DO UPDATE
+                SET next_offset = EXCLUDED.next_offset, fingerprint = EXCLUDED.fingerprint,
+                    updated_at = now()
+                """,
                 self.name,
                 [tp.topic for tp in positions],
                 [tp.partition for tp in positions],
@@ -252,8 +258,12 @@ class ConsumerRuntime:
             )
             log.warning(
                 "dead-lettered a record",
-                extra={"consumer": self.name, "topic": record.topic, "offset": record.offset,
-                       "reason": reason[:500]},
+                extra={
+                    "consumer": self.name,
+                    "topic": record.topic,
+                    "offset": record.offset,
+                    "reason": reason[:500],
+                },
             )
         await asyncio.gather(*futures)
 
@@ -325,6 +335,16 @@ class ConsumerRuntime:
             self._expected[tp] = _Expected(next_offset, row["fingerprint"])
             self._consumer.seek(tp, next_offset - 1)
         self.status.assigned = sorted(f"{tp.topic}/{tp.partition}" for tp in assigned)
+
+
+def _first_of_each_id(events: list[Event]) -> list[Event]:
+    seen: set[str] = set()
+    unique = []
+    for event in events:
+        if event.id not in seen:
+            seen.add(event.id)
+            unique.append(event)
+    return unique
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

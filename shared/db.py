@@ -11,12 +11,16 @@ import json
 import logging
 import zlib
 from pathlib import Path
+from typing import TypeAlias
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 log = logging.getLogger(__name__)
 
-Pool = asyncpg.Pool
+Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
+# What SQL functions take: a plain connection, or one borrowed from the pool.
+Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

@@ -89,8 +89,10 @@ def main() -> None:
     database: Database | None = None
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if not bootstrap:
-        broker = Broker(port=int(os.environ.get("CRM_BROKER_PORT", "9092")),
-                        log_path=data / "logs" / "broker.log")
+        broker = Broker(
+            port=int(os.environ.get("CRM_BROKER_PORT", "9092")),
+            log_path=data / "logs" / "broker.log",
+        )
         (data / "logs").mkdir(parents=True, exist_ok=True)
         broker.start()
         bootstrap = broker.bootstrap

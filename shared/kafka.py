@@ -24,7 +24,7 @@ ALL_TOPICS: tuple[str, ...] = (*SOURCE_TOPICS, Topic.DERIVED, Topic.DEADLETTER)
 # with auto.create.topics.enable. After a broker loses its topics, any client could then
 # re-create them with the wrong partition count before we do. We create topics ourselves,
 # so every metadata request says "do not create".
-aiokafka.client.MetadataRequest = functools.partial(  # type: ignore[misc]
+aiokafka.client.MetadataRequest = functools.partial(
     MetadataRequest, allow_auto_topic_creation=False
 )
 
@@ -44,7 +44,9 @@ def producer(settings: CommonSettings, **overrides: object) -> AIOKafkaProducer:
     return AIOKafkaProducer(**options)
 
 
-def consumer(settings: CommonSettings, group_id: str | None, **overrides: object) -> AIOKafkaConsumer:
+def consumer(
+    settings: CommonSettings, group_id: str | None, **overrides: object
+) -> AIOKafkaConsumer:
     options: dict[str, object] = {
         "bootstrap_servers": settings.kafka_bootstrap_servers,
         "group_id": group_id,
@@ -67,9 +69,7 @@ def admin(settings: CommonSettings) -> AIOKafkaAdminClient:
     )
 
 
-async def ensure_topics(
-    settings: CommonSettings, topics: Iterable[str] = ALL_TOPICS
-) -> list[str]:
+async def ensure_topics(settings: CommonSettings, topics: Iterable[str] = ALL_TOPICS) -> list[str]:
     """Create whichever of `topics` are missing; return the ones this call created."""
     client = admin(settings)
     await client.start()
@@ -87,10 +87,7 @@ async def ensure_topics_with(
     if not missing:
         return []
     response = await client.create_topics(
-        [
-            NewTopic(t, settings.topic_partitions, settings.topic_replication_factor)
-            for t in missing
-        ]
+        [NewTopic(t, settings.topic_partitions, settings.topic_replication_factor) for t in missing]
     )
     created = []
     for topic, code, message in response.topic_errors:
@@ -114,7 +111,9 @@ async def wait_for_broker(settings: CommonSettings, timeout: float = 30.0) -> No
             return
         except Exception:
             if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"broker {settings.kafka_bootstrap_servers} unreachable") from None
+                raise TimeoutError(
+                    f"broker {settings.kafka_bootstrap_servers} unreachable"
+                ) from None
             await asyncio.sleep(0.2)
         finally:
             await client.close()

@@ -27,6 +27,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from shared import kafka, metrics
 from shared.consumer import EPOCH_HEADER
+from shared.db import Connection
 from shared.events import Event
 from shared.settings import CommonSettings
 
@@ -43,7 +44,7 @@ class AppendResult:
     conflicts: list[str] = field(default_factory=list)  # same id, other content
 
 
-async def append_events(conn: asyncpg.Connection, events: Sequence[Event]) -> AppendResult:
+async def append_events(conn: Connection, events: Sequence[Event]) -> AppendResult:
     """Store new events and queue them for publishing, in the caller's transaction.
 
     An id seen before with the same content is a duplicate (stored once); with other content
@@ -82,7 +83,7 @@ async def append_events(conn: asyncpg.Connection, events: Sequence[Event]) -> Ap
 
 
 async def _classify_existing(
-    conn: asyncpg.Connection, events: Sequence[Event], accepted: set[str]
+    conn: Connection, events: Sequence[Event], accepted: set[str]
 ) -> AppendResult:
     others = [e for e in events if e.id not in accepted]
     stored = {
@@ -109,12 +110,6 @@ class RelayStatus:
     pending: int = 0
     epoch: int = 0
     last_error: str | None = None
-
-
-class BrokerLostData(Exception):
-    def __init__(self, topics: set[str]) -> None:
-        super().__init__(f"broker lost data of {sorted(topics)}")
-        self.topics = topics
 
 
 class OutboxRelay:
@@ -172,7 +167,7 @@ class OutboxRelay:
                 log.warning("outbox relay paused", extra={"error": self.status.last_error})
                 await self._sleep(1.0)
 
-    async def _lead(self, leader_conn: asyncpg.Connection) -> None:
+    async def _lead(self, leader_conn: Connection) -> None:
         await leader_conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
         producer = kafka.producer(self._settings)
         admin = kafka.admin(self._settings)
@@ -275,7 +270,9 @@ class OutboxRelay:
                 "SELECT count(*) FROM q",
                 sorted(topics),
             )
-            await conn.execute("DELETE FROM relay_marks WHERE topic = ANY($1::text[])", sorted(topics))
+            await conn.execute(
+                "DELETE FROM relay_marks WHERE topic = ANY($1::text[])", sorted(topics)
+            )
         self._marks = {k: v for k, v in self._marks.items() if k[0] not in topics}
         self.status.epoch = epoch
         log.warning(

@@ -4,7 +4,7 @@ broker per test. No mocks of either."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,8 +43,3 @@ def settings(broker: Broker, database_url: str) -> CommonSettings:
         consumer_session_timeout_ms=6000,
         metadata_max_age_ms=1000,
     )
-
-
-@pytest.fixture
-async def anyio_backend() -> AsyncIterator[str]:
-    yield "asyncio"

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 T = TypeVar("T")
 _ids = itertools.count()
@@ -81,6 +82,13 @@ async def produce_raw(bootstrap: str, topic: str, values: list[bytes], key: byte
 
 async def read_topic(bootstrap: str, topic: str, *, timeout: float = 10.0) -> list[Any]:
     """Every record on `topic` up to its high watermark (read without a group)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        if topic not in await admin.list_topics():
+            return []  # (aiokafka 0.14's stop() raises CancelledError with no assignment)
+    finally:
+        await admin.close()
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
     )
@@ -95,7 +103,7 @@ async def read_topic(bootstrap: str, topic: str, *, timeout: float = 10.0) -> li
         done: set[TopicPartition] = set()
         while len(done) < len(tps) and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=200)
-            for tp, recs in batch.items():
+            for recs in batch.values():
                 records.extend(recs)
             for tp in tps:
                 hw = consumer.highwater(tp)

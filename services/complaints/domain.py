@@ -46,8 +46,13 @@ def apply(state: Complaint, event: Event) -> Complaint:
     match data:
         case ComplaintOpened():
             return replace(
-                state, status="opened", channel=data.channel, category=data.category,
-                priority=data.priority, product=data.product, opened_at=at,
+                state,
+                status="opened",
+                channel=data.channel,
+                category=data.category,
+                priority=data.priority,
+                product=data.product,
+                opened_at=at,
             )
         case ComplaintResponded():
             first = state.first_response_at or at

@@ -21,9 +21,10 @@ Policies (documented here, applied in the code below)
 * ``customer_replied`` (the customer answers; not in the original list, needed to say when a
   next response is owed) ends a wait and, once a first reply exists, starts a new
   next-response cycle unless one is already running.
-* ``waiting`` pauses every running clock until an event that ends the wait:
-  ``customer_replied``, ``reopened``, ``resolved`` or ``closed`` (see ``ENDS_WAITING``). An
-  agent's own message while waiting does not end it: the ball is in the customer's court.
+* ``waiting`` pauses every running clock until the customer is back: ``customer_replied`` or
+  ``reopened`` end the wait (``ENDS_WAITING``) and resume the paused clocks; ``resolved`` and
+  ``closed`` end it by stopping everything. An agent's own message while waiting does not end
+  it: the ball is in the customer's court.
 * ``resolved`` stops every clock (a resolution is also a reply). ``reopened`` resumes the
   resolution clock with its accumulated time (the customer's problem was not solved, so the
   time already spent counts) and starts a next-response cycle. Each running stretch is kept
@@ -119,9 +120,7 @@ class Phase(StrEnum):
 
 
 AGENT_REPLIES = frozenset({EventKind.RESPONDED, EventKind.SOLUTION_PROPOSED})
-ENDS_WAITING = frozenset(
-    {EventKind.CUSTOMER_REPLIED, EventKind.REOPENED, EventKind.RESOLVED, EventKind.CLOSED}
-)
+ENDS_WAITING = frozenset({EventKind.CUSTOMER_REPLIED, EventKind.REOPENED})
 FEEDBACK_KINDS = frozenset(EventKind(kind.value) for kind in SlaEventKind)
 # Events that still count before ``opened`` (they may share its timestamp and sort first).
 BEFORE_OPENED = frozenset({EventKind.OPENED, EventKind.PRIORITY_CHANGED, EventKind.TIER_CHANGED})
@@ -183,7 +182,9 @@ class Policy:
 def default_policies() -> tuple[Policy, ...]:
     """Gold policies first (the first match wins), then one per priority for everyone else."""
     gold = tuple(
-        Policy(f"gold-{p}", Targets.from_hours(*hours["gold"]), frozenset({p}), frozenset({Tier.GOLD}))
+        Policy(
+            f"gold-{p}", Targets.from_hours(*hours["gold"]), frozenset({p}), frozenset({Tier.GOLD})
+        )
         for p, hours in DEFAULT_TARGET_HOURS.items()
     )
     standard = tuple(
@@ -310,9 +311,7 @@ def new_state(complaint_id: str) -> SlaState:
     return SlaState(complaint_id)
 
 
-def fold_events(
-    complaint_id: str, events: Iterable[ComplaintEvent], config: SlaConfig
-) -> SlaState:
+def fold_events(complaint_id: str, events: Iterable[ComplaintEvent], config: SlaConfig) -> SlaState:
     """The state after all ``events``, sorted into ``(at, event_id)`` order first."""
     state = new_state(complaint_id)
     for event in sorted(events, key=lambda e: e.position):
@@ -334,6 +333,8 @@ def apply_event(state: SlaState, event: ComplaintEvent, config: SlaConfig) -> Sl
         return state
     at = event.position[0]
     state = _advance(state, at, config)
+    if event.kind in ENDS_WAITING:
+        state = _end_wait(state, at)
     state = _HANDLERS[event.kind](state, event, at, config)
     return _settle(state, at, config)
 
@@ -377,14 +378,15 @@ def _on_agent_reply(
 def _on_customer_replied(
     state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig
 ) -> SlaState:
-    state = _end_wait(state, at)
     first, resolution = state.current(Metric.FIRST_RESPONSE), state.current(Metric.RESOLUTION)
     answered = first is not None and first.phase is Phase.STOPPED
     active = resolution is not None and resolution.phase is not Phase.STOPPED
     return _open_next_response(state, at, config) if answered and active else state
 
 
-def _on_waiting(state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig) -> SlaState:
+def _on_waiting(
+    state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig
+) -> SlaState:
     state = _map_clocks(state, lambda c: _pause(c, at, event.kind, config))
     return replace(state, waiting=True)
 
@@ -409,7 +411,7 @@ def _on_reopened(
     if resolution is None or resolution.phase is not Phase.STOPPED:
         return state  # nothing was resolved: nothing to reopen
     state = _map_clocks(state, lambda c: _restart(c, at) if c is resolution else c)
-    return _open_next_response(replace(state, waiting=False), at, config)
+    return _open_next_response(state, at, config)
 
 
 def _on_closed(state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig) -> SlaState:
@@ -431,8 +433,7 @@ def _on_tier_changed(
 
 _HANDLERS: Mapping[EventKind, Handler] = {
     EventKind.OPENED: _on_opened,
-    EventKind.RESPONDED: _on_agent_reply,
-    EventKind.SOLUTION_PROPOSED: _on_agent_reply,
+    **dict.fromkeys(AGENT_REPLIES, _on_agent_reply),
     EventKind.CUSTOMER_REPLIED: _on_customer_replied,
     EventKind.WAITING: _on_waiting,
     EventKind.ESCALATED: _on_escalated,
@@ -674,7 +675,10 @@ def event_key(complaint_id: str, metric: Metric, cycle: int, kind: SlaEventKind)
 
 
 def _clock_events(complaint_id: str, clock: Clock) -> list[SlaEvent]:
-    marks = ((SlaEventKind.SLA_WARNING, clock.warned_at), (SlaEventKind.SLA_BREACHED, clock.breached_at))
+    marks = (
+        (SlaEventKind.SLA_WARNING, clock.warned_at),
+        (SlaEventKind.SLA_BREACHED, clock.breached_at),
+    )
     return [
         SlaEvent(
             key=event_key(complaint_id, clock.metric, clock.cycle, kind),
@@ -690,9 +694,7 @@ def _clock_events(complaint_id: str, clock: Clock) -> list[SlaEvent]:
     ]
 
 
-def _escalations(
-    state: SlaState, breaches: list[SlaEvent], config: SlaConfig
-) -> list[SlaEvent]:
+def _escalations(state: SlaState, breaches: list[SlaEvent], config: SlaConfig) -> list[SlaEvent]:
     """One escalation per breach, in breach order, each one level above the level reached by
     then (manual escalations at or before the breach plus the earlier automatic ones)."""
     escalations: list[SlaEvent] = []
@@ -701,7 +703,9 @@ def _escalations(
         level = manual + len(escalations)
         if level >= config.max_escalation_level:
             continue  # already at the top: nobody left to escalate to
-        key = event_key(state.complaint_id, breach.metric, breach.cycle, SlaEventKind.ESCALATED_AUTO)
+        key = event_key(
+            state.complaint_id, breach.metric, breach.cycle, SlaEventKind.ESCALATED_AUTO
+        )
         escalations.append(
             replace(breach, key=key, kind=SlaEventKind.ESCALATED_AUTO, level=level + 1)
         )

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from services.complaints.domain import Complaint, complaint_id_of, derive
+from shared.db import Connection
 from shared.events import Event, Topic, ValidationContext, decode_event
 
 _COLUMNS = [f.name for f in fields(Complaint)]
@@ -21,7 +22,7 @@ class ComplaintsProjection:
     def __init__(self, validation: ValidationContext) -> None:
         self._validation = validation
 
-    async def store(self, conn: asyncpg.Connection, events: list[Event]) -> None:
+    async def store(self, conn: Connection, events: list[Event]) -> None:
         rows = [(complaint_id_of(e), e) for e in events]
         rows = [(cid, e) for cid, e in rows if cid is not None]
         if not rows:
@@ -40,7 +41,7 @@ class ComplaintsProjection:
         complaints = [derive(cid, evs[0].subject, evs) for cid, evs in history.items()]
         await _save(conn, complaints)
 
-    async def _history(self, conn: asyncpg.Connection, ids: list[str]) -> dict[str, list[Event]]:
+    async def _history(self, conn: Connection, ids: list[str]) -> dict[str, list[Event]]:
         records = await conn.fetch(
             "SELECT complaint_id, body FROM complaint_events WHERE complaint_id = ANY($1::text[])",
             ids,
@@ -53,10 +54,23 @@ class ComplaintsProjection:
         return history
 
 
-async def _save(conn: asyncpg.Connection, complaints: list[Complaint]) -> None:
+async def _save(conn: Connection, complaints: list[Complaint]) -> None:
     columns = ", ".join(_COLUMNS)
-    types = ["text", "text", "text", "text", "text", "text", "text", "timestamptz",
-             "timestamptz", "timestamptz", "timestamptz", "int", "int"]
+    types = [
+        "text",
+        "text",
+        "text",
+        "text",
+        "text",
+        "text",
+        "text",
+        "timestamptz",
+        "timestamptz",
+        "timestamptz",
+        "timestamptz",
+        "int",
+        "int",
+    ]
     params = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS[1:])
     values: list[list[Any]] = [[asdict(c)[name] for c in complaints] for name in _COLUMNS]

@@ -71,9 +71,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _errors(errors: list[EventError]) -> list[dict[str, Any]]:
-    return [
-        {"index": e.index, "id": e.id, "field": e.field, "message": e.message} for e in errors
-    ]
+    return [{"index": e.index, "id": e.id, "field": e.field, "message": e.message} for e in errors]
 
 
 @router.post(
@@ -112,8 +110,9 @@ async def post_events(
         items = [
             EventError(index[i], i, "id", "already stored with other content") for i in conflict.ids
         ]
-        return error_response(409, "event ids reused with other content; nothing was stored",
-                              _errors(items))
+        return error_response(
+            409, "event ids reused with other content; nothing was stored", _errors(items)
+        )
     if res.relay is not None:
         res.relay.notify()
     return JSONResponse(

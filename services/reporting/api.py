@@ -37,9 +37,21 @@ async def get_daily(
     last: Annotated[date, Query(alias="to", examples=["2026-11-30"])],
 ) -> list[DailyKpi]:
     if last < first:
-        raise HTTPException(422, {"detail": "invalid range",
-                                  "errors": [{"field": "query.to", "message": "before 'from'"}]})
+        raise HTTPException(
+            422,
+            {
+                "detail": "invalid range",
+                "errors": [{"field": "query.to", "message": "before 'from'"}],
+            },
+        )
     if (last - first).days >= MAX_DAYS:
-        raise HTTPException(422, {"detail": "invalid range", "errors": [
-            {"field": "query.to", "message": f"a range covers at most {MAX_DAYS} days"}]})
+        raise HTTPException(
+            422,
+            {
+                "detail": "invalid range",
+                "errors": [
+                    {"field": "query.to", "message": f"a range covers at most {MAX_DAYS} days"}
+                ],
+            },
+        )
     return [DailyKpi(**row) for row in await daily_kpis(res.pool, first, last)]

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from services.reporting.domain import daily_deltas
+from shared.db import Connection
 from shared.events import Event, Topic
 
 
@@ -20,7 +21,7 @@ class ReportingProjection:
     def __init__(self, zone: ZoneInfo) -> None:
         self._zone = zone
 
-    async def store(self, conn: asyncpg.Connection, events: list[Event]) -> None:
+    async def store(self, conn: Connection, events: list[Event]) -> None:
         deltas = daily_deltas(events, self._zone)
         if not deltas:
             return

@@ -29,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 from scipy.optimize import minimize
-from scipy.special import betaln, digamma, gammaln, hyp2f1
+from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -230,15 +230,18 @@ def _log_dead_term(
 class _Grouped:
     """Merged (x, t_x, T) rows with counts, each column factorised into its distinct values.
 
-    Terms that depend on x only (gammaln, betaln, digamma) are computed once per distinct x,
-    and ln(alpha + T), ln(alpha + t_x) once per distinct time: the per-row work of the
-    objective is then a handful of gathers and additions.
+    Terms of eq. 6 that depend on x only (gammaln, betaln, digamma) are computed once per
+    distinct x and their sums over customers taken with per-x totals; ln(alpha + T) and
+    ln(alpha + t_x) are computed once per distinct time. The per-row work of the objective is
+    then a few gathers, one logaddexp and a few dot products.
     """
 
     weights: FloatArray
+    total_weight: float
     x: FloatArray
     x_values: FloatArray
     x_index: IntArray
+    weight_per_x: FloatArray
     recency_values: FloatArray
     recency_index: IntArray
     age_values: FloatArray
@@ -250,22 +253,40 @@ def _factorise(values: FloatArray) -> tuple[FloatArray, IntArray]:
     return distinct.astype(np.float64), index.astype(np.int64).ravel()
 
 
-def _group_rows(x: FloatArray, t_x: FloatArray, big_t: FloatArray) -> _Grouped:
-    """Merge identical (x, t_x, T) rows, keeping counts as likelihood weights.
+def _distinct_rows(
+    codes: Sequence[IntArray], sizes: Sequence[int]
+) -> tuple[IntArray, IntArray, IntArray]:
+    """Distinct rows of factorised columns: (first row of each, inverse, counts).
 
-    Equivalent to np.unique(rows, axis=0, return_counts=True), done on one int64 key built
-    from the per-column codes because that is several times faster on 1M rows.
+    Equivalent to np.unique(rows, axis=0, return_index, return_inverse, return_counts) but
+    done on one int64 key built from the per-column codes, several times faster on 1M rows.
     """
+    key = np.zeros_like(codes[0])
+    for code, size in zip(codes, sizes, strict=True):
+        key = key * size + code
+    _, first, inverse, counts = np.unique(
+        key, return_index=True, return_inverse=True, return_counts=True
+    )
+    return first.astype(np.int64), inverse.astype(np.int64).ravel(), counts.astype(np.int64)
+
+
+def _group_rows(x: FloatArray, t_x: FloatArray, big_t: FloatArray) -> _Grouped:
+    """Merge identical (x, t_x, T) rows, keeping counts as likelihood weights."""
     x_values, x_code = _factorise(x)
     recency_values, recency_code = _factorise(t_x)
     age_values, age_code = _factorise(big_t)
-    key = (x_code * recency_values.size + recency_code) * age_values.size + age_code
-    _, first_row, counts = np.unique(key, return_index=True, return_counts=True)
+    first_row, _, counts = _distinct_rows(
+        (x_code, recency_code, age_code), (x_values.size, recency_values.size, age_values.size)
+    )
+    weights = counts.astype(np.float64)
+    x_index = x_code[first_row]
     return _Grouped(
-        weights=counts.astype(np.float64),
+        weights=weights,
+        total_weight=float(weights.sum()),
         x=x[first_row],
         x_values=x_values,
-        x_index=x_code[first_row],
+        x_index=x_index,
+        weight_per_x=_sum_by(x_index, weights, x_values.size),
         recency_values=recency_values,
         recency_index=recency_code[first_row],
         age_values=age_values,
@@ -273,35 +294,59 @@ def _group_rows(x: FloatArray, t_x: FloatArray, big_t: FloatArray) -> _Grouped:
     )
 
 
+def _dot(left: FloatArray, right: FloatArray) -> float:
+    """Inner product through einsum's single-threaded loop rather than BLAS.
+
+    OpenBLAS threads busy-wait when the machine is loaded; on a busy 2-core machine `@` made
+    a 1M-customer fit six times slower than this (measured: 4.8 s against 0.7 s).
+    """
+    return float(np.einsum("i,i->", left, right))
+
+
+def _sum_by(index: IntArray, weights: FloatArray, size: int) -> FloatArray:
+    return np.asarray(np.bincount(index, weights=weights, minlength=size), dtype=np.float64)
+
+
 def _bgnbd_negative_ll_and_gradient(
     log_params: FloatArray, data: _Grouped
 ) -> tuple[float, FloatArray]:
     """Mean negative log-likelihood of [FHL05] eq. 6 and its analytic gradient in log-params.
 
-    With ll = ln A1 + logaddexp(t1, t2) and w = e^t2 / (e^t1 + e^t2) (w = 0 when x = 0), each
-    derivative is d ln A1 + (1 - w) d t1 + w d t2; the digamma terms come from
-    d/da ln B(a, b) = psi(a) - psi(a + b). The chain rule d/d ln p = p d/dp gives the
-    gradient over log-parameters.
+    ll = ln A1 + logaddexp(t1, t2) with t1 = ln(A2 A3), t2 = ln(A2 A4) (-inf when x = 0).
+    With the mixing weight w = e^t2 / (e^t1 + e^t2) = expit(t2 - t1), every derivative is
+    d ln A1 + (1 - w) d t1 + w d t2; the digamma terms come from
+    d/da ln B(a, b) = psi(a) - psi(a + b) and d/dr ln Gamma(r + x) = psi(r + x). The chain rule
+    d/d ln p = p d/dp gives the gradient over log-parameters.
     """
-    r, alpha, a, b = np.exp(log_params)
-    xv = data.x_values
-    per_x = _bgnbd_per_x_terms(xv, r, a, b)
+    r, alpha, a, b = (float(v) for v in np.exp(log_params))
+    per_x = _bgnbd_per_x_terms(data.x_values, r, a, b)
     log_age = np.log(alpha + data.age_values)[data.age_index]
     log_rec = np.log(alpha + data.recency_values)[data.recency_index]
-    inv_age = 1.0 / (alpha + data.age_values)[data.age_index]
-    inv_rec = 1.0 / (alpha + data.recency_values)[data.recency_index]
-    ix = data.x_index
-    x = data.x
-    t1 = per_x["beta_alive"][ix] - (r + x) * log_age
-    t2 = per_x["beta_dead"][ix] - (r + x) * log_rec
-    mix = np.logaddexp(t1, t2)
-    w = np.exp(t2 - mix)
-    ll = per_x["gamma_ratio"][ix] + r * np.log(alpha) + mix
-    d_r = per_x["d_gamma_ratio"][ix] + np.log(alpha) - (1.0 - w) * log_age - w * log_rec
-    d_alpha = r / alpha - (r + x) * ((1.0 - w) * inv_age + w * inv_rec)
-    d_a = (1.0 - w) * per_x["d_alive_a"][ix] + w * per_x["d_dead_a"][ix]
-    d_b = (1.0 - w) * per_x["d_alive_b"][ix] + w * per_x["d_dead_b"][ix]
-    return _weighted_objective(ll, (d_r * r, d_alpha * alpha, d_a * a, d_b * b), data.weights)
+    shape = r + data.x
+    t1 = per_x["beta_alive"][data.x_index] - shape * log_age
+    gap = per_x["beta_dead"][data.x_index] - shape * log_rec - t1
+    w = expit(gap)
+    weights, n = data.weights, data.total_weight
+    # Per-x sums of the customer weight that goes to the "dropped out at t_x" branch.
+    dead_per_x = _sum_by(data.x_index, weights * w, data.x_values.size)
+    alive_per_x = data.weight_per_x - dead_per_x
+    inv_age = (1.0 / (alpha + data.age_values))[data.age_index]
+    inv_rec = (1.0 / (alpha + data.recency_values))[data.recency_index]
+    ll = (
+        _dot(data.weight_per_x, per_x["gamma_ratio"])
+        + n * r * np.log(alpha)
+        + _dot(weights, t1 + np.logaddexp(0.0, gap))
+    )
+    d_r = (
+        _dot(data.weight_per_x, per_x["d_gamma_ratio"])
+        + n * np.log(alpha)
+        - _dot(weights, log_age + w * (log_rec - log_age))
+    )
+    d_alpha = n * r / alpha - _dot(weights, shape * (inv_age + w * (inv_rec - inv_age)))
+    d_a = _dot(alive_per_x, per_x["d_alive_a"]) + _dot(dead_per_x, per_x["d_dead_a"])
+    d_b = _dot(alive_per_x, per_x["d_alive_b"]) + _dot(dead_per_x, per_x["d_dead_b"])
+    gradient = np.array([d_r * r, d_alpha * alpha, d_a * a, d_b * b])
+    return _mean_negative(float(ll), gradient, n)
 
 
 def _bgnbd_per_x_terms(xv: FloatArray, r: float, a: float, b: float) -> dict[str, FloatArray]:
@@ -325,28 +370,27 @@ def _bgnbd_per_x_terms(xv: FloatArray, r: float, a: float, b: float) -> dict[str
     }
 
 
-def _weighted_objective(
-    ll: FloatArray, gradient_terms: tuple[FloatArray, ...], weights: FloatArray
+def _mean_negative(
+    log_likelihood: float, gradient: FloatArray, n: float
 ) -> tuple[float, FloatArray]:
-    """Mean negative log-likelihood and its gradient; non-finite values become +inf.
+    """Mean negative log-likelihood and gradient; a non-finite value becomes +inf.
 
     Dividing by the customer count keeps the objective O(1) whatever the population size, so
     the optimiser's tolerances mean the same thing for 2k and 1M customers.
     """
-    total = float(weights.sum())
-    value = -float(weights @ ll) / total
-    gradient = np.array([-float(weights @ term) / total for term in gradient_terms])
+    value = -log_likelihood / n
     if not np.isfinite(value) or not np.all(np.isfinite(gradient)):
         return float("inf"), np.zeros_like(gradient)
-    return value, gradient
+    return value, -gradient / n
 
 
 def fit_bgnbd(frequency: npt.ArrayLike, recency: npt.ArrayLike, age: npt.ArrayLike) -> BgNbdFit:
     """Maximum-likelihood BG/NBD fit on the whole population ([FHL05] eq. 7: sum of eq. 6).
 
     Optimises over log-parameters (no positivity constraints needed) with L-BFGS-B and the
-    analytic gradient from three starting points; falls back to Nelder-Mead from the best
-    point when no L-BFGS-B run succeeds with a finite optimum.
+    analytic gradient from three starting points (screened on a subsample of large
+    populations); falls back to Nelder-Mead from the best point when no L-BFGS-B run
+    succeeds with a finite optimum.
     """
     x, t_x, big_t = _as_float_arrays(frequency, recency, age)
     _check_bgnbd_summary(x, t_x, big_t)
@@ -355,13 +399,15 @@ def fit_bgnbd(frequency: npt.ArrayLike, recency: npt.ArrayLike, age: npt.ArrayLi
     # E[lambda] = r / alpha should be near (repeat purchases) / (time observed).
     rate = max(float(x.sum()) / max(float(big_t.sum()), 1e-12), 1e-6)
     starts = [(1.0, 1.0 / rate, 1.0, 1.0), (0.5, 0.5 / rate, 0.5, 2.0), (2.0, 2.0 / rate, 2.0, 5.0)]
+    step = _screening_step(x.size)
+    screening = data if step == 1 else _group_rows(x[::step], t_x[::step], big_t[::step])
     outcome = _minimise_with_fallback(
-        _bgnbd_negative_ll_and_gradient, data, [np.log(np.array(s)) for s in starts]
+        _bgnbd_negative_ll_and_gradient, data, [np.log(np.array(s)) for s in starts], screening
     )
     r, alpha, a, b = (float(v) for v in np.exp(outcome.log_params))
     return BgNbdFit(
         params=BgNbdParams(r=r, alpha=alpha, a=a, b=b),
-        log_likelihood=-outcome.mean_negative_ll * float(data.weights.sum()),
+        log_likelihood=-outcome.mean_negative_ll * data.total_weight,
         n_customers=int(x.size),
         converged=outcome.converged,
         method=outcome.method,
@@ -389,34 +435,81 @@ class _Optimum:
     method: str
 
 
+# Optimiser settings. The starts are compared with coarse runs on a subsample of about
+# _SCREENING_CUSTOMERS customers (every k-th one, so deterministic); only the winner is then
+# optimised on the whole population, coarse then tight. On 1M customers this costs ~20
+# full-data evaluations instead of ~60, for the same optimum.
+_SCREENING_CUSTOMERS = 50_000
+_COARSE = {"maxiter": 1000, "ftol": 1e-10, "gtol": 1e-6}
+_TIGHT = {"maxiter": 1000, "ftol": 1e-13, "gtol": 1e-8}
+
+
+def _screening_step(n_customers: int) -> int:
+    return max(1, n_customers // _SCREENING_CUSTOMERS)
+
+
 def _minimise_with_fallback(
     objective: Callable[[FloatArray, Any], tuple[float, FloatArray]],
     data: Any,
     starts: list[FloatArray],
+    screening: Any,
 ) -> _Optimum:
-    """Best L-BFGS-B optimum over the starts; Nelder-Mead when none converged finitely."""
-    bounds = [(-_LOG_PARAM_BOUND, _LOG_PARAM_BOUND)] * starts[0].size
+    """Multi-start L-BFGS-B, polished; Nelder-Mead if no run converges to a finite optimum.
+
+    If the run from the screened winner fails on the full data, every start is retried on
+    the full data before giving up on L-BFGS-B.
+    """
+    screened = _best_coarse(objective, screening, starts)
+    best = _best_coarse(objective, data, [screened.log_params])
+    if not best.converged:
+        best = _best_coarse(objective, data, starts)
+    if not best.converged:
+        return _nelder_mead(objective, data, best)
+    polished = _lbfgsb(objective, data, best.log_params, _TIGHT)
+    # At tight tolerances L-BFGS-B may stop on a failed line search at the optimum itself;
+    # any finite point at least as good as the converged coarse one is accepted.
+    if np.isfinite(polished.mean_negative_ll) and (
+        polished.mean_negative_ll <= best.mean_negative_ll
+    ):
+        return _Optimum(polished.log_params, polished.mean_negative_ll, True, "L-BFGS-B")
+    return best
+
+
+def _best_coarse(
+    objective: Callable[[FloatArray, Any], tuple[float, FloatArray]],
+    data: Any,
+    starts: list[FloatArray],
+) -> _Optimum:
     best: _Optimum | None = None
     for start in starts:
-        result = minimize(
-            objective,
-            start,
-            args=(data,),
-            jac=True,
-            method="L-BFGS-B",
-            bounds=bounds,
-            options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-9},
-        )
-        candidate = _Optimum(
-            np.asarray(result.x, dtype=np.float64),
-            float(result.fun),
-            bool(result.success) and bool(np.isfinite(result.fun)),
-            "L-BFGS-B",
-        )
+        candidate = _lbfgsb(objective, data, start, _COARSE)
         if best is None or _better(candidate, best):
             best = candidate
     assert best is not None
-    return best if best.converged else _nelder_mead(objective, data, best)
+    return best
+
+
+def _lbfgsb(
+    objective: Callable[[FloatArray, Any], tuple[float, FloatArray]],
+    data: Any,
+    start: FloatArray,
+    options: dict[str, float],
+) -> _Optimum:
+    result = minimize(
+        objective,
+        start,
+        args=(data,),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(-_LOG_PARAM_BOUND, _LOG_PARAM_BOUND)] * start.size,
+        options=options,
+    )
+    return _Optimum(
+        np.asarray(result.x, dtype=np.float64),
+        float(result.fun),
+        bool(result.success) and bool(np.isfinite(result.fun)),
+        "L-BFGS-B",
+    )
 
 
 def _better(candidate: _Optimum, incumbent: _Optimum) -> bool:
@@ -643,60 +736,70 @@ def gamma_gamma_log_likelihood(
 
 @dataclass(frozen=True)
 class _SpendData:
+    """Customers with x > 0 and their parameter-free sums for the Gamma-Gamma objective."""
+
     weights: FloatArray
+    total_weight: float
     x: FloatArray
-    log_m: FloatArray
     m_times_x: FloatArray
     x_values: FloatArray
-    x_index: IntArray
-    x_log_mx: FloatArray  # ln m + ln x, parameter-free, computed once
+    weight_per_x: FloatArray
+    weighted_x: FloatArray  # weights * x
+    sum_x_log_mx: float  # sum of weights * x * (ln m + ln x)
+    sum_log_m: float  # sum of weights * ln m
 
 
 def _group_spend(x: FloatArray, m: FloatArray) -> _SpendData:
     x_values, x_code = _factorise(x)
     m_values, m_code = _factorise(m)
-    key = x_code * m_values.size + m_code
-    _, first_row, counts = np.unique(key, return_index=True, return_counts=True)
-    xr, mr = x[first_row], m[first_row]
+    first_row, _, counts = _distinct_rows((x_code, m_code), (x_values.size, m_values.size))
+    xr, mr, weights = x[first_row], m[first_row], counts.astype(np.float64)
     return _SpendData(
-        weights=counts.astype(np.float64),
+        weights=weights,
+        total_weight=float(weights.sum()),
         x=xr,
-        log_m=np.log(mr),
         m_times_x=mr * xr,
         x_values=x_values,
-        x_index=x_code[first_row],
-        x_log_mx=np.log(mr) + np.log(xr),
+        weight_per_x=_sum_by(x_code[first_row], weights, x_values.size),
+        weighted_x=weights * xr,
+        sum_x_log_mx=_dot(weights, xr * (np.log(mr) + np.log(xr))),
+        sum_log_m=_dot(weights, np.log(mr)),
     )
 
 
 def _gamma_gamma_negative_ll_and_gradient(
     log_params: FloatArray, data: _SpendData
 ) -> tuple[float, FloatArray]:
-    """Mean negative of [FH13] eq. 3 summed, with its analytic gradient in log-params:
+    """Mean negative of [FH13] eq. 3 summed over customers, with its analytic gradient:
 
     d/dp = x [psi(px+q) - psi(px) + ln m + ln x - ln(gamma + m x)]
     d/dq = psi(px+q) - psi(q) + ln gamma - ln(gamma + m x)
     d/dgamma = q / gamma - (px + q) / (gamma + m x)
+    Terms in x only are summed per distinct x; ln(gamma + m x) is the only per-row function.
     """
-    p, q, gam = np.exp(log_params)
+    p, q, gam = (float(v) for v in np.exp(log_params))
+    n = data.total_weight
     px = p * data.x_values
-    gamma_ratio = (gammaln(px + q) - gammaln(px))[data.x_index]
-    psi_sum = digamma(px + q)[data.x_index]
-    psi_px = digamma(px)[data.x_index]
-    x = data.x
+    psi_sum = digamma(px + q)
     log_total = np.log(gam + data.m_times_x)
+    inv_total = 1.0 / (gam + data.m_times_x)
+    x_log_total = _dot(data.weighted_x, log_total)
+    log_total_sum = _dot(data.weights, log_total)
     ll = (
-        gamma_ratio
-        - gammaln(q)
-        + q * np.log(gam)
-        + p * x * data.x_log_mx
-        - data.log_m
-        - (p * x + q) * log_total
+        _dot(data.weight_per_x, gammaln(px + q) - gammaln(px))
+        - n * gammaln(q)
+        + n * q * np.log(gam)
+        + p * data.sum_x_log_mx
+        - data.sum_log_m
+        - p * x_log_total
+        - q * log_total_sum
     )
-    d_p = x * (psi_sum - psi_px + data.x_log_mx - log_total)
-    d_q = psi_sum - digamma(q) + np.log(gam) - log_total
-    d_gamma = q / gam - (p * x + q) / (gam + data.m_times_x)
-    return _weighted_objective(ll, (d_p * p, d_q * q, d_gamma * gam), data.weights)
+    d_p = _dot(data.weight_per_x, data.x_values * (psi_sum - digamma(px)))
+    d_p += data.sum_x_log_mx - x_log_total
+    d_q = _dot(data.weight_per_x, psi_sum) - n * digamma(q) + n * np.log(gam) - log_total_sum
+    d_gamma = n * q / gam - p * _dot(data.weighted_x, inv_total) - q * _dot(data.weights, inv_total)
+    gradient = np.array([d_p * p, d_q * q, d_gamma * gam])
+    return _mean_negative(float(ll), gradient, n)
 
 
 def fit_gamma_gamma(frequency: npt.ArrayLike, monetary: npt.ArrayLike) -> GammaGammaFit:
@@ -710,18 +813,24 @@ def fit_gamma_gamma(frequency: npt.ArrayLike, monetary: npt.ArrayLike) -> GammaG
     used = (x > 0) & (m > 0) & np.isfinite(m)
     if not np.any(used):
         raise ValueError("no customer with repeat purchases and positive spend")
-    data = _group_spend(x[used], m[used])
-    mean_spend = float(np.average(m[used]))
+    x, m = x[used], m[used]
+    data = _group_spend(x, m)
+    mean_spend = float(np.average(m))
     # Starts matched to the observed mean through E[spend] = p gamma / (q - 1).
     starts = [(1.0, 2.0, mean_spend), (4.0, 3.0, mean_spend / 2.0), (10.0, 5.0, mean_spend / 2.5)]
+    step = _screening_step(x.size)
+    screening = data if step == 1 else _group_spend(x[::step], m[::step])
     outcome = _minimise_with_fallback(
-        _gamma_gamma_negative_ll_and_gradient, data, [np.log(np.array(s)) for s in starts]
+        _gamma_gamma_negative_ll_and_gradient,
+        data,
+        [np.log(np.array(s)) for s in starts],
+        screening,
     )
     p, q, gam = (float(v) for v in np.exp(outcome.log_params))
     return GammaGammaFit(
         params=GammaGammaParams(p=p, q=q, gamma=gam),
-        log_likelihood=-outcome.mean_negative_ll * float(data.weights.sum()),
-        n_customers=int(used.sum()),
+        log_likelihood=-outcome.mean_negative_ll * data.total_weight,
+        n_customers=int(x.size),
         converged=outcome.converged,
         method=outcome.method,
     )
@@ -797,7 +906,9 @@ def predictive_clv(
         bgnbd, x, t_x, big_t, horizon_periods, period_length
     )
     discount = (1.0 + discount_rate) ** -np.arange(1, horizon_periods + 1, dtype=np.float64)
-    return np.asarray(margin * spend * (per_period @ discount), dtype=np.float64)
+    return np.asarray(
+        margin * spend * np.einsum("...k,k->...", per_period, discount), dtype=np.float64
+    )
 
 
 def _expected_purchases_per_period(
@@ -810,16 +921,19 @@ def _expected_purchases_per_period(
 ) -> FloatArray:
     """Matrix (customers x periods) of expected purchases within each period.
 
-    Evaluated once per distinct (x, t_x, T) row and scattered back: on day-granular data many
-    customers share a row, and eq. 10 (a hyp2f1 per cell) is the costly part.
+    Eq. 10 factorises into a bracket that depends on (x, T, t) only, the costly part with one
+    hyp2f1 per cell, times P(alive), which depends on t_x too but is cheap. The bracket is
+    evaluated once per distinct (x, T) pair (few on day-granular data) and gathered back.
     """
-    rows = np.column_stack((x.ravel(), t_x.ravel(), big_t.ravel()))
-    distinct, inverse = np.unique(rows, axis=0, return_inverse=True)
+    flat_x, flat_age = x.ravel(), big_t.ravel()
+    x_values, x_code = _factorise(flat_x)
+    age_values, age_code = _factorise(flat_age)
+    first, inverse, _ = _distinct_rows((x_code, age_code), (x_values.size, age_values.size))
     ends = period_length * np.arange(horizon_periods + 1, dtype=np.float64)
-    cumulative = bgnbd_expected_purchases(
-        params, ends[None, :], distinct[:, :1], distinct[:, 1:2], distinct[:, 2:3]
-    )
-    return np.asarray(np.diff(cumulative, axis=1)[inverse.ravel()], dtype=np.float64).reshape(
+    bracket = _eq10_bracket(params, ends[None, :], flat_x[first][:, None], flat_age[first][:, None])
+    per_period = np.diff(bracket, axis=1)[inverse]
+    alive = bgnbd_probability_alive(params, flat_x, t_x.ravel(), flat_age)
+    return np.asarray(per_period * alive[:, None], dtype=np.float64).reshape(
         (*x.shape, horizon_periods)
     )
 

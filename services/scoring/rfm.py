@@ -32,18 +32,30 @@ def quintile_scores(values: npt.ArrayLike, reference: npt.ArrayLike | None = Non
     """Score each value 1-5 by its mid-rank percentile in reference (default: values itself).
 
     Higher values score higher. Pass the population as reference to score a few customers
-    against it; reference may be given pre-sorted or not.
+    against it (for example a customer whose data changed since the last batch).
     """
     scored = _finite_1d(values, "values")
-    population = np.sort(_finite_1d(values if reference is None else reference, "reference"))
-    if population.size == 0:
-        raise ValueError("cannot score against an empty population")
-    worse = np.searchsorted(population, scored, side="left")
-    worse_or_equal = np.searchsorted(population, scored, side="right")
+    if reference is None:
+        worse, worse_or_equal = _ranks_within(scored)
+        size = scored.size
+    else:
+        population = np.sort(_finite_1d(reference, "reference"))
+        worse = np.searchsorted(population, scored, side="left").astype(np.int64)
+        worse_or_equal = np.searchsorted(population, scored, side="right").astype(np.int64)
+        size = population.size
+    if size == 0:
+        return np.zeros(0, dtype=np.int8)
     # Integer arithmetic: 1 + floor(5 (worse + equal/2) / n) = 1 + 5 (worse + worse_or_equal) // 2n.
-    doubled_rank = worse.astype(np.int64) + worse_or_equal.astype(np.int64)
-    scores = 1 + (SCORE_LEVELS * doubled_rank) // (2 * population.size)
-    return np.minimum(scores, SCORE_LEVELS).astype(np.int8)
+    scores = 1 + (SCORE_LEVELS * (worse + worse_or_equal)) // (2 * size)
+    return np.asarray(np.minimum(scores, SCORE_LEVELS), dtype=np.int8)
+
+
+def _ranks_within(values: FloatArray) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """For each value, how many values are strictly below it and how many at or below it."""
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    at_or_below = np.cumsum(counts)
+    below = at_or_below - counts
+    return below[inverse].astype(np.int64), at_or_below[inverse].astype(np.int64)
 
 
 def _finite_1d(values: npt.ArrayLike, name: str) -> FloatArray:

@@ -6,9 +6,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-import asyncpg
-
 from services.scoring.domain import PurchaseSummary, fold, is_relevant
+from shared.db import Connection, Pool
 from shared.events import Event, Topic
 
 
@@ -16,7 +15,7 @@ class ScoringProjection:
     name = "scoring"
     topics: Sequence[str] = (Topic.PURCHASES,)
 
-    async def store(self, conn: asyncpg.Connection, events: list[Event]) -> None:
+    async def store(self, conn: Connection, events: list[Event]) -> None:
         by_customer: dict[str, list[Event]] = defaultdict(list)
         for event in events:
             if is_relevant(event):
@@ -32,7 +31,7 @@ class ScoringProjection:
 
 
 async def load_summaries(
-    conn: asyncpg.Connection | asyncpg.Pool, customer_ids: list[str]
+    conn: Connection | Pool, customer_ids: list[str]
 ) -> dict[str, PurchaseSummary]:
     rows = await conn.fetch(
         "SELECT customer_id, first_purchase_at, last_purchase_at, purchase_count, total_spent "
@@ -42,7 +41,7 @@ async def load_summaries(
     return {r["customer_id"]: PurchaseSummary(**dict(r)) for r in rows}
 
 
-async def save_summaries(conn: asyncpg.Connection, summaries: list[PurchaseSummary]) -> None:
+async def save_summaries(conn: Connection, summaries: list[PurchaseSummary]) -> None:
     await conn.execute(
         """
         INSERT INTO purchase_summaries

@@ -60,8 +60,9 @@ async def scoring_rows(stack: Stack) -> dict[str, tuple[int, Decimal]]:
 
 
 async def reporting_totals(stack: Stack) -> tuple[int, Decimal]:
-    rows = await stack.fetch("SELECT coalesce(sum(orders), 0) o, coalesce(sum(revenue), 0) r "
-                             "FROM reporting.daily_sales")
+    rows = await stack.fetch(
+        "SELECT coalesce(sum(orders), 0) o, coalesce(sum(revenue), 0) r FROM reporting.daily_sales"
+    )
     return rows[0]["o"], rows[0]["r"]
 
 
@@ -83,8 +84,7 @@ async def test_purchase_and_complaint_are_visible_in_every_service(stack: Stack)
     complaint = event(
         "crm.complaint.opened",
         "cust-7",
-        {"complaint_id": "cmp-1", "channel": "hotline", "category": "delivery",
-         "priority": "high"},
+        {"complaint_id": "cmp-1", "channel": "hotline", "category": "delivery", "priority": "high"},
         time=now,
     )
     response = await post(stack, [purchase("cust-7", "42.50", time=now), complaint])
@@ -104,7 +104,9 @@ async def test_purchase_and_complaint_are_visible_in_every_service(stack: Stack)
             what="the complaint in complaints",
         )
         assert (found["status"], found["customer_id"], found["priority"]) == (
-            "opened", "cust-7", "high"
+            "opened",
+            "cust-7",
+            "high",
         )
 
         day = now.date().isoformat()
@@ -144,8 +146,9 @@ async def test_sigkill_mid_stream_ends_with_the_uninterrupted_model(stack: Stack
         assert (await post(stack, events[start : start + 250])).status_code == 202
 
     async def applying() -> bool:
-        rows = await stack.fetch("SELECT coalesce(sum(purchase_count), 0) n "
-                                 "FROM scoring.purchase_summaries")
+        rows = await stack.fetch(
+            "SELECT coalesce(sum(purchase_count), 0) n FROM scoring.purchase_summaries"
+        )
         return bool(rows[0]["n"] > 0)
 
     await wait_until(applying, what="scoring to apply part of the stream")
@@ -169,9 +172,7 @@ async def test_broker_restart_loses_nothing_and_counts_nothing_twice(stack: Stac
     await wait_for_model(stack, before + after)
 
     republished = await read_topic(stack.broker.bootstrap, Topic.PURCHASES)
-    assert {orjson.loads(r.value)["id"] for r in republished} == {
-        e["id"] for e in before + after
-    }
+    assert {orjson.loads(r.value)["id"] for r in republished} == {e["id"] for e in before + after}
 
 
 async def test_malformed_message_is_dead_lettered_and_the_next_is_applied(stack: Stack) -> None:
@@ -190,4 +191,5 @@ async def test_malformed_message_is_dead_lettered_and_the_next_is_applied(stack:
     assert [r.value for r in records] == garbage
     reasons = [dict(r.headers)["crm-error"].decode() for r in records]
     assert "not JSON" in reasons[0]
-    assert "id" in reasons[1] and "subject" in reasons[1]
+    assert "id" in reasons[1]
+    assert "subject" in reasons[1]
