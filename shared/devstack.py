@@ -45,6 +45,7 @@ def start_services(env: dict[str, str], log_dir: Path, ports: dict[str, int]) ->
             env={**env, "PORT": str(ports[name])},
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches only us; we stop the children in order
         )
         running.append(Running(name, ports[name], process))
     return running
@@ -107,6 +108,7 @@ def main() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)  # even if started with SIGINT ignored (nohup, &)
     try:
         print(f"broker    {bootstrap}\ndatabase  {database_url}\nlogs      {data / 'logs'}")
         late = wait_ready(services)

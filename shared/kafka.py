@@ -8,7 +8,7 @@ import logging
 from collections.abc import Iterable
 
 import aiokafka.client
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.protocol.metadata import MetadataRequest
 
@@ -117,3 +117,35 @@ async def wait_for_broker(settings: CommonSettings, timeout: float = 30.0) -> No
             await asyncio.sleep(0.2)
         finally:
             await client.close()
+
+
+async def log_ends(
+    settings: CommonSettings, positions: dict[tuple[str, int], int], timeout: float = 5.0
+) -> dict[tuple[str, int], int]:
+    """The log end (high watermark) of each partition, from a fetch response.
+
+    Not `end_offsets()`: Tansu answers ListOffsets(latest) with the last batch's base offset
+    + 1. A fetch at `positions` (where we believe each log ends, so the fetch carries no
+    records) returns the true high watermark on both. Missing topics are left out.
+    """
+    client = consumer(settings, None)
+    await client.start()
+    try:
+        existing = await client.topics()
+        tps = [TopicPartition(t, p) for t, p in positions if t in existing]
+        if not tps:
+            return {}
+        client.assign(tps)
+        for tp in tps:
+            client.seek(tp, positions[(tp.topic, tp.partition)])
+        deadline = asyncio.get_running_loop().time() + timeout
+        ends: dict[tuple[str, int], int] = {}
+        while len(ends) < len(tps) and asyncio.get_running_loop().time() < deadline:
+            await client.getmany(timeout_ms=100, max_records=1)
+            for tp in tps:
+                highwater = client.highwater(tp)
+                if highwater is not None:
+                    ends[(tp.topic, tp.partition)] = highwater
+        return ends
+    finally:
+        await client.stop()

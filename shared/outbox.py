@@ -255,11 +255,20 @@ class OutboxRelay:
             self._marks[key] = max(self._marks.get(key, 0), offset + 1)
 
     async def _check_broker(self, admin: AIOKafkaAdminClient) -> None:
-        """Topics we have published to that are gone mean the broker lost its data."""
-        created = await kafka.ensure_topics_with(admin, self._settings, kafka.ALL_TOPICS)
-        lost = {t for t in created if any(topic == t for topic, _ in self._marks)}
+        """Re-create missing topics, then compare each partition's log end with our marks.
+
+        The log end is the high watermark of a fetch, correct on Kafka and on Tansu (whose
+        ListOffsets answer is not). A log shorter than what the broker acknowledged to us
+        means the broker lost data, whoever re-created the topic since.
+        """
+        await kafka.ensure_topics_with(admin, self._settings, kafka.ALL_TOPICS)
+        marked = {tp: mark for tp, mark in self._marks.items() if mark > 0}
+        if not marked:
+            return
+        ends = await kafka.log_ends(self._settings, marked)
+        lost = {topic for (topic, p), mark in marked.items() if ends.get((topic, p), mark) < mark}
         if lost:
-            await self._republish(lost, "topics had disappeared from the broker")
+            await self._republish(lost, "the broker's log is shorter than what it acknowledged")
 
     async def _republish(self, topics: set[str], why: str) -> None:
         async with self._pool.acquire() as conn, conn.transaction():

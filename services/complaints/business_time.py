@@ -136,6 +136,10 @@ class Calendar:
     holidays: tuple[Holiday, ...] = ()
 
     def __post_init__(self) -> None:
+        # Tuples all the way down keep the calendar hashable (it keys the caches below), even
+        # when settings hand over lists.
+        object.__setattr__(self, "week", tuple(tuple(shifts) for shifts in self.week))
+        object.__setattr__(self, "holidays", tuple(self.holidays))
         ZoneInfo(self.zone)  # raises ZoneInfoNotFoundError for an unknown name
         if len(self.week) != 7:
             raise ValueError("week needs the shifts of 7 days, Monday first")
@@ -158,6 +162,8 @@ class Calendar:
         "09:00-12:00,13:00-18:00")``; other weekdays are closed."""
         shifts = parse_shifts(hours) if isinstance(hours, str) else tuple(hours)
         open_days = set(workdays)
+        if not open_days <= set(range(7)):
+            raise ValueError(f"workdays are 0 (Monday) to 6 (Sunday), got {sorted(open_days)}")
         week = tuple(shifts if weekday in open_days else () for weekday in range(7))
         return cls(zone, week, tuple(holidays))
 
@@ -200,7 +206,9 @@ def business_elapsed(calendar: Calendar, start: datetime, end: datetime) -> time
     if calendar.is_always_open:
         return finish - begin
     total = ZERO
-    day = _local_date(calendar, begin) - ONE_DAY  # a day's span may start before its date
+    # One day early and one late: around a clock change at midnight, the date an instant
+    # shows can differ from the day whose hours contain it.
+    day = _local_date(calendar, begin) - ONE_DAY
     last = _local_date(calendar, finish) + ONE_DAY
     while day <= last:
         if _week_inside(calendar, day, begin, finish) and _is_plain_week(calendar, day):

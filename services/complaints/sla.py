@@ -36,9 +36,11 @@ Policies (documented here, applied in the code below)
 * A clock is met when it stops at or before its deadline and breached once real time passes
   the deadline (a deadline at Friday 18:00 is breached at 18:00, not on Monday morning). A
   breach is a fact: it stays on the clock after it stops, reopens or gets a looser target.
-* Each breach escalates one level (``escalated_auto``), up to ``max_escalation_level``;
-  manual ``escalated`` events raise the level too. Levels follow from the event history and
-  breach instants alone, so they are the same on every replay.
+* Each breach escalates one level (``escalated_auto``), up to ``max_escalation_level``. A
+  manual ``escalated`` event sets the level it names (``crm.complaint.escalated`` carries
+  one), or goes one up when it names none. Levels follow from the event history and breach
+  instants alone, so they are the same on every replay. Feed published automatic
+  escalations back as ``escalated_auto``, not as ``escalated``, or they would count twice.
 """
 
 from __future__ import annotations
@@ -227,15 +229,22 @@ class SlaConfig:
 @dataclass(frozen=True)
 class ComplaintEvent:
     """One event of one complaint. ``priority`` / ``tier`` go with ``opened`` (optional) and
-    with ``priority_changed`` / ``tier_changed`` (required)."""
+    with ``priority_changed`` / ``tier_changed`` (required); ``level`` with ``escalated``."""
 
     event_id: str
     kind: EventKind
     at: datetime
     priority: Priority | None = None
     tier: Tier | None = None
+    level: int | None = None
 
     def __post_init__(self) -> None:
+        # Accept plain strings from a decoder: the fold compares enum members by identity.
+        object.__setattr__(self, "kind", EventKind(self.kind))
+        if self.priority is not None:
+            object.__setattr__(self, "priority", Priority(self.priority))
+        if self.tier is not None:
+            object.__setattr__(self, "tier", Tier(self.tier))
         if self.at.tzinfo is None or self.at.utcoffset() is None:
             raise ValueError("event time must be timezone-aware")
         if self.kind is EventKind.PRIORITY_CHANGED and self.priority is None:
@@ -295,7 +304,7 @@ class SlaState:
     waiting: bool = False
     closed: bool = False
     clocks: tuple[Clock, ...] = ()  # every clock ever started, in start order
-    manual_escalations: tuple[datetime, ...] = ()
+    manual_escalations: tuple[tuple[datetime, int | None], ...] = ()  # (at, level named)
     emitted: frozenset[str] = frozenset()  # keys of SLA events already published
     position: tuple[datetime, str] | None = None  # the last folded event
 
@@ -394,7 +403,8 @@ def _on_waiting(
 def _on_escalated(
     state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig
 ) -> SlaState:
-    return replace(state, manual_escalations=(*state.manual_escalations, at))
+    escalation = (at, event.level)
+    return replace(state, manual_escalations=(*state.manual_escalations, escalation))
 
 
 def _on_resolved(
@@ -695,20 +705,22 @@ def _clock_events(complaint_id: str, clock: Clock) -> list[SlaEvent]:
 
 
 def _escalations(state: SlaState, breaches: list[SlaEvent], config: SlaConfig) -> list[SlaEvent]:
-    """One escalation per breach, in breach order, each one level above the level reached by
-    then (manual escalations at or before the breach plus the earlier automatic ones)."""
+    """Walk manual escalations and breaches in time order (manual first on a tie): a breach
+    escalates one level above the level reached by then, unless that is already the top."""
     escalations: list[SlaEvent] = []
+    level = 0
+    manual = list(state.manual_escalations)  # in time order, as folded
     for breach in sorted(breaches, key=_event_order):
-        manual = sum(1 for moment in state.manual_escalations if moment <= breach.at)
-        level = manual + len(escalations)
+        while manual and manual[0][0] <= breach.at:
+            named = manual.pop(0)[1]
+            level = level + 1 if named is None else named
         if level >= config.max_escalation_level:
-            continue  # already at the top: nobody left to escalate to
+            continue  # nobody left to escalate to
+        level += 1
         key = event_key(
             state.complaint_id, breach.metric, breach.cycle, SlaEventKind.ESCALATED_AUTO
         )
-        escalations.append(
-            replace(breach, key=key, kind=SlaEventKind.ESCALATED_AUTO, level=level + 1)
-        )
+        escalations.append(replace(breach, key=key, kind=SlaEventKind.ESCALATED_AUTO, level=level))
     return escalations
 
 

@@ -199,6 +199,15 @@ def test_long_span_with_holidays_and_dst_counts_every_day() -> None:
     assert business_elapsed(calendar, berlin(2026, 1, 1), berlin(2027, 1, 1)) == expected
 
 
+def test_calendars_built_from_lists_stay_hashable() -> None:
+    shifts = [Shift(time(9), time(17))]
+    calendar = Calendar("UTC", [shifts] * 7, [Holiday(date(2026, 1, 1))])  # type: ignore[arg-type]
+    assert hash(calendar) == hash(
+        Calendar("UTC", (tuple(shifts),) * 7, (Holiday(date(2026, 1, 1)),))
+    )
+    assert business_elapsed(calendar, berlin(2026, 1, 2), berlin(2026, 1, 3)) == hours(8)
+
+
 def test_default_calendar_is_documented_office_hours() -> None:
     assert DEFAULT_CALENDAR.zone == "UTC"
     assert DEFAULT_CALENDAR.nominal_week == hours(40)
@@ -232,6 +241,8 @@ def test_bad_calendars_are_rejected() -> None:
         Calendar("UTC", ((FULL_DAY,),) * 5)
     with pytest.raises(ValueError, match="twice"):
         Calendar.from_hours("UTC", holidays=[Holiday(date(2026, 1, 1)), Holiday(date(2026, 1, 1))])
+    with pytest.raises(ValueError, match="workdays"):
+        Calendar.from_hours("UTC", workdays=[7])
     with pytest.raises(ZoneInfoNotFoundError):
         Calendar.from_hours("Mars/Olympus_Mons")
 

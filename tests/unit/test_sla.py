@@ -346,20 +346,41 @@ def test_emitted_events_are_not_emitted_again() -> None:
     assert due_sla_events(replayed, now, ROUND_THE_CLOCK) == ()
 
 
-def test_escalation_levels_count_manual_escalations_and_stop_at_the_top() -> None:
-    config = SlaConfig(calendar=ROUND_THE_CLOCK.calendar, max_escalation_level=2)
-    state = fold(
-        opened(Priority.URGENT),  # first response due at 1h, resolution at 8h
-        event(EventKind.ESCALATED, 0.5),  # manual: level 1
-        event(EventKind.RESPONDED, 2),
-        config=config,
-    )
-    escalations = [
+def auto_levels(state: SlaState, config: SlaConfig) -> list[tuple[Metric, int | None]]:
+    return [
         (e.metric, e.level)
         for e in due_sla_events(state, T0 + hours(20), config)
         if e.kind is SlaEventKind.ESCALATED_AUTO
     ]
-    assert escalations == [(Metric.FIRST_RESPONSE, 2)]  # the resolution breach finds level 2
+
+
+def test_escalation_levels_count_manual_escalations_and_stop_at_the_top() -> None:
+    config = SlaConfig(calendar=ROUND_THE_CLOCK.calendar, max_escalation_level=2)
+    state = fold(
+        opened(Priority.URGENT),  # first response due at 1h, resolution at 8h
+        event(EventKind.ESCALATED, 0.5),  # manual, no level named: one up, to 1
+        event(EventKind.RESPONDED, 2),
+        config=config,
+    )
+    assert auto_levels(state, config) == [(Metric.FIRST_RESPONSE, 2)]  # then at the top
+
+
+def test_a_manual_escalation_sets_the_level_it_names() -> None:
+    named = ComplaintEvent("m", EventKind.ESCALATED, T0 + hours(4), level=1)
+    state = fold(opened(Priority.URGENT), event(EventKind.RESPONDED, 2), named)
+    # first response breached at 1h -> level 1; set to 1 at 4h; resolution at 8h -> level 2
+    assert auto_levels(state, ROUND_THE_CLOCK) == [
+        (Metric.FIRST_RESPONSE, 1),
+        (Metric.RESOLUTION, 2),
+    ]
+
+
+def test_events_accept_plain_strings_from_a_decoder() -> None:
+    decoded = ComplaintEvent("x", "priority_changed", T0, "urgent")  # type: ignore[arg-type]
+    assert (decoded.kind, decoded.priority) == (EventKind.PRIORITY_CHANGED, Priority.URGENT)
+    assert decoded.kind is EventKind.PRIORITY_CHANGED
+    with pytest.raises(ValueError, match="aware"):
+        ComplaintEvent("y", EventKind.OPENED, datetime(2026, 1, 5))
 
 
 def test_out_of_order_duplicate_and_early_events() -> None:

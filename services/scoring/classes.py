@@ -1,0 +1,491 @@
+"""Customer classes: tier, value class, lifecycle stage, MAN lead class, churn risk.
+
+Pure rules (DOMAIN.md sections 2-4). Every number is a documented default in a frozen config
+dataclass; the service builds the configs from its settings and passes them in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+StrArray = npt.NDArray[np.str_]
+
+# --------------------------------------------------------------------------------------------
+# Tiers (客户分层)
+# --------------------------------------------------------------------------------------------
+
+
+class Tier(StrEnum):
+    GOLD = "gold"
+    DEVELOPING = "developing"
+    POTENTIAL = "potential"
+    FORGOTTEN = "forgotten"
+
+
+@dataclass(frozen=True)
+class TierPlaybook:
+    tier: Tier
+    name_zh: str
+    who: str
+    actions: tuple[str, ...]
+
+
+TIER_PLAYBOOKS: dict[Tier, TierPlaybook] = {
+    Tier.GOLD: TierPlaybook(
+        Tier.GOLD,
+        "黄金客户",
+        "High spend, high loyalty.",
+        ("exclusive service", "VIP channel", "dedicated agent"),
+    ),
+    Tier.DEVELOPING: TierPlaybook(
+        Tier.DEVELOPING,
+        "发展客户",
+        "Growth potential.",
+        ("incentives", "points", "coupons"),
+    ),
+    Tier.POTENTIAL: TierPlaybook(
+        Tier.POTENTIAL,
+        "潜在客户",
+        "Needs activation.",
+        ("care", "greetings", "exclusive offers"),
+    ),
+    Tier.FORGOTTEN: TierPlaybook(
+        Tier.FORGOTTEN,
+        "被遗忘客户",
+        "Gone quiet.",
+        ("win-back campaign", "big promotion", "free trial"),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class TierRule:
+    """A customer matches when each RFM score lies within [min, max] (scores are 1-5)."""
+
+    tier: Tier
+    min_recency: int = 1
+    min_frequency: int = 1
+    min_monetary: int = 1
+    max_recency: int = 5
+    max_frequency: int = 5
+    max_monetary: int = 5
+
+    def matches(self, recency: int, frequency: int, monetary: int) -> bool:
+        return (
+            self.min_recency <= recency <= self.max_recency
+            and self.min_frequency <= frequency <= self.max_frequency
+            and self.min_monetary <= monetary <= self.max_monetary
+        )
+
+    def matches_all(
+        self,
+        recency: npt.NDArray[np.int64],
+        frequency: npt.NDArray[np.int64],
+        monetary: npt.NDArray[np.int64],
+    ) -> npt.NDArray[np.bool_]:
+        return (
+            (recency >= self.min_recency)
+            & (recency <= self.max_recency)
+            & (frequency >= self.min_frequency)
+            & (frequency <= self.max_frequency)
+            & (monetary >= self.min_monetary)
+            & (monetary <= self.max_monetary)
+        )
+
+
+# Default rules, first match wins, else the fallback (forgotten):
+# - gold: still active (R >= 3) with high frequency and high spend (F >= 4 and M >= 4);
+# - developing: active (R >= 3) and already repeat buying (F >= 3) or spending (M >= 3);
+# - potential: active (R >= 3) but low frequency and spend: needs activation;
+# - forgotten: R <= 2, gone quiet, whatever the past value. R worsens with the clock, so a
+#   customer drifts to forgotten with no new event, as DOMAIN.md section 3 requires.
+DEFAULT_TIER_RULES: tuple[TierRule, ...] = (
+    TierRule(Tier.GOLD, min_recency=3, min_frequency=4, min_monetary=4),
+    TierRule(Tier.DEVELOPING, min_recency=3, min_frequency=3),
+    TierRule(Tier.DEVELOPING, min_recency=3, min_monetary=3),
+    TierRule(Tier.POTENTIAL, min_recency=3),
+)
+
+
+@dataclass(frozen=True)
+class TierConfig:
+    rules: tuple[TierRule, ...] = DEFAULT_TIER_RULES
+    fallback: Tier = Tier.FORGOTTEN
+
+
+def tier_for(
+    recency: int, frequency: int, monetary: int, config: TierConfig = TierConfig()
+) -> Tier:
+    """The tier of the first rule matching the R, F, M scores, else config.fallback."""
+    for rule in config.rules:
+        if rule.matches(recency, frequency, monetary):
+            return rule.tier
+    return config.fallback
+
+
+def tiers_for(
+    recency: npt.ArrayLike,
+    frequency: npt.ArrayLike,
+    monetary: npt.ArrayLike,
+    config: TierConfig = TierConfig(),
+) -> StrArray:
+    """Vectorised tier_for: tier codes as a string array."""
+    r, f, m = (np.asarray(s, dtype=np.int64) for s in (recency, frequency, monetary))
+    result = np.full(np.broadcast(r, f, m).shape, config.fallback.value, dtype="<U10")
+    # Apply the rules last to first so that the earliest matching rule has the final word.
+    for rule in reversed(config.rules):
+        result[rule.matches_all(r, f, m)] = rule.tier.value
+    return np.asarray(result, dtype=np.str_)
+
+
+# --------------------------------------------------------------------------------------------
+# Value classes: MVC / STC / BZ
+# --------------------------------------------------------------------------------------------
+
+
+class ValueClass(StrEnum):
+    MVC = "mvc"  # most valuable customers, 最有价值客户
+    STC = "stc"  # second-tier customers, 二级客户
+    BZ = "bz"  # below-zero customers, 负值客户: cost more to serve than they bring
+
+
+VALUE_CLASS_NAMES_ZH: dict[ValueClass, str] = {
+    ValueClass.MVC: "最有价值客户",
+    ValueClass.STC: "二级客户",
+    ValueClass.BZ: "负值客户",
+}
+
+
+@dataclass(frozen=True)
+class ValueClassConfig:
+    """Unit costs are in the shop's currency; the defaults are placeholders of a plausible
+    order (a complaint costs about an hour of an agent plus goodwill, an interaction a few
+    minutes) and should be set from the service's settings.
+
+    mvc_top_share: the share of the population, ranked by net value, that is MVC; 0.2
+    follows the Pareto rule that about a fifth of customers bring most of the value.
+    """
+
+    cost_per_complaint: float = 50.0
+    cost_per_interaction: float = 5.0
+    mvc_top_share: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.mvc_top_share <= 1.0:
+            raise ValueError("mvc_top_share must be in (0, 1]")
+        if self.cost_per_complaint < 0 or self.cost_per_interaction < 0:
+            raise ValueError("unit costs must be non-negative")
+
+
+def cost_to_serve(
+    complaints: npt.ArrayLike, interactions: npt.ArrayLike, config: ValueClassConfig
+) -> FloatArray:
+    return np.asarray(
+        np.asarray(complaints, dtype=np.float64) * config.cost_per_complaint
+        + np.asarray(interactions, dtype=np.float64) * config.cost_per_interaction,
+        dtype=np.float64,
+    )
+
+
+def mvc_threshold(net_values: npt.ArrayLike, config: ValueClassConfig) -> float:
+    """Net value at or above which a customer is in the top mvc_top_share of the population.
+
+    The k-th largest net value with k = ceil(share n); ties at the threshold are all MVC, so
+    the MVC share can exceed the target when many customers share that value.
+    """
+    values = np.sort(np.asarray(net_values, dtype=np.float64).ravel())[::-1]
+    if values.size == 0:
+        raise ValueError("no customers")
+    top = max(1, int(np.ceil(config.mvc_top_share * values.size)))
+    return float(values[top - 1])
+
+
+def value_class(actual_value: float, serving_cost: float, threshold: float) -> ValueClass:
+    """BZ when the customer costs more than they bring (net < 0), MVC when the net value
+    (actual value minus cost to serve) is positive and reaches the threshold, else STC.
+
+    actual_value is net spend or CLV, as the caller chooses; threshold from mvc_threshold.
+    """
+    net = actual_value - serving_cost
+    if net < 0:
+        return ValueClass.BZ
+    if net > 0 and net >= threshold:
+        return ValueClass.MVC
+    return ValueClass.STC
+
+
+def value_classes(
+    actual_values: npt.ArrayLike,
+    complaints: npt.ArrayLike,
+    interactions: npt.ArrayLike,
+    config: ValueClassConfig = ValueClassConfig(),
+) -> tuple[StrArray, float]:
+    """Classify a population; returns the class codes and the MVC threshold used."""
+    net = np.asarray(actual_values, dtype=np.float64) - cost_to_serve(
+        complaints, interactions, config
+    )
+    threshold = mvc_threshold(net, config)
+    classes = np.where(
+        net < 0,
+        ValueClass.BZ.value,
+        np.where((net > 0) & (net >= threshold), ValueClass.MVC.value, ValueClass.STC.value),
+    )
+    return np.asarray(classes, dtype=np.str_), threshold
+
+
+# --------------------------------------------------------------------------------------------
+# Lifecycle stages (客户生命周期)
+# --------------------------------------------------------------------------------------------
+
+
+class LifecycleStage(StrEnum):
+    PROSPECT = "prospect"  # 潜在期: never bought
+    EXPLORATION = "exploration"  # 探索期: first purchases
+    GROWTH = "growth"  # 成长期: rising frequency or spend
+    MATURITY = "maturity"  # 成熟期: stable
+    DECLINE = "decline"  # 衰退期: falling activity
+    CHURNED = "churned"  # 流失: inactive past the window
+
+
+@dataclass(frozen=True)
+class LifecycleConfig:
+    """Windows in days.
+
+    churn_after_days: no purchase for this long means churned (the inactivity window of
+        DOMAIN.md section 7; a shop has no cancellations). Default one year.
+    exploration_days / exploration_max_purchase_days: a customer whose first purchase is
+        more recent than exploration_days, or who has bought on at most
+        exploration_max_purchase_days days, is still exploring. Defaults 90 days, 2 days.
+    trend_window_days: frequency and spend are compared between the last window and the one
+        before it. Default 90 days (a quarter against the previous quarter).
+    growth_ratio / decline_ratio: recent / previous ratios that count as rising (>= 1.25)
+        or falling (< 0.75); between them the customer is mature (stable).
+    """
+
+    churn_after_days: int = 365
+    exploration_days: int = 90
+    exploration_max_purchase_days: int = 2
+    trend_window_days: int = 90
+    growth_ratio: float = 1.25
+    decline_ratio: float = 0.75
+
+    def __post_init__(self) -> None:
+        if self.trend_window_days <= 0 or self.churn_after_days <= 0:
+            raise ValueError("windows must be positive")
+        if not 0.0 <= self.decline_ratio <= 1.0 <= self.growth_ratio:
+            raise ValueError("need 0 <= decline_ratio <= 1 <= growth_ratio")
+
+
+@dataclass(frozen=True)
+class PurchaseActivity:
+    """What the lifecycle rule needs, computable in SQL as well as from a history.
+
+    Purchase days are distinct calendar days, as in the CLV summary convention.
+    """
+
+    purchase_days: int
+    days_since_first: int
+    days_since_last: int
+    recent_purchase_days: int
+    previous_purchase_days: int
+    recent_spend: float
+    previous_spend: float
+
+
+def purchase_activity(
+    purchases: Sequence[tuple[date, float]], as_of: date, config: LifecycleConfig
+) -> PurchaseActivity:
+    """Summarise (date, amount) purchases up to as_of (later ones are ignored).
+
+    Recent window: (as_of - W, as_of]; previous window: (as_of - 2W, as_of - W].
+    """
+    daily: dict[date, float] = {}
+    for when, amount in purchases:
+        if when <= as_of:
+            daily[when] = daily.get(when, 0.0) + amount
+    if not daily:
+        return PurchaseActivity(0, 0, 0, 0, 0, 0.0, 0.0)
+    ages = {(as_of - when).days: spend for when, spend in daily.items()}
+    window = config.trend_window_days
+    recent = [spend for age, spend in ages.items() if age < window]
+    previous = [spend for age, spend in ages.items() if window <= age < 2 * window]
+    return PurchaseActivity(
+        purchase_days=len(daily),
+        days_since_first=max(ages),
+        days_since_last=min(ages),
+        recent_purchase_days=len(recent),
+        previous_purchase_days=len(previous),
+        recent_spend=sum(recent),
+        previous_spend=sum(previous),
+    )
+
+
+def lifecycle_stage(activity: PurchaseActivity, config: LifecycleConfig) -> LifecycleStage:
+    """Rules in order: prospect, churned, exploration, decline, growth, else maturity.
+
+    Decline (falling purchase frequency) is checked before growth so that a customer buying
+    less often but in bigger baskets is flagged rather than celebrated; a customer with no
+    purchase in either window (but not yet churned) is declining too.
+    """
+    if activity.purchase_days == 0:
+        return LifecycleStage.PROSPECT
+    if activity.days_since_last >= config.churn_after_days:
+        return LifecycleStage.CHURNED
+    if (
+        activity.days_since_first < config.exploration_days
+        or activity.purchase_days <= config.exploration_max_purchase_days
+    ):
+        return LifecycleStage.EXPLORATION
+    recent, previous = activity.recent_purchase_days, activity.previous_purchase_days
+    if recent < config.decline_ratio * previous or recent == previous == 0:
+        return LifecycleStage.DECLINE
+    if _rising(recent, previous, config) or _rising(
+        activity.recent_spend, activity.previous_spend, config
+    ):
+        return LifecycleStage.GROWTH
+    return LifecycleStage.MATURITY
+
+
+def _rising(recent: float, previous: float, config: LifecycleConfig) -> bool:
+    # Multiplying instead of dividing handles previous == 0: any recent activity is a rise.
+    return recent > 0 and recent >= config.growth_ratio * previous
+
+
+# --------------------------------------------------------------------------------------------
+# Leads: the MAN rule (DOMAIN.md section 4)
+# --------------------------------------------------------------------------------------------
+
+
+class LeadAction(StrEnum):
+    PURSUE = "pursue"  # ideal target
+    CONTACT_WITH_SKILL = "contact_with_skill"  # has money and authority; need to be developed
+    FIND_DECISION_MAKER = "find_decision_maker"
+    CHECK_CREDIT = "check_credit"  # check credit and financing
+    NURTURE = "nurture"  # nurture over time
+    STOP = "stop"  # stop contact
+
+
+@dataclass(frozen=True)
+class ManLead:
+    code: str  # upper case = has it: "MAN", "MAn", ..., "man"
+    money: bool
+    authority: bool
+    need: bool
+    action: LeadAction
+    advice: str
+
+
+_MAN_ACTIONS: dict[tuple[bool, bool, bool], tuple[LeadAction, str]] = {
+    (True, True, True): (LeadAction.PURSUE, "Ideal target: contact now."),
+    (True, True, False): (LeadAction.CONTACT_WITH_SKILL, "Contact, with skill: build the need."),
+    (True, False, True): (LeadAction.FIND_DECISION_MAKER, "Contact, find the decision maker."),
+    (False, True, True): (LeadAction.CHECK_CREDIT, "Contact, check credit and financing."),
+    (False, False, True): (LeadAction.NURTURE, "Nurture over time."),
+    (False, True, False): (LeadAction.NURTURE, "Nurture over time."),
+    (True, False, False): (LeadAction.NURTURE, "Nurture over time."),
+    (False, False, False): (LeadAction.STOP, "Stop contact."),
+}
+
+
+def man_lead_class(money: bool, authority: bool, need: bool) -> ManLead:
+    action, advice = _MAN_ACTIONS[(money, authority, need)]
+    code = "".join(
+        letter.upper() if has else letter
+        for letter, has in (("m", money), ("a", authority), ("n", need))
+    )
+    return ManLead(code, money, authority, need, action, advice)
+
+
+# --------------------------------------------------------------------------------------------
+# Churn risk
+# --------------------------------------------------------------------------------------------
+
+
+class RiskLevel(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+@dataclass(frozen=True)
+class ChurnRiskConfig:
+    """trend_weight: how far a joint fall of purchase and interaction frequency can lower the
+    survival probability (0 = P(alive) alone; 1 = a total joint stop means certain churn).
+    Default 0.5: a customer the model still believes alive but who stopped both buying and
+    talking to us reaches the medium/high border on the trend alone.
+    Levels: risk < medium_threshold is low, < high_threshold medium, else high.
+    """
+
+    trend_weight: float = 0.5
+    medium_threshold: float = 0.3
+    high_threshold: float = 0.6
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.trend_weight <= 1.0:
+            raise ValueError("trend_weight must be in [0, 1]")
+        if not 0.0 <= self.medium_threshold <= self.high_threshold <= 1.0:
+            raise ValueError("need 0 <= medium_threshold <= high_threshold <= 1")
+
+
+def activity_fall(recent: npt.ArrayLike, previous: npt.ArrayLike) -> FloatArray:
+    """Relative fall of a count between two equal windows, in [0, 1]: max(0, 1 - recent/previous).
+
+    0 when there was nothing to fall from (previous == 0) or activity held or rose; 1 when it
+    stopped.
+    """
+    now = np.asarray(recent, dtype=np.float64)
+    before = np.asarray(previous, dtype=np.float64)
+    ratio = np.divide(now, before, out=np.ones(np.broadcast(now, before).shape), where=before > 0)
+    return np.asarray(np.clip(1.0 - ratio, 0.0, 1.0), dtype=np.float64)
+
+
+def churn_risk(
+    p_alive: npt.ArrayLike,
+    recent_purchases: npt.ArrayLike,
+    previous_purchases: npt.ArrayLike,
+    recent_interactions: npt.ArrayLike,
+    previous_interactions: npt.ArrayLike,
+    config: ChurnRiskConfig = ChurnRiskConfig(),
+) -> FloatArray:
+    """Churn risk in [0, 1]:  1 - P(alive) (1 - w sqrt(fall_purchases fall_interactions)).
+
+    P(alive) (BG/NBD) reads only purchase timing and reacts slowly for customers with a long
+    regular history. DOMAIN.md section 2 names the earlier warning: purchase frequency and
+    interaction frequency falling together. The geometric mean of the two falls is zero
+    unless both fall, so a customer who only moved to self-service (fewer interactions) or
+    only had a quiet quarter (fewer purchases) is not flagged, and equals the common fall
+    when both fall alike. The joint fall discounts the survival probability by up to w, so
+    the result stays in [0, 1], grows with each fall and never goes below 1 - P(alive).
+    Windows are the caller's (for example the lifecycle trend windows).
+    """
+    alive = np.clip(np.asarray(p_alive, dtype=np.float64), 0.0, 1.0)
+    joint_fall = np.sqrt(
+        activity_fall(recent_purchases, previous_purchases)
+        * activity_fall(recent_interactions, previous_interactions)
+    )
+    return np.asarray(1.0 - alive * (1.0 - config.trend_weight * joint_fall), dtype=np.float64)
+
+
+def churn_risk_level(risk: float, config: ChurnRiskConfig = ChurnRiskConfig()) -> RiskLevel:
+    if risk >= config.high_threshold:
+        return RiskLevel.HIGH
+    if risk >= config.medium_threshold:
+        return RiskLevel.MEDIUM
+    return RiskLevel.LOW
+
+
+def churn_risk_levels(risk: npt.ArrayLike, config: ChurnRiskConfig = ChurnRiskConfig()) -> StrArray:
+    values = np.asarray(risk, dtype=np.float64)
+    levels = np.where(
+        values >= config.high_threshold,
+        RiskLevel.HIGH.value,
+        np.where(values >= config.medium_threshold, RiskLevel.MEDIUM.value, RiskLevel.LOW.value),
+    )
+    return np.asarray(levels, dtype=np.str_)
