@@ -175,13 +175,17 @@ class OutboxRelay:
             await producer.start()
             await admin.start()
             await self._load_marks()
-            await self._check_broker(admin)
+            await self._check_log_ends(admin)
             self.status.connected = True
             last_check = time.monotonic()
             while not self._stopping.is_set():
+                # Before every batch: a producer with cached metadata would otherwise write
+                # into topics a restarted broker no longer has (Tansu accepts such writes,
+                # then collides with them once the topic is re-created).
+                await self._recreate_lost_topics(admin)
                 published = await self._publish_batch(producer)
                 if time.monotonic() - last_check > self._check_interval:
-                    await self._check_broker(admin)
+                    await self._check_log_ends(admin)
                     last_check = time.monotonic()
                 if published < self._batch_size:
                     await self._refresh_pending()
@@ -254,14 +258,21 @@ class OutboxRelay:
         for key, offset in highest.items():
             self._marks[key] = max(self._marks.get(key, 0), offset + 1)
 
-    async def _check_broker(self, admin: AIOKafkaAdminClient) -> None:
-        """Re-create missing topics, then compare each partition's log end with our marks.
+    async def _recreate_lost_topics(self, admin: AIOKafkaAdminClient) -> None:
+        """Topics we had published to that are gone mean the broker lost its data."""
+        created = await kafka.ensure_topics_with(admin, self._settings, kafka.ALL_TOPICS)
+        lost = {t for t in created if any(topic == t for topic, _ in self._marks)}
+        if lost:
+            await self._republish(lost, "topics had disappeared from the broker")
+
+    async def _check_log_ends(self, admin: AIOKafkaAdminClient) -> None:
+        """Compare each partition's log end with the offsets the broker acknowledged to us.
 
         The log end is the high watermark of a fetch, correct on Kafka and on Tansu (whose
-        ListOffsets answer is not). A log shorter than what the broker acknowledged to us
-        means the broker lost data, whoever re-created the topic since.
+        ListOffsets answer is not). A log shorter than what the broker acknowledged means it
+        lost data, whoever re-created the topic since.
         """
-        await kafka.ensure_topics_with(admin, self._settings, kafka.ALL_TOPICS)
+        await self._recreate_lost_topics(admin)
         marked = {tp: mark for tp, mark in self._marks.items() if mark > 0}
         if not marked:
             return

@@ -207,13 +207,17 @@ def mvc_threshold(net_values: npt.ArrayLike, config: ValueClassConfig) -> float:
     return float(values[top - 1])
 
 
-def value_class(actual_value: float, serving_cost: float, threshold: float) -> ValueClass:
+def value_class(
+    actual_value: float, serving_cost: float, threshold: float, strategic_value: float = 0.0
+) -> ValueClass:
     """BZ when the customer costs more than they bring (net < 0), MVC when the net value
-    (actual value minus cost to serve) is positive and reaches the threshold, else STC.
+    (actual + strategic value - cost to serve) is positive and reaches the threshold, else STC.
 
-    actual_value is net spend or CLV, as the caller chooses; threshold from mvc_threshold.
+    actual_value is net spend or CLV, as the caller chooses; strategic_value is value not in
+    the spend (referrals, a reference customer), in currency, estimated by the caller;
+    threshold comes from mvc_threshold over the same net values.
     """
-    net = actual_value - serving_cost
+    net = actual_value + strategic_value - serving_cost
     if net < 0:
         return ValueClass.BZ
     if net > 0 and net >= threshold:
@@ -226,10 +230,13 @@ def value_classes(
     complaints: npt.ArrayLike,
     interactions: npt.ArrayLike,
     config: ValueClassConfig = ValueClassConfig(),
+    strategic_values: npt.ArrayLike = 0.0,
 ) -> tuple[StrArray, float]:
-    """Classify a population; returns the class codes and the MVC threshold used."""
-    net = np.asarray(actual_values, dtype=np.float64) - cost_to_serve(
-        complaints, interactions, config
+    """Classify a population (see value_class); returns the codes and the MVC threshold."""
+    net = (
+        np.asarray(actual_values, dtype=np.float64)
+        + np.asarray(strategic_values, dtype=np.float64)
+        - cost_to_serve(complaints, interactions, config)
     )
     threshold = mvc_threshold(net, config)
     classes = np.where(

@@ -44,6 +44,8 @@ def quintile_scores(values: npt.ArrayLike, reference: npt.ArrayLike | None = Non
         worse_or_equal = np.searchsorted(population, scored, side="right").astype(np.int64)
         size = population.size
     if size == 0:
+        if scored.size:
+            raise ValueError("cannot score against an empty population")
         return np.zeros(0, dtype=np.int8)
     # Integer arithmetic: 1 + floor(5 (worse + equal/2) / n) = 1 + 5 (worse + worse_or_equal) // 2n.
     scores = 1 + (SCORE_LEVELS * (worse + worse_or_equal)) // (2 * size)

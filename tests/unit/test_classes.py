@@ -1,0 +1,300 @@
+"""Tests of services.scoring.classes: tiers, value classes, lifecycle, MAN, churn risk."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from datetime import date, timedelta
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.scoring import classes
+from services.scoring.classes import (
+    ChurnRiskConfig,
+    LeadAction,
+    LifecycleConfig,
+    LifecycleStage,
+    PurchaseActivity,
+    RiskLevel,
+    Tier,
+    TierConfig,
+    TierRule,
+    ValueClass,
+    ValueClassConfig,
+)
+
+ALL_SCORES = list(itertools.product(range(1, 6), repeat=3))
+AS_OF = date(2024, 12, 31)
+
+# --------------------------------------------------------------------------------------------
+# Tiers
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scores", "tier"),
+    [
+        ((5, 5, 5), Tier.GOLD),
+        ((3, 4, 4), Tier.GOLD),
+        ((2, 5, 5), Tier.FORGOTTEN),  # a former best customer gone quiet: win back
+        ((5, 4, 3), Tier.DEVELOPING),  # frequent but not yet high spend
+        ((4, 3, 1), Tier.DEVELOPING),
+        ((4, 1, 3), Tier.DEVELOPING),
+        ((5, 2, 2), Tier.POTENTIAL),
+        ((3, 1, 1), Tier.POTENTIAL),
+        ((1, 1, 1), Tier.FORGOTTEN),
+    ],
+)
+def test_default_tier_rules(scores: tuple[int, int, int], tier: Tier) -> None:
+    assert classes.tier_for(*scores) is tier
+
+
+def test_recency_alone_moves_a_customer_to_forgotten() -> None:
+    assert classes.tier_for(3, 5, 5) is Tier.GOLD
+    assert classes.tier_for(2, 5, 5) is Tier.FORGOTTEN
+
+
+def test_first_matching_rule_wins_and_fallback_applies() -> None:
+    config = TierConfig(
+        rules=(
+            TierRule(Tier.DEVELOPING, min_frequency=2),
+            TierRule(Tier.GOLD, min_monetary=5),  # shadowed for F >= 2
+        ),
+        fallback=Tier.POTENTIAL,
+    )
+    assert classes.tier_for(1, 3, 5, config) is Tier.DEVELOPING
+    assert classes.tier_for(1, 1, 5, config) is Tier.GOLD
+    assert classes.tier_for(1, 1, 1, config) is Tier.POTENTIAL
+
+
+def test_max_bounds_of_a_rule() -> None:
+    config = TierConfig(rules=(TierRule(Tier.POTENTIAL, max_recency=2, max_monetary=1),))
+    assert classes.tier_for(2, 5, 1, config) is Tier.POTENTIAL
+    assert classes.tier_for(3, 5, 1, config) is Tier.FORGOTTEN
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        TierConfig(),
+        TierConfig(
+            rules=(
+                TierRule(Tier.POTENTIAL, max_recency=2, min_frequency=4),
+                TierRule(Tier.GOLD, min_monetary=4),
+            ),
+            fallback=Tier.DEVELOPING,
+        ),
+    ],
+)
+def test_vectorised_tiers_match_the_scalar_rule(config: TierConfig) -> None:
+    recency, frequency, monetary = (np.array(col) for col in zip(*ALL_SCORES, strict=True))
+    expected = [classes.tier_for(r, f, m, config).value for r, f, m in ALL_SCORES]
+    assert classes.tiers_for(recency, frequency, monetary, config).tolist() == expected
+
+
+def test_every_tier_has_a_playbook_with_its_chinese_term() -> None:
+    assert set(classes.TIER_PLAYBOOKS) == set(Tier)
+    assert classes.TIER_PLAYBOOKS[Tier.GOLD].name_zh == "黄金客户"
+    assert classes.TIER_PLAYBOOKS[Tier.FORGOTTEN].name_zh == "被遗忘客户"
+    assert "dedicated agent" in classes.TIER_PLAYBOOKS[Tier.GOLD].actions
+    assert "win-back campaign" in classes.TIER_PLAYBOOKS[Tier.FORGOTTEN].actions
+
+
+# --------------------------------------------------------------------------------------------
+# Value classes
+# --------------------------------------------------------------------------------------------
+
+
+def test_cost_to_serve_from_unit_costs() -> None:
+    config = ValueClassConfig(cost_per_complaint=50.0, cost_per_interaction=5.0)
+    assert float(classes.cost_to_serve(2, 10, config)) == 150.0
+
+
+def test_value_class_rules() -> None:
+    assert classes.value_class(100.0, 150.0, threshold=500.0) is ValueClass.BZ
+    assert classes.value_class(800.0, 150.0, threshold=500.0) is ValueClass.MVC
+    assert classes.value_class(600.0, 150.0, threshold=500.0) is ValueClass.STC
+    assert classes.value_class(150.0, 150.0, threshold=0.0) is ValueClass.STC  # net 0
+
+
+def test_value_classes_of_a_population() -> None:
+    # Net values (cost 10 per interaction): 90, 190, ..., 990 and one customer at -10.
+    actual = [100.0 * k for k in range(1, 11)] + [0.0]
+    interactions = [1] * 11
+    config = ValueClassConfig(cost_per_complaint=0.0, cost_per_interaction=10.0, mvc_top_share=0.2)
+    labels, threshold = classes.value_classes(actual, [0] * 11, interactions, config)
+    # ceil(0.2 * 11) = 3: the third largest net value, 790, is the threshold.
+    assert threshold == 790.0
+    assert labels.tolist() == ["stc"] * 7 + ["mvc"] * 3 + ["bz"]
+
+
+def test_strategic_value_counts_towards_net_value() -> None:
+    assert classes.value_class(100.0, 150.0, 500.0, strategic_value=100.0) is ValueClass.STC
+    labels, _ = classes.value_classes(
+        [100.0, 1000.0], [1, 0], [0, 0], ValueClassConfig(), strategic_values=[60.0, 0.0]
+    )
+    assert labels.tolist() == ["stc", "mvc"]
+
+
+def test_value_class_config_validation() -> None:
+    with pytest.raises(ValueError, match="mvc_top_share"):
+        ValueClassConfig(mvc_top_share=0.0)
+    with pytest.raises(ValueError, match="non-negative"):
+        ValueClassConfig(cost_per_complaint=-1.0)
+
+
+def test_chinese_value_class_names() -> None:
+    assert classes.VALUE_CLASS_NAMES_ZH[ValueClass.BZ] == "负值客户"
+
+
+# --------------------------------------------------------------------------------------------
+# Lifecycle
+# --------------------------------------------------------------------------------------------
+
+
+def days_ago(*ages: int, amount: float = 10.0) -> list[tuple[date, float]]:
+    return [(AS_OF - timedelta(days=age), amount) for age in ages]
+
+
+CONFIG = LifecycleConfig()  # churn 365, exploration 90 days / 2 purchase days, window 90
+
+
+@pytest.mark.parametrize(
+    ("history", "stage"),
+    [
+        ([], LifecycleStage.PROSPECT),
+        (days_ago(400, 380), LifecycleStage.CHURNED),
+        (days_ago(30, 10), LifecycleStage.EXPLORATION),  # new customer
+        (days_ago(300, 10), LifecycleStage.EXPLORATION),  # two purchase days only
+        (days_ago(200, 150, 100, 80, 40, 10), LifecycleStage.GROWTH),  # recent 3 vs previous 2
+        (days_ago(300, 170, 120, 60, 20), LifecycleStage.MATURITY),  # recent 2 vs previous 2
+        (days_ago(300, 170, 150, 120, 20), LifecycleStage.DECLINE),  # recent 1 vs previous 3
+        (days_ago(330, 300, 280, 200), LifecycleStage.DECLINE),  # nothing in 180 days
+    ],
+)
+def test_lifecycle_stages(history: list[tuple[date, float]], stage: LifecycleStage) -> None:
+    activity = classes.purchase_activity(history, AS_OF, CONFIG)
+    assert classes.lifecycle_stage(activity, CONFIG) is stage
+
+
+def test_rising_spend_alone_is_growth() -> None:
+    history = days_ago(300, 150, 100, amount=10.0) + days_ago(60, 20, amount=50.0)
+    activity = classes.purchase_activity(history, AS_OF, CONFIG)
+    assert (activity.recent_purchase_days, activity.previous_purchase_days) == (2, 2)
+    assert classes.lifecycle_stage(activity, CONFIG) is LifecycleStage.GROWTH
+
+
+def test_purchase_activity_merges_same_day_and_ignores_the_future() -> None:
+    history = [
+        *days_ago(100, 10, 10),
+        (AS_OF + timedelta(days=1), 99.0),
+    ]
+    activity = classes.purchase_activity(history, AS_OF, CONFIG)
+    assert activity == PurchaseActivity(
+        purchase_days=2,
+        days_since_first=100,
+        days_since_last=10,
+        recent_purchase_days=1,
+        previous_purchase_days=1,
+        recent_spend=20.0,
+        previous_spend=10.0,
+    )
+
+
+def test_churn_window_is_configurable() -> None:
+    activity = classes.purchase_activity(days_ago(300, 200, 120), AS_OF, CONFIG)
+    assert classes.lifecycle_stage(activity, CONFIG) is LifecycleStage.DECLINE
+    short = LifecycleConfig(churn_after_days=100)
+    assert classes.lifecycle_stage(activity, short) is LifecycleStage.CHURNED
+
+
+def test_lifecycle_config_validation() -> None:
+    with pytest.raises(ValueError, match="ratio"):
+        LifecycleConfig(growth_ratio=0.9)
+
+
+# --------------------------------------------------------------------------------------------
+# MAN leads
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "code", "action"),
+    [
+        ((True, True, True), "MAN", LeadAction.PURSUE),
+        ((True, True, False), "MAn", LeadAction.CONTACT_WITH_SKILL),
+        ((True, False, True), "MaN", LeadAction.FIND_DECISION_MAKER),
+        ((False, True, True), "mAN", LeadAction.CHECK_CREDIT),
+        ((False, False, True), "maN", LeadAction.NURTURE),
+        ((False, True, False), "mAn", LeadAction.NURTURE),
+        ((True, False, False), "Man", LeadAction.NURTURE),
+        ((False, False, False), "man", LeadAction.STOP),
+    ],
+)
+def test_man_rule(flags: tuple[bool, bool, bool], code: str, action: LeadAction) -> None:
+    lead = classes.man_lead_class(*flags)
+    assert (lead.code, lead.action) == (code, action)
+    assert (lead.money, lead.authority, lead.need) == flags
+
+
+# --------------------------------------------------------------------------------------------
+# Churn risk
+# --------------------------------------------------------------------------------------------
+
+
+def test_activity_fall() -> None:
+    falls = classes.activity_fall([5, 0, 12, 3], [10, 4, 10, 0])
+    np.testing.assert_allclose(falls, [0.5, 1.0, 0.0, 0.0])
+
+
+def test_churn_risk_hand_case() -> None:
+    # Purchases 10 -> 5 (fall 0.5), interactions 8 -> 2 (fall 0.75): joint sqrt(0.375).
+    risk = float(classes.churn_risk(0.8, 5, 10, 2, 8))
+    expected = 1 - 0.8 * (1 - 0.5 * math.sqrt(0.375))
+    assert risk == pytest.approx(expected)
+    assert classes.churn_risk_level(risk) is RiskLevel.MEDIUM
+
+
+def test_a_fall_in_only_one_signal_adds_no_risk() -> None:
+    assert float(classes.churn_risk(0.9, 0, 10, 8, 8)) == pytest.approx(0.1)
+    assert float(classes.churn_risk(0.9, 10, 10, 0, 8)) == pytest.approx(0.1)
+
+
+def test_stopping_both_discounts_survival_by_the_trend_weight() -> None:
+    assert float(classes.churn_risk(1.0, 0, 6, 0, 6)) == pytest.approx(0.5)
+    strict = ChurnRiskConfig(trend_weight=1.0)
+    assert float(classes.churn_risk(1.0, 0, 6, 0, 6, strict)) == pytest.approx(1.0)
+
+
+@given(
+    st.floats(0, 1),
+    st.integers(0, 50),
+    st.integers(0, 50),
+    st.integers(0, 50),
+    st.integers(0, 50),
+)
+def test_churn_risk_is_bounded_and_at_least_model_risk(
+    alive: float, purchases_now: int, purchases_before: int, talks_now: int, talks_before: int
+) -> None:
+    risk = float(
+        classes.churn_risk(alive, purchases_now, purchases_before, talks_now, talks_before)
+    )
+    assert 0.0 <= risk <= 1.0
+    assert risk >= 1.0 - alive - 1e-12
+
+
+def test_risk_levels_and_thresholds() -> None:
+    config = ChurnRiskConfig(medium_threshold=0.2, high_threshold=0.7)
+    assert classes.churn_risk_levels([0.0, 0.2, 0.69, 0.7, 1.0], config).tolist() == [
+        "low",
+        "medium",
+        "medium",
+        "high",
+        "high",
+    ]
+    assert classes.churn_risk_level(0.65) is RiskLevel.HIGH  # default high threshold 0.6
+    with pytest.raises(ValueError, match="threshold"):
+        ChurnRiskConfig(medium_threshold=0.8, high_threshold=0.5)
