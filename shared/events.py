@@ -261,6 +261,28 @@ class LeadAssessed(EventData):
     notes: LongText | None = None
 
 
+# Events the services derive (topic crm.derived). Other services fold them like any other.
+
+
+class ClassChanged(EventData):
+    """A customer's class moved at a re-score (recency moves with the clock)."""
+
+    old: Annotated[str, Field(max_length=64)] | None = None
+    new: Annotated[str, Field(max_length=64)]
+    as_of: AwareDatetime
+    churn_risk: float | None = Field(default=None, ge=0, le=1)
+
+
+class TierSummary(EventData):
+    """Customers and lifetime value of one tier at a re-score (subject: "tier:<tier>")."""
+
+    as_of: AwareDatetime
+    tier: Annotated[str, Field(max_length=32)]
+    customers: int = Field(ge=0)
+    customer_equity: Decimal = Field(description="Sum of predicted CLV of the tier.")
+    average_clv: Decimal | None = None
+
+
 @dataclass(frozen=True)
 class EventType:
     name: str
@@ -291,6 +313,10 @@ EVENT_TYPES: dict[tuple[str, int], EventType] = _types(
     ("crm.survey.nps", SurveyNps, Topic.SURVEYS),
     ("crm.survey.csat", SurveyCsat, Topic.SURVEYS),
     ("crm.marketing.spend", MarketingSpend, Topic.MARKETING),
+    ("crm.customer.segment_changed", ClassChanged, Topic.DERIVED),
+    ("crm.customer.tier_changed", ClassChanged, Topic.DERIVED),
+    ("crm.customer.churn_risk_raised", ClassChanged, Topic.DERIVED),
+    ("crm.scoring.tier_summary", TierSummary, Topic.DERIVED),
 )
 KNOWN_TYPE_NAMES = sorted({name for name, _ in EVENT_TYPES})
 SOURCE_TOPICS = (

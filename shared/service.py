@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -42,7 +42,9 @@ class ServiceSpec:
     description: str
     projection: Callable[[CommonSettings], Projection] | None = None
     publishes: bool = False  # has an event log and outbox relay
-    extra_state: Callable[[FastAPI, CommonSettings], None] | None = None
+    # Long-running work of the service (schedulers): started after the consumer, cancelled
+    # at shutdown. Each gets the running service's resources.
+    tasks: Sequence[Callable[[Resources], Awaitable[None]]] = ()
     tags: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -52,6 +54,8 @@ class Resources:
     pool: db.Pool
     consumer: ConsumerRuntime | None = None
     relay: OutboxRelay | None = None
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)  # a service's own caches
 
 
 def validation_context(settings: CommonSettings) -> ValidationContext:
@@ -89,8 +93,6 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
     app.include_router(operations_router(lambda: _readiness(app)))
     for router in spec.routers:
         app.include_router(router)
-    if spec.extra_state is not None:
-        spec.extra_state(app, settings)
     return app
 
 
@@ -117,11 +119,29 @@ async def _start(spec: ServiceSpec, settings: CommonSettings) -> Resources:
             settings, pool, spec.projection(settings), validation_context(settings)
         )
         await res.consumer.start()
+    for task in spec.tasks:
+        res.background.append(asyncio.create_task(_supervised(task, res), name=task.__name__))
     log.info("service started", extra={"service": spec.name})
     return res
 
 
+async def _supervised(task: Callable[[Resources], Awaitable[None]], res: Resources) -> None:
+    """Run a service task; if it fails, log and start it again after a pause."""
+    while True:
+        try:
+            await task(res)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background task failed; restarting", extra={"task": task.__name__})
+            await asyncio.sleep(5)
+
+
 async def _stop(res: Resources) -> None:
+    for task in res.background:
+        task.cancel()
+    await asyncio.gather(*res.background, return_exceptions=True)
     if res.consumer is not None:
         await res.consumer.stop()
     if res.relay is not None:

@@ -1,22 +1,82 @@
-"""Scoring's HTTP routes."""
+"""Scoring's HTTP routes: the unified customer view, scores live and as of any date,
+campaign lists, segments and the lifetime-value models."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
+import base64
+import binascii
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Path
+import numpy as np
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
-from services.scoring.store import load_summaries
-from shared.events import CUSTOMER_ID_PATTERN
+from services.scoring import store
+from services.scoring.classes import TIER_PLAYBOOKS, Tier, man_lead_class
+from services.scoring.domain import profile_of
+from services.scoring.rescore import fit_and_save, refresh_reference
+from services.scoring.scoring import Reference, score
+from services.scoring.settings import ScoringSettings
+from shared.events import CUSTOMER_ID_PATTERN, ValidationContext, decode_event
 from shared.http import ErrorBody
 from shared.service import Resources, resources
 
 router = APIRouter(prefix="/v1", tags=["customers"])
 
 CustomerId = Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN, examples=["customer-42"])]
+AsOf = Annotated[
+    str | None,
+    Query(
+        description="A past date (YYYY-MM-DD: the end of that day in the deployment's time "
+        "zone) or instant (RFC 3339). Default: now.",
+        examples=["2026-09-30"],
+        max_length=40,
+    ),
+]
+Responses = dict[int | str, dict[str, Any]]
+NOT_FOUND: Responses = {404: {"model": ErrorBody, "description": "No such customer (up to as_of)."}}
+BAD_INPUT: Responses = {422: {"model": ErrorBody, "description": "Invalid parameter."}}
+REFERENCE_CACHE = 8
+
+
+def _settings(res: Resources) -> ScoringSettings:
+    assert isinstance(res.settings, ScoringSettings)
+    return res.settings
+
+
+def _invalid(field: str, message: str) -> HTTPException:
+    return HTTPException(
+        422, {"detail": "invalid request", "errors": [{"field": field, "message": message}]}
+    )
+
+
+def parse_as_of(value: str | None, zone: ZoneInfo) -> datetime | None:
+    """None for now; a date means the end of that local day; the future is refused."""
+    if value is None:
+        return None
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            instant = datetime.combine(day + timedelta(days=1), time(), zone) - timedelta(
+                microseconds=1
+            )
+        else:
+            instant = datetime.fromisoformat(value)
+    except ValueError:
+        raise _invalid("query.as_of", "not a date (YYYY-MM-DD) or RFC 3339 instant") from None
+    if instant.tzinfo is None:
+        raise _invalid("query.as_of", "an instant needs a UTC offset")
+    now = datetime.now(UTC)
+    if instant > now:
+        if instant.astimezone(zone).date() == now.astimezone(zone).date():
+            return now  # today: up to now
+        raise _invalid("query.as_of", "is in the future")
+    return instant
 
 
 class Rfm(BaseModel):
@@ -32,10 +92,10 @@ class Rfm(BaseModel):
     "/customers/{customer_id}/rfm",
     response_model=Rfm,
     summary="Recency, frequency and monetary value of one customer",
-    responses={404: {"model": ErrorBody, "description": "No purchase of this customer seen."}},
+    responses=NOT_FOUND,
 )
 async def get_rfm(customer_id: CustomerId, res: Annotated[Resources, Depends(resources)]) -> Rfm:
-    found = (await load_summaries(res.pool, [customer_id])).get(customer_id)
+    found = (await store.load_summaries(res.pool, [customer_id])).get(customer_id)
     if found is None:
         raise HTTPException(404, f"no purchases of customer '{customer_id}'")
     recency = None
@@ -49,3 +109,330 @@ async def get_rfm(customer_id: CustomerId, res: Annotated[Resources, Depends(res
         frequency=found.purchase_count,
         monetary=found.total_spent,
     )
+
+
+class RfmScore(BaseModel):
+    recency: int = Field(ge=1, le=5, description="5 = most recent.")
+    frequency: int = Field(ge=1, le=5)
+    monetary: int = Field(ge=1, le=5)
+    code: str = Field(examples=["545"])
+    segment: str = Field(examples=["champions"])
+
+
+class Lifetime(BaseModel):
+    p_alive: float | None = Field(description="BG/NBD probability the customer is still active.")
+    expected_purchases: float | None = Field(description="Expected purchase days in the horizon.")
+    expected_spend: float | None = Field(description="Gamma-Gamma expected spend per purchase.")
+    predicted_clv: float | None = Field(description="Discounted CLV over the horizon.")
+    simple_clv: float = Field(description="Frequency x order value x lifespan x margin.")
+
+
+class CustomerScore(BaseModel):
+    customer_id: str
+    as_of: datetime
+    model_version: int | None
+    time_unit: str
+    horizon: int = Field(description="CLV horizon in model time units.")
+    recency_days: float
+    orders: int
+    net_spent: float
+    rfm: RfmScore
+    tier: str
+    tier_playbook: dict[str, Any]
+    value_class: str
+    lifecycle: str
+    lifetime: Lifetime
+    churn_risk: float
+    churn_level: str
+
+
+async def _reference(res: Resources, as_of: datetime | None) -> Reference:
+    """The population one customer is scored against: the last re-score's, or as of a date
+    (computed once per date and cached)."""
+    settings = _settings(res)
+    if as_of is None:
+        if "reference" not in res.state:
+            await refresh_reference(res)
+        if "reference" in res.state:
+            reference: Reference = res.state["reference"][2]
+            return reference
+        as_of = datetime.now(UTC)
+    cache: dict[datetime, Reference] = res.state.setdefault("references", {})
+    if as_of not in cache:
+        population = await store.load_population(
+            res.pool, as_of, ZoneInfo(settings.timezone), settings.scoring_trend_window_days
+        )
+        cache[as_of] = await asyncio.to_thread(Reference.of, population, settings.scoring_config())
+        while len(cache) > REFERENCE_CACHE:
+            cache.pop(next(iter(cache)))
+    return cache[as_of]
+
+
+@router.get(
+    "/customers/{customer_id}/score",
+    response_model=CustomerScore,
+    summary="Scores, classes, lifetime value and churn risk of one customer, live or as of a date",
+    responses=NOT_FOUND | BAD_INPUT,
+)
+async def get_score(
+    customer_id: CustomerId,
+    res: Annotated[Resources, Depends(resources)],
+    as_of: AsOf = None,
+    horizon: Annotated[int | None, Query(ge=1, le=520, description="Model time units.")] = None,
+) -> CustomerScore:
+    settings = _settings(res)
+    zone = ZoneInfo(settings.timezone)
+    instant = parse_as_of(as_of, zone)
+    at = instant or datetime.now(UTC)
+    population = await store.load_population(
+        res.pool, at, zone, settings.scoring_trend_window_days, [customer_id]
+    )
+    if population.size == 0:
+        raise HTTPException(404, f"customer '{customer_id}' has no purchases up to {at:%Y-%m-%d}")
+    reference = await _reference(res, instant)
+    models = await store.latest_models(res.pool)
+    config = settings.scoring_config()
+    scores = score(population, reference, models, config, horizon)
+    row = scores.row(0)
+    tier = Tier(str(row["tier"]))
+    playbook = TIER_PLAYBOOKS[tier]
+    return CustomerScore(
+        customer_id=customer_id,
+        as_of=at,
+        model_version=models.version if models else None,
+        time_unit=models.time_unit if models else config.time_unit,
+        horizon=horizon or config.horizon,
+        recency_days=float(population.days_since_last[0]),
+        orders=int(population.orders[0]),
+        net_spent=float(population.net_spent[0]),
+        rfm=RfmScore(
+            recency=row["recency_score"],
+            frequency=row["frequency_score"],
+            monetary=row["monetary_score"],
+            code=f"{row['recency_score']}{row['frequency_score']}{row['monetary_score']}",
+            segment=row["segment"],
+        ),
+        tier=tier.value,
+        tier_playbook={
+            "name_zh": playbook.name_zh,
+            "who": playbook.who,
+            "actions": list(playbook.actions),
+        },
+        value_class=row["value_class"],
+        lifecycle=row["lifecycle"],
+        lifetime=Lifetime(
+            p_alive=row["p_alive"],
+            expected_purchases=row["expected_purchases"],
+            expected_spend=row["expected_spend"],
+            predicted_clv=row["predicted_clv"],
+            simple_clv=row["simple_clv"],
+        ),
+        churn_risk=row["churn_risk"],
+        churn_level=row["churn_level"],
+    )
+
+
+class CustomerView(BaseModel):
+    """Everything about one customer in one read, so no team keeps its own silo."""
+
+    customer_id: str
+    profile: dict[str, Any]
+    registered_at: datetime | None
+    lead: dict[str, Any] | None
+    scores: dict[str, Any] | None = Field(description="From the latest re-score.")
+    counts: dict[str, int]
+    latest_purchases: list[dict[str, Any]]
+    latest_interactions: list[dict[str, Any]]
+    latest_complaints: list[dict[str, Any]]
+
+
+@router.get(
+    "/customers/{customer_id}",
+    response_model=CustomerView,
+    summary="The unified customer view: profile, scores, counts and latest activity",
+    responses=NOT_FOUND,
+)
+async def get_customer(
+    customer_id: CustomerId,
+    res: Annotated[Resources, Depends(resources)],
+    latest: Annotated[int, Query(ge=0, le=50, description="How many of each to list.")] = 5,
+) -> CustomerView:
+    found = await store.customer_view(res.pool, customer_id, latest)
+    if found is None:
+        raise HTTPException(404, f"nothing known of customer '{customer_id}'")
+    validation = ValidationContext(future_tolerance=timedelta(days=36_500))
+    profile = profile_of(decode_event(b.encode(), validation) for b in found.pop("profile_events"))
+    lead = None
+    if profile.lead is not None:
+        man = man_lead_class(profile.lead["money"], profile.lead["authority"], profile.lead["need"])
+        lead = {**profile.lead, "class": man.code, "action": man.action.value}
+    return CustomerView(
+        customer_id=customer_id,
+        profile=profile.fields,
+        registered_at=profile.registered_at,
+        lead=lead,
+        **found,
+    )
+
+
+SortKey = Literal["clv", "churn_risk", "monetary", "recency"]
+
+
+class CustomerPage(BaseModel):
+    items: list[dict[str, Any]]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+
+
+def _decode_cursor(cursor: str | None) -> tuple[float, str] | None:
+    if cursor is None:
+        return None
+    try:
+        value, customer = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return float(value), str(customer)
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise _invalid("query.cursor", "not a cursor this API returned") from None
+
+
+@router.get(
+    "/customers",
+    response_model=CustomerPage,
+    summary="Customers by segment, tier, lifecycle and churn risk, for campaigns (paged)",
+    responses=BAD_INPUT,
+)
+async def list_customers(
+    res: Annotated[Resources, Depends(resources)],
+    segment: Annotated[str | None, Query(max_length=64)] = None,
+    tier: Annotated[Tier | None, Query()] = None,
+    lifecycle: Annotated[str | None, Query(max_length=32)] = None,
+    min_churn_risk: Annotated[float | None, Query(ge=0, le=1)] = None,
+    sort: SortKey = "clv",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+) -> CustomerPage:
+    items, last = await store.list_customers(
+        res.pool,
+        segment=segment,
+        tier=tier.value if tier else None,
+        lifecycle=lifecycle,
+        min_churn_risk=min_churn_risk,
+        sort=sort,
+        limit=limit,
+        after=_decode_cursor(cursor),
+    )
+    next_cursor = None
+    if last is not None and len(items) == limit:
+        next_cursor = base64.urlsafe_b64encode(orjson.dumps(list(last))).decode()
+    return CustomerPage(items=items, next_cursor=next_cursor)
+
+
+class GroupStats(BaseModel):
+    customers: int
+    revenue: float = Field(description="Net spend of the group's customers.")
+    average_clv: float | None
+
+
+class Segments(BaseModel):
+    as_of: datetime | None
+    segments: dict[str, GroupStats]
+    tiers: dict[str, GroupStats]
+
+
+@router.get(
+    "/segments",
+    response_model=Segments,
+    summary="Counts, revenue and average CLV per segment and per tier",
+    responses=BAD_INPUT,
+    tags=["segments"],
+)
+async def get_segments(
+    res: Annotated[Resources, Depends(resources)], as_of: AsOf = None
+) -> Segments:
+    settings = _settings(res)
+    zone = ZoneInfo(settings.timezone)
+    instant = parse_as_of(as_of, zone)
+    if instant is None:
+        groups = await store.segment_stats(res.pool)
+        return Segments(as_of=None, **groups)
+    population = await store.load_population(
+        res.pool, instant, zone, settings.scoring_trend_window_days
+    )
+    config = settings.scoring_config()
+    models = await store.latest_models(res.pool)
+    scores = await asyncio.to_thread(
+        score, population, Reference.of(population, config), models, config
+    )
+    return Segments(
+        as_of=instant,
+        segments=_group(scores.segment, population.net_spent, scores.predicted_clv),
+        tiers=_group(scores.tier, population.net_spent, scores.predicted_clv),
+    )
+
+
+def _group(
+    labels: np.ndarray[Any, Any], revenue: np.ndarray[Any, Any], clv: np.ndarray[Any, Any]
+) -> dict[str, GroupStats]:
+    result = {}
+    for label in sorted(set(labels.tolist())):
+        mask = labels == label
+        known = clv[mask][~np.isnan(clv[mask])]
+        result[label] = GroupStats(
+            customers=int(mask.sum()),
+            revenue=float(revenue[mask].sum()),
+            average_clv=float(known.mean()) if known.size else None,
+        )
+    return result
+
+
+class FitRequest(BaseModel):
+    as_of: str | None = Field(default=None, examples=["2026-09-30"])
+    time_unit: Literal["day", "week"] | None = None
+
+
+@router.get("/models/clv", summary="The current lifetime-value model", tags=["models"])
+async def get_model(res: Annotated[Resources, Depends(resources)]) -> dict[str, Any]:
+    rows = await store.model_rows(res.pool)
+    if not rows:
+        raise HTTPException(404, "no model fitted yet")
+    return _model_body(rows[0])
+
+
+@router.post(
+    "/models/clv/fit",
+    summary="Fit BG/NBD and Gamma-Gamma now on the population as of a date",
+    tags=["models"],
+    responses=BAD_INPUT | {409: {"model": ErrorBody, "description": "Too few customers."}},
+)
+async def fit_model(
+    request: FitRequest, res: Annotated[Resources, Depends(resources)]
+) -> dict[str, Any]:
+    settings = _settings(res)
+    zone = ZoneInfo(settings.timezone)
+    at = parse_as_of(request.as_of, zone) or datetime.now(UTC)
+    config = settings.scoring_config()
+    if request.time_unit:
+        config = type(config)(**{**config.__dict__, "time_unit": request.time_unit})
+    population = await store.load_population(res.pool, at, zone, settings.scoring_trend_window_days)
+    models, fitted = await fit_and_save(res.pool, population, config)
+    if models is None:
+        raise HTTPException(409, f"too few customers to fit ({fitted.customers})")
+    return _model_body((await store.model_rows(res.pool))[0])
+
+
+def _model_body(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "version": row["version"],
+        "fitted_at": row["fitted_at"],
+        "observation_end": row["observation_end"],
+        "time_unit": row["time_unit"],
+        "customers": row["customers"],
+        "fit_seconds": row["fit_seconds"],
+        "bgnbd": {k: row[k] for k in ("r", "alpha", "a", "b")}
+        | {"log_likelihood": row["bgnbd_log_likelihood"], "method": row["bgnbd_method"]},
+        "gamma_gamma": None
+        if row["p"] is None
+        else {k: row[k] for k in ("p", "q", "gamma")}
+        | {
+            "log_likelihood": row["gamma_gamma_log_likelihood"],
+            "customers": row["gamma_gamma_customers"],
+        },
+    }

@@ -360,6 +360,46 @@ def lifecycle_stage(activity: PurchaseActivity, config: LifecycleConfig) -> Life
     return LifecycleStage.MATURITY
 
 
+def lifecycle_stages(
+    purchase_days: npt.ArrayLike,
+    days_since_first: npt.ArrayLike,
+    days_since_last: npt.ArrayLike,
+    recent_purchase_days: npt.ArrayLike,
+    previous_purchase_days: npt.ArrayLike,
+    recent_spend: npt.ArrayLike,
+    previous_spend: npt.ArrayLike,
+    config: LifecycleConfig,
+) -> StrArray:
+    """Vectorised lifecycle_stage (same rules in the same order), for a whole population."""
+    days = np.asarray(purchase_days, dtype=np.float64)
+    first = np.asarray(days_since_first, dtype=np.float64)
+    last = np.asarray(days_since_last, dtype=np.float64)
+    recent = np.asarray(recent_purchase_days, dtype=np.float64)
+    previous = np.asarray(previous_purchase_days, dtype=np.float64)
+    spend_now = np.asarray(recent_spend, dtype=np.float64)
+    spend_before = np.asarray(previous_spend, dtype=np.float64)
+
+    def rising(now: FloatArray, before: FloatArray) -> npt.NDArray[np.bool_]:
+        return (now > 0) & (now >= config.growth_ratio * before)  # as _rising
+
+    conditions = [
+        days == 0,
+        last >= config.churn_after_days,
+        (first < config.exploration_days) | (days <= config.exploration_max_purchase_days),
+        (recent < config.decline_ratio * previous) | ((recent == 0) & (previous == 0)),
+        rising(recent, previous) | rising(spend_now, spend_before),
+    ]
+    choices = [
+        LifecycleStage.PROSPECT.value,
+        LifecycleStage.CHURNED.value,
+        LifecycleStage.EXPLORATION.value,
+        LifecycleStage.DECLINE.value,
+        LifecycleStage.GROWTH.value,
+    ]
+    stages = np.select(conditions, choices, default=LifecycleStage.MATURITY.value)
+    return np.asarray(stages, dtype=np.str_)
+
+
 def _rising(recent: float, previous: float, config: LifecycleConfig) -> bool:
     # Multiplying instead of dividing handles previous == 0: any recent activity is a rise.
     return recent > 0 and recent >= config.growth_ratio * previous

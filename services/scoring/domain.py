@@ -1,7 +1,9 @@
-"""Scoring's fold, pure: purchases and refunds -> one summary per customer.
+"""Scoring's folds, pure: events -> per-customer state.
 
-The fold is order-independent (min, max, sums), so late or re-ordered events give the same
-summary; RFM scores, tiers and lifetime value are computed from these summaries.
+`PurchaseSummary` is order-independent (min, max, sums), so late or re-ordered events give
+the same summary. The profile is the fold of profile events in time order, so a late update
+lands where it belongs. Scores (RFM, tiers, CLV) are computed from the history in
+`scoring.py`.
 """
 
 from __future__ import annotations
@@ -10,8 +12,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from shared.events import Event, PurchaseCompleted, PurchaseRefunded
+from shared.events import (
+    CustomerRegistered,
+    CustomerUpdated,
+    Event,
+    LeadAssessed,
+    PurchaseCompleted,
+    PurchaseRefunded,
+)
 
 
 @dataclass(frozen=True)
@@ -44,5 +54,34 @@ def fold(state: PurchaseSummary, events: Iterable[Event]) -> PurchaseSummary:
     return state
 
 
-def is_relevant(event: Event) -> bool:
+def is_purchase(event: Event) -> bool:
     return isinstance(event.data, PurchaseCompleted | PurchaseRefunded)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The customer record (客户档案) and the latest lead assessment."""
+
+    fields: dict[str, Any]
+    registered_at: datetime | None = None
+    updated_at: datetime | None = None
+    lead: dict[str, Any] | None = None
+
+
+def profile_of(events: Iterable[Event]) -> Profile:
+    """Fold profile and lead events in time order; an update sets only the fields it names."""
+    profile = Profile(fields={})
+    for event in sorted(events, key=lambda e: (e.time, e.id)):
+        data = event.data
+        if isinstance(data, CustomerRegistered):
+            fields = {**profile.fields, **data.model_dump(exclude_none=True)}
+            profile = replace(
+                profile, fields=fields, registered_at=event.time, updated_at=event.time
+            )
+        elif isinstance(data, CustomerUpdated):
+            changed = data.model_dump(include=data.model_fields_set)
+            profile = replace(profile, fields={**profile.fields, **changed}, updated_at=event.time)
+        elif isinstance(data, LeadAssessed):
+            lead = {**data.model_dump(exclude_none=True), "assessed_at": event.time}
+            profile = replace(profile, lead=lead)
+    return profile

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI
 
 from services.scoring.api import router
+from services.scoring.rescore import rescore_periodically
+from services.scoring.settings import ScoringSettings
 from services.scoring.store import ScoringProjection
 from shared.service import ServiceSpec, create_app, serve
-from shared.settings import CommonSettings
 
 SPEC = ServiceSpec(
     name="scoring",
@@ -17,14 +19,18 @@ SPEC = ServiceSpec(
     default_port=8002,
     migrations=Path(__file__).parent / "migrations",
     routers=[router],
-    projection=lambda _settings: ScoringProjection(),
-    description="Per-customer purchase summaries, RFM scores, tiers, lifetime value.",
+    projection=lambda settings: ScoringProjection(ZoneInfo(settings.timezone)),
+    publishes=True,  # derived events: segment, tier and churn-risk changes, tier summaries
+    tasks=[rescore_periodically],
+    description="The unified customer view; RFM scores and segments, tiers, value classes, "
+    "lifecycle stages, MAN lead classes, lifetime value (BG/NBD + Gamma-Gamma) and churn "
+    "risk, live and as of any past date.",
 )
 
 
-def app(settings: CommonSettings | None = None) -> FastAPI:
-    return create_app(SPEC, settings or CommonSettings())
+def app(settings: ScoringSettings | None = None) -> FastAPI:
+    return create_app(SPEC, settings or ScoringSettings())
 
 
 def main() -> None:
-    serve(SPEC, CommonSettings())
+    serve(SPEC, ScoringSettings())

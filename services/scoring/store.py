@@ -1,47 +1,62 @@
-"""Scoring's SQL: load the summaries a batch touches, fold, write them back in one statement."""
+"""Scoring's SQL: the customer history it folds, the population it scores, the scores."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
-from services.scoring.domain import PurchaseSummary, fold, is_relevant
+import numpy as np
+
+from services.scoring.clv import BgNbdParams, GammaGammaParams
+from services.scoring.domain import PurchaseSummary, fold, is_purchase
+from services.scoring.scoring import Models, Population, Reference, Scores
 from shared.db import Connection, Pool
-from shared.events import Event, Topic
+from shared.events import (
+    ComplaintOpened,
+    CustomerRegistered,
+    CustomerUpdated,
+    Event,
+    InteractionLogged,
+    LeadAssessed,
+    PurchaseCompleted,
+    PurchaseRefunded,
+    Topic,
+)
 
 
 class ScoringProjection:
     name = "scoring"
-    topics: Sequence[str] = (Topic.PURCHASES,)
+    topics: Sequence[str] = (
+        Topic.CUSTOMERS,
+        Topic.PURCHASES,
+        Topic.INTERACTIONS,
+        Topic.COMPLAINTS,
+    )
+
+    def __init__(self, zone: tzinfo) -> None:
+        self._zone = zone
 
     async def store(self, conn: Connection, events: list[Event]) -> None:
-        by_customer: dict[str, list[Event]] = defaultdict(list)
-        for event in events:
-            if is_relevant(event):
-                by_customer[event.subject].append(event)
-        if not by_customer:
-            return
-        current = await load_summaries(conn, list(by_customer))
-        updated = [
-            fold(current.get(cid, PurchaseSummary(cid)), customer_events)
-            for cid, customer_events in by_customer.items()
-        ]
-        await save_summaries(conn, updated)
+        await _store_summaries(conn, [e for e in events if is_purchase(e)])
+        await _store_purchases(conn, events, self._zone)
+        await _store_profile_events(conn, events)
+        await _store_interactions(conn, events)
+        await _store_complaints(conn, events)
 
 
-async def load_summaries(
-    conn: Connection | Pool, customer_ids: list[str]
-) -> dict[str, PurchaseSummary]:
-    rows = await conn.fetch(
-        "SELECT customer_id, first_purchase_at, last_purchase_at, purchase_count, total_spent "
-        "FROM purchase_summaries WHERE customer_id = ANY($1::text[])",
-        customer_ids,
-    )
-    return {r["customer_id"]: PurchaseSummary(**dict(r)) for r in rows}
-
-
-async def save_summaries(conn: Connection, summaries: list[PurchaseSummary]) -> None:
+async def _store_summaries(conn: Connection, events: list[Event]) -> None:
+    by_customer: dict[str, list[Event]] = defaultdict(list)
+    for event in events:
+        by_customer[event.subject].append(event)
+    if not by_customer:
+        return
+    current = await load_summaries(conn, list(by_customer))
+    updated = [
+        fold(current.get(cid, PurchaseSummary(cid)), customer_events)
+        for cid, customer_events in by_customer.items()
+    ]
     await conn.execute(
         """
         INSERT INTO purchase_summaries
@@ -55,15 +70,420 @@ async def save_summaries(conn: Connection, summaries: list[PurchaseSummary]) -> 
             total_spent = EXCLUDED.total_spent,
             updated_at = now()
         """,
-        *_columns(summaries),
+        [s.customer_id for s in updated],
+        [s.first_purchase_at for s in updated],
+        [s.last_purchase_at for s in updated],
+        [s.purchase_count for s in updated],
+        [s.total_spent for s in updated],
     )
 
 
-def _columns(summaries: list[PurchaseSummary]) -> list[list[Any]]:
-    return [
-        [s.customer_id for s in summaries],
-        [s.first_purchase_at for s in summaries],
-        [s.last_purchase_at for s in summaries],
-        [s.purchase_count for s in summaries],
-        [s.total_spent for s in summaries],
+async def _store_purchases(conn: Connection, events: list[Event], zone: tzinfo) -> None:
+    rows = [
+        (
+            e.id,
+            e.subject,
+            e.data.order_id,
+            e.time,
+            e.time.astimezone(zone).date(),
+            e.data.value if isinstance(e.data, PurchaseCompleted) else -e.data.value,
+            isinstance(e.data, PurchaseRefunded),
+        )
+        for e in events
+        if isinstance(e.data, PurchaseCompleted | PurchaseRefunded)
     ]
+    if rows:
+        await conn.execute(
+            "INSERT INTO purchases (event_id, customer_id, order_id, time, day, amount, is_refund)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],"
+            " $5::date[], $6::numeric[], $7::bool[]) ON CONFLICT DO NOTHING",
+            *_columns(rows, 7),
+        )
+
+
+async def _store_profile_events(conn: Connection, events: list[Event]) -> None:
+    rows = [
+        (e.id, e.subject, e.time, e.type, e.to_bytes().decode())
+        for e in events
+        if isinstance(e.data, CustomerRegistered | CustomerUpdated | LeadAssessed)
+    ]
+    if rows:
+        await conn.execute(
+            "INSERT INTO customer_events (event_id, customer_id, time, type, body) SELECT * FROM"
+            " unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::jsonb[])"
+            " ON CONFLICT DO NOTHING",
+            *_columns(rows, 5),
+        )
+
+
+async def _store_interactions(conn: Connection, events: list[Event]) -> None:
+    rows = [
+        (e.id, e.subject, e.time, e.data.channel, e.data.direction, e.data.sentiment, e.data.topic)
+        for e in events
+        if isinstance(e.data, InteractionLogged)
+    ]
+    if rows:
+        await conn.execute(
+            "INSERT INTO interactions (event_id, customer_id, time, channel, direction,"
+            " sentiment, topic) SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[],"
+            " $4::text[], $5::text[], $6::text[], $7::text[]) ON CONFLICT DO NOTHING",
+            *_columns(rows, 7),
+        )
+
+
+async def _store_complaints(conn: Connection, events: list[Event]) -> None:
+    rows = [
+        (e.id, e.subject, e.data.complaint_id, e.time, e.data.category)
+        for e in events
+        if isinstance(e.data, ComplaintOpened)
+    ]
+    if rows:
+        await conn.execute(
+            "INSERT INTO complaints (event_id, customer_id, complaint_id, time, category)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],"
+            " $5::text[]) ON CONFLICT DO NOTHING",
+            *_columns(rows, 5),
+        )
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    return [[row[i] for row in rows] for i in range(width)]
+
+
+async def load_summaries(
+    conn: Connection | Pool, customer_ids: list[str]
+) -> dict[str, PurchaseSummary]:
+    rows = await conn.fetch(
+        "SELECT customer_id, first_purchase_at, last_purchase_at, purchase_count, total_spent "
+        "FROM purchase_summaries WHERE customer_id = ANY($1::text[])",
+        customer_ids,
+    )
+    return {r["customer_id"]: PurchaseSummary(**dict(r)) for r in rows}
+
+
+# The statistics of every customer who bought, as of $1 (an instant) whose local day is $2;
+# $3 is the trend window in days; $4 restricts to some customers (NULL: everyone).
+_POPULATION = """
+WITH daily AS (
+    SELECT customer_id, day,
+           sum(amount) FILTER (WHERE NOT is_refund) AS bought,
+           sum(amount) AS net,
+           count(*) FILTER (WHERE NOT is_refund) AS orders,
+           max(time) FILTER (WHERE NOT is_refund) AS last_at
+    FROM purchases
+    WHERE time <= $1 AND ($4::text[] IS NULL OR customer_id = ANY($4::text[]))
+    GROUP BY customer_id, day
+), buyers AS (
+    SELECT customer_id,
+           min(day) FILTER (WHERE orders > 0) AS first_day,
+           max(day) FILTER (WHERE orders > 0) AS last_day,
+           count(*) FILTER (WHERE orders > 0) AS purchase_days,
+           sum(orders) AS orders,
+           sum(net) AS net_spent,
+           sum(bought) FILTER (WHERE orders > 0) AS bought,
+           max(last_at) AS last_at,
+           count(*) FILTER (WHERE orders > 0 AND day > $2::date - $3::int) AS recent_days,
+           count(*) FILTER (WHERE orders > 0 AND day <= $2::date - $3::int
+                                             AND day > $2::date - 2 * $3::int) AS previous_days,
+           coalesce(sum(bought) FILTER (WHERE day > $2::date - $3::int), 0) AS recent_spend,
+           coalesce(sum(bought) FILTER (WHERE day <= $2::date - $3::int
+                                         AND day > $2::date - 2 * $3::int), 0) AS previous_spend
+    FROM daily GROUP BY customer_id
+    HAVING count(*) FILTER (WHERE orders > 0) > 0
+), talks AS (
+    SELECT customer_id, count(*) AS total,
+           count(*) FILTER (WHERE time > $1 - make_interval(days => $3::int)) AS recent,
+           count(*) FILTER (WHERE time <= $1 - make_interval(days => $3::int)
+                              AND time > $1 - make_interval(days => 2 * $3::int)) AS previous
+    FROM interactions
+    WHERE time <= $1 AND ($4::text[] IS NULL OR customer_id = ANY($4::text[]))
+    GROUP BY customer_id
+), complaints_made AS (
+    SELECT customer_id, count(*) AS total FROM complaints
+    WHERE time <= $1 AND ($4::text[] IS NULL OR customer_id = ANY($4::text[]))
+    GROUP BY customer_id
+)
+SELECT b.customer_id,
+       extract(epoch FROM $1 - b.last_at) / 86400 AS days_since_last,
+       ($2::date - b.first_day)::float8 AS days_since_first,
+       b.orders::float8, b.net_spent::float8, b.purchase_days::float8,
+       (b.last_day - b.first_day)::float8 AS span_days,
+       CASE WHEN b.purchase_days > 1
+            THEN ((b.bought - f.bought) / (b.purchase_days - 1))::float8 ELSE 0 END
+           AS repeat_spend,
+       b.recent_days::float8, b.previous_days::float8,
+       b.recent_spend::float8, b.previous_spend::float8,
+       coalesce(t.recent, 0)::float8, coalesce(t.previous, 0)::float8,
+       coalesce(t.total, 0)::float8, coalesce(c.total, 0)::float8
+FROM buyers b
+JOIN daily f ON f.customer_id = b.customer_id AND f.day = b.first_day
+LEFT JOIN talks t ON t.customer_id = b.customer_id
+LEFT JOIN complaints_made c ON c.customer_id = b.customer_id
+ORDER BY b.customer_id
+"""
+
+_POPULATION_FIELDS = [
+    "days_since_last",
+    "days_since_first",
+    "orders",
+    "net_spent",
+    "purchase_days",
+    "span_days",
+    "repeat_spend",
+    "recent_purchase_days",
+    "previous_purchase_days",
+    "recent_spend",
+    "previous_spend",
+    "recent_interactions",
+    "previous_interactions",
+    "interactions",
+    "complaints",
+]
+
+
+async def load_population(
+    conn: Connection | Pool,
+    as_of: datetime,
+    zone: tzinfo,
+    window_days: int,
+    customers: list[str] | None = None,
+) -> Population:
+    """Every customer who bought up to `as_of` (or just `customers`), with their statistics."""
+    local_day: date = as_of.astimezone(zone).date()
+    rows = await conn.fetch(_POPULATION, as_of, local_day, window_days, customers)
+    ids = np.array([r[0] for r in rows], dtype=object)
+    values = (
+        np.array([tuple(r)[1:] for r in rows], dtype=np.float64)
+        if rows
+        else np.zeros((0, len(_POPULATION_FIELDS)))
+    )
+    columns = {name: values[:, i].copy() for i, name in enumerate(_POPULATION_FIELDS)}
+    return Population(as_of=as_of, customer_id=ids, **columns)
+
+
+async def latest_models(conn: Connection | Pool) -> Models | None:
+    row = await conn.fetchrow("SELECT * FROM clv_models ORDER BY version DESC LIMIT 1")
+    return models_of(row) if row else None
+
+
+def models_of(row: Any) -> Models:
+    bgnbd = BgNbdParams(row["r"], row["alpha"], row["a"], row["b"]) if row["r"] else None
+    gamma = GammaGammaParams(row["p"], row["q"], row["gamma"]) if row["p"] else None
+    return Models(row["version"], row["time_unit"], bgnbd, gamma)
+
+
+async def save_models(conn: Connection | Pool, record: dict[str, Any]) -> Models:
+    columns = ", ".join(record)
+    placeholders = ", ".join(f"${i + 1}" for i in range(len(record)))
+    row = await conn.fetchrow(
+        f"INSERT INTO clv_models ({columns}) VALUES ({placeholders}) RETURNING *",
+        *record.values(),
+    )
+    return models_of(row)
+
+
+async def model_rows(conn: Connection | Pool, limit: int = 1) -> list[dict[str, Any]]:
+    rows = await conn.fetch("SELECT * FROM clv_models ORDER BY version DESC LIMIT $1", limit)
+    return [dict(r) for r in rows]
+
+
+async def save_run(
+    conn: Connection,
+    as_of: datetime,
+    models: Models | None,
+    reference: Reference,
+    seconds: float,
+) -> int:
+    run_id: int = await conn.fetchval(
+        "INSERT INTO score_runs (as_of, model_version, customers, recency, frequency, monetary,"
+        " mvc_threshold, seconds) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING run_id",
+        as_of,
+        models.version if models else None,
+        reference.size,
+        reference.recency.tobytes(),
+        reference.frequency.tobytes(),
+        reference.monetary.tobytes(),
+        reference.mvc_threshold,
+        seconds,
+    )
+    return run_id
+
+
+async def latest_reference(conn: Connection | Pool) -> tuple[int, datetime, Reference] | None:
+    row = await conn.fetchrow("SELECT * FROM score_runs ORDER BY run_id DESC LIMIT 1")
+    if row is None:
+        return None
+    reference = Reference(
+        recency=np.frombuffer(row["recency"], dtype=np.float64),
+        frequency=np.frombuffer(row["frequency"], dtype=np.float64),
+        monetary=np.frombuffer(row["monetary"], dtype=np.float64),
+        mvc_threshold=row["mvc_threshold"],
+    )
+    return row["run_id"], row["as_of"], reference
+
+
+async def previous_classes(conn: Connection) -> dict[str, tuple[str, str, str]]:
+    rows = await conn.fetch("SELECT customer_id, segment, tier, churn_level FROM customer_scores")
+    return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+
+_SCORE_COLUMNS = [
+    ("recency_score", "smallint"),
+    ("frequency_score", "smallint"),
+    ("monetary_score", "smallint"),
+    ("segment", "text"),
+    ("tier", "text"),
+    ("value_class", "text"),
+    ("lifecycle", "text"),
+    ("p_alive", "float8"),
+    ("expected_purchases", "float8"),
+    ("expected_spend", "float8"),
+    ("predicted_clv", "float8"),
+    ("simple_clv", "float8"),
+    ("churn_risk", "float8"),
+    ("churn_level", "text"),
+]
+
+
+async def save_scores(
+    conn: Connection, run_id: int, scores: Scores, population: Population
+) -> None:
+    """Replace the snapshot with this run's scores (customers who bought, as of the run)."""
+    names = [n for n, _ in _SCORE_COLUMNS]
+    arrays: list[list[Any]] = [scores.customer_id.tolist()]
+    for name in names:
+        values = getattr(scores, name)
+        arrays.append(
+            [None if isinstance(v, float) and np.isnan(v) else v for v in values.tolist()]
+        )
+    codes = [
+        f"{r}{f}{m}"
+        for r, f, m in zip(
+            scores.recency_score.tolist(),
+            scores.frequency_score.tolist(),
+            scores.monetary_score.tolist(),
+            strict=True,
+        )
+    ]
+    types = ["text", *(t for _, t in _SCORE_COLUMNS), "text", "numeric", "int", "timestamptz"]
+    placeholders = ", ".join(f"${i + 2}::{t}[]" for i, t in enumerate(types))
+    await conn.execute(
+        f"""
+        INSERT INTO customer_scores (customer_id, {", ".join(names)}, rfm_code, net_spent,
+                                     orders, last_purchase_at, run_id)
+        SELECT u.*, $1::int FROM unnest({placeholders}) AS u
+        ON CONFLICT (customer_id) DO UPDATE SET
+            {", ".join(f"{c} = EXCLUDED.{c}" for c in names)}, rfm_code = EXCLUDED.rfm_code,
+            net_spent = EXCLUDED.net_spent, orders = EXCLUDED.orders,
+            last_purchase_at = EXCLUDED.last_purchase_at, run_id = EXCLUDED.run_id
+        """,
+        run_id,
+        *arrays,
+        codes,
+        population.net_spent.tolist(),
+        [int(o) for o in population.orders.tolist()],
+        [
+            population.as_of - timedelta(days=d) if np.isfinite(d) else None
+            for d in population.days_since_last.tolist()
+        ],
+    )
+    await conn.execute("DELETE FROM customer_scores WHERE run_id <> $1", run_id)
+
+
+# ---- read side: the API's queries ---------------------------------------------------------
+
+_LATEST = {
+    "latest_purchases": "SELECT event_id, order_id, time, amount, is_refund FROM purchases "
+    "WHERE customer_id = $1 ORDER BY time DESC LIMIT $2",
+    "latest_interactions": "SELECT event_id, time, channel, direction, sentiment, topic "
+    "FROM interactions WHERE customer_id = $1 ORDER BY time DESC LIMIT $2",
+    "latest_complaints": "SELECT complaint_id, time AS opened_at, category FROM complaints "
+    "WHERE customer_id = $1 ORDER BY time DESC LIMIT $2",
+}
+
+
+async def customer_view(pool: Pool, customer_id: str, latest: int) -> dict[str, Any] | None:
+    """Profile events, latest scores, counts and the latest of each kind; None if unknown."""
+    async with pool.acquire() as conn:
+        counts = await conn.fetchrow(
+            "SELECT (SELECT count(*) FROM purchases WHERE customer_id = $1 AND NOT is_refund)"
+            " AS purchases, (SELECT count(*) FROM purchases WHERE customer_id = $1 AND is_refund)"
+            " AS refunds, (SELECT count(*) FROM interactions WHERE customer_id = $1)"
+            " AS interactions, (SELECT count(*) FROM complaints WHERE customer_id = $1)"
+            " AS complaints, (SELECT count(*) FROM customer_events WHERE customer_id = $1)"
+            " AS profile_events",
+            customer_id,
+        )
+        if counts is None or not any(counts.values()):
+            return None
+        profile_events = await conn.fetch(
+            "SELECT body FROM customer_events WHERE customer_id = $1 ORDER BY time", customer_id
+        )
+        scores = await conn.fetchrow(
+            "SELECT * FROM customer_scores WHERE customer_id = $1", customer_id
+        )
+        view: dict[str, Any] = {
+            "profile_events": [r["body"] for r in profile_events],
+            "scores": dict(scores) if scores else None,
+            "counts": {k: v for k, v in counts.items() if k != "profile_events"},
+        }
+        for key, query in _LATEST.items():
+            view[key] = [dict(r) for r in await conn.fetch(query, customer_id, latest)]
+    return view
+
+
+_SORTS = {
+    "clv": "coalesce(predicted_clv, '-Infinity'::float8)",
+    "churn_risk": "churn_risk",
+    "monetary": "net_spent::float8",
+    "recency": "extract(epoch FROM last_purchase_at)",
+}
+
+
+async def list_customers(
+    pool: Pool,
+    *,
+    segment: str | None,
+    tier: str | None,
+    lifecycle: str | None,
+    min_churn_risk: float | None,
+    sort: str,
+    limit: int,
+    after: tuple[float, str] | None,
+) -> tuple[list[dict[str, Any]], tuple[float, str] | None]:
+    """A page of customer_scores, highest sort key first; keyset pagination on (key, id)."""
+    key = _SORTS[sort]
+    rows = await pool.fetch(
+        f"""
+        SELECT *, {key} AS sort_key FROM customer_scores
+        WHERE ($1::text IS NULL OR segment = $1) AND ($2::text IS NULL OR tier = $2)
+          AND ($3::text IS NULL OR lifecycle = $3) AND ($4::float8 IS NULL OR churn_risk >= $4)
+          AND ($5::float8 IS NULL OR ({key}, customer_id) < ($5::float8, $6::text))
+        ORDER BY {key} DESC, customer_id DESC
+        LIMIT $7
+        """,
+        segment,
+        tier,
+        lifecycle,
+        min_churn_risk,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
+    )
+    items = [{k: v for k, v in dict(r).items() if k != "sort_key"} for r in rows]
+    last = (float(rows[-1]["sort_key"]), rows[-1]["customer_id"]) if rows else None
+    return items, last
+
+
+async def segment_stats(pool: Pool) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for column, name in (("segment", "segments"), ("tier", "tiers")):
+        rows = await pool.fetch(
+            f"SELECT {column} AS label, count(*) AS customers, sum(net_spent)::float8 AS revenue,"
+            f" avg(predicted_clv) AS average_clv FROM customer_scores GROUP BY {column}"
+            f" ORDER BY {column}"
+        )
+        result[name] = {
+            r["label"]: {k: r[k] for k in ("customers", "revenue", "average_clv")} for r in rows
+        }
+    return result

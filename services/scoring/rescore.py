@@ -1,0 +1,191 @@
+"""The scheduled re-score and model refit: population -> models -> scores -> derived events.
+
+Recency moves with the clock, so a customer can change class with no new event; this job
+re-scores everyone every SCORING_RESCORE_SECONDS and emits crm.customer.segment_changed,
+.tier_changed and .churn_risk_raised for those whose class changed, through scoring's own
+outbox in the same transaction as the new snapshot. With several instances, a PostgreSQL
+advisory lock makes one of them do it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+import zlib
+from collections import defaultdict
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from services.scoring import store
+from services.scoring.scoring import (
+    Change,
+    FittedModels,
+    Models,
+    Population,
+    Reference,
+    ScoringConfig,
+    changes,
+    fit_models,
+    score,
+)
+from services.scoring.settings import ScoringSettings
+from shared.db import Connection, Pool
+from shared.events import ClassChanged, Event, TierSummary, new_event
+from shared.outbox import append_events
+from shared.service import Resources
+
+log = logging.getLogger(__name__)
+
+RESCORE_LOCK = zlib.crc32(b"scoring:rescore")
+SOURCE = "crm/scoring"
+_IDS = uuid.UUID("6f1d2c1e-8c59-4f7e-9a53-0f1c1b0c7e11")
+
+
+async def fit_and_save(
+    conn: Connection | Pool, population: Population, config: ScoringConfig
+) -> tuple[Models | None, FittedModels]:
+    started = time.perf_counter()
+    fitted = await asyncio.to_thread(fit_models, population, config)
+    if fitted.bgnbd is None:
+        return None, fitted
+    record: dict[str, Any] = {
+        "observation_end": population.as_of,
+        "time_unit": config.time_unit,
+        "customers": fitted.customers,
+        "fit_seconds": time.perf_counter() - started,
+        "r": fitted.bgnbd.params.r,
+        "alpha": fitted.bgnbd.params.alpha,
+        "a": fitted.bgnbd.params.a,
+        "b": fitted.bgnbd.params.b,
+        "bgnbd_log_likelihood": fitted.bgnbd.log_likelihood,
+        "bgnbd_method": fitted.bgnbd.method,
+    }
+    if fitted.gamma_gamma is not None:
+        record |= {
+            "p": fitted.gamma_gamma.params.p,
+            "q": fitted.gamma_gamma.params.q,
+            "gamma": fitted.gamma_gamma.params.gamma,
+            "gamma_gamma_log_likelihood": fitted.gamma_gamma.log_likelihood,
+            "gamma_gamma_customers": fitted.gamma_gamma.n_customers,
+        }
+    return await store.save_models(conn, record), fitted
+
+
+async def _current_models(
+    conn: Connection, population: Population, settings: ScoringSettings
+) -> Models | None:
+    rows = await store.model_rows(conn)
+    stale = not rows or (
+        (datetime.now(UTC) - rows[0]["fitted_at"]).total_seconds() > settings.scoring_refit_seconds
+    )
+    if stale:
+        models, _ = await fit_and_save(conn, population, settings.scoring_config())
+        return models or (store.models_of(rows[0]) if rows else None)
+    return store.models_of(rows[0])
+
+
+async def rescore(pool: Pool, settings: ScoringSettings, now: datetime | None = None) -> int | None:
+    """Re-score every customer; return the run id, or None if another instance holds it."""
+    async with pool.acquire() as conn:
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RESCORE_LOCK):
+            return None
+        try:
+            return await _rescore_locked(conn, settings, now or datetime.now(UTC))
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", RESCORE_LOCK)
+
+
+async def _rescore_locked(conn: Connection, settings: ScoringSettings, as_of: datetime) -> int:
+    started = time.perf_counter()
+    config = settings.scoring_config()
+    zone = ZoneInfo(settings.timezone)
+    population = await store.load_population(conn, as_of, zone, settings.scoring_trend_window_days)
+    models = await _current_models(conn, population, settings)
+    reference = Reference.of(population, config)
+    scores = await asyncio.to_thread(score, population, reference, models, config)
+    async with conn.transaction():
+        previous = await store.previous_classes(conn)
+        run_id = await store.save_run(conn, as_of, models, reference, time.perf_counter() - started)
+        await store.save_scores(conn, run_id, scores, population)
+        found = changes(previous, scores)
+        events = [_change_event(c, as_of, run_id) for c in found]
+        events += _tier_summaries(scores.tier, scores.predicted_clv, as_of, run_id)
+        await append_events(conn, events)
+    log.info(
+        "re-scored customers",
+        extra={
+            "run_id": run_id,
+            "customers": population.size,
+            "changes": len(found),
+            "seconds": round(time.perf_counter() - started, 3),
+        },
+    )
+    return run_id
+
+
+def _change_event(change: Change, as_of: datetime, run_id: int) -> Event:
+    data = ClassChanged(old=change.old, new=change.new, as_of=as_of, churn_risk=change.churn_risk)
+    return new_event(
+        f"crm.customer.{change.kind}",
+        change.customer_id,
+        data,
+        source=SOURCE,
+        event_id=str(uuid.uuid5(_IDS, f"{run_id}:{change.kind}:{change.customer_id}")),
+        time=as_of,
+    )
+
+
+def _tier_summaries(
+    tiers: np.ndarray[Any, Any], clv: np.ndarray[Any, Any], as_of: datetime, run_id: int
+) -> list[Event]:
+    totals: dict[str, list[float]] = defaultdict(list)
+    for tier, value in zip(tiers.tolist(), clv.tolist(), strict=True):
+        totals[tier].append(value)
+    events = []
+    for tier, values in sorted(totals.items()):
+        known = [v for v in values if not np.isnan(v)]
+        equity = Decimal(str(round(sum(known), 2)))
+        average = Decimal(str(round(sum(known) / len(known), 2))) if known else None
+        data = TierSummary(
+            as_of=as_of,
+            tier=tier,
+            customers=len(values),
+            customer_equity=equity,
+            average_clv=average,
+        )
+        events.append(
+            new_event(
+                "crm.scoring.tier_summary",
+                f"tier:{tier}",
+                data,
+                source=SOURCE,
+                event_id=str(uuid.uuid5(_IDS, f"{run_id}:tier:{tier}")),
+                time=as_of,
+            )
+        )
+    return events
+
+
+async def rescore_periodically(res: Resources) -> None:
+    """The scheduler: re-score, refresh the cached reference, sleep, again."""
+    settings = res.settings
+    assert isinstance(settings, ScoringSettings)
+    while True:
+        try:
+            await rescore(res.pool, settings)
+        except Exception:
+            log.exception("re-score failed; trying again next period")
+        await refresh_reference(res)
+        await asyncio.sleep(settings.scoring_rescore_seconds)
+
+
+async def refresh_reference(res: Resources) -> None:
+    found = await store.latest_reference(res.pool)
+    if found is not None:
+        res.state["reference"] = found

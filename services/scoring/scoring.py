@@ -1,0 +1,336 @@
+"""Scoring a customer population, pure: statistics as of an instant -> scores and classes.
+
+Inputs are the per-customer statistics `store.load_population` computes in SQL; outputs are
+the RFM scores, segment, tier, value class, lifecycle stage, lifetime value and churn risk of
+each customer. A population is scored against a reference (itself for a full re-score, the
+last re-score's population for one customer scored live), so a single customer gets the
+same answer as in a batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from services.scoring import classes, clv, rfm
+from services.scoring.classes import (
+    ChurnRiskConfig,
+    LifecycleConfig,
+    TierConfig,
+    ValueClassConfig,
+)
+
+FloatArray = npt.NDArray[np.float64]
+TimeUnit = Literal["day", "week"]
+MIN_CUSTOMERS_TO_FIT = 20  # below this a maximum-likelihood fit says more about noise
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """Model and rule settings. Defaults are documented in the README's configuration table."""
+
+    time_unit: TimeUnit = "week"
+    horizon: int = 52  # CLV horizon, in time units
+    discount_rate: float = 0.0018  # per time unit: about 10% a year in weeks
+    margin: float = 1.0  # share of revenue that is margin; 1.0 gives revenue CLV
+    expected_lifespan: float = 156.0  # time units, for the simple CLV (3 years in weeks)
+    tier: TierConfig = field(default_factory=TierConfig)
+    value: ValueClassConfig = field(default_factory=ValueClassConfig)
+    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
+    churn: ChurnRiskConfig = field(default_factory=ChurnRiskConfig)
+
+    @property
+    def unit_days(self) -> float:
+        return clv.DAYS_PER_UNIT[self.time_unit]
+
+
+@dataclass(frozen=True)
+class Population:
+    """Per-customer statistics as of `as_of`, arrays aligned by customer.
+
+    RFM reads days_since_last (recency), orders (frequency) and net_spent (monetary, net of
+    refunds). The buy-till-you-die models read purchase days: x = distinct purchase days - 1,
+    t_x and T in time units, repeat_spend = mean daily total on repeat days.
+    """
+
+    as_of: datetime
+    customer_id: npt.NDArray[np.object_]
+    days_since_last: FloatArray
+    days_since_first: FloatArray
+    orders: FloatArray
+    net_spent: FloatArray
+    purchase_days: FloatArray
+    span_days: FloatArray  # last purchase day - first purchase day
+    repeat_spend: FloatArray
+    recent_purchase_days: FloatArray
+    previous_purchase_days: FloatArray
+    recent_spend: FloatArray
+    previous_spend: FloatArray
+    recent_interactions: FloatArray
+    previous_interactions: FloatArray
+    interactions: FloatArray
+    complaints: FloatArray
+
+    @property
+    def size(self) -> int:
+        return int(self.customer_id.size)
+
+    def summary(self, unit_days: float) -> clv.CustomerSummary:
+        """(x, t_x, T, monetary) in time units, the models' convention."""
+        return clv.CustomerSummary(
+            frequency=self.purchase_days - 1,
+            recency=self.span_days / unit_days,
+            age=self.days_since_first / unit_days,
+            monetary=self.repeat_spend,
+        )
+
+
+@dataclass(frozen=True)
+class Models:
+    version: int
+    time_unit: TimeUnit
+    bgnbd: clv.BgNbdParams | None
+    gamma_gamma: clv.GammaGammaParams | None
+
+
+@dataclass(frozen=True)
+class FittedModels:
+    bgnbd: clv.BgNbdFit | None
+    gamma_gamma: clv.GammaGammaFit | None
+    customers: int
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What scoring one customer needs of the population: sorted R, F, M values and the MVC
+    threshold. Kept by the service from the last re-score."""
+
+    recency: FloatArray  # -days_since_last, ascending
+    frequency: FloatArray
+    monetary: FloatArray
+    mvc_threshold: float
+
+    @classmethod
+    def of(cls, population: Population, config: ScoringConfig) -> Reference:
+        net_value = population.net_spent - classes.cost_to_serve(
+            population.complaints, population.interactions, config.value
+        )
+        threshold = (
+            classes.mvc_threshold(net_value, config.value) if population.size else float("inf")
+        )
+        return cls(
+            recency=np.sort(-population.days_since_last),
+            frequency=np.sort(population.orders),
+            monetary=np.sort(population.net_spent),
+            mvc_threshold=threshold,
+        )
+
+    @property
+    def size(self) -> int:
+        return int(self.recency.size)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Scores of a population, aligned with it."""
+
+    customer_id: npt.NDArray[np.object_]
+    recency_score: npt.NDArray[np.int8]
+    frequency_score: npt.NDArray[np.int8]
+    monetary_score: npt.NDArray[np.int8]
+    segment: npt.NDArray[np.str_]
+    tier: npt.NDArray[np.str_]
+    value_class: npt.NDArray[np.str_]
+    lifecycle: npt.NDArray[np.str_]
+    p_alive: FloatArray  # NaN without a fitted model
+    expected_purchases: FloatArray
+    expected_spend: FloatArray
+    predicted_clv: FloatArray
+    simple_clv: FloatArray
+    churn_risk: FloatArray
+    churn_level: npt.NDArray[np.str_]
+
+    def row(self, index: int) -> dict[str, object]:
+        return {name: _plain(getattr(self, name)[index]) for name in self.__dataclass_fields__}
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, np.floating):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.str_):
+        return str(value)
+    return value
+
+
+def fit_models(population: Population, config: ScoringConfig) -> FittedModels:
+    """BG/NBD on every customer observed for some time; Gamma-Gamma on repeat buyers."""
+    summary = population.summary(config.unit_days)
+    observed = summary.age > 0
+    if int(observed.sum()) < MIN_CUSTOMERS_TO_FIT:
+        return FittedModels(None, None, int(observed.sum()))
+    bgnbd = clv.fit_bgnbd(
+        summary.frequency[observed], summary.recency[observed], summary.age[observed]
+    )
+    repeat = (summary.frequency > 0) & (summary.monetary > 0)
+    gamma_gamma = None
+    if int(repeat.sum()) >= MIN_CUSTOMERS_TO_FIT:
+        fitted = clv.fit_gamma_gamma(summary.frequency[repeat], summary.monetary[repeat])
+        gamma_gamma = fitted if fitted.params.q > 1 else None  # else no finite mean spend
+    return FittedModels(bgnbd, gamma_gamma, int(observed.sum()))
+
+
+def score(
+    population: Population,
+    reference: Reference,
+    models: Models | None,
+    config: ScoringConfig,
+    horizon: int | None = None,
+) -> Scores:
+    """Score `population` against `reference` (pass Reference.of(population) for a batch)."""
+    recency = rfm.quintile_scores(-population.days_since_last, reference.recency, presorted=True)
+    frequency = rfm.quintile_scores(population.orders, reference.frequency, presorted=True)
+    monetary = rfm.quintile_scores(population.net_spent, reference.monetary, presorted=True)
+    serving_cost = classes.cost_to_serve(
+        population.complaints, population.interactions, config.value
+    )
+    net_value = population.net_spent - serving_cost
+    value_class = np.where(
+        net_value < 0,
+        classes.ValueClass.BZ.value,
+        np.where(
+            (net_value > 0) & (net_value >= reference.mvc_threshold),
+            classes.ValueClass.MVC.value,
+            classes.ValueClass.STC.value,
+        ),
+    )
+    p_alive, expected, spend, predicted = _lifetime_value(
+        population, models, config, config.horizon if horizon is None else horizon
+    )
+    churn = classes.churn_risk(
+        np.nan_to_num(p_alive, nan=1.0),
+        population.recent_purchase_days,
+        population.previous_purchase_days,
+        population.recent_interactions,
+        population.previous_interactions,
+        config.churn,
+    )
+    return Scores(
+        customer_id=population.customer_id,
+        recency_score=recency,
+        frequency_score=frequency,
+        monetary_score=monetary,
+        segment=rfm.segments_for(recency, frequency, monetary),
+        tier=classes.tiers_for(recency, frequency, monetary, config.tier),
+        value_class=np.asarray(value_class, dtype=np.str_),
+        lifecycle=classes.lifecycle_stages(
+            population.purchase_days,
+            population.days_since_first,
+            population.days_since_last,
+            population.recent_purchase_days,
+            population.previous_purchase_days,
+            population.recent_spend,
+            population.previous_spend,
+            config.lifecycle,
+        ),
+        p_alive=p_alive,
+        expected_purchases=expected,
+        expected_spend=spend,
+        predicted_clv=predicted,
+        simple_clv=simple_clv(population, config),
+        churn_risk=churn,
+        churn_level=classes.churn_risk_levels(churn, config.churn),
+    )
+
+
+def _lifetime_value(
+    population: Population, models: Models | None, config: ScoringConfig, horizon: int
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    missing = np.full(population.size, np.nan)
+    if models is None or models.bgnbd is None or population.size == 0:
+        return missing, missing, missing, missing
+    summary = population.summary(clv.DAYS_PER_UNIT[models.time_unit])
+    x, t_x, age = summary.frequency, summary.recency, np.maximum(summary.age, 0.0)
+    p_alive = clv.bgnbd_probability_alive(models.bgnbd, x, t_x, age)
+    expected = clv.bgnbd_expected_purchases(models.bgnbd, float(horizon), x, t_x, age)
+    if models.gamma_gamma is None:
+        return p_alive, expected, missing, missing
+    spend = clv.gamma_gamma_expected_spend(models.gamma_gamma, x, summary.monetary)
+    # The configured rate is per configured unit; a model fitted in another unit (an
+    # on-demand fit with time_unit=day) discounts at the equivalent rate per its own unit.
+    ratio = clv.DAYS_PER_UNIT[models.time_unit] / config.unit_days
+    predicted = clv.predictive_clv(
+        models.bgnbd,
+        x,
+        t_x,
+        age,
+        spend,
+        horizon_periods=horizon,
+        discount_rate=(1 + config.discount_rate) ** ratio - 1,
+        margin=config.margin,
+    )
+    return p_alive, expected, spend, predicted
+
+
+def simple_clv(population: Population, config: ScoringConfig) -> FloatArray:
+    """Average purchase frequency x average order value x expected lifespan x margin.
+
+    The textbook formula (DOMAIN.md section 3, "simple"), per customer: the customer's own
+    purchase rate per time unit over the time since the first purchase (at least one unit)
+    and own average order value.
+    """
+    units_observed = np.maximum(population.days_since_first / config.unit_days, 1.0)
+    rate = population.orders / units_observed
+    average_order = np.divide(
+        population.net_spent,
+        population.orders,
+        out=np.zeros(population.size),
+        where=population.orders > 0,
+    )
+    return np.asarray(
+        rate * average_order * config.expected_lifespan * config.margin, dtype=np.float64
+    )
+
+
+RISK_ORDER = {"low": 0, "medium": 1, "high": 2}
+
+
+@dataclass(frozen=True)
+class Change:
+    """A class that changed between two re-scores: becomes a derived event."""
+
+    customer_id: str
+    kind: Literal["segment_changed", "tier_changed", "churn_risk_raised"]
+    old: str | None
+    new: str
+    churn_risk: float | None = None
+
+
+def changes(previous: dict[str, tuple[str, str, str]], scores: Scores) -> list[Change]:
+    """Compare (segment, tier, churn level) per customer with the previous re-score.
+
+    A customer seen for the first time has old = None for segment and tier; churn risk is
+    reported only when its level rises, the signal a team acts on.
+    """
+    found: list[Change] = []
+    for i, customer in enumerate(scores.customer_id):
+        segment, tier, level = (
+            str(scores.segment[i]),
+            str(scores.tier[i]),
+            str(scores.churn_level[i]),
+        )
+        old_segment, old_tier, old_level = previous.get(customer, (None, None, "low"))
+        if segment != old_segment:
+            found.append(Change(customer, "segment_changed", old_segment, segment))
+        if tier != old_tier:
+            found.append(Change(customer, "tier_changed", old_tier, tier))
+        if RISK_ORDER[level] > RISK_ORDER.get(old_level or "low", 0):
+            found.append(
+                Change(customer, "churn_risk_raised", old_level, level, float(scores.churn_risk[i]))
+            )
+    return found

@@ -1,0 +1,76 @@
+"""Scoring's settings (environment variables; defaults documented in the README)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from services.scoring.classes import (
+    ChurnRiskConfig,
+    LifecycleConfig,
+    TierConfig,
+    TierRule,
+    ValueClassConfig,
+)
+from services.scoring.scoring import ScoringConfig
+from shared.settings import CommonSettings
+
+
+class ScoringSettings(CommonSettings):
+    scoring_time_unit: Literal["day", "week"] = Field(
+        default="week", description="Time unit of the lifetime-value models."
+    )
+    scoring_horizon: int = Field(default=52, ge=1, le=520, description="CLV horizon, units.")
+    scoring_discount_rate: float = Field(
+        default=0.0018, ge=0, lt=1, description="Discount rate per time unit (10%/yr weekly)."
+    )
+    scoring_margin: float = Field(default=1.0, gt=0, le=1, description="Margin share of revenue.")
+    scoring_expected_lifespan: float = Field(
+        default=156, gt=0, description="Lifespan for the simple CLV, in time units."
+    )
+    scoring_rescore_seconds: float = Field(
+        default=300, ge=1, description="Period of the re-score that moves recency with time."
+    )
+    scoring_refit_seconds: float = Field(
+        default=86_400, ge=1, description="Period of the lifetime-value model refit."
+    )
+    scoring_trend_window_days: int = Field(
+        default=90, ge=1, description="Window compared with the one before it for trends."
+    )
+    scoring_churn_after_days: int = Field(
+        default=365, ge=1, description="Inactivity after which a customer is churned (lost)."
+    )
+    scoring_cost_per_complaint: float = Field(default=50, ge=0)
+    scoring_cost_per_interaction: float = Field(default=5, ge=0)
+    scoring_mvc_top_share: float = Field(default=0.2, gt=0, le=1)
+    scoring_tier_rules: list[TierRule] | None = Field(
+        default=None,
+        description="Tier rules as JSON, first match wins, e.g. "
+        '[{"tier":"gold","min_recency":3,"min_frequency":4,"min_monetary":4}]',
+    )
+
+    def scoring_config(self) -> ScoringConfig:
+        tier = (
+            TierConfig(rules=tuple(self.scoring_tier_rules))
+            if self.scoring_tier_rules
+            else TierConfig()
+        )
+        return ScoringConfig(
+            time_unit=self.scoring_time_unit,
+            horizon=self.scoring_horizon,
+            discount_rate=self.scoring_discount_rate,
+            margin=self.scoring_margin,
+            expected_lifespan=self.scoring_expected_lifespan,
+            tier=tier,
+            value=ValueClassConfig(
+                cost_per_complaint=self.scoring_cost_per_complaint,
+                cost_per_interaction=self.scoring_cost_per_interaction,
+                mvc_top_share=self.scoring_mvc_top_share,
+            ),
+            lifecycle=LifecycleConfig(
+                churn_after_days=self.scoring_churn_after_days,
+                trend_window_days=self.scoring_trend_window_days,
+            ),
+            churn=ChurnRiskConfig(),
+        )
