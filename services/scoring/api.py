@@ -265,7 +265,7 @@ async def get_customer(
     lead = None
     if profile.lead is not None:
         man = man_lead_class(profile.lead["money"], profile.lead["authority"], profile.lead["need"])
-        lead = {**profile.lead, "class": man.code, "action": man.action.value}
+        lead = {**profile.lead, "class": man.code, "action": man.action.value, "advice": man.advice}
     return CustomerView(
         customer_id=customer_id,
         profile=profile.fields,

@@ -421,7 +421,7 @@ class LeadAction(StrEnum):
 
 @dataclass(frozen=True)
 class ManLead:
-    code: str  # upper case = has it: "MAN", "MAn", ..., "man"
+    code: str  # upper case = has it, as DOMAIN.md writes it: "M+A+N", "M+a+N", ..., "m+a+n"
     money: bool
     authority: bool
     need: bool
@@ -443,7 +443,7 @@ _MAN_ACTIONS: dict[tuple[bool, bool, bool], tuple[LeadAction, str]] = {
 
 def man_lead_class(money: bool, authority: bool, need: bool) -> ManLead:
     action, advice = _MAN_ACTIONS[(money, authority, need)]
-    code = "".join(
+    code = "+".join(
         letter.upper() if has else letter
         for letter, has in (("m", money), ("a", authority), ("n", need))
     )

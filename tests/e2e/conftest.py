@@ -37,7 +37,15 @@ class Stack:
 
 
 @pytest.fixture
-async def stack(broker: Broker, database_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
+def stack_env() -> dict[str, str]:
+    """Extra environment of the services; a test module overrides it to tune them."""
+    return {}
+
+
+@pytest.fixture
+async def stack(
+    broker: Broker, database_url: str, tmp_path: Path, stack_env: dict[str, str]
+) -> AsyncIterator[Stack]:
     env = service_environment(
         broker,
         database_url,
@@ -45,6 +53,7 @@ async def stack(broker: Broker, database_url: str, tmp_path: Path) -> AsyncItera
         CONSUMER_SESSION_TIMEOUT_MS="6000",
         METADATA_MAX_AGE_MS="1000",
         LOG_LEVEL="INFO",
+        **stack_env,
     )
     services = {
         name: ServiceProcess(name, env, tmp_path, free_port()).start() for name, _ in SERVICES

@@ -224,14 +224,14 @@ def test_lifecycle_config_validation() -> None:
 @pytest.mark.parametrize(
     ("flags", "code", "action"),
     [
-        ((True, True, True), "MAN", LeadAction.PURSUE),
-        ((True, True, False), "MAn", LeadAction.CONTACT_WITH_SKILL),
-        ((True, False, True), "MaN", LeadAction.FIND_DECISION_MAKER),
-        ((False, True, True), "mAN", LeadAction.CHECK_CREDIT),
-        ((False, False, True), "maN", LeadAction.NURTURE),
-        ((False, True, False), "mAn", LeadAction.NURTURE),
-        ((True, False, False), "Man", LeadAction.NURTURE),
-        ((False, False, False), "man", LeadAction.STOP),
+        ((True, True, True), "M+A+N", LeadAction.PURSUE),
+        ((True, True, False), "M+A+n", LeadAction.CONTACT_WITH_SKILL),
+        ((True, False, True), "M+a+N", LeadAction.FIND_DECISION_MAKER),
+        ((False, True, True), "m+A+N", LeadAction.CHECK_CREDIT),
+        ((False, False, True), "m+a+N", LeadAction.NURTURE),
+        ((False, True, False), "m+A+n", LeadAction.NURTURE),
+        ((True, False, False), "M+a+n", LeadAction.NURTURE),
+        ((False, False, False), "m+a+n", LeadAction.STOP),
     ],
 )
 def test_man_rule(flags: tuple[bool, bool, bool], code: str, action: LeadAction) -> None:
