@@ -229,6 +229,23 @@ class ComplaintFeedback(ComplaintEvent):
     comment: LongText | None = None
 
 
+class ComplaintSolutionProposed(ComplaintEvent):
+    solution: LongText | None = None
+    promised_at: AwareDatetime | None = Field(
+        default=None, description="When the solution will be carried out, as promised."
+    )
+
+
+class ComplaintCustomerReplied(ComplaintEvent):
+    """The customer answered: ends waiting-on-customer and resumes the SLA clocks."""
+
+    message: LongText | None = None
+
+
+class ComplaintPriorityChanged(ComplaintEvent):
+    priority: Priority
+
+
 class SurveyNps(EventData):
     score: int = Field(ge=0, le=10)
     survey_id: Identifier | None = None
@@ -283,6 +300,47 @@ class TierSummary(EventData):
     average_clv: Decimal | None = None
 
 
+SlaMetric = Literal["first_response", "next_response", "resolution"]
+
+
+class SlaEventData(ComplaintEvent):
+    """An SLA warning or breach; the event's time is when it happened (the warning or due
+    instant), not when the service noticed it."""
+
+    metric: SlaMetric
+    cycle: int = Field(ge=0)
+    target_seconds: float = Field(ge=0, description="Target in business seconds.")
+    priority: Priority | None = None
+    tier: Annotated[str, Field(max_length=32)] | None = None
+    category: Annotated[str, Field(max_length=64)] | None = None
+    channel: Annotated[str, Field(max_length=64)] | None = None
+
+
+class SlaEscalation(SlaEventData):
+    level: int = Field(ge=1, le=10)
+
+
+class SlaClockStopped(SlaEventData):
+    """A clock stopped (met, or stopped after its breach): the durations KPIs read. A clock a
+    reopen restarts stops again later with a new event; the latest per clock counts."""
+
+    outcome: Literal["met", "breached"]
+    elapsed_seconds: float = Field(ge=0, description="Business seconds the clock counted.")
+
+
+class CrisisDetected(EventData):
+    """A rate of complaints or negative signals far above the series' own baseline."""
+
+    dimension: Annotated[str, Field(max_length=32)] = Field(examples=["category"])
+    value: Annotated[str, Field(max_length=128)] = Field(examples=["delivery"])
+    window_start: AwareDatetime
+    window_end: AwareDatetime
+    count: int = Field(ge=0)
+    baseline: float = Field(ge=0, description="Expected count over the window.")
+    score: float = Field(description="Poisson CUSUM value that crossed the decision interval.")
+    decision_interval: float
+
+
 @dataclass(frozen=True)
 class EventType:
     name: str
@@ -310,6 +368,9 @@ EVENT_TYPES: dict[tuple[str, int], EventType] = _types(
     ("crm.complaint.reopened", ComplaintReopened, Topic.COMPLAINTS),
     ("crm.complaint.closed", ComplaintClosed, Topic.COMPLAINTS),
     ("crm.complaint.feedback", ComplaintFeedback, Topic.COMPLAINTS),
+    ("crm.complaint.solution_proposed", ComplaintSolutionProposed, Topic.COMPLAINTS),
+    ("crm.complaint.customer_replied", ComplaintCustomerReplied, Topic.COMPLAINTS),
+    ("crm.complaint.priority_changed", ComplaintPriorityChanged, Topic.COMPLAINTS),
     ("crm.survey.nps", SurveyNps, Topic.SURVEYS),
     ("crm.survey.csat", SurveyCsat, Topic.SURVEYS),
     ("crm.marketing.spend", MarketingSpend, Topic.MARKETING),
@@ -317,6 +378,11 @@ EVENT_TYPES: dict[tuple[str, int], EventType] = _types(
     ("crm.customer.tier_changed", ClassChanged, Topic.DERIVED),
     ("crm.customer.churn_risk_raised", ClassChanged, Topic.DERIVED),
     ("crm.scoring.tier_summary", TierSummary, Topic.DERIVED),
+    ("crm.complaint.sla_warning", SlaEventData, Topic.DERIVED),
+    ("crm.complaint.sla_breached", SlaEventData, Topic.DERIVED),
+    ("crm.complaint.escalated_auto", SlaEscalation, Topic.DERIVED),
+    ("crm.complaint.sla_clock_stopped", SlaClockStopped, Topic.DERIVED),
+    ("crm.crisis.detected", CrisisDetected, Topic.DERIVED),
 )
 KNOWN_TYPE_NAMES = sorted({name for name, _ in EVENT_TYPES})
 SOURCE_TOPICS = (
