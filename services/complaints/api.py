@@ -1,23 +1,99 @@
-"""Complaints' HTTP routes."""
+"""Complaints' HTTP routes: one complaint with its history and SLA clocks, the agents' queue,
+crisis alerts, and the agents' commands."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
+import base64
+import binascii
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path
-from pydantic import BaseModel
+import orjson
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query
+from pydantic import BaseModel, Field, ValidationError, create_model
 
-from services.complaints.store import load_complaint
+from services.complaints import sla, store
+from services.complaints.domain import COMMANDS, Rejected, decide, derive
+from services.complaints.settings import ComplaintsSettings
+from shared.db import Connection
+from shared.events import (
+    ComplaintClosed,
+    ComplaintEscalated,
+    ComplaintFeedback,
+    ComplaintReopened,
+    ComplaintResolved,
+    ComplaintResponded,
+    ComplaintSolutionProposed,
+    ComplaintWaiting,
+    Event,
+    EventData,
+    Priority,
+    new_event,
+)
 from shared.http import ErrorBody
+from shared.outbox import append_events
 from shared.service import Resources, resources
 
 router = APIRouter(prefix="/v1", tags=["complaints"])
 
-ComplaintId = Annotated[str, Path(min_length=1, max_length=128, examples=["c-1001"])]
+ComplaintId = Annotated[
+    str, Path(min_length=1, max_length=128, pattern=r"^[^/\s]+$", examples=["c-1001"])
+]
+Responses = dict[int | str, dict[str, Any]]
+NOT_FOUND: Responses = {404: {"model": ErrorBody, "description": "Unknown complaint."}}
+BAD_INPUT: Responses = {422: {"model": ErrorBody, "description": "Invalid parameter."}}
+AGENT_SOURCE = "crm/complaints/agent"
 
 
-class ComplaintView(BaseModel):
+def _settings(res: Resources) -> ComplaintsSettings:
+    assert isinstance(res.settings, ComplaintsSettings)
+    return res.settings
+
+
+def _invalid(field: str, message: str) -> HTTPException:
+    return HTTPException(
+        422, {"detail": "invalid request", "errors": [{"field": field, "message": message}]}
+    )
+
+
+class ClockOut(BaseModel):
+    metric: str
+    cycle: int
+    status: str = Field(description="running, paused, met or breached")
+    target_seconds: float = Field(description="Target, in business seconds.")
+    elapsed_seconds: float
+    remaining_seconds: float
+    due_at: datetime | None
+    warn_at: datetime | None
+    breached_at: datetime | None
+    segments: list[dict[str, Any]] = Field(description="Every stretch the clock counted.")
+
+
+def _clock(view: sla.ClockView) -> ClockOut:
+    return ClockOut(
+        metric=view.metric.value,
+        cycle=view.cycle,
+        status=view.status.value,
+        target_seconds=view.target.total_seconds(),
+        elapsed_seconds=view.elapsed.total_seconds(),
+        remaining_seconds=view.remaining.total_seconds(),
+        due_at=view.due_at,
+        warn_at=view.warn_at,
+        breached_at=view.breached_at,
+        segments=[
+            {
+                "start": s.start,
+                "end": s.end,
+                "elapsed_seconds": s.elapsed.total_seconds(),
+                "ended_by": s.ended_by.value if s.ended_by else None,
+            }
+            for s in view.segments
+        ],
+    )
+
+
+class ComplaintOut(BaseModel):
     complaint_id: str
     customer_id: str
     status: str
@@ -25,24 +101,226 @@ class ComplaintView(BaseModel):
     category: str | None
     priority: str | None
     product: str | None
+    tier: str
     opened_at: datetime | None
     first_response_at: datetime | None
     resolved_at: datetime | None
     closed_at: datetime | None
+    promised_at: datetime | None
     escalation_level: int
+    reopen_count: int
     feedback_score: int | None
+    breached: bool
+    next_due_at: datetime | None
+    clocks: list[ClockOut] = Field(description="Every SLA clock, every cycle, as of now.")
+    history: list[dict[str, Any]] = Field(description="Every event, in time order.")
 
 
 @router.get(
     "/complaints/{complaint_id}",
-    response_model=ComplaintView,
-    summary="One complaint's state",
-    responses={404: {"model": ErrorBody, "description": "Unknown complaint."}},
+    response_model=ComplaintOut,
+    summary="One complaint: state, history and every SLA clock",
+    responses=NOT_FOUND,
 )
 async def get_complaint(
     complaint_id: ComplaintId, res: Annotated[Resources, Depends(resources)]
-) -> ComplaintView:
-    found = await load_complaint(res.pool, complaint_id)
+) -> ComplaintOut:
+    found = await store.load_complaint(res.pool, complaint_id)
     if found is None:
         raise HTTPException(404, f"no complaint '{complaint_id}'")
-    return ComplaintView(**found)
+    events = (await store.load_history(res.pool, [complaint_id]))[complaint_id]
+    tiers = await store.customer_tiers(res.pool, found["customer_id"])
+    config = _settings(res).sla_config()
+    state = store.sla_state(complaint_id, events, tiers, set(), config)
+    views = sla.all_clock_views(state, datetime.now(UTC), config)
+    history = [
+        {
+            "id": e.id,
+            "type": e.type,
+            "time": e.time,
+            "source": e.envelope.source,
+            "data": e.data.model_dump(mode="json", exclude_none=True),
+        }
+        for e in sorted(events, key=lambda e: (e.time, e.id))
+    ]
+    fields = set(ComplaintOut.model_fields) - {"clocks", "history"}
+    return ComplaintOut(
+        **{k: found[k] for k in fields}, clocks=[_clock(v) for v in views], history=history
+    )
+
+
+class QueuePage(BaseModel):
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+@router.get(
+    "/complaints",
+    response_model=QueuePage,
+    summary="The agents' queue, most urgent first (earliest deadline; breached first)",
+    responses=BAD_INPUT,
+)
+async def list_complaints(
+    res: Annotated[Resources, Depends(resources)],
+    status: Annotated[str | None, Query(max_length=32)] = None,
+    breached: bool | None = None,
+    due_before: datetime | None = None,
+    priority: Priority | None = None,
+    tier: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+) -> QueuePage:
+    if due_before is not None and due_before.tzinfo is None:
+        raise _invalid("query.due_before", "needs a UTC offset")
+    after = None
+    if cursor is not None:
+        try:
+            value, key = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+            after = (float(value), str(key))
+        except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+            raise _invalid("query.cursor", "not a cursor this API returned") from None
+    rows = await store.queue(
+        res.pool,
+        status=status,
+        breached=breached,
+        due_before=due_before,
+        priority=priority,
+        tier=tier,
+        limit=limit,
+        after=after,
+    )
+    next_cursor = None
+    if len(rows) == limit:
+        last = rows[-1]
+        next_cursor = base64.urlsafe_b64encode(
+            orjson.dumps([last["sort_key"], last["complaint_id"]])
+        ).decode()
+    items = [
+        {k: v for k, v in r.items() if k not in ("sort_key", "before_waiting", "next_sla_at")}
+        for r in rows
+    ]
+    return QueuePage(items=items, next_cursor=next_cursor)
+
+
+@router.get(
+    "/alerts", summary="Crisis alerts with their evidence", tags=["alerts"], responses=BAD_INPUT
+)
+async def get_alerts(
+    res: Annotated[Resources, Depends(resources)],
+    start: Annotated[datetime | None, Query(alias="from")] = None,
+    end: Annotated[datetime | None, Query(alias="to")] = None,
+) -> list[dict[str, Any]]:
+    for name, value in (("from", start), ("to", end)):
+        if value is not None and value.tzinfo is None:
+            raise _invalid(f"query.{name}", "needs a UTC offset")
+    return await store.alerts(res.pool, start, end)
+
+
+# ---- agent commands -----------------------------------------------------------------------
+
+_DATA_MODELS: dict[str, type[EventData]] = {
+    "respond": ComplaintResponded,
+    "wait": ComplaintWaiting,
+    "propose": ComplaintSolutionProposed,
+    "escalate": ComplaintEscalated,
+    "resolve": ComplaintResolved,
+    "reopen": ComplaintReopened,
+    "close": ComplaintClosed,
+    "feedback": ComplaintFeedback,
+}
+
+
+def _body_model(command: str, data_model: type[EventData]) -> type[BaseModel]:
+    """The request body: the event's data without complaint_id (it is in the path)."""
+    fields: dict[str, Any] = {
+        name: (info.annotation, info)
+        for name, info in data_model.model_fields.items()
+        if name != "complaint_id"
+    }
+    if command == "escalate":  # the level defaults to one above the current one
+        fields["level"] = (int | None, Field(default=None, ge=1, le=10))
+    return create_model(
+        f"{command.capitalize()}Request", __config__=data_model.model_config, **fields
+    )
+
+
+class CommandAccepted(BaseModel):
+    event_id: str
+    type: str
+    status_before: str
+
+
+async def _current(conn: Connection, complaint_id: str) -> tuple[list[Event], Any]:
+    folded = (await store.load_history(conn, [complaint_id]))[complaint_id]
+    seen = {e.id for e in folded}
+    pending = [e for e in await store.own_pending(conn, complaint_id) if e.id not in seen]
+    events = folded + pending
+    if not events:
+        raise HTTPException(404, f"no complaint '{complaint_id}'")
+    return events, derive(complaint_id, events[0].subject, events)
+
+
+def _command_route(command: str, data_model: type[EventData]) -> None:
+    body_model = _body_model(command, data_model)
+
+    async def run(
+        complaint_id: ComplaintId,
+        res: Annotated[Resources, Depends(resources)],
+        body: Annotated[body_model, Body()] = None,  # type: ignore[valid-type]
+    ) -> CommandAccepted:
+        values: dict[str, Any] = body.model_dump(exclude_unset=True) if body is not None else {}
+        async with res.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", store._lock_key(complaint_id))
+            _, state = await _current(conn, complaint_id)
+            if command == "escalate" and values.get("level") is None:
+                values["level"] = min(state.escalation_level + 1, 10)
+            now = datetime.now(UTC)
+            promised = values.get("promised_at")
+            if promised is not None and promised < now:
+                raise _invalid("body.promised_at", "is in the past")
+            try:
+                data = data_model.model_validate({"complaint_id": complaint_id, **values})
+            except ValidationError as error:
+                raise HTTPException(
+                    422,
+                    {
+                        "detail": "invalid request",
+                        "errors": [
+                            {"field": "body." + ".".join(map(str, e["loc"])), "message": e["msg"]}
+                            for e in error.errors(include_url=False)
+                        ],
+                    },
+                ) from None
+            try:
+                event_type = decide(state, command, data)
+            except Rejected as rejected:
+                raise HTTPException(409, str(rejected)) from None
+            event = new_event(
+                event_type,
+                state.customer_id,
+                data,
+                source=AGENT_SOURCE,
+                event_id=str(uuid.uuid4()),
+                time=now,
+            )
+            await append_events(conn, [event])
+        if res.relay is not None:
+            res.relay.notify()
+        return CommandAccepted(event_id=event.id, type=event_type, status_before=state.status)
+
+    router.add_api_route(
+        f"/complaints/{{complaint_id}}/{command}",
+        run,
+        methods=["POST"],
+        status_code=202,
+        response_model=CommandAccepted,
+        summary=f"Agent command: {command} ({COMMANDS[command][0]})",
+        responses=NOT_FOUND
+        | BAD_INPUT
+        | {409: {"model": ErrorBody, "description": "Not allowed in the current state."}},
+        name=f"complaint_{command}",
+    )
+
+
+for _command, _model in _DATA_MODELS.items():
+    _command_route(_command, _model)

@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 from zoneinfo import ZoneInfo
 
 HOURS_PER_WEEK = 168
@@ -58,6 +59,7 @@ class Dimension(StrEnum):
     CATEGORY = "category"
     PRODUCT = "product"
     CHANNEL = "channel"
+    SIGNAL = "signal"  # negative surveys and interactions: a crisis of sentiment
 
 
 @dataclass(frozen=True)
@@ -281,3 +283,48 @@ __all__ = [
     "observe",
     "observe_all",
 ]
+
+
+# --------------------------------------------------------------------------- persistence
+
+
+def state_to_dict(state: DetectorState) -> dict[str, object]:
+    """A JSON-ready form of a detector, so a service can keep it between hours."""
+    run = state.run
+    return {
+        "dimension": state.series.dimension.value,
+        "value": state.series.value,
+        "slot_means": list(state.slot_means),
+        "slot_counts": list(state.slot_counts),
+        "overall_mean": state.overall_mean,
+        "hours_seen": state.hours_seen,
+        "cusum": state.cusum,
+        "run": None if run is None else [run.start.isoformat(), run.count, run.baseline],
+        "cooldown_until": _iso(state.cooldown_until),
+        "last_hour": _iso(state.last_hour),
+    }
+
+
+def state_from_dict(raw: Mapping[str, Any]) -> DetectorState:
+    run = raw["run"]
+    return DetectorState(
+        series=SeriesKey(Dimension(raw["dimension"]), str(raw["value"])),
+        slot_means=tuple(float(v) for v in raw["slot_means"]),
+        slot_counts=tuple(int(v) for v in raw["slot_counts"]),
+        overall_mean=float(raw["overall_mean"]),
+        hours_seen=int(raw["hours_seen"]),
+        cusum=float(raw["cusum"]),
+        run=None
+        if run is None
+        else Run(datetime.fromisoformat(run[0]), int(run[1]), float(run[2])),
+        cooldown_until=_parse(raw["cooldown_until"]),
+        last_hour=_parse(raw["last_hour"]),
+    )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _parse(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)

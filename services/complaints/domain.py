@@ -1,7 +1,13 @@
-"""Complaints' fold, pure: a complaint's state is the fold of its events ordered by time.
+"""Complaints' workflow, pure: a complaint's state is the fold of its events ordered by time,
+and an agent's command is checked against that state before it becomes an event.
 
 Ordering by (time, event id) rather than arrival makes a late event re-derive the state it
 belongs to, and makes the result the same whatever order the broker delivered in.
+
+The states follow the seven handling steps (DOMAIN.md section 5): opened -> acknowledged
+(first response: listen, thank, apologise) -> investigating (details collected) -> solution
+proposed (with a promised date) -> resolved -> closed after the customer's feedback; besides
+them waiting (on the customer: pauses the SLA clocks), escalated (level 1..n) and reopened.
 """
 
 from __future__ import annotations
@@ -9,19 +15,39 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
+from services.complaints import sla
 from shared.events import (
     ComplaintClosed,
+    ComplaintCustomerReplied,
     ComplaintEscalated,
     ComplaintEvent,
     ComplaintFeedback,
     ComplaintOpened,
+    ComplaintPriorityChanged,
     ComplaintReopened,
     ComplaintResolved,
     ComplaintResponded,
+    ComplaintSolutionProposed,
     ComplaintWaiting,
     Event,
+    EventData,
+    SlaEscalation,
 )
+
+ACTIVE = frozenset(
+    {
+        "opened",
+        "acknowledged",
+        "investigating",
+        "waiting",
+        "solution_proposed",
+        "escalated",
+        "reopened",
+    }
+)
+DONE = frozenset({"resolved", "closed"})
 
 
 @dataclass(frozen=True)
@@ -39,6 +65,9 @@ class Complaint:
     closed_at: datetime | None = None
     escalation_level: int = 0
     feedback_score: int | None = None
+    promised_at: datetime | None = None
+    reopen_count: int = 0
+    before_waiting: str | None = None  # the status a customer's reply returns to
 
 
 def apply(state: Complaint, event: Event) -> Complaint:
@@ -55,31 +84,133 @@ def apply(state: Complaint, event: Event) -> Complaint:
                 opened_at=at,
             )
         case ComplaintResponded():
-            first = state.first_response_at or at
-            status = "acknowledged" if state.status in ("opened", "waiting") else state.status
-            return replace(state, status=status, first_response_at=first)
+            return _responded(state, at)
         case ComplaintWaiting():
-            return replace(state, status="waiting")
-        case ComplaintEscalated():
-            return replace(state, status="escalated", escalation_level=data.level)
+            if state.status in DONE or state.status == "waiting":
+                return state
+            return replace(state, status="waiting", before_waiting=state.status)
+        case ComplaintCustomerReplied():
+            if state.status != "waiting":
+                return state
+            return replace(state, status="investigating", before_waiting=None)
+        case ComplaintSolutionProposed():
+            return _active(state, "solution_proposed", promised_at=data.promised_at)
+        case ComplaintEscalated() | SlaEscalation():
+            level = max(state.escalation_level, data.level)
+            return _active(state, "escalated", escalation_level=level)
         case ComplaintResolved():
-            return replace(state, status="resolved", resolved_at=at)
+            return replace(state, status="resolved", resolved_at=at, before_waiting=None)
         case ComplaintReopened():
-            return replace(state, status="reopened", resolved_at=None, closed_at=None)
+            return replace(
+                state,
+                status="reopened",
+                resolved_at=None,
+                closed_at=None,
+                reopen_count=state.reopen_count + 1,
+            )
         case ComplaintClosed():
             return replace(state, status="closed", closed_at=at)
         case ComplaintFeedback():
             return replace(state, feedback_score=data.score)
+        case ComplaintPriorityChanged():
+            return replace(state, priority=data.priority)
     return state
 
 
+def _responded(state: Complaint, at: datetime) -> Complaint:
+    first = state.first_response_at or at
+    if state.status == "opened":
+        return replace(state, status="acknowledged", first_response_at=first)
+    if state.status in ("acknowledged", "reopened"):
+        return replace(state, status="investigating", first_response_at=first)
+    return replace(state, first_response_at=first)  # waiting stays waiting: not the customer
+
+
+def _active(state: Complaint, status: str, **changes: Any) -> Complaint:
+    """A step that applies only to an open complaint (a late event after closing is kept in
+    the history but does not reopen it)."""
+    if state.status in DONE:
+        return replace(state, **{k: v for k, v in changes.items() if k != "status"})
+    return replace(state, status=status, before_waiting=None, **changes)
+
+
 def derive(complaint_id: str, customer_id: str, events: Iterable[Event]) -> Complaint:
-    ordered = sorted(events, key=lambda e: (e.time, e.id))
     state = Complaint(complaint_id, customer_id)
-    for event in ordered:
+    for event in sorted(events, key=lambda e: (e.time, e.id)):
         state = apply(state, event)
     return state
 
 
 def complaint_id_of(event: Event) -> str | None:
     return event.data.complaint_id if isinstance(event.data, ComplaintEvent) else None
+
+
+# ---- agent commands -----------------------------------------------------------------------
+
+
+class Rejected(Exception):
+    """A command the complaint's current state does not allow (HTTP 409)."""
+
+
+COMMANDS: dict[str, tuple[str, frozenset[str]]] = {
+    # command: (event type, states it is allowed in)
+    "respond": ("crm.complaint.responded", ACTIVE),
+    "wait": ("crm.complaint.waiting", ACTIVE - {"opened", "waiting"}),
+    "propose": ("crm.complaint.solution_proposed", ACTIVE - {"opened"}),
+    "escalate": ("crm.complaint.escalated", ACTIVE),
+    "resolve": ("crm.complaint.resolved", ACTIVE),
+    "reopen": ("crm.complaint.reopened", DONE),
+    "close": ("crm.complaint.closed", frozenset({"resolved"})),
+    "feedback": ("crm.complaint.feedback", DONE),
+}
+
+_WHY = {
+    "wait": "a complaint waits on the customer only after a first response",
+    "propose": "a solution is proposed after the first response",
+    "close": "a complaint is closed after it is resolved",
+    "reopen": "only a resolved or closed complaint can be reopened",
+    "feedback": "feedback is collected once the complaint is resolved",
+}
+
+
+def decide(state: Complaint, command: str, data: EventData) -> str:
+    """The event type the command becomes, or Rejected with the reason."""
+    event_type, allowed = COMMANDS[command]
+    if state.status not in allowed:
+        reason = _WHY.get(command, f"the complaint is {state.status}")
+        raise Rejected(f"cannot {command} a complaint that is {state.status}: {reason}")
+    if isinstance(data, ComplaintEscalated) and data.level <= state.escalation_level:
+        raise Rejected(f"already at escalation level {state.escalation_level}")
+    return event_type
+
+
+# ---- the SLA fold's view of the events ----------------------------------------------------
+
+_SLA_KINDS: dict[type[EventData], sla.EventKind] = {
+    ComplaintOpened: sla.EventKind.OPENED,
+    ComplaintResponded: sla.EventKind.RESPONDED,
+    ComplaintCustomerReplied: sla.EventKind.CUSTOMER_REPLIED,
+    ComplaintWaiting: sla.EventKind.WAITING,
+    ComplaintSolutionProposed: sla.EventKind.SOLUTION_PROPOSED,
+    ComplaintEscalated: sla.EventKind.ESCALATED,
+    ComplaintResolved: sla.EventKind.RESOLVED,
+    ComplaintReopened: sla.EventKind.REOPENED,
+    ComplaintClosed: sla.EventKind.CLOSED,
+    ComplaintPriorityChanged: sla.EventKind.PRIORITY_CHANGED,
+}
+
+
+def sla_event(event: Event) -> sla.ComplaintEvent | None:
+    """The SLA fold's event for a complaint event (None for events without an SLA effect)."""
+    kind = _SLA_KINDS.get(type(event.data))
+    if kind is None:
+        return None
+    data = event.data
+    priority = getattr(data, "priority", None)
+    level = data.level if isinstance(data, ComplaintEscalated) else None
+    return sla.ComplaintEvent(event.id, kind, event.time, priority=priority, level=level)
+
+
+def tier_event(event_id: str, at: datetime, tier: str) -> sla.ComplaintEvent:
+    known = tier if tier in sla.Tier.__members__.values() else sla.Tier.UNKNOWN
+    return sla.ComplaintEvent(event_id, sla.EventKind.TIER_CHANGED, at, tier=sla.Tier(known))

@@ -1,4 +1,5 @@
-"""Complaints: workflow, SLA clocks, crisis detection (port 8003)."""
+"""Complaints: the seven-step workflow, SLA clocks in business hours, crisis detection
+(port 8003)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,17 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.complaints.api import router
+from services.complaints.jobs import detect_crises, sweep_sla
+from services.complaints.settings import ComplaintsSettings
 from services.complaints.store import ComplaintsProjection
-from shared.service import ServiceSpec, create_app, serve, validation_context
+from shared.service import ServiceSpec, create_app, serve
 from shared.settings import CommonSettings
+
+
+def _projection(settings: CommonSettings) -> ComplaintsProjection:
+    assert isinstance(settings, ComplaintsSettings)
+    return ComplaintsProjection(settings.sla_config())
+
 
 SPEC = ServiceSpec(
     name="complaints",
@@ -17,14 +26,17 @@ SPEC = ServiceSpec(
     default_port=8003,
     migrations=Path(__file__).parent / "migrations",
     routers=[router],
-    projection=lambda settings: ComplaintsProjection(validation_context(settings)),
-    description="The complaint workflow and its state per complaint.",
+    projection=_projection,
+    publishes=True,  # agent commands, SLA events and crisis alerts, through its own outbox
+    tasks=[sweep_sla, detect_crises],
+    description="The complaint workflow (seven handling steps), SLA clocks in business hours "
+    "with warnings, breaches and automatic escalation, and crisis detection.",
 )
 
 
-def app(settings: CommonSettings | None = None) -> FastAPI:
-    return create_app(SPEC, settings or CommonSettings())
+def app(settings: ComplaintsSettings | None = None) -> FastAPI:
+    return create_app(SPEC, settings or ComplaintsSettings())
 
 
 def main() -> None:
-    serve(SPEC, CommonSettings())
+    serve(SPEC, ComplaintsSettings())

@@ -614,6 +614,12 @@ def clock_views(state: SlaState, now: datetime, config: SlaConfig) -> dict[Metri
     return views
 
 
+def all_clock_views(state: SlaState, now: datetime, config: SlaConfig) -> list[ClockView]:
+    """Every clock ever started (every next-response cycle, every reopen), as of ``now``."""
+    advanced, moment = _as_of(state, now, config)
+    return [_view(clock, moment, config) for clock in advanced.clocks]
+
+
 def _status(clock: Clock) -> ClockStatus:
     if clock.breached_at is not None:
         return ClockStatus.BREACHED

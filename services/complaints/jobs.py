@@ -1,0 +1,73 @@
+"""Complaints' schedulers: the SLA sweep and the crisis detectors.
+
+Deadlines are stored, not kept in memory: the sweep asks PostgreSQL which complaints have an
+SLA event due (`next_sla_at <= now`) and re-derives them, so after a restart every breach that
+fell due while the service was down is emitted at once, with the time it happened. With
+several instances a transaction-scoped advisory lock makes one of them do each pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from datetime import UTC, datetime
+
+from services.complaints.settings import ComplaintsSettings
+from services.complaints.store import due_complaints, evaluate_crisis, rederive
+from shared.db import Pool
+from shared.service import Resources
+
+log = logging.getLogger(__name__)
+
+SWEEP_LOCK = zlib.crc32(b"complaints:sla-sweep")
+CRISIS_LOCK = zlib.crc32(b"complaints:crisis")
+SWEEP_BATCH = 500
+
+
+async def sweep_once(pool: Pool, settings: ComplaintsSettings, now: datetime | None = None) -> int:
+    """Emit the SLA events due by now; return how many complaints were re-derived."""
+    now = now or datetime.now(UTC)
+    config = settings.sla_config()
+    done = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", SWEEP_LOCK):
+                return done
+            due = await due_complaints(conn, now, SWEEP_BATCH)
+            await rederive(conn, due, now, config)
+        done += len(due)
+        if len(due) < SWEEP_BATCH:
+            return done
+
+
+async def detect_once(pool: Pool, settings: ComplaintsSettings, now: datetime | None = None) -> int:
+    async with pool.acquire() as conn, conn.transaction():
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", CRISIS_LOCK):
+            return 0
+        return await evaluate_crisis(conn, now or datetime.now(UTC), settings.crisis_config())
+
+
+async def sweep_sla(res: Resources) -> None:
+    settings = res.settings
+    assert isinstance(settings, ComplaintsSettings)
+    while True:
+        try:
+            await sweep_once(res.pool, settings)
+        except Exception:
+            log.exception("SLA sweep failed; trying again next period")
+        if res.relay is not None:
+            res.relay.notify()
+        await asyncio.sleep(settings.sla_sweep_seconds)
+
+
+async def detect_crises(res: Resources) -> None:
+    settings = res.settings
+    assert isinstance(settings, ComplaintsSettings)
+    while True:
+        try:
+            if await detect_once(res.pool, settings) and res.relay is not None:
+                res.relay.notify()
+        except Exception:
+            log.exception("crisis detection failed; trying again next period")
+        await asyncio.sleep(settings.crisis_check_seconds)
