@@ -266,7 +266,7 @@ def _command_route(command: str, data_model: type[EventData]) -> None:
     async def run(
         complaint_id: ComplaintId,
         res: Annotated[Resources, Depends(resources)],
-        body: Annotated[body_model, Body()] = None,  # type: ignore[valid-type]
+        body: BaseModel | None = None,
     ) -> CommandAccepted:
         values: dict[str, Any] = body.model_dump(exclude_unset=True) if body is not None else {}
         async with res.pool.acquire() as conn, conn.transaction():
@@ -308,6 +308,8 @@ def _command_route(command: str, data_model: type[EventData]) -> None:
             res.relay.notify()
         return CommandAccepted(event_id=event.id, type=event_type, status_before=state.status)
 
+    # Annotations are strings here (postponed evaluation); FastAPI must see the real body type.
+    run.__annotations__["body"] = Annotated[body_model | None, Body()]
     router.add_api_route(
         f"/complaints/{{complaint_id}}/{command}",
         run,

@@ -1,0 +1,235 @@
+"""Complaints on a real PostgreSQL (and broker for the commands): determinism of SLA events,
+crisis detection, and the agents' commands."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from services.complaints import jobs
+from services.complaints.main import SPEC
+from services.complaints.main import app as complaints_app
+from services.complaints.settings import ComplaintsSettings
+from services.complaints.store import ComplaintsProjection
+from shared import db
+from shared.events import Event, ValidationContext, validate_event
+from shared.settings import CommonSettings
+from tests.helpers import event, wait_until
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)  # a Monday
+CONTEXT = ValidationContext(future_tolerance=timedelta(days=3650))
+
+
+def step(kind: str, complaint: str, at: datetime, **data: Any) -> Event:
+    raw = event(
+        f"crm.complaint.{kind}",
+        "cust-1",
+        {"complaint_id": complaint, **data},
+        time=at,
+        event_id=f"{complaint}-{kind}-{at.isoformat()}",
+    )
+    return validate_event(raw, CONTEXT)
+
+
+def recorded_stream() -> list[Event]:
+    """A day of complaints in several shapes: met, breached, paused, reopened."""
+    t = NOW - timedelta(days=3)
+    events = []
+    for i in range(12):
+        cid = f"k{i}"
+        opened = t + timedelta(hours=i)
+        priority = ["low", "medium", "high", "urgent"][i % 4]
+        events.append(
+            step("opened", cid, opened, channel="email", category="delivery", priority=priority)
+        )
+        if i % 3 != 2:
+            events.append(step("responded", cid, opened + timedelta(minutes=30 + 40 * i)))
+        if i % 4 == 1:
+            events.append(step("waiting", cid, opened + timedelta(hours=2)))
+            events.append(step("customer_replied", cid, opened + timedelta(hours=20)))
+        if i % 2 == 0:
+            events.append(step("resolved", cid, opened + timedelta(hours=6 + i)))
+        if i % 6 == 0:
+            events.append(step("reopened", cid, opened + timedelta(hours=30)))
+    return events
+
+
+async def prepared_pool(dsn: str) -> db.Pool:
+    pool = await db.create_pool(dsn, "complaints")
+    await db.migrate(
+        pool, "complaints", SPEC.migrations, db.CONSUMER_MIGRATIONS, db.OUTBOX_MIGRATIONS
+    )
+    return pool
+
+
+async def replay(pool: db.Pool, events: list[Event], settings: ComplaintsSettings) -> None:
+    projection = ComplaintsProjection(settings.sla_config())
+    shuffled = list(events)
+    random.Random(len(events)).shuffle(shuffled)  # arrival order must not matter
+    for start in range(0, len(shuffled), 7):
+        async with pool.acquire() as conn, conn.transaction():
+            await projection.store(conn, shuffled[start : start + 7])
+    await jobs.sweep_once(pool, settings, now=NOW)
+
+
+async def sla_events(pool: db.Pool) -> list[tuple[Any, ...]]:
+    rows = await pool.fetch("SELECT id, type, time, body FROM events ORDER BY id")
+    return [tuple(r) for r in rows]
+
+
+async def test_a_replayed_stream_produces_identical_sla_events(
+    postgres: Any, database_url: str
+) -> None:
+    settings = ComplaintsSettings()
+    first = await prepared_pool(database_url)
+    second = await prepared_pool(postgres.create_database("complaints_replay"))
+    try:
+        stream = recorded_stream()
+        await replay(first, stream, settings)
+        await replay(second, stream, settings)
+        emitted = await sla_events(first)
+        assert emitted == await sla_events(second)
+        types = {row[1] for row in emitted}
+        assert {
+            "crm.complaint.sla_breached",
+            "crm.complaint.sla_clock_stopped",
+            "crm.complaint.escalated_auto",
+        } <= types
+        await replay(first, stream, settings)  # the same stream again changes nothing
+        assert await sla_events(first) == emitted
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_complaint_wave_raises_one_alert_and_background_none(database_url: str) -> None:
+    settings = ComplaintsSettings()
+    pool = await prepared_pool(database_url)
+    rng = random.Random(42)
+    start = NOW - timedelta(weeks=5)
+    events = []
+    n = 0
+    for hour in range(5 * 7 * 24):
+        at = start + timedelta(hours=hour)
+        business = 8 <= at.hour < 20
+        for category in ("delivery", "billing"):
+            rate = 2.0 if business else 0.3
+            count = sum(rng.random() < rate / 10 for _ in range(10))
+            wave = category == "delivery" and hour >= 5 * 7 * 24 - 6  # one morning
+            count += 12 if wave else 0
+            for _ in range(count):
+                n += 1
+                cat = "price_billing" if category == "billing" else "delivery"
+                raw = event(
+                    "crm.complaint.opened",
+                    f"c{n % 97}",
+                    {"complaint_id": f"w{n}", "channel": "hotline", "category": cat},
+                    time=at + timedelta(minutes=rng.randrange(60)),
+                    event_id=f"w{n}",
+                )
+                events.append(validate_event(raw, CONTEXT))
+    try:
+        projection = ComplaintsProjection(settings.sla_config())
+        for begin in range(0, len(events), 2000):
+            async with pool.acquire() as conn, conn.transaction():
+                await projection.store(conn, events[begin : begin + 2000])
+        assert await jobs.detect_once(pool, settings, now=NOW) == 2
+        alerts = await pool.fetch(
+            "SELECT dimension, value, count, baseline FROM crisis_alerts ORDER BY dimension"
+        )
+        # One alert for the category, and one for the channel the wave came through; the
+        # steady category (price_billing) raises none.
+        assert [(a["dimension"], a["value"]) for a in alerts] == [
+            ("category", "delivery"),
+            ("channel", "hotline"),
+        ]
+        assert all(a["count"] > 2 * a["baseline"] for a in alerts)
+        published = await pool.fetch("SELECT type FROM events WHERE type = 'crm.crisis.detected'")
+        assert len(published) == 2
+        assert await jobs.detect_once(pool, settings, now=NOW) == 0  # each hour is seen once
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+async def client(settings: CommonSettings) -> AsyncIterator[httpx.AsyncClient]:
+    app = complaints_app(ComplaintsSettings(**settings.model_dump(), sla_always_open=True))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://complaints") as http:
+            yield http
+
+
+async def test_agent_commands_follow_the_workflow(
+    client: httpx.AsyncClient, settings: CommonSettings
+) -> None:
+    opened = event(
+        "crm.complaint.opened",
+        "cust-9",
+        {
+            "complaint_id": "cmd-1",
+            "channel": "chat",
+            "category": "service_quality",
+            "priority": "high",
+        },
+        time=datetime.now(UTC) - timedelta(minutes=10),
+    )
+    conn = await asyncpg.connect(settings.database_url)
+    try:  # another system publishes the opening: straight into the complaints' event log
+        from shared.outbox import append_events
+
+        async with conn.transaction():
+            await conn.execute("SET LOCAL search_path TO complaints")
+            await append_events(conn, [validate_event(opened, CONTEXT)])
+    finally:
+        await conn.close()
+
+    async def status() -> str | None:
+        response = await client.get("/v1/complaints/cmd-1")
+        return response.json()["status"] if response.status_code == 200 else None
+
+    assert await wait_until(status, what="the opened complaint") == "opened"
+    refused = await client.post("/v1/complaints/cmd-1/close", json={})
+    assert refused.status_code == 409
+    assert "resolved" in refused.json()["detail"]
+    bad = await client.post("/v1/complaints/cmd-1/feedback", json={"score": 9})
+    assert bad.status_code in (409, 422)
+
+    accepted = await client.post("/v1/complaints/cmd-1/respond", json={"agent_id": "a-7"})
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["status_before"] == "opened"
+    assert (await client.post("/v1/complaints/cmd-1/escalate", json={})).status_code == 202
+    assert (await client.post("/v1/complaints/cmd-1/resolve", json={})).status_code == 202
+    feedback = await client.post("/v1/complaints/cmd-1/feedback", json={"score": 4})
+    assert feedback.status_code == 202, feedback.text
+    assert (await client.post("/v1/complaints/cmd-1/close", json={})).status_code == 202
+
+    async def closed() -> Any:
+        body = (await client.get("/v1/complaints/cmd-1")).json()
+        return body if body["status"] == "closed" else None
+
+    body = await wait_until(closed, what="the complaint closed through its commands")
+    assert body["escalation_level"] == 1
+    assert body["feedback_score"] == 4
+    assert [h["type"].rsplit(".", 1)[1] for h in body["history"]] == [
+        "opened",
+        "responded",
+        "escalated",
+        "resolved",
+        "feedback",
+        "closed",
+    ]
+    first_response = next(c for c in body["clocks"] if c["metric"] == "first_response")
+    assert first_response["status"] == "met"
+    missing = await client.post("/v1/complaints/nope/respond", json={})
+    assert missing.status_code == 404
+    queue = (await client.get("/v1/complaints", params={"status": "closed"})).json()
+    assert [i["complaint_id"] for i in queue["items"]] == ["cmd-1"]
