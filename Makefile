@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint format lock clean venv
+.PHONY: run test lint format bench lock clean venv
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ lint: venv
 format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+bench: venv  ## benchmarks against this machine's ceilings; never part of `make test`
+	$(BIN)/python -m bench.run
 
 lock: venv  ## re-pin constraints.txt from the current environment
 	{ echo "# Pinned versions for every dependency (runtime and dev). Regenerate with: make lock"; \

