@@ -121,10 +121,14 @@ class Stack:
         )
         started = start_services(environment, self.workdir / database, ports, names)
         self.services += started
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while not all(is_ready(s.url) for s in started):
-            if time.monotonic() > deadline:
-                raise TimeoutError("services not ready")
+            dead = [s.name for s in started if s.process.poll() is not None]
+            if dead or time.monotonic() > deadline:
+                logs = "\n".join(
+                    (self.workdir / database / f"{s.name}.log").read_text()[-2000:] for s in started
+                )
+                raise RuntimeError(f"services not ready (exited: {dead}):\n{logs}")
             await asyncio.sleep(0.2)
 
     def port(self, name: str) -> int:

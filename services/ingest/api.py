@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from services.ingest.domain import BodyError, EventError, decode_body, validate_batch
 from services.ingest.settings import IngestSettings
 from services.ingest.store import Conflict, store_batch
-from shared.events import Envelope
+from shared.events import KNOWN_TYPE_NAMES, Envelope
 from shared.http import ErrorBody, error_response
+from shared.schemas import all_schemas, asyncapi
 from shared.service import Resources, resources, validation_context
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -118,3 +119,26 @@ async def post_events(
     return JSONResponse(
         {"accepted": len(result.accepted), "duplicates": result.duplicates}, status_code=202
     )
+
+
+@router.get("/schemas", summary="The event types, with the JSON Schema of each", tags=["schemas"])
+async def list_schemas() -> dict[str, list[str]]:
+    return {"types": KNOWN_TYPE_NAMES}
+
+
+@router.get(
+    "/schemas/{event_type}",
+    summary="JSON Schema (2020-12) of one event type, envelope included",
+    tags=["schemas"],
+    responses={404: {"model": ErrorBody, "description": "Unknown event type."}},
+)
+async def get_schema(event_type: str) -> dict[str, Any]:
+    found = all_schemas().get(event_type)
+    if found is None:
+        raise HTTPException(404, f"unknown event type '{event_type}'")
+    return found
+
+
+@router.get("/asyncapi.json", summary="AsyncAPI 3.0 document of the topics", tags=["schemas"])
+async def get_asyncapi() -> dict[str, Any]:
+    return asyncapi()
