@@ -1,0 +1,334 @@
+"""`crm`: the operators' command line.
+
+    crm topics                         topics, partitions and log ends
+    crm lag                            each service's consumer lag per topic
+    crm replay-deadletter [--dry-run]  re-publish dead letters that are valid now
+    crm import purchases FILE.csv --map amount=Total --map subject=CustomerID ...
+
+Reads KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL like the services. `import` goes through the
+same validation as POST /v1/events into ingest's event store (the relay publishes it); event
+ids come from the rows, so running an import twice stores nothing twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from shared import db, kafka
+from shared.events import (
+    SOURCE_TOPICS,
+    FieldError,
+    InvalidEvent,
+    Topic,
+    ValidationContext,
+    decode_event,
+    validate_event,
+)
+from shared.outbox import append_events
+from shared.settings import CommonSettings
+
+CONSUMING_SERVICES = ("scoring", "complaints", "reporting")
+IMPORT_BATCH = 1000
+
+# What each import kind builds: the event type, the column that makes the id unique, and the
+# data fields it reads (the envelope's time and subject come from the `time` and `subject`
+# columns of the mapping).
+IMPORTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "purchases": (
+        "crm.purchase.completed",
+        "order_id",
+        ("order_id", "amount", "currency", "reporting_amount", "channel"),
+    ),
+    "customers": (
+        "crm.customer.registered",
+        "subject",
+        (
+            "name",
+            "kind",
+            "email",
+            "phone",
+            "segment",
+            "acquisition_channel",
+            "occupation",
+            "industry",
+        ),
+    ),
+    "complaints": (
+        "crm.complaint.opened",
+        "complaint_id",
+        ("complaint_id", "channel", "category", "priority", "product", "description"),
+    ),
+}
+
+
+# ---- topics and lag -----------------------------------------------------------------------
+
+
+async def _log_ends(settings: CommonSettings, topics: list[str]) -> dict[tuple[str, int], int]:
+    client = kafka.consumer(settings, None)
+    await client.start()
+    try:
+        existing = await client.topics()
+        tps = [
+            TopicPartition(t, p)
+            for t in topics
+            if t in existing
+            for p in sorted(client.partitions_for_topic(t) or ())
+        ]
+        if not tps:
+            return {}
+        # Seek where ListOffsets says the log ends (Tansu answers short of it) so the fetch
+        # carries at most a batch, and read the true end from the fetch's high watermark.
+        nearly = await client.end_offsets(tps)
+    finally:
+        await client.stop()
+    return await kafka.log_ends(settings, {(tp.topic, tp.partition): o for tp, o in nearly.items()})
+
+
+async def topics(settings: CommonSettings) -> None:
+    ends = await _log_ends(settings, list(kafka.ALL_TOPICS))
+    print(f"{'topic':<20} {'partitions':>10} {'events':>12}")
+    for topic in kafka.ALL_TOPICS:
+        parts = {p: e for (t, p), e in ends.items() if t == topic}
+        print(f"{topic:<20} {len(parts):>10} {sum(parts.values()):>12}")
+
+
+async def lag(settings: CommonSettings) -> None:
+    ends = await _log_ends(settings, list(kafka.ALL_TOPICS))
+    print(f"{'consumer':<12} {'topic':<20} {'applied up to':>14} {'log end':>10} {'lag':>8}")
+    for service in CONSUMING_SERVICES:
+        pool = await db.create_pool(settings.database_url, service)
+        try:
+            rows = await pool.fetch(
+                "SELECT topic, partition, next_offset FROM consumer_offsets WHERE consumer = $1",
+                service,
+            )
+        except Exception as error:  # the service has not created its schema yet
+            print(f"{service:<12} (no offsets: {type(error).__name__})")
+            continue
+        finally:
+            await pool.close()
+        per_topic: dict[str, list[int]] = {}
+        for r in rows:
+            end = ends.get((r["topic"], r["partition"]), r["next_offset"])
+            per_topic.setdefault(r["topic"], [0, 0])
+            per_topic[r["topic"]][0] += r["next_offset"]
+            per_topic[r["topic"]][1] += end
+        for topic, (applied, end) in sorted(per_topic.items()):
+            print(f"{service:<12} {topic:<20} {applied:>14} {end:>10} {max(end - applied, 0):>8}")
+
+
+# ---- dead letters -------------------------------------------------------------------------
+
+
+async def replay_deadletter(settings: CommonSettings, dry_run: bool) -> None:
+    """Re-publish each dead letter that validates now (a fix of the contract or of a
+    producer's data) to its source topic; consumers drop ids they applied already."""
+    context = ValidationContext(
+        settings.reporting_currency, timedelta(seconds=settings.future_tolerance_seconds)
+    )
+    client = kafka.consumer(settings, None)
+    producer = kafka.producer(settings)
+    await client.start()
+    await producer.start()
+    counts: Counter[str] = Counter()
+    try:
+        tps = [
+            TopicPartition(Topic.DEADLETTER, p)
+            for p in sorted(client.partitions_for_topic(Topic.DEADLETTER) or ())
+        ]
+        if not tps:
+            print("no dead letters")
+            return
+        client.assign(tps)
+        await client.seek_to_beginning(*tps)
+        done: set[TopicPartition] = set()
+        while len(done) < len(tps):
+            batches = await client.getmany(timeout_ms=1000)
+            for records in batches.values():
+                for record in records:
+                    counts[await _replay(record, context, producer, dry_run)] += 1
+            for tp in tps:
+                highwater = client.highwater(tp)
+                if highwater is not None and await client.position(tp) >= highwater:
+                    done.add(tp)
+            if not batches and all(client.highwater(tp) is not None for tp in tps):
+                done.update(tp for tp in tps if client.highwater(tp) == 0)
+        await producer.flush()
+    finally:
+        await client.stop()
+        await producer.stop()
+    print(", ".join(f"{kind}: {n}" for kind, n in sorted(counts.items())) or "no dead letters")
+
+
+async def _replay(record: Any, context: ValidationContext, producer: Any, dry_run: bool) -> str:
+    headers = dict(record.headers)
+    source = headers.get("crm-source-topic", b"").decode()
+    if source not in {t.value for t in SOURCE_TOPICS}:
+        return "skipped (no source topic)"
+    try:
+        decode_event(record.value or b"", context)
+    except InvalidEvent:
+        return "still invalid"
+    if not dry_run:
+        await producer.send(source, value=record.value, key=record.key)
+    return "would re-publish" if dry_run else "re-published"
+
+
+# ---- import -------------------------------------------------------------------------------
+
+
+def _rows(path: Path) -> Iterator[dict[str, str]]:
+    if path.suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq  # optional: only for parquet files
+        except ImportError:
+            sys.exit("reading parquet needs pyarrow: pip install pyarrow")
+        for batch in pq.ParquetFile(path).iter_batches():
+            yield from (
+                {k: "" if v is None else str(v) for k, v in row.items()}
+                for row in batch.to_pylist()
+            )
+        return
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        yield from csv.DictReader(handle)
+
+
+def build_event(kind: str, row: dict[str, str], mapping: dict[str, str]) -> dict[str, Any]:
+    """One row as a raw CloudEvent (validated afterwards like any other)."""
+    type_name, id_field, fields = IMPORTS[kind]
+
+    def get(name: str) -> str:
+        return row.get(mapping.get(name, name), "").strip()
+
+    data = {f: get(f) for f in fields if get(f)}
+    if kind == "purchases" and "currency" not in data:
+        data["currency"] = mapping.get("=currency", "USD")
+    identity = get(id_field) or get("subject")
+    return {
+        "specversion": "1.0",
+        "id": f"import:{kind}:{identity}",
+        "source": "crm/import",
+        "type": type_name,
+        "time": get("time"),
+        "subject": get("subject"),
+        "data": data,
+    }
+
+
+async def import_file(
+    settings: CommonSettings, kind: str, path: Path, mapping: dict[str, str]
+) -> None:
+    context = ValidationContext(
+        settings.reporting_currency, timedelta(seconds=settings.future_tolerance_seconds)
+    )
+    pool = await db.create_pool(settings.database_url, "ingest")
+    await db.migrate(pool, "ingest", db.OUTBOX_MIGRATIONS)
+    totals: Counter[str] = Counter()
+    rejected: list[tuple[int, list[FieldError]]] = []
+    started = time.perf_counter()
+    batch = []
+    try:
+        for line, row in enumerate(_rows(path), start=2):
+            try:
+                batch.append(validate_event(build_event(kind, row, mapping), context))
+            except InvalidEvent as error:
+                rejected.append((line, error.errors))
+            if len(batch) == IMPORT_BATCH:
+                await _store(pool, batch, totals)
+                batch = []
+                _progress(totals, len(rejected), started)
+        await _store(pool, batch, totals)
+    finally:
+        await pool.close()
+    _progress(totals, len(rejected), started)
+    print(file=sys.stderr)
+    print(
+        f"stored {totals['accepted']}, already there {totals['duplicates']}, "
+        f"conflicting ids {totals['conflicts']}, rejected {len(rejected)}"
+    )
+    for line, errors in rejected[:20]:
+        print(f"  line {line}: " + "; ".join(f"{e.field}: {e.message}" for e in errors))
+    if len(rejected) > 20:
+        print(f"  ... and {len(rejected) - 20} more")
+
+
+async def _store(pool: db.Pool, events: list[Any], totals: Counter[str]) -> None:
+    if not events:
+        return
+    async with pool.acquire() as conn, conn.transaction():
+        result = await append_events(conn, events)
+    totals["accepted"] += len(result.accepted)
+    totals["duplicates"] += len(result.duplicates)
+    totals["conflicts"] += len(result.conflicts)
+
+
+def _progress(totals: Counter[str], rejected: int, started: float) -> None:
+    done = sum(totals.values()) + rejected
+    rate = done / max(time.perf_counter() - started, 1e-9)
+    print(
+        f"\r{done:>10,} rows  {rate:>9,.0f} rows/s  rejected {rejected:,}",
+        end="",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+# ---- entry point --------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="crm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = root.add_subparsers(dest="command", required=True)
+    commands.add_parser("topics", help="topics, partitions and log ends")
+    commands.add_parser("lag", help="consumer lag of each service")
+    replay = commands.add_parser("replay-deadletter", help="re-publish valid dead letters")
+    replay.add_argument("--dry-run", action="store_true")
+    imports = commands.add_parser("import", help="import history from CSV or parquet")
+    imports.add_argument("kind", choices=sorted(IMPORTS))
+    imports.add_argument("file", type=Path)
+    imports.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="FIELD=COLUMN",
+        help="column of a field (default: the field's own name); "
+        "--map =currency=EUR sets a constant currency",
+    )
+    return root
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    settings = CommonSettings()
+    if args.command == "topics":
+        asyncio.run(topics(settings))
+    elif args.command == "lag":
+        asyncio.run(lag(settings))
+    elif args.command == "replay-deadletter":
+        asyncio.run(replay_deadletter(settings, args.dry_run))
+    elif args.command == "import":
+        mapping = dict(
+            item.split("=", 1)
+            if not item.startswith("=")
+            else ("=" + item[1:].split("=", 1)[0], item[1:].split("=", 1)[1])
+            for item in args.map
+        )
+        asyncio.run(import_file(settings, args.kind, args.file, mapping))
+
+
+if __name__ == "__main__":
+    main()

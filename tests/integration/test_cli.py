@@ -1,0 +1,85 @@
+"""The operators' `crm` command on a real broker and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncpg
+import orjson
+import pytest
+
+from shared import cli
+from shared.events import Topic
+from shared.settings import CommonSettings
+from tests.helpers import produce_raw, purchase
+
+pytestmark = pytest.mark.integration
+
+
+def write_orders(path: Path) -> None:
+    path.write_text(
+        "OrderID,Customer,Total,Placed\n"
+        "A-1,alice,19.99,2025-03-01T10:00:00+00:00\n"
+        "A-2,bob,5.00,2025-03-02T11:30:00+00:00\n"
+        "A-3,bob,-4,2025-03-03T09:00:00+00:00\n"
+        "A-4,carol,12.50,not a date\n"
+    )
+
+
+async def test_import_validates_reports_and_is_idempotent(
+    settings: CommonSettings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    orders = tmp_path / "orders.csv"
+    write_orders(orders)
+    mapping = {"order_id": "OrderID", "subject": "Customer", "amount": "Total", "time": "Placed"}
+    await cli.import_file(settings, "purchases", orders, mapping)
+    first = capsys.readouterr().out
+    assert "stored 2, already there 0, conflicting ids 0, rejected 2" in first
+    assert "line 4: data.amount" in first
+    assert "line 5: time" in first
+
+    await cli.import_file(settings, "purchases", orders, mapping)
+    assert "stored 0, already there 2" in capsys.readouterr().out
+
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        rows = await conn.fetch("SELECT id, subject FROM ingest.events ORDER BY id")
+    finally:
+        await conn.close()
+    assert [(r["id"], r["subject"]) for r in rows] == [
+        ("import:purchases:A-1", "alice"),
+        ("import:purchases:A-2", "bob"),
+    ]
+
+
+async def test_topics_and_replay_of_dead_letters(
+    settings: CommonSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shared import kafka
+
+    await kafka.ensure_topics(settings)
+    good = orjson.dumps(purchase("c-1", "3.00"))
+    headers_topic = Topic.PURCHASES.value.encode()
+    producer = kafka.producer(settings)
+    await producer.start()
+    try:
+        for value in (good, b"{broken"):
+            await producer.send_and_wait(
+                Topic.DEADLETTER,
+                value=value,
+                key=b"c-1",
+                headers=[("crm-source-topic", headers_topic), ("crm-error", b"test")],
+            )
+    finally:
+        await producer.stop()
+    await produce_raw(settings.kafka_bootstrap_servers, Topic.PURCHASES, [good], key=b"c-1")
+
+    await cli.topics(settings)
+    listing = capsys.readouterr().out
+    assert "crm.deadletter" in listing
+    assert [
+        line.split()[-1] for line in listing.splitlines() if line.startswith("crm.deadletter")
+    ] == ["2"]
+
+    await cli.replay_deadletter(settings, dry_run=False)
+    assert capsys.readouterr().out.strip() == "re-published: 1, still invalid: 1"
