@@ -661,6 +661,9 @@ def _hyp2f1_robust(a: float, b: float, c: FloatArray, z: FloatArray) -> FloatArr
     this way matches mpmath to about 1e-14 in our tests. Entries still non-finite after that
     stay NaN, so that callers see them rather than a wrong number.
     """
+    # Callers broadcast (customers x 1) against (1 x periods): index the repaired entries in
+    # the broadcast shape, not in the arguments' own shapes.
+    c, z = np.broadcast_arrays(c, z)
     value = np.asarray(hyp2f1(a, b, c, z), dtype=np.float64)
     broken = ~np.isfinite(value)
     if np.any(broken):

@@ -527,3 +527,16 @@ def test_simple_and_retention_clv() -> None:
 
 def test_customer_equity_is_the_sum_of_clv() -> None:
     assert clv.customer_equity([10.0, 20.5, 0.0]) == pytest.approx(30.5)
+
+
+def test_clv_over_many_periods_survives_scipy_nans_in_a_broadcast() -> None:
+    """A regression: scipy's hyp2f1 returns NaN at integer c - a - b; the repair indexed the
+    unbroadcast arguments and crashed the re-score with an IndexError."""
+    params = clv.BgNbdParams(r=1.0, alpha=0.5, a=5.0, b=0.5)  # c - a - b integer: NaN
+    x = np.array([0.0, 3.0, 200.0, 200.0])
+    t_x = np.array([0.0, 0.5, 0.9, 0.9])
+    age = np.array([1.0, 1.0, 1.0, 1.0])
+    values = clv.predictive_clv(params, x, t_x, age, np.full(4, 50.0), horizon_periods=53,
+                                discount_rate=0.002)
+    assert np.all(np.isfinite(values))
+    assert np.all(values >= 0)
