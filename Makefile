@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint format bench chaos lock clean venv
+.PHONY: run test test-containers lint format bench chaos lock clean venv
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ format: venv
 
 bench: venv  ## benchmarks against this machine's ceilings; never part of `make test`
 	$(BIN)/python -m bench.run
+
+test-containers: venv  ## the integration suite on Kafka and PostgreSQL containers (needs Docker)
+	bash scripts/test-containers.sh
 
 chaos: venv  ## faults under load for CHAOS_SECONDS (default 300); a short run is in `make test`
 	CHAOS_SECONDS=$${CHAOS_SECONDS:-300} $(BIN)/python -m pytest tests/chaos -q -s

@@ -1,18 +1,36 @@
 #!/usr/bin/env bash
-# Make sure headless Chromium is installed for the dashboard's browser test
-# (tests/browser/). Debian's package; needs root (or passwordless sudo) and apt.
-# Prints the browser's path on success; exits non-zero with the reason otherwise.
+# Make sure headless Chromium is installed for the dashboard's browser test (tests/browser/),
+# with a font that has Chinese glyphs for the screenshots of the Chinese page. Debian's
+# packages (chromium, fonts-wqy-microhei); needs root or passwordless sudo, and apt.
+# Prints the browser's path on its last line on success; exits non-zero with the reason.
 set -euo pipefail
 
-for candidate in "${CHROMIUM:-}" /usr/bin/chromium /usr/bin/chromium-browser; do
-    if [ -n "$candidate" ] && [ -x "$candidate" ]; then
-        echo "$candidate"
-        exit 0
-    fi
-done
+find_chromium() {
+    for candidate in "${CHROMIUM:-}" /usr/bin/chromium /usr/bin/chromium-browser; do
+        if [ -n "$candidate" ] && [ -x "$candidate" ]; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+has_cjk_font() {
+    command -v fc-list >/dev/null 2>&1 && [ -n "$(fc-list :lang=zh 2>/dev/null | head -n 1)" ]
+}
+
+browser="$(find_chromium || true)"
+packages=()
+[ -n "$browser" ] || packages+=(chromium)
+has_cjk_font || packages+=(fonts-wqy-microhei)
+if [ "${#packages[@]}" -eq 0 ]; then
+    echo "$browser"
+    exit 0
+fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
-    echo "ensure-chromium: no apt-get on this machine; install Chromium and set CHROMIUM" >&2
+    echo "ensure-chromium: no apt-get here; install ${packages[*]} (or set CHROMIUM)" >&2
+    [ -n "$browser" ] && { echo "$browser"; exit 0; }
     exit 2
 fi
 if [ "$(id -u)" -eq 0 ]; then
@@ -20,17 +38,22 @@ if [ "$(id -u)" -eq 0 ]; then
 elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
     SUDO=(sudo -n)
 else
-    echo "ensure-chromium: not root and no passwordless sudo; run: apt-get install chromium" >&2
+    echo "ensure-chromium: not root and no passwordless sudo; run: apt-get install ${packages[*]}" >&2
+    [ -n "$browser" ] && { echo "$browser"; exit 0; }
     exit 3
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-echo "ensure-chromium: installing Debian's chromium package (apt-get)" >&2
-"${SUDO[@]}" apt-get update -qq >&2
-"${SUDO[@]}" apt-get install -y -qq --no-install-recommends chromium >&2
-if [ -x /usr/bin/chromium ]; then
-    echo /usr/bin/chromium
-    exit 0
+echo "ensure-chromium: installing ${packages[*]} with apt-get" >&2
+if ! { "${SUDO[@]}" apt-get update -qq >&2 &&
+       "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${packages[@]}" >&2; }; then
+    echo "ensure-chromium: apt-get could not install ${packages[*]}" >&2
+    [ -n "$browser" ] && { echo "$browser"; exit 0; }  # a missing font is not fatal
+    exit 4
 fi
-echo "ensure-chromium: apt-get finished but /usr/bin/chromium is missing" >&2
-exit 4
+browser="$(find_chromium || true)"
+if [ -z "$browser" ]; then
+    echo "ensure-chromium: apt-get finished but no chromium binary is there" >&2
+    exit 5
+fi
+echo "$browser"

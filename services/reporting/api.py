@@ -1,21 +1,84 @@
-"""Reporting's HTTP routes."""
+"""Reporting's HTTP routes: the KPI table (JSON or CSV), the headline cards, crisis alerts,
+the metric catalogue, the skeleton's daily endpoint, and the dashboard page."""
 
 from __future__ import annotations
 
-from datetime import date
+import csv
+import io
+import re
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Query
-from pydantic import BaseModel, Field
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, Response
+from pydantic import BaseModel, BeforeValidator, Field
 
-from services.reporting.store import daily_kpis
+from services.reporting import kpi, store
+from services.reporting.kpi import Granularity, Unit
+from services.reporting.metrics import (
+    METRICS,
+    SUMMARY_METRICS,
+    Dimension,
+    Period,
+    sources_of,
+    table,
+)
+from services.reporting.settings import ReportingSettings
 from shared.http import ErrorBody
 from shared.service import Resources, resources
 
 router = APIRouter(prefix="/v1", tags=["kpis"])
+pages = APIRouter(include_in_schema=False)
 
+STATIC = Path(__file__).parent / "static"
 MAX_DAYS = 3 * 366
+MAX_PERIODS = MAX_DAYS
+EARLIEST = date(1970, 1, 1)  # no event is older (shared/events.py)
+FUTURE_DAYS = 366
+DEFAULT_SPAN = {Granularity.DAY: 30, Granularity.WEEK: 12, Granularity.MONTH: 12}
+BAD_INPUT: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorBody, "description": "Invalid parameter."}
+}
+
+
+def _iso_date(value: object) -> object:
+    """Only YYYY-MM-DD: pydantic alone would also read a number as a Unix time."""
+    if not isinstance(value, date) and not (
+        isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value)
+    ):
+        raise ValueError("a date is written YYYY-MM-DD")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+
+
+def _invalid(field: str, message: str) -> HTTPException:
+    return HTTPException(
+        422, {"detail": "invalid request", "errors": [{"field": field, "message": message}]}
+    )
+
+
+def _settings(res: Resources) -> ReportingSettings:
+    settings = res.settings
+    if isinstance(settings, ReportingSettings):
+        return settings
+    # An app built with the common settings: reporting's own come from the environment.
+    found = res.state.get("settings")
+    if not isinstance(found, ReportingSettings):
+        found = res.state["settings"] = ReportingSettings(**settings.model_dump())
+    return found
+
+
+def _today(settings: ReportingSettings) -> date:
+    return kpi.local_date(datetime.now(UTC), ZoneInfo(settings.timezone))
+
+
+# --------------------------------------------------------------------------- /v1/kpis/daily
 
 
 class DailyKpi(BaseModel):
@@ -33,25 +96,430 @@ class DailyKpi(BaseModel):
 )
 async def get_daily(
     res: Annotated[Resources, Depends(resources)],
-    first: Annotated[date, Query(alias="from", examples=["2026-11-01"])],
-    last: Annotated[date, Query(alias="to", examples=["2026-11-30"])],
+    first: Annotated[IsoDate, Query(alias="from", examples=["2026-11-01"])],
+    last: Annotated[IsoDate, Query(alias="to", examples=["2026-11-30"])],
 ) -> list[DailyKpi]:
     if last < first:
-        raise HTTPException(
-            422,
-            {
-                "detail": "invalid range",
-                "errors": [{"field": "query.to", "message": "before 'from'"}],
-            },
-        )
+        raise _invalid("query.to", "before 'from'")
     if (last - first).days >= MAX_DAYS:
-        raise HTTPException(
-            422,
+        raise _invalid("query.to", f"a range covers at most {MAX_DAYS} days")
+    return [DailyKpi(**row) for row in await store.daily_kpis(res.pool, first, last)]
+
+
+# --------------------------------------------------------------------------- /v1/kpis
+
+
+class MetricInfo(BaseModel):
+    name: str = Field(examples=["revenue"])
+    group: str = Field(examples=["sales"])
+    label_en: str = Field(examples=["Revenue"])
+    label_zh: str = Field(examples=["营业额"])
+    unit: Unit
+    formula: str
+    source: str
+    slices: list[Dimension] = Field(description="The `by` values this metric accepts.")
+
+
+class KpiTable(BaseModel):
+    """One row per period (and slice): `period`, `period_end`, the slice column named after
+    `by`, then one column per metric. Money is a decimal string with cents in `currency`;
+    ratios are fractions; NPS is -100..100, CSAT 0..100; durations are business seconds;
+    null means no data (a zero denominator)."""
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "from": "2026-11-01",
+                    "to": "2026-11-30",
+                    "granularity": "week",
+                    "by": "tier",
+                    "currency": "USD",
+                    "metrics": [],
+                    "rows": [
+                        {
+                            "period": "2026-10-27",
+                            "period_end": "2026-11-02",
+                            "tier": "gold",
+                            "revenue": "1250.00",
+                            "repeat_purchase_rate": 0.25,
+                        }
+                    ],
+                }
+            ]
+        }
+    }
+
+    from_: date = Field(alias="from")
+    to: date
+    granularity: Granularity
+    by: Dimension | None
+    currency: str
+    metrics: list[MetricInfo]
+    rows: list[dict[str, Any]]
+
+
+def _info(name: str) -> MetricInfo:
+    m = METRICS[name]
+    return MetricInfo(
+        name=m.name,
+        group=m.group,
+        label_en=m.label_en,
+        label_zh=m.label_zh,
+        unit=m.unit,
+        formula=m.formula,
+        source=m.source,
+        slices=sorted(m.slices),
+    )
+
+
+def _metric_names(value: str | None, by: Dimension | None) -> list[str]:
+    names = [n.strip() for n in (value or "").split(",") if n.strip()]
+    if not names:
+        return [n for n, m in METRICS.items() if by is None or by in m.slices]
+    errors = [
+        {"field": "query.metrics", "message": f"unknown metric '{n}'"}
+        for n in names
+        if n not in METRICS
+    ]
+    if by is not None:
+        errors += [
             {
-                "detail": "invalid range",
-                "errors": [
-                    {"field": "query.to", "message": f"a range covers at most {MAX_DAYS} days"}
-                ],
-            },
+                "field": "query.by",
+                "message": f"'{n}' cannot be sliced by {by.value} "
+                f"(it can by: {', '.join(sorted(METRICS[n].slices)) or 'nothing'})",
+            }
+            for n in names
+            if n in METRICS and by not in METRICS[n].slices
+        ]
+    if errors:
+        raise HTTPException(422, {"detail": "invalid request", "errors": errors})
+    return list(dict.fromkeys(names))
+
+
+def _periods(
+    first: date | None, last: date | None, granularity: Granularity, today: date
+) -> tuple[date, date, list[Period]]:
+    last = last or today
+    if last < EARLIEST:
+        raise _invalid("query.to", f"before {EARLIEST}")
+    if last > today + timedelta(days=FUTURE_DAYS):
+        raise _invalid("query.to", f"more than {FUTURE_DAYS} days in the future")
+    if first is None:
+        first = kpi.period_start(last, granularity)
+        for _ in range(DEFAULT_SPAN[granularity] - 1):
+            first = kpi.period_start(first - timedelta(days=1), granularity)
+    if first < EARLIEST:
+        raise _invalid("query.from", f"before {EARLIEST}")
+    if last < first:
+        raise _invalid("query.to", "before 'from'")
+    starts = kpi.period_starts(first, last, granularity)
+    if len(starts) > MAX_PERIODS:
+        raise _invalid("query.to", f"a range covers at most {MAX_PERIODS} periods")
+    periods = [
+        Period(
+            s,
+            kpi.next_period_start(s, granularity) - timedelta(days=1),
+            kpi.period_start(s - timedelta(days=1), granularity),
         )
-    return [DailyKpi(**row) for row in await daily_kpis(res.pool, first, last)]
+        for s in starts
+    ]
+    return first, last, periods
+
+
+async def _compute(
+    res: Resources,
+    periods: list[Period],
+    granularity: Granularity,
+    names: list[str],
+    by: Dimension | None,
+) -> list[dict[str, Any]]:
+    settings = _settings(res)
+    needs_previous = any(METRICS[n].growth_of for n in names)
+    starts = {p.start for p in periods}
+    if needs_previous:
+        starts |= {p.previous for p in periods if p.previous is not None}
+    cells = await store.read_cells(
+        res.pool,
+        store.Periods.of(starts, granularity),
+        by,
+        sources_of(names),
+        today=_today(settings),
+        churn_after_days=settings.reporting_churn_after_days,
+        churn_reasons=any(n.startswith("churn_reason_") for n in names),
+    )
+    if not needs_previous:
+        periods = [Period(p.start, p.last) for p in periods]
+    return table(cells, periods, names, by)
+
+
+def _wants_csv(request: Request, fmt: str | None) -> bool:
+    """CSV when asked by `format=csv`, or when Accept prefers text/csv to JSON."""
+    if fmt is not None:
+        return fmt == "csv"
+    best, best_q = "application/json", -1.0
+    for part in request.headers.get("accept", "").split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            if param.startswith("q="):
+                try:
+                    q = float(param[2:])
+                except ValueError:
+                    q = 0.0
+        if media in ("text/csv", "application/json", "*/*") and q > best_q:
+            best, best_q = media, q
+    return best == "text/csv"
+
+
+def _csv(rows: list[dict[str, Any]], columns: list[str], filename: str) -> Response:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if row[c] is None else row[c] for c in columns])
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.get(
+    "/kpis",
+    response_model=KpiTable,
+    summary="KPIs by day, week or month, optionally sliced; JSON, or CSV with Accept: text/csv",
+    responses=BAD_INPUT | {200: {"content": {"text/csv": {}}}},
+)
+async def get_kpis(
+    request: Request,
+    res: Annotated[Resources, Depends(resources)],
+    metrics: Annotated[
+        str | None,
+        Query(
+            max_length=4000,
+            description="Comma-separated metric names (GET /v1/kpis/metrics); default: all "
+            "that can be sliced by `by`.",
+            examples=["revenue,orders,repeat_purchase_rate"],
+        ),
+    ] = None,
+    first: Annotated[
+        IsoDate | None,
+        Query(
+            alias="from",
+            description="First day (local); default: the span before `to` "
+            "(30 days, 12 weeks or 12 months).",
+            examples=["2026-11-01"],
+        ),
+    ] = None,
+    last: Annotated[
+        IsoDate | None,
+        Query(alias="to", description="Last day (local); default: today.", examples=["2026-11-30"]),
+    ] = None,
+    granularity: Annotated[
+        Granularity, Query(description="Periods: day, ISO week (from Monday) or month.")
+    ] = Granularity.DAY,
+    by: Annotated[Dimension | None, Query(description="Slice each period by this.")] = None,
+    fmt: Annotated[
+        Literal["json", "csv"] | None, Query(alias="format", description="Overrides Accept.")
+    ] = None,
+) -> Any:
+    settings = _settings(res)
+    names = _metric_names(metrics, by)
+    first, last, periods = _periods(first, last, granularity, _today(settings))
+    rows = await _compute(res, periods, granularity, names, by)
+    if _wants_csv(request, fmt):
+        columns = ["period", "period_end", *([by.value] if by else []), *names]
+        return _csv(rows, columns, f"kpis-{first}-{last}-{granularity.value}.csv")
+    body = {
+        "from": first,
+        "to": last,
+        "granularity": granularity,
+        "by": by,
+        "currency": settings.reporting_currency,
+        "metrics": [_info(n).model_dump() for n in names],
+        "rows": rows,
+    }
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+@router.get(
+    "/kpis/metrics",
+    response_model=list[MetricInfo],
+    summary="Every metric: labels (English, Chinese), unit, formula, source, slices",
+)
+async def get_metrics() -> list[MetricInfo]:
+    return [_info(n) for n in METRICS]
+
+
+# --------------------------------------------------------------------------- summary
+
+
+class Card(BaseModel):
+    name: str = Field(examples=["revenue"])
+    label_en: str
+    label_zh: str
+    unit: Unit
+    value: str | int | float | None = Field(description="This period (so far).")
+    previous: str | int | float | None = Field(description="The period before.")
+    growth: float | None = Field(
+        description="Relative change (0.1 = +10 %) for money and counts, else null."
+    )
+    delta: float | None = Field(
+        description="Absolute change (current - previous) for rates, scores and durations."
+    )
+
+
+class Summary(BaseModel):
+    period: Granularity
+    start: date
+    end: date
+    previous_start: date
+    currency: str
+    cards: list[Card]
+    open_crisis_alerts: int
+
+
+def _card(name: str, current: dict[str, Any], previous: dict[str, Any]) -> Card:
+    metric = METRICS[name]
+    now, before = current[name], previous[name]
+    growth = delta = None
+    if now is not None and before is not None:
+        if metric.unit in (Unit.MONEY, Unit.COUNT):
+            rate = kpi.growth_rate(Decimal(now), Decimal(before))
+            growth = None if rate is None else round(float(rate), 6)
+        else:
+            delta = round(float(now) - float(before), 6)
+    return Card(
+        name=name,
+        label_en=metric.label_en,
+        label_zh=metric.label_zh,
+        unit=metric.unit,
+        value=now,
+        previous=before,
+        growth=growth,
+        delta=delta,
+    )
+
+
+@router.get(
+    "/kpis/summary",
+    response_model=Summary,
+    summary="Headline cards: this day, week or month so far against the one before",
+    responses=BAD_INPUT,
+)
+async def get_summary(
+    res: Annotated[Resources, Depends(resources)],
+    period: Annotated[Granularity, Query(description="The period of the cards.")] = (
+        Granularity.MONTH
+    ),
+    on: Annotated[
+        IsoDate | None,
+        Query(alias="date", description="A day of the period; default: today (local)."),
+    ] = None,
+) -> Summary:
+    settings = _settings(res)
+    today = _today(settings)
+    day = on or today
+    if day < EARLIEST or day > today + timedelta(days=FUTURE_DAYS):
+        raise _invalid("query.date", f"outside {EARLIEST}..{FUTURE_DAYS} days from now")
+    start = kpi.period_start(day, period)
+    previous_start = kpi.period_start(start - timedelta(days=1), period)
+    end = kpi.next_period_start(start, period) - timedelta(days=1)
+    periods = [Period(previous_start, start - timedelta(days=1)), Period(start, end)]
+    before, current = await _compute(res, periods, period, list(SUMMARY_METRICS), None)
+    open_alerts = await store.crisis_alerts(res.pool, open_since=_open_since(settings), limit=1000)
+    return Summary(
+        period=period,
+        start=start,
+        end=end,
+        previous_start=previous_start,
+        currency=settings.reporting_currency,
+        cards=[_card(name, current, before) for name in SUMMARY_METRICS],
+        open_crisis_alerts=len(open_alerts),
+    )
+
+
+# --------------------------------------------------------------------------- alerts
+
+
+class CrisisAlert(BaseModel):
+    id: str
+    detected_at: datetime
+    dimension: str = Field(examples=["category"])
+    value: str = Field(examples=["delivery"])
+    window_start: datetime
+    window_end: datetime
+    count: int = Field(description="Complaints or negative signals in the window.")
+    baseline: float = Field(description="Expected count over the window.")
+    score: float = Field(description="CUSUM value that crossed the decision interval.")
+    open: bool = Field(description="The window ended within REPORTING_CRISIS_OPEN_HOURS.")
+
+
+def _open_since(settings: ReportingSettings) -> datetime:
+    return datetime.now(UTC) - timedelta(hours=settings.reporting_crisis_open_hours)
+
+
+@router.get(
+    "/alerts",
+    response_model=list[CrisisAlert],
+    tags=["alerts"],
+    summary="Crisis alerts from reporting's own read model: open ones (latest per series) "
+    "or all, newest first",
+    responses=BAD_INPUT,
+)
+async def get_alerts(
+    res: Annotated[Resources, Depends(resources)],
+    status: Annotated[Literal["open", "all"], Query()] = "open",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[CrisisAlert]:
+    since = _open_since(_settings(res))
+    rows = await store.crisis_alerts(
+        res.pool, open_since=since if status == "open" else None, limit=limit
+    )
+    return [
+        CrisisAlert(
+            id=r["event_id"],
+            detected_at=r["detected_at"],
+            dimension=r["dimension"],
+            value=r["value"],
+            window_start=r["window_start"],
+            window_end=r["window_end"],
+            count=r["count"],
+            baseline=r["baseline"],
+            score=r["score"],
+            open=r["window_end"] >= since,
+        )
+        for r in rows
+    ]
+
+
+# --------------------------------------------------------------------------- dashboard
+
+_STATIC_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+
+
+@pages.get("/", response_class=HTMLResponse)
+async def dashboard(res: Annotated[Resources, Depends(resources)]) -> HTMLResponse:
+    settings = _settings(res)
+    config = orjson.dumps(
+        {
+            "refresh_seconds": settings.reporting_dashboard_refresh_seconds,
+            "currency": settings.reporting_currency,
+        }
+    ).decode()
+    page = (STATIC / "index.html").read_text(encoding="utf-8")
+    return HTMLResponse(page.replace("{{CONFIG}}", config))
+
+
+@pages.get("/static/{name:path}")
+async def static_file(name: str) -> FileResponse:
+    path = (STATIC / name).resolve()
+    if not path.is_relative_to(STATIC.resolve()) or not path.is_file():
+        raise HTTPException(404, "not found")
+    return FileResponse(path, media_type=_STATIC_TYPES.get(path.suffix))

@@ -301,6 +301,44 @@ def interactions_per_customer(interactions: int, customers: int) -> Decimal | No
     return _ratio(interactions, customers)
 
 
+# --------------------------------------------------------------------------- buyers, value
+
+
+def returning_buyers(buyers: int, new_buyers: int) -> int:
+    """Returning buyers (回头客) = buyers in the window - new buyers (whose first purchase ever
+    falls in the window): the buyers who had bought before it."""
+    _require_count("buyers", buyers)
+    _require_count("new_buyers", new_buyers)
+    _require_part("new_buyers", new_buyers, "buyers", buyers)
+    return buyers - new_buyers
+
+
+def customer_equity(lifetime_values: Iterable[Decimal]) -> Decimal:
+    """Customer equity (客户资产) = sum of the customers' lifetime values over the customer
+    base (DOMAIN.md section 3; Blattberg & Deighton, "Manage Marketing by the Customer Equity
+    Test", Harvard Business Review, 1996). Sums of groups' equities add the same way."""
+    total = Decimal(0)
+    for value in lifetime_values:
+        _require_money("lifetime value", value)
+        total += value
+    return total
+
+
+def average_clv(groups: Iterable[tuple[int, Decimal | None]]) -> Decimal | None:
+    """Average customer lifetime value (平均客户终身价值) over groups of customers, each given as
+    (customers, their average CLV): the customer-weighted mean sum(n_g * avg_g) / sum(n_g)
+    over the groups whose average is known. None when no group has one."""
+    weighted, customers = Decimal(0), 0
+    for count, average in groups:
+        _require_count("customers", count)
+        if average is None:
+            continue
+        _require_money("average CLV", average)
+        weighted += count * average
+        customers += count
+    return _ratio(weighted, customers)
+
+
 # --------------------------------------------------------------------------- periods
 
 

@@ -1,4 +1,4 @@
-"""Reporting: KPI read models and the dashboard (port 8004)."""
+"""Reporting: KPI read models, the KPI API and the dashboard (port 8004)."""
 
 from __future__ import annotations
 
@@ -7,25 +7,30 @@ from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI
 
-from services.reporting.api import router
+from services.reporting.api import pages, router
+from services.reporting.settings import ReportingSettings
 from services.reporting.store import ReportingProjection
 from shared.service import ServiceSpec, create_app, serve
-from shared.settings import CommonSettings
 
 SPEC = ServiceSpec(
     name="reporting",
     schema="reporting",
     default_port=8004,
     migrations=Path(__file__).parent / "migrations",
-    routers=[router],
+    routers=[router, pages],
     projection=lambda settings: ReportingProjection(ZoneInfo(settings.timezone)),
-    description="Daily KPIs folded from the event topics.",
+    description="KPIs (DOMAIN.md section 7) by day, week and month, sliced by tier, segment, "
+    "channel and category, folded from the event topics; crisis alerts; the dashboard at /.",
+    tags=[
+        {"name": "kpis", "description": "Key performance indicators and headline cards."},
+        {"name": "alerts", "description": "Crisis alerts folded from crm.derived."},
+    ],
 )
 
 
-def app(settings: CommonSettings | None = None) -> FastAPI:
-    return create_app(SPEC, settings or CommonSettings())
+def app(settings: ReportingSettings | None = None) -> FastAPI:
+    return create_app(SPEC, settings or ReportingSettings())
 
 
 def main() -> None:
-    serve(SPEC, CommonSettings())
+    serve(SPEC, ReportingSettings())

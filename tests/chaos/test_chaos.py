@@ -27,7 +27,7 @@ from shared.embedded import Broker, Database, free_port, service_environment
 from shared.events import Event, ValidationContext, decode_event
 from tests.helpers import ServiceProcess, event, purchase, wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.embedded_only]
 
 SECONDS = float(os.environ.get("CHAOS_SECONDS", "25"))
 STORED = ValidationContext(future_tolerance=timedelta(days=36_500))

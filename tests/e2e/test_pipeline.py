@@ -161,6 +161,7 @@ async def test_sigkill_mid_stream_ends_with_the_uninterrupted_model(stack: Stack
     await wait_for_model(stack, events)
 
 
+@pytest.mark.embedded_only
 async def test_broker_restart_loses_nothing_and_counts_nothing_twice(stack: Stack) -> None:
     before = stream(customers=30, count=600, seed=11)
     assert (await post(stack, before)).status_code == 202
@@ -193,3 +194,33 @@ async def test_malformed_message_is_dead_lettered_and_the_next_is_applied(stack:
     assert "not JSON" in reasons[0]
     assert "id" in reasons[1]
     assert "subject" in reasons[1]
+
+
+@pytest.mark.embedded_only
+async def test_events_published_straight_to_topics_are_archived_and_survive_broker_loss(
+    stack: Stack,
+) -> None:
+    direct = purchase("cust-direct", "7.00")
+    await produce_raw(
+        stack.broker.bootstrap, Topic.PURCHASES, [orjson.dumps(direct)], key=b"cust-direct"
+    )
+
+    async def archived() -> bool:
+        rows = await stack.fetch("SELECT id FROM ingest.events WHERE id = $1", direct["id"])
+        return bool(rows)
+
+    await wait_until(archived, what="the direct event in the event store")
+    outbox = await stack.fetch("SELECT count(*) c FROM ingest.outbox")
+    assert outbox[0]["c"] == 0  # archived, not queued: the relay does not publish it back
+    await wait_for_model(stack, [direct])
+
+    stack.broker.restart()  # the topic and the direct event on it are gone
+    posted = purchase("cust-direct", "1.00")
+    assert (await post(stack, [posted])).status_code == 202
+
+    async def republished() -> bool:
+        records = await read_topic(stack.broker.bootstrap, Topic.PURCHASES)
+        return {orjson.loads(r.value)["id"] for r in records} == {direct["id"], posted["id"]}
+
+    await wait_until(republished, timeout=60, what="the archived event published again")
+    await wait_for_model(stack, [direct, posted])

@@ -86,6 +86,7 @@ async def test_oversized_bodies_and_wrong_media_types(client: httpx.AsyncClient)
     assert response.json()["detail"] == "unsupported media type 'text/csv'"
 
 
+@pytest.mark.embedded_only
 async def test_events_wait_in_the_outbox_while_the_broker_is_down(
     client: httpx.AsyncClient, settings: CommonSettings, broker: Broker
 ) -> None:

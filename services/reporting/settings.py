@@ -1,0 +1,24 @@
+"""Reporting's settings (environment variables; defaults documented in the README)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import CommonSettings
+
+
+class ReportingSettings(CommonSettings):
+    reporting_churn_after_days: int = Field(
+        default=365,
+        ge=1,
+        le=3660,
+        description="Days without a purchase after which a customer counts as lost (churn).",
+    )
+    reporting_crisis_open_hours: float = Field(
+        default=24,
+        gt=0,
+        description="A crisis alert stays open this long after the end of its window.",
+    )
+    reporting_dashboard_refresh_seconds: int = Field(
+        default=30, ge=5, description="How often the dashboard reloads its data."
+    )

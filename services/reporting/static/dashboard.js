@@ -1,0 +1,274 @@
+// The reporting dashboard: headline cards, four time series (uPlot, served from the package),
+// the tier breakdown and the open crisis alerts, in English or Chinese, refreshing itself.
+// Plain browser JavaScript, no build step. Every number comes from the service's own API.
+(function () {
+  "use strict";
+
+  const CONFIG = JSON.parse(document.getElementById("config").textContent);
+  const params = new URLSearchParams(location.search);
+  const TEXT = {
+    en: {
+      title: "Customer relationship KPIs", period: "Period", day: "Day", week: "Week",
+      month: "Month", updated: "Updated", tiers: "By tier, this period",
+      alerts: "Open crisis alerts", footer: "Definitions and sources of every KPI:",
+      none: "No open alert", vsPrevious: "vs previous", noData: "no data", tier: "Tier",
+      error: "Cannot load the data", alertText: (a) =>
+        `${a.count} complaints in ${a.dimension} “${a.value}” (expected ${a.baseline.toFixed(1)})`,
+      tierNames: { gold: "Gold", developing: "Developing", potential: "Potential", forgotten: "Forgotten", unscored: "Unscored" },
+    },
+    zh: {
+      title: "客户关系绩效指标", period: "周期", day: "日", week: "周", month: "月",
+      updated: "更新于", tiers: "按客户层级（本期）", alerts: "未解除的危机预警",
+      footer: "各指标的定义与来源：", none: "暂无预警", vsPrevious: "较上期", noData: "无数据",
+      tier: "层级", error: "数据加载失败", alertText: (a) =>
+        `${{ category: "类别", channel: "渠道", product: "产品" }[a.dimension] || a.dimension}` +
+        `“${a.value}”出现 ${a.count} 起投诉（预期 ${a.baseline.toFixed(1)}）`,
+      tierNames: { gold: "黄金客户", developing: "发展客户", potential: "潜在客户", forgotten: "被遗忘客户", unscored: "未评分" },
+    },
+  };
+  const CHART_SCALE = { month: ["week", 26], week: ["day", 42], day: ["day", 30] };
+  const TIER_METRICS = ["revenue", "buyers", "repeat_purchase_rate", "churn_rate", "customer_equity", "average_clv"];
+  const STROKE = "#2563eb"; // the series colour; the self-check counts its pixels
+
+  let lang = params.get("lang") || localStorage.getItem("crm-lang") || "en";
+  if (!TEXT[lang]) lang = "en";
+  const periodSelect = document.getElementById("period");
+  if (["day", "week", "month"].includes(params.get("period"))) periodSelect.value = params.get("period");
+  const refreshSeconds = Number(params.get("refresh")) || CONFIG.refresh_seconds || 30;
+  const charts = {};
+  let last = null; // the last data loaded, re-rendered on a language switch
+  let timer = null;
+
+  const t = (key) => TEXT[lang][key];
+  const label = (m) => (m ? (lang === "zh" ? m.label_zh : m.label_en) : "");
+
+  function format(value, unit, compact) {
+    if (value === null || value === undefined) return "–";
+    const locale = lang === "zh" ? "zh-CN" : "en-US";
+    const n = Number(value);
+    switch (unit) {
+      case "money":
+        return new Intl.NumberFormat(locale, {
+          style: "currency", currency: CONFIG.currency || "USD",
+          notation: compact ? "compact" : "standard", maximumFractionDigits: compact ? 1 : 2,
+        }).format(n);
+      case "ratio":
+        return new Intl.NumberFormat(locale, { style: "percent", maximumFractionDigits: 1 }).format(n);
+      case "percent":
+        return `${n.toFixed(1)}%`;
+      case "nps_points":
+        return n.toFixed(1);
+      case "duration":
+        return `${(n / 3600).toFixed(1)} h`;
+      case "count":
+        return new Intl.NumberFormat(locale).format(n);
+      default:
+        return n.toFixed(2);
+    }
+  }
+
+  async function getJSON(url) {
+    const response = await fetch(url, { headers: { accept: "application/json" } });
+    if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+    return response.json();
+  }
+
+  function isoDay(d) {
+    return d.toISOString().slice(0, 10);
+  }
+
+  async function load() {
+    const period = periodSelect.value;
+    const summary = await getJSON(`/v1/kpis/summary?period=${period}`);
+    const [granularity, span] = CHART_SCALE[period];
+    const to = new Date(summary.end < isoDay(new Date()) ? summary.end : isoDay(new Date()));
+    const from = new Date(to);
+    if (granularity === "week") from.setUTCDate(from.getUTCDate() - 7 * (span - 1));
+    else from.setUTCDate(from.getUTCDate() - (span - 1));
+    const series = await getJSON(
+      `/v1/kpis?metrics=revenue,nps,sla_compliance,churn_rate&granularity=${granularity}` +
+      `&from=${isoDay(from)}&to=${isoDay(to)}`);
+    const tiers = await getJSON(
+      `/v1/kpis?metrics=${TIER_METRICS.join(",")}&granularity=${period}&by=tier` +
+      `&from=${summary.start}&to=${summary.start}`);
+    const alerts = await getJSON("/v1/alerts?status=open&limit=20");
+    return { summary, series, tiers, alerts };
+  }
+
+  function renderCards(summary) {
+    const box = document.getElementById("cards");
+    box.replaceChildren();
+    const cards = [...summary.cards, {
+      name: "open_crisis_alerts", label_en: "Open crisis alerts", label_zh: "未解除危机预警",
+      unit: "count", value: summary.open_crisis_alerts, growth: null, delta: null,
+    }];
+    for (const card of cards) {
+      const el = document.createElement("div");
+      el.className = "card";
+      el.dataset.metric = card.name;
+      let change = "";
+      let direction = "";
+      if (card.growth !== null && card.growth !== undefined) {
+        change = `${card.growth >= 0 ? "+" : ""}${(card.growth * 100).toFixed(1)}% ${t("vsPrevious")}`;
+        direction = card.growth >= 0 ? "up" : "down";
+      } else if (card.delta !== null && card.delta !== undefined) {
+        const unit = card.unit === "ratio" ? "ratio" : card.unit;
+        change = `${card.delta >= 0 ? "+" : "−"}${format(Math.abs(card.delta), unit)} ${t("vsPrevious")}`;
+        direction = card.delta >= 0 ? "up" : "down";
+        if (card.name === "churn_rate") direction = card.delta > 0 ? "down" : "up";
+      }
+      el.innerHTML = '<div class="label"></div><div class="value"></div><div class="change"></div>';
+      el.querySelector(".label").textContent = label(card);
+      el.querySelector(".value").textContent = format(card.value, card.unit);
+      const changeEl = el.querySelector(".change");
+      changeEl.textContent = change;
+      if (direction) changeEl.classList.add(direction);
+      box.appendChild(el);
+    }
+  }
+
+  // Counts the pixels of the series colour on a chart's canvas: the proof, for people and for
+  // the browser test, that a line was drawn from data (not just axes).
+  function ink(u) {
+    const canvas = u.ctx.canvas;
+    const pixels = u.ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+    const [r, g, b] = [0x25, 0x63, 0xeb];
+    let count = 0;
+    for (let i = 0; i < pixels.length; i += 4) {
+      if (pixels[i + 3] > 200 && Math.abs(pixels[i] - r) < 40 && Math.abs(pixels[i + 1] - g) < 40 &&
+          Math.abs(pixels[i + 2] - b) < 40) count++;
+    }
+    return count;
+  }
+
+  function renderChart(figure, table) {
+    const name = figure.dataset.metric;
+    const info = table.metrics.find((m) => m.name === name);
+    figure.querySelector("figcaption").textContent = label(info);
+    const xs = table.rows.map((row) => Date.parse(`${row.period}T00:00:00Z`) / 1000);
+    const ys = table.rows.map((row) => (row[name] === null ? null : Number(row[name])));
+    const points = ys.filter((y) => y !== null).length;
+    figure.dataset.points = String(points);
+    const plot = figure.querySelector(".plot");
+    const width = Math.max(plot.clientWidth, 300);
+    if (charts[name]) charts[name].destroy();
+    plot.replaceChildren();
+    const opts = {
+      width, height: 220,
+      legend: { show: false },
+      cursor: { drag: { x: false, y: false } },
+      scales: { x: { time: true } },
+      series: [{}, {
+        label: label(info), stroke: STROKE, width: 2, spanGaps: true,
+        fill: "rgba(37, 99, 235, 0.08)", points: { show: true, size: 5, fill: STROKE },
+        value: (u, v) => format(v, info.unit),
+      }],
+      axes: [
+        { stroke: "#6b7280", grid: { stroke: "#f1f5f9" } },
+        { stroke: "#6b7280", grid: { stroke: "#f1f5f9" }, size: 70,
+          values: (u, ticks) => ticks.map((v) => format(v, info.unit, true)) },
+      ],
+      hooks: { draw: [(u) => { figure.dataset.ink = String(ink(u)); }] },
+    };
+    charts[name] = new uPlot(opts, [xs, ys], plot);
+  }
+
+  function renderTiers(table) {
+    const head = document.querySelector("#tiers thead");
+    const body = document.querySelector("#tiers tbody");
+    const infos = table.metrics;
+    head.innerHTML = "<tr><th></th></tr>";
+    head.querySelector("th").textContent = t("tier");
+    for (const m of infos) {
+      const th = document.createElement("th");
+      th.textContent = label(m);
+      head.firstChild.appendChild(th);
+    }
+    body.replaceChildren();
+    const order = ["gold", "developing", "potential", "forgotten", "unscored"];
+    const rows = [...table.rows].sort((a, b) => order.indexOf(a.tier) - order.indexOf(b.tier));
+    const maxRevenue = Math.max(1, ...rows.map((r) => Number(r.revenue) || 0));
+    for (const row of rows) {
+      const tr = document.createElement("tr");
+      tr.dataset.tier = row.tier;
+      const name = document.createElement("td");
+      name.textContent = TEXT[lang].tierNames[row.tier] || row.tier;
+      tr.appendChild(name);
+      for (const m of infos) {
+        const td = document.createElement("td");
+        if (m.name === "revenue") {
+          const bar = document.createElement("span");
+          bar.className = "bar";
+          bar.style.width = `${Math.round((60 * (Number(row.revenue) || 0)) / maxRevenue)}px`;
+          td.appendChild(bar);
+        }
+        td.appendChild(document.createTextNode(format(row[m.name], m.unit)));
+        tr.appendChild(td);
+      }
+      body.appendChild(tr);
+    }
+  }
+
+  function renderAlerts(alerts) {
+    const list = document.getElementById("alerts");
+    list.replaceChildren();
+    if (!alerts.length) {
+      const li = document.createElement("li");
+      li.className = "none";
+      li.textContent = t("none");
+      list.appendChild(li);
+    }
+    for (const alert of alerts) {
+      const li = document.createElement("li");
+      li.dataset.alert = alert.id;
+      const what = document.createElement("span");
+      what.className = "what";
+      what.textContent = TEXT[lang].alertText(alert);
+      const when = document.createElement("div");
+      const locale = lang === "zh" ? "zh-CN" : "en-US";
+      when.textContent = `${new Date(alert.window_start).toLocaleString(locale)} – ${new Date(alert.window_end).toLocaleString(locale)}`;
+      li.append(what, when);
+      list.appendChild(li);
+    }
+  }
+
+  function render() {
+    document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+    document.title = t("title");
+    for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+    document.getElementById("lang").textContent = lang === "zh" ? "English" : "中文";
+    if (!last) return;
+    renderCards(last.summary);
+    for (const figure of document.querySelectorAll(".chart")) renderChart(figure, last.series);
+    renderTiers(last.tiers);
+    renderAlerts(last.alerts);
+    document.getElementById("updated").textContent = last.at.toLocaleTimeString(lang === "zh" ? "zh-CN" : "en-US");
+  }
+
+  async function refresh() {
+    clearTimeout(timer);
+    const error = document.getElementById("error");
+    try {
+      last = { ...(await load()), at: new Date() };
+      error.hidden = true;
+      render();
+      document.body.dataset.state = "ready";
+      document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
+    } catch (e) {
+      error.textContent = `${t("error")}: ${e.message}`;
+      error.hidden = false;
+      document.body.dataset.state = "error";
+    }
+    timer = setTimeout(refresh, refreshSeconds * 1000);
+  }
+
+  document.getElementById("lang").addEventListener("click", () => {
+    lang = lang === "zh" ? "en" : "zh";
+    localStorage.setItem("crm-lang", lang);
+    render();
+  });
+  periodSelect.addEventListener("change", refresh);
+  window.addEventListener("resize", () => render());
+  render();
+  refresh();
+})();

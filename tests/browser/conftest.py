@@ -1,0 +1,42 @@
+"""Fixtures of the browser tests: headless Chromium (Debian's package, installed on demand
+by scripts/ensure-chromium.sh) and reporting with its ingest in front of it."""
+
+from __future__ import annotations
+
+import subprocess
+import warnings
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from shared.embedded import Broker
+from tests.e2e.test_reporting import Reporting, running_reporting
+
+ENSURE_CHROMIUM = Path(__file__).parents[2] / "scripts" / "ensure-chromium.sh"
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The Chromium binary ($CHROMIUM, or Debian's), installed with a CJK font by
+    scripts/ensure-chromium.sh when missing (apt-get: the tests may run as root). Where it
+    cannot be installed the browser tests are skipped, loudly: a warning in the summary and
+    the reason in the skip."""
+    result = subprocess.run(
+        ["bash", str(ENSURE_CHROMIUM)], capture_output=True, text=True, timeout=900, check=False
+    )
+    if result.returncode == 0 and result.stdout.strip():
+        return result.stdout.strip().splitlines()[-1]
+    message = (
+        "BROWSER TESTS SKIPPED: headless Chromium is missing and could not be installed "
+        f"({ENSURE_CHROMIUM.name} exited {result.returncode}: {result.stderr.strip()[-500:]}). "
+        "Install Debian's 'chromium' package, or set CHROMIUM to a Chromium binary."
+    )
+    warnings.warn(message, stacklevel=1)
+    pytest.skip(message)
+
+
+@pytest.fixture
+async def reporting(broker: Broker, database_url: str, tmp_path: Path) -> AsyncIterator[Reporting]:
+    async with running_reporting(broker, database_url, tmp_path) as running:
+        yield running
