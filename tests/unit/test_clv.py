@@ -536,7 +536,8 @@ def test_clv_over_many_periods_survives_scipy_nans_in_a_broadcast() -> None:
     x = np.array([0.0, 3.0, 200.0, 200.0])
     t_x = np.array([0.0, 0.5, 0.9, 0.9])
     age = np.array([1.0, 1.0, 1.0, 1.0])
-    values = clv.predictive_clv(params, x, t_x, age, np.full(4, 50.0), horizon_periods=53,
-                                discount_rate=0.002)
+    values = clv.predictive_clv(
+        params, x, t_x, age, np.full(4, 50.0), horizon_periods=53, discount_rate=0.002
+    )
     assert np.all(np.isfinite(values))
     assert np.all(values >= 0)
