@@ -20,12 +20,13 @@ partition and the partition is re-read from its start; rule 2 makes that safe:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import asyncpg
@@ -40,6 +41,11 @@ from shared.settings import CommonSettings
 log = logging.getLogger(__name__)
 
 EPOCH_HEADER = "crm-epoch"
+# A dead letter carries the original key and value when they fit in this many bytes, which
+# keeps it under Kafka's default 1 MiB message limit with its headers; a larger record is cut
+# to it (header crm-truncated: the original size) and stays whole at its source offset.
+MAX_DEAD_LETTER_BYTES = 1_000_000
+MAX_REASON_BYTES = 4000
 
 
 class Projection(Protocol):
@@ -220,9 +226,13 @@ class ConsumerRuntime:
             records = self._verified(tp, records)
             for record in records:
                 try:
-                    events.append(decode_event(record.value or b"", self._validation))
+                    event = decode_event(record.value or b"", self._validation)
+                    events.append(replace(event, position=(tp.topic, tp.partition, record.offset)))
                 except InvalidEvent as error:
                     dead.append((record, str(error)))
+                except Exception as error:  # decoding is pure: a retry would fail the same way
+                    log.exception("cannot decode a record", extra={"consumer": self.name})
+                    dead.append((record, f"cannot decode: {type(error).__name__}: {error}"))
             if records:
                 positions[tp] = (records[-1].offset + 1, fingerprint(records[-1]))
         if not positions:
@@ -304,17 +314,9 @@ class ConsumerRuntime:
         assert self._producer is not None
         futures = []
         for record, reason in dead:
-            headers = [
-                ("crm-error", reason[:4000].encode()),
-                ("crm-source-topic", record.topic.encode()),
-                ("crm-source-partition", str(record.partition).encode()),
-                ("crm-source-offset", str(record.offset).encode()),
-                ("crm-consumer", self.name.encode()),
-            ]
+            key, value, headers = dead_letter(record, reason, self.name)
             futures.append(
-                await self._producer.send(
-                    Topic.DEADLETTER, value=record.value, key=record.key, headers=headers
-                )
+                await self._producer.send(Topic.DEADLETTER, value=value, key=key, headers=headers)
             )
             log.warning(
                 "dead-lettered a record",
@@ -401,6 +403,26 @@ class ConsumerRuntime:
         self.status.assigned = sorted(f"{tp.topic}/{tp.partition}" for tp in assigned)
 
 
+def dead_letter(
+    record: ConsumerRecord[bytes, bytes], reason: str, consumer: str
+) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+    """Key, value and headers of the dead letter of `record`."""
+    key, value = record.key, record.value
+    size = len(key or b"") + len(value or b"")
+    headers = [
+        ("crm-error", reason.encode()[:MAX_REASON_BYTES].decode(errors="ignore").encode()),
+        ("crm-source-topic", record.topic.encode()),
+        ("crm-source-partition", str(record.partition).encode()),
+        ("crm-source-offset", str(record.offset).encode()),
+        ("crm-consumer", consumer.encode()),
+    ]
+    if size > MAX_DEAD_LETTER_BYTES:
+        key = key[:1024] if key is not None else None
+        value = value[: MAX_DEAD_LETTER_BYTES - len(key or b"")] if value is not None else None
+        headers.append(("crm-truncated", str(size).encode()))
+    return key, value, headers
+
+
 def _first_of_each_id(events: list[Event]) -> list[Event]:
     seen: set[str] = set()
     unique = []
@@ -419,6 +441,9 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         # Wait for the batch in flight to commit; its offsets are then in PostgreSQL.
         async with self._runtime._batch_lock:
             self._runtime.status.assigned = []
+            for tp in revoked:  # another instance reports these partitions' lag now
+                with contextlib.suppress(KeyError):
+                    metrics.CONSUMER_LAG.remove(self._runtime.name, tp.topic, str(tp.partition))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self._runtime._batch_lock:

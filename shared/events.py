@@ -8,8 +8,9 @@ reads, so both sides accept and reject exactly the same things.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -17,8 +18,10 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -30,6 +33,51 @@ from pydantic import (
 CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
 SCHEMA_VERSION_ATTRIBUTE = "schemaversion"
 MAX_AMOUNT = Decimal("1000000000000")  # 1e12 in any currency: beyond it, an input error
+MAX_TOTAL = MAX_AMOUNT * 1000  # sums over many customers (customer equity)
+# Every time and date an event carries lies in [1970, 2100); an event's own `time` is also
+# at most FUTURE_TOLERANCE_SECONDS ahead of now.
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+MAX_PERIOD_DAYS = 366  # a marketing spend covers at most a year
+# Durations (SLA targets and clocks) fit between the earliest and the latest time.
+MAX_SECONDS = (LATEST_TIME - EARLIEST_TIME).total_seconds()
+MAX_COUNT = 1_000_000_000  # counts carried by derived events
+MAX_EXTENSIONS = 20  # CloudEvents extension attributes per event
+MAX_EXTENSION_LENGTH = 1024
+MAX_ERRORS = 50  # reasons reported per invalid event; the rest are summed up
+_EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}")  # CloudEvents 1.0 attribute naming
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _rfc3339(value: object) -> object:
+    """A time in JSON is an RFC 3339 string; pydantic alone would also take a number of
+    seconds since 1970 or a bare date."""
+    if isinstance(value, datetime) or (isinstance(value, str) and _RFC3339.fullmatch(value)):
+        return value
+    raise ValueError("must be an RFC 3339 date-time with a UTC offset (2026-11-02T10:15:00+01:00)")
+
+
+def _time_in_range(value: datetime) -> datetime:
+    if not EARLIEST_TIME <= value < LATEST_TIME:
+        raise ValueError("must be from 1970 up to the end of 2099")
+    return value
+
+
+def _iso_date(value: object) -> object:
+    if isinstance(value, date) or (isinstance(value, str) and _ISO_DATE.fullmatch(value)):
+        return value
+    raise ValueError("must be a date YYYY-MM-DD")
+
+
+def _date_in_range(value: date) -> date:
+    if not EARLIEST_TIME.date() <= value < LATEST_TIME.date():
+        raise ValueError("must be from 1970 up to the end of 2099")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_time_in_range)]
+Day = Annotated[date, BeforeValidator(_iso_date), AfterValidator(_date_in_range)]
 
 
 class Topic(StrEnum):
@@ -83,7 +131,9 @@ ChurnReason = Literal["price", "competitor", "service_quality", "product_quality
 class EventData(BaseModel):
     """Base of every event's `data`: immutable, and unknown fields are an error (typos)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False
+    )
 
 
 class MonetaryData(EventData):
@@ -231,7 +281,7 @@ class ComplaintFeedback(ComplaintEvent):
 
 class ComplaintSolutionProposed(ComplaintEvent):
     solution: LongText | None = None
-    promised_at: AwareDatetime | None = Field(
+    promised_at: Timestamp | None = Field(
         default=None, description="When the solution will be carried out, as promised."
     )
 
@@ -264,8 +314,17 @@ class SurveyCsat(EventData):
 class MarketingSpend(MonetaryData):
     channel: Annotated[str, Field(min_length=1, max_length=64)]
     campaign: Identifier | None = None
-    period_start: date | None = None
-    period_end: date | None = None
+    period_start: Day | None = None
+    period_end: Day | None = None
+
+    @model_validator(mode="after")
+    def _sane_period(self) -> MarketingSpend:
+        if self.period_start and self.period_end:
+            if self.period_end < self.period_start:
+                raise ValueError("period_end is before period_start")
+            if (self.period_end - self.period_start).days >= MAX_PERIOD_DAYS:
+                raise ValueError(f"a period covers at most {MAX_PERIOD_DAYS} days")
+        return self
 
 
 class LeadAssessed(EventData):
@@ -286,18 +345,23 @@ class ClassChanged(EventData):
 
     old: Annotated[str, Field(max_length=64)] | None = None
     new: Annotated[str, Field(max_length=64)]
-    as_of: AwareDatetime
+    as_of: Timestamp
     churn_risk: float | None = Field(default=None, ge=0, le=1)
 
 
 class TierSummary(EventData):
     """Customers and lifetime value of one tier at a re-score (subject: "tier:<tier>")."""
 
-    as_of: AwareDatetime
+    as_of: Timestamp
     tier: Annotated[str, Field(max_length=32)]
-    customers: int = Field(ge=0)
-    customer_equity: Decimal = Field(description="Sum of predicted CLV of the tier.")
-    average_clv: Decimal | None = None
+    customers: int = Field(ge=0, le=MAX_COUNT)
+    customer_equity: Decimal = Field(
+        ge=-MAX_TOTAL,
+        le=MAX_TOTAL,
+        decimal_places=6,
+        description="Sum of predicted CLV of the tier.",
+    )
+    average_clv: Decimal | None = Field(default=None, ge=-MAX_TOTAL, le=MAX_TOTAL, decimal_places=6)
 
 
 SlaMetric = Literal["first_response", "next_response", "resolution"]
@@ -308,8 +372,8 @@ class SlaEventData(ComplaintEvent):
     instant), not when the service noticed it."""
 
     metric: SlaMetric
-    cycle: int = Field(ge=0)
-    target_seconds: float = Field(ge=0, description="Target in business seconds.")
+    cycle: int = Field(ge=0, le=MAX_COUNT)
+    target_seconds: float = Field(ge=0, le=MAX_SECONDS, description="Target in business seconds.")
     priority: Priority | None = None
     tier: Annotated[str, Field(max_length=32)] | None = None
     category: Annotated[str, Field(max_length=64)] | None = None
@@ -325,7 +389,9 @@ class SlaClockStopped(SlaEventData):
     reopen restarts stops again later with a new event; the latest per clock counts."""
 
     outcome: Literal["met", "breached"]
-    elapsed_seconds: float = Field(ge=0, description="Business seconds the clock counted.")
+    elapsed_seconds: float = Field(
+        ge=0, le=MAX_SECONDS, description="Business seconds the clock counted."
+    )
 
 
 class CrisisDetected(EventData):
@@ -333,10 +399,10 @@ class CrisisDetected(EventData):
 
     dimension: Annotated[str, Field(max_length=32)] = Field(examples=["category"])
     value: Annotated[str, Field(max_length=128)] = Field(examples=["delivery"])
-    window_start: AwareDatetime
-    window_end: AwareDatetime
-    count: int = Field(ge=0)
-    baseline: float = Field(ge=0, description="Expected count over the window.")
+    window_start: Timestamp
+    window_end: Timestamp
+    count: int = Field(ge=0, le=MAX_COUNT)
+    baseline: float = Field(ge=0, le=MAX_COUNT, description="Expected count over the window.")
     score: float = Field(description="Poisson CUSUM value that crossed the decision interval.")
     decision_interval: float
 
@@ -421,7 +487,7 @@ class Envelope(BaseModel):
     id: Annotated[str, Field(min_length=1, max_length=256)]
     source: Annotated[str, Field(min_length=1, max_length=1024)]
     type: Annotated[str, Field(min_length=1, max_length=128)]
-    time: AwareDatetime
+    time: Timestamp
     subject: Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN)]
     datacontenttype: Literal["application/json"] = "application/json"
     dataschema: Annotated[str, Field(max_length=1024)] | None = None
@@ -435,17 +501,35 @@ class Envelope(BaseModel):
         tolerance: timedelta = context.get("future_tolerance", timedelta(minutes=5))
         if value > now + tolerance:
             raise ValueError(f"time is more than {tolerance} in the future")
-        if value.year < 1970:
-            raise ValueError("time is before 1970")
         return value
+
+    @model_validator(mode="after")
+    def _bounded_extensions(self) -> Envelope:
+        """Extension attributes (CloudEvents 1.0): a few, named a-z0-9, scalar and short."""
+        extensions = self.model_extra or {}
+        if len(extensions) > MAX_EXTENSIONS:
+            raise ValueError(f"at most {MAX_EXTENSIONS} extension attributes")
+        for name, value in extensions.items():
+            if not _EXTENSION_NAME.fullmatch(name):
+                raise ValueError(
+                    f"extension attribute '{name[:40]}': a name is 1-20 of a-z and 0-9"
+                )
+            if value is not None and not isinstance(value, str | int | bool):
+                raise ValueError(f"extension attribute '{name}': a string, integer or boolean")
+            if isinstance(value, str) and len(value) > MAX_EXTENSION_LENGTH:
+                raise ValueError(
+                    f"extension attribute '{name}': at most {MAX_EXTENSION_LENGTH} characters"
+                )
+        return self
 
 
 @dataclass(frozen=True)
 class Event:
-    """A validated event: the envelope and its typed data."""
+    """A validated event: the envelope and its typed data, and where a consumer read it."""
 
     envelope: Envelope
     data: EventData
+    position: tuple[str, int, int] | None = field(default=None, compare=False)  # topic, p, offset
 
     @property
     def id(self) -> str:
@@ -506,8 +590,9 @@ class ValidationContext:
 
 
 def event_type_of(envelope: Envelope) -> EventType:
-    version_text = str((envelope.model_extra or {}).get(SCHEMA_VERSION_ATTRIBUTE, "1"))
-    version = int(version_text) if version_text.isdigit() else -1
+    version_text = str((envelope.model_extra or {}).get(SCHEMA_VERSION_ATTRIBUTE, "1"))[:40]
+    plain = version_text.isascii() and version_text.isdigit() and len(version_text) < 10
+    version = int(version_text) if plain else -1
     found = EVENT_TYPES.get((envelope.type, version))
     if found is None:
         raise InvalidEvent([_type_error(envelope.type, version_text)])
@@ -523,19 +608,45 @@ def _type_error(type_name: str, version: str) -> FieldError:
 
 
 def _field_errors(error: ValidationError, prefix: str) -> list[FieldError]:
-    return [
+    items = error.errors(include_url=False)
+    found = [
         FieldError(
             ".".join([prefix, *map(str, item["loc"])]).strip(".") or prefix or "body",
             item["msg"],
         )
-        for item in error.errors(include_url=False)
+        for item in items[:MAX_ERRORS]
     ]
+    if len(items) > MAX_ERRORS:
+        found.append(FieldError(prefix or "body", f"and {len(items) - MAX_ERRORS} more errors"))
+    return found
+
+
+def _nul_at(raw: object) -> str | None:
+    """Where the first NUL character is (PostgreSQL text and jsonb cannot hold one)."""
+    stack: list[tuple[str, object]] = [("", raw)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return path or "body"
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                where = f"{path}.{key}".strip(".")
+                if isinstance(key, str) and "\x00" in key:
+                    return path or "body"
+                stack.append((where, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}.{i}".strip("."), item) for i, item in enumerate(value))
+    return None
 
 
 def validate_event(raw: object, context: ValidationContext) -> Event:
     """Validate one decoded JSON value as a CloudEvent of a known type; raise InvalidEvent."""
     if not isinstance(raw, Mapping):
         raise InvalidEvent([FieldError("body", "an event must be a JSON object")])
+    nul = _nul_at(raw)
+    if nul is not None:
+        raise InvalidEvent([FieldError(nul, "text must not contain the NUL character (\\u0000)")])
     ctx = context.as_dict()
     try:
         envelope = Envelope.model_validate(raw, context=ctx)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -32,6 +33,14 @@ class ErrorBody(BaseModel):
 
     detail: str = Field(examples=["invalid request"])
     errors: list[ErrorItem] = Field(default_factory=list)
+
+
+# A command's body (agent commands, model fits) is a small JSON object; ingest has its own,
+# configurable limit (MAX_BODY_BYTES).
+MAX_COMMAND_BODY_BYTES = 256 * 1024
+BODY_TOO_LARGE: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorBody, "description": f"Body over {MAX_COMMAND_BODY_BYTES} bytes."}
+}
 
 
 def error_response(
@@ -75,6 +84,47 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
+    _document_errors(app)
+
+
+_ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
+_FASTAPI_422 = "#/components/schemas/HTTPValidationError"
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Make the OpenAPI document show the errors as the handlers above send them: FastAPI's
+    own 422 model (`{"detail": [...]}`) becomes ErrorBody, and an operation that reads a
+    body also documents 400 (a body that is not UTF-8 text)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = generate()
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        error_body = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, definition in error_body.pop("$defs", {}).items():
+            schemas.setdefault(name, definition)
+        schemas.setdefault("ErrorBody", error_body)
+        for path in document.get("paths", {}).values():
+            for operation in path.values():
+                responses = operation.setdefault("responses", {})
+                for response in responses.values():
+                    media = response.get("content", {}).get("application/json", {})
+                    if media.get("schema", {}).get("$ref") == _FASTAPI_422:
+                        media["schema"] = dict(_ERROR_REF)
+                if "requestBody" in operation and "400" not in responses:
+                    responses["400"] = {
+                        "description": "The body cannot be read: not UTF-8 text.",
+                        "content": {"application/json": {"schema": dict(_ERROR_REF)}},
+                    }
+        if _FASTAPI_422 not in json.dumps(document):
+            schemas.pop("HTTPValidationError", None)
+            schemas.pop("ValidationError", None)
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def operations_router(readiness: ReadinessCheck) -> APIRouter:
@@ -84,7 +134,11 @@ def operations_router(readiness: ReadinessCheck) -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", summary="Readiness: database, broker, partitions, lag")
+    @router.get(
+        "/readyz",
+        summary="Readiness: database, broker, partitions, lag",
+        responses={503: {"description": "Not ready: the same body, with `reason`."}},
+    )
     async def readyz() -> Response:
         checks = await readiness()
         status = 200 if checks.get("ready") else 503

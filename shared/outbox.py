@@ -82,6 +82,55 @@ async def append_events(conn: Connection, events: Sequence[Event]) -> AppendResu
     return AppendResult(accepted=[e.id for e in events])
 
 
+async def archive_events(conn: Connection, events: Sequence[Event]) -> int:
+    """Store events that reached the topics without passing through this log (other systems
+    publish there directly): no outbox row, so the relay does not publish them back, yet a
+    re-publish after a broker loss includes them. Known ids are left as they are."""
+    if not events:
+        return 0
+    archived: int = await conn.fetchval(
+        """
+        WITH new AS (
+            INSERT INTO events (id, type, source, subject, time, topic, body, content_hash)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                                 $5::timestamptz[], $6::text[], $7::jsonb[], $8::bytea[])
+            ON CONFLICT (id) DO NOTHING
+            RETURNING 1
+        )
+        SELECT count(*) FROM new
+        """,
+        [e.id for e in events],
+        [e.type for e in events],
+        [e.envelope.source for e in events],
+        [e.subject for e in events],
+        [e.time for e in events],
+        [str(e.topic) for e in events],
+        [e.to_bytes().decode() for e in events],
+        [e.content_hash() for e in events],
+    )
+    return archived
+
+
+async def record_seen_offsets(conn: Connection, events: Sequence[Event]) -> None:
+    """Raise the relay's marks to offsets seen on the topics (by an archiving consumer), so
+    that a broker losing events this log archived is noticed like one losing its own."""
+    seen: dict[tuple[str, int], int] = {}
+    for event in events:
+        if event.position is not None:
+            topic, partition, offset = event.position
+            seen[(topic, partition)] = max(seen.get((topic, partition), -1), offset)
+    if seen:
+        await conn.execute(
+            "INSERT INTO relay_marks (topic, partition, next_offset) "
+            "SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[]) "
+            "ON CONFLICT (topic, partition) DO UPDATE "
+            "SET next_offset = GREATEST(relay_marks.next_offset, EXCLUDED.next_offset)",
+            [t for t, _ in seen],
+            [p for _, p in seen],
+            [o + 1 for o in seen.values()],
+        )
+
+
 async def _classify_existing(
     conn: Connection, events: Sequence[Event], accepted: set[str]
 ) -> AppendResult:
@@ -236,6 +285,7 @@ class OutboxRelay:
             key = (ack.topic, ack.partition)
             lowest[key] = min(lowest.get(key, ack.offset), ack.offset)
             highest[key] = max(highest.get(key, -1), ack.offset)
+        await self._load_marks()  # fresh: an archiving consumer raises marks in the table too
         went_back = {t for (t, p), low in lowest.items() if low < self._marks.get((t, p), 0)}
         await self._acknowledge([r["seq"] for r in rows], highest)
         metrics.EVENTS_PUBLISHED.inc(len(rows))
@@ -261,6 +311,8 @@ class OutboxRelay:
     async def _recreate_lost_topics(self, admin: AIOKafkaAdminClient) -> None:
         """Topics we had published to that are gone mean the broker lost its data."""
         created = await kafka.ensure_topics_with(admin, self._settings, kafka.ALL_TOPICS)
+        if created:
+            await self._load_marks()
         lost = {t for t in created if any(topic == t for topic, _ in self._marks)}
         if lost:
             await self._republish(lost, "topics had disappeared from the broker")
@@ -273,6 +325,7 @@ class OutboxRelay:
         lost data, whoever re-created the topic since.
         """
         await self._recreate_lost_topics(admin)
+        await self._load_marks()  # an archiving consumer raises marks in the table too
         marked = {tp: mark for tp, mark in self._marks.items() if mark > 0}
         if not marked:
             return

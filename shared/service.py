@@ -42,6 +42,9 @@ class ServiceSpec:
     description: str
     projection: Callable[[CommonSettings], Projection] | None = None
     publishes: bool = False  # has an event log and outbox relay
+    # Whether a consumer without partitions makes the service unready. Not for ingest: its
+    # consumer only archives, and it must keep taking events while the broker is away.
+    consumer_gates_readiness: bool = True
     # Long-running work of the service (schedulers): started after the consumer, cancelled
     # at shutdown. Each gets the running service's resources.
     tasks: Sequence[Callable[[Resources], Awaitable[None]]] = ()
@@ -90,7 +93,7 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(LatencyMiddleware)
-    app.include_router(operations_router(lambda: _readiness(app)))
+    app.include_router(operations_router(lambda: _readiness(app, spec)))
     for router in spec.routers:
         app.include_router(router)
     return app
@@ -149,7 +152,7 @@ async def _stop(res: Resources) -> None:
     await res.pool.close()
 
 
-async def _readiness(app: FastAPI) -> dict[str, Any]:
+async def _readiness(app: FastAPI, spec: ServiceSpec) -> dict[str, Any]:
     res: Resources | None = getattr(app.state, "resources", None)
     if res is None:
         return {"ready": False, "reason": "starting"}
@@ -169,7 +172,9 @@ async def _readiness(app: FastAPI) -> dict[str, Any]:
             "lag": status.total_lag,
             "last_error": status.last_error,
         }
-        if stale or not status.running:
+        if not spec.consumer_gates_readiness:
+            pass
+        elif stale or not status.running:
             reasons.append("consumer is not polling the broker")
         elif not status.assigned:
             reasons.append("no partitions assigned yet")

@@ -29,9 +29,10 @@ from shared.events import (
     Event,
     EventData,
     Priority,
+    Timestamp,
     new_event,
 )
-from shared.http import ErrorBody
+from shared.http import BODY_TOO_LARGE, MAX_COMMAND_BODY_BYTES, ErrorBody
 from shared.outbox import append_events
 from shared.service import Resources, resources
 
@@ -164,14 +165,12 @@ async def list_complaints(
     res: Annotated[Resources, Depends(resources)],
     status: Annotated[str | None, Query(max_length=32)] = None,
     breached: bool | None = None,
-    due_before: datetime | None = None,
+    due_before: Timestamp | None = None,
     priority: Priority | None = None,
     tier: Annotated[str | None, Query(max_length=32)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
 ) -> QueuePage:
-    if due_before is not None and due_before.tzinfo is None:
-        raise _invalid("query.due_before", "needs a UTC offset")
     after = None
     if cursor is not None:
         try:
@@ -207,12 +206,9 @@ async def list_complaints(
 )
 async def get_alerts(
     res: Annotated[Resources, Depends(resources)],
-    start: Annotated[datetime | None, Query(alias="from")] = None,
-    end: Annotated[datetime | None, Query(alias="to")] = None,
+    start: Annotated[Timestamp | None, Query(alias="from")] = None,
+    end: Annotated[Timestamp | None, Query(alias="to")] = None,
 ) -> list[dict[str, Any]]:
-    for name, value in (("from", start), ("to", end)):
-        if value is not None and value.tzinfo is None:
-            raise _invalid(f"query.{name}", "needs a UTC offset")
     return await store.alerts(res.pool, start, end)
 
 
@@ -319,8 +315,10 @@ def _command_route(command: str, data_model: type[EventData]) -> None:
         summary=f"Agent command: {command} ({COMMANDS[command][0]})",
         responses=NOT_FOUND
         | BAD_INPUT
+        | BODY_TOO_LARGE
         | {409: {"model": ErrorBody, "description": "Not allowed in the current state."}},
         name=f"complaint_{command}",
+        max_body_size=MAX_COMMAND_BODY_BYTES,
     )
 
 

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from services.ingest.api import router
 from services.ingest.settings import IngestSettings
+from services.ingest.store import ArchiveProjection
 from shared.service import ServiceSpec, create_app, serve
 
 SPEC = ServiceSpec(
@@ -17,7 +18,10 @@ SPEC = ServiceSpec(
     migrations=Path(__file__).parent / "migrations",
     routers=[router],
     publishes=True,
-    description="Takes CloudEvents over HTTP, stores them, and publishes them to Kafka.",
+    projection=lambda _settings: ArchiveProjection(),
+    consumer_gates_readiness=False,
+    description="Takes CloudEvents over HTTP, stores them, and publishes them to Kafka; "
+    "archives events other systems publish straight to the topics.",
 )
 
 

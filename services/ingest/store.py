@@ -6,8 +6,21 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from shared.events import Event
-from shared.outbox import AppendResult, append_events
+from shared.db import Connection
+from shared.events import SOURCE_TOPICS, Event
+from shared.outbox import AppendResult, append_events, archive_events, record_seen_offsets
+
+
+class ArchiveProjection:
+    """Events other systems publish straight to the topics, kept in the event store too, so
+    the store holds every event whoever sent it and a broker loss loses none of them."""
+
+    name = "ingest-archive"
+    topics: Sequence[str] = SOURCE_TOPICS
+
+    async def store(self, conn: Connection, events: list[Event]) -> None:
+        await archive_events(conn, events)
+        await record_seen_offsets(conn, events)
 
 
 class Conflict(Exception):

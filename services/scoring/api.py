@@ -22,8 +22,8 @@ from services.scoring.domain import profile_of
 from services.scoring.rescore import fit_and_save, refresh_reference
 from services.scoring.scoring import Reference, score
 from services.scoring.settings import ScoringSettings
-from shared.events import CUSTOMER_ID_PATTERN, ValidationContext, decode_event
-from shared.http import ErrorBody
+from shared.events import CUSTOMER_ID_PATTERN, EARLIEST_TIME, ValidationContext, decode_event
+from shared.http import BODY_TOO_LARGE, MAX_COMMAND_BODY_BYTES, ErrorBody
 from shared.service import Resources, resources
 
 router = APIRouter(prefix="/v1", tags=["customers"])
@@ -67,10 +67,12 @@ def parse_as_of(value: str | None, zone: ZoneInfo) -> datetime | None:
             )
         else:
             instant = datetime.fromisoformat(value)
-    except ValueError:
+    except (ValueError, OverflowError):  # (the day after 9999-12-31 overflows)
         raise _invalid("query.as_of", "not a date (YYYY-MM-DD) or RFC 3339 instant") from None
     if instant.tzinfo is None:
         raise _invalid("query.as_of", "an instant needs a UTC offset")
+    if instant < EARLIEST_TIME:
+        raise _invalid("query.as_of", "is before 1970, the earliest time an event can have")
     now = datetime.now(UTC)
     if instant > now:
         if instant.astimezone(zone).date() == now.astimezone(zone).date():
@@ -153,9 +155,10 @@ async def _reference(res: Resources, as_of: datetime | None) -> Reference:
     if as_of is None:
         if "reference" not in res.state:
             await refresh_reference(res)
-        if "reference" in res.state:
-            reference: Reference = res.state["reference"][2]
-            return reference
+        stored: Reference | None = res.state["reference"][2] if "reference" in res.state else None
+        if stored is not None and stored.size:
+            return stored
+        # No re-score yet, or one that ran before the first purchase: the population as of now.
         as_of = datetime.now(UTC)
     cache: dict[datetime, Reference] = res.state.setdefault("references", {})
     if as_of not in cache:
@@ -388,7 +391,12 @@ class FitRequest(BaseModel):
     time_unit: Literal["day", "week"] | None = None
 
 
-@router.get("/models/clv", summary="The current lifetime-value model", tags=["models"])
+@router.get(
+    "/models/clv",
+    summary="The current lifetime-value model",
+    tags=["models"],
+    responses={404: {"model": ErrorBody, "description": "No model fitted yet."}},
+)
 async def get_model(res: Annotated[Resources, Depends(resources)]) -> dict[str, Any]:
     rows = await store.model_rows(res.pool)
     if not rows:
@@ -400,7 +408,10 @@ async def get_model(res: Annotated[Resources, Depends(resources)]) -> dict[str, 
     "/models/clv/fit",
     summary="Fit BG/NBD and Gamma-Gamma now on the population as of a date",
     tags=["models"],
-    responses=BAD_INPUT | {409: {"model": ErrorBody, "description": "Too few customers."}},
+    responses=BAD_INPUT
+    | BODY_TOO_LARGE
+    | {409: {"model": ErrorBody, "description": "Too few customers."}},
+    max_body_size=MAX_COMMAND_BODY_BYTES,
 )
 async def fit_model(
     request: FitRequest, res: Annotated[Resources, Depends(resources)]
