@@ -53,6 +53,8 @@ class Projection(Protocol):
 
     name: str  # the consumer group, and the key of its offsets and applied ids
     topics: Sequence[str]
+    # Optional attribute `skip_own_records = True`: records this service's relay published
+    # (they carry the epoch header) are skipped undecoded; their offsets still advance.
 
     async def store(self, conn: Connection, events: list[Event]) -> None:
         """Fold `events` (new ids only, in partition order) into the read model, in `conn`'s
@@ -222,9 +224,12 @@ class ConsumerRuntime:
         events: list[Event] = []
         dead: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
         positions: dict[TopicPartition, tuple[int, bytes]] = {}
+        skip_own = getattr(self._projection, "skip_own_records", False)
         for tp, records in batches.items():
             records = self._verified(tp, records)
             for record in records:
+                if skip_own and any(key == EPOCH_HEADER for key, _ in record.headers):
+                    continue  # published by this service's own relay: already stored
                 try:
                     event = decode_event(record.value or b"", self._validation)
                     events.append(replace(event, position=(tp.topic, tp.partition, record.offset)))

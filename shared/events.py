@@ -45,7 +45,7 @@ MAX_COUNT = 1_000_000_000  # counts carried by derived events
 MAX_EXTENSIONS = 20  # CloudEvents extension attributes per event
 MAX_EXTENSION_LENGTH = 1024
 MAX_ERRORS = 50  # reasons reported per invalid event; the rest are summed up
-_EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}")  # CloudEvents 1.0 attribute naming
+_EXTENSION_NAME = re.compile(r"[a-z0-9]{1,64}")  # CloudEvents 1.0 attribute naming
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -512,7 +512,7 @@ class Envelope(BaseModel):
         for name, value in extensions.items():
             if not _EXTENSION_NAME.fullmatch(name):
                 raise ValueError(
-                    f"extension attribute '{name[:40]}': a name is 1-20 of a-z and 0-9"
+                    f"extension attribute '{name[:64]}': a name is 1-64 of a-z and 0-9"
                 )
             if value is not None and not isinstance(value, str | int | bool):
                 raise ValueError(f"extension attribute '{name}': a string, integer or boolean")
@@ -530,6 +530,8 @@ class Event:
     envelope: Envelope
     data: EventData
     position: tuple[str, int, int] | None = field(default=None, compare=False)  # topic, p, offset
+    # The normalised bytes, computed once: storing, hashing and publishing all need them.
+    _bytes: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def id(self) -> str:
@@ -558,7 +560,11 @@ class Event:
         return body
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(self.to_json_dict(), option=orjson.OPT_SORT_KEYS)
+        if self._bytes is None:
+            encoded = orjson.dumps(self.to_json_dict(), option=orjson.OPT_SORT_KEYS)
+            object.__setattr__(self, "_bytes", encoded)  # frozen: a cache, not state
+            return encoded
+        return self._bytes
 
     def content_hash(self) -> bytes:
         return hashlib.sha256(self.to_bytes()).digest()
@@ -640,11 +646,26 @@ def _nul_at(raw: object) -> str | None:
     return None
 
 
-def validate_event(raw: object, context: ValidationContext) -> Event:
-    """Validate one decoded JSON value as a CloudEvent of a known type; raise InvalidEvent."""
+def _may_hold_nul(raw: object) -> bool:
+    """Cheap test before the walk: JSON can only carry a NUL as the escape \\u0000."""
+    try:
+        return b"\\u0000" in orjson.dumps(raw)
+    except TypeError:  # not JSON-like (a test's object): walk it
+        return True
+
+
+def validate_event(
+    raw: object, context: ValidationContext, *, may_hold_nul: bool | None = None
+) -> Event:
+    """Validate one decoded JSON value as a CloudEvent of a known type; raise InvalidEvent.
+
+    may_hold_nul: whether the JSON text this came from contained a NUL escape, when the
+    caller knows it (None: find out)."""
     if not isinstance(raw, Mapping):
         raise InvalidEvent([FieldError("body", "an event must be a JSON object")])
-    nul = _nul_at(raw)
+    if may_hold_nul is None:
+        may_hold_nul = _may_hold_nul(raw)
+    nul = _nul_at(raw) if may_hold_nul else None
     if nul is not None:
         raise InvalidEvent([FieldError(nul, "text must not contain the NUL character (\\u0000)")])
     ctx = context.as_dict()
@@ -666,7 +687,7 @@ def decode_event(payload: bytes, context: ValidationContext) -> Event:
         raw = orjson.loads(payload)
     except orjson.JSONDecodeError as error:
         raise InvalidEvent([FieldError("body", f"not JSON: {error}")]) from None
-    return validate_event(raw, context)
+    return validate_event(raw, context, may_hold_nul=b"\\u0000" in payload)
 
 
 def new_event(

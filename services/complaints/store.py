@@ -206,8 +206,12 @@ async def rederive(
     transaction; a per-complaint lock keeps a sweeper and a consumer from racing)."""
     if not complaint_ids:
         return
-    for complaint_id in complaint_ids:  # sorted by the caller: no lock-order deadlock
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_key(complaint_id))
+    # One round trip for all the locks, taken in key order so two lockers cannot deadlock.
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT unnest($1::bigint[]) AS k "
+        "ORDER BY k) AS keys",
+        [_lock_key(c) for c in complaint_ids],
+    )
     history = await load_history(conn, complaint_ids)
     opened = {cid: evs for cid, evs in history.items() if evs}
     tiers = await _tiers(conn, sorted({evs[0].subject for evs in opened.values()}))

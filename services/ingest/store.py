@@ -17,6 +17,7 @@ class ArchiveProjection:
 
     name = "ingest-archive"
     topics: Sequence[str] = SOURCE_TOPICS
+    skip_own_records = True  # what the relay published is in the store already
 
     async def store(self, conn: Connection, events: list[Event]) -> None:
         await archive_events(conn, events)
