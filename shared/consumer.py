@@ -41,6 +41,7 @@ from shared.settings import CommonSettings
 log = logging.getLogger(__name__)
 
 EPOCH_HEADER = "crm-epoch"
+STOP_TIMEOUT = 10.0  # seconds shutdown waits for the batch in flight and for the broker
 # A dead letter carries the original key and value when they fit in this many bytes, which
 # keeps it under Kafka's default 1 MiB message limit with its headers; a larger record is cut
 # to it (header crm-truncated: the original size) and stays whole at its source offset.
@@ -178,14 +179,20 @@ class ConsumerRuntime:
         self._task = asyncio.create_task(self._run(), name=f"consumer:{self.name}")
 
     async def stop(self) -> None:
-        """Finish the batch in flight, commit it, and leave the group."""
+        """Finish the batch in flight, commit it, and leave the group, in bounded time: what
+        is not committed is read again by the next owner."""
         self._stopping.set()
         if self._task is not None:
-            await self._task
-        if self._consumer is not None:
-            await self._consumer.stop()
-        if self._producer is not None:
-            await self._producer.stop()
+            try:
+                await asyncio.wait_for(self._task, STOP_TIMEOUT)
+            except TimeoutError:
+                log.warning(
+                    "consumer did not stop in time; cancelled", extra={"consumer": self.name}
+                )
+        for client in (self._consumer, self._producer):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.stop(), STOP_TIMEOUT)
 
     async def _run(self) -> None:
         assert self._consumer is not None

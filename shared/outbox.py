@@ -34,6 +34,8 @@ from shared.settings import CommonSettings
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "outbox"
+BROKER_TIMEOUT = 10.0  # seconds for a broker call before the relay backs off and retries
+STOP_TIMEOUT = 10.0  # seconds shutdown waits for a batch in flight
 CONTENT_TYPE = ("content-type", b"application/cloudevents+json")
 
 
@@ -190,10 +192,15 @@ class OutboxRelay:
         self._wakeup.set()
 
     async def stop(self) -> None:
+        """Finish the batch in flight (bounded), then stop: unacknowledged rows stay in the
+        outbox and are published by the next leader."""
         self._stopping.set()
         self._wakeup.set()
         if self._task is not None:
-            await self._task
+            try:
+                await asyncio.wait_for(self._task, STOP_TIMEOUT)
+            except TimeoutError:
+                log.warning("outbox relay did not stop in time; cancelled")
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
@@ -214,6 +221,8 @@ class OutboxRelay:
                 self.status.connected = False
                 self.status.last_error = f"{type(error).__name__}: {error}"
                 log.warning("outbox relay paused", extra={"error": self.status.last_error})
+                with contextlib.suppress(Exception):  # the backlog still grows: keep it known
+                    await self._refresh_pending()
                 await self._sleep(1.0)
 
     async def _lead(self, leader_conn: Connection) -> None:
@@ -221,8 +230,10 @@ class OutboxRelay:
         producer = kafka.producer(self._settings)
         admin = kafka.admin(self._settings)
         try:
-            await producer.start()
-            await admin.start()
+            # aiokafka retries a bootstrap for as long as the broker is away; bound it, so
+            # the backlog stays counted and shutdown stays prompt while it is.
+            await asyncio.wait_for(producer.start(), BROKER_TIMEOUT)
+            await asyncio.wait_for(admin.start(), BROKER_TIMEOUT)
             await self._load_marks()
             await self._check_log_ends(admin)
             self.status.connected = True
@@ -235,6 +246,7 @@ class OutboxRelay:
                 published = await self._publish_batch(producer)
                 if time.monotonic() - last_check > self._check_interval:
                     await self._check_log_ends(admin)
+                    await self._refresh_pending()  # also while busy: load shedding reads it
                     last_check = time.monotonic()
                 if published < self._batch_size:
                     await self._refresh_pending()
@@ -242,8 +254,10 @@ class OutboxRelay:
         finally:
             with contextlib.suppress(Exception):
                 await leader_conn.remove_listener(NOTIFY_CHANNEL, self._on_notify)
-            await producer.stop()
-            await admin.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), BROKER_TIMEOUT)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(admin.close(), BROKER_TIMEOUT)
 
     def _on_notify(self, *_: object) -> None:
         self._wakeup.set()

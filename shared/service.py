@@ -187,7 +187,11 @@ async def _readiness(app: FastAPI, spec: ServiceSpec) -> dict[str, Any]:
             "epoch": relay.epoch,
             "last_error": relay.last_error,
         }
-    # An unreachable broker does not make ingest unready: events wait in the outbox.
+        if relay.pending > res.settings.outbox_backlog_limit:
+            reasons.append(
+                f"outbox backlog of {relay.pending} events is over its limit (broker slow or away)"
+            )
+    # An unreachable broker alone does not make a service unready: events wait in the outbox.
     checks["ready"] = not reasons
     if reasons:
         checks["reason"] = "; ".join(reasons)

@@ -44,6 +44,12 @@ class CommonSettings(BaseSettings):
     future_tolerance_seconds: int = Field(
         default=300, ge=0, description="How far in the future an event's time may be."
     )
+    outbox_backlog_limit: int = Field(
+        default=2_000_000,
+        ge=1,
+        description="Events waiting in an outbox beyond which the service sheds load (503) and "
+        "reports not ready: the broker is too slow or away.",
+    )
     metadata_max_age_ms: int = Field(
         default=5_000,
         ge=500,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -10,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from services.ingest.domain import BodyError, EventError, decode_body, validate_batch
 from services.ingest.settings import IngestSettings
-from services.ingest.store import Conflict, store_batch
+from services.ingest.store import Conflict, Unavailable, store_batch
 from shared.events import KNOWN_TYPE_NAMES, Envelope
 from shared.http import ErrorBody, error_response
 from shared.schemas import all_schemas, asyncapi
@@ -59,7 +62,7 @@ _REQUEST_BODY: dict[str, Any] = {
 
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise BodyError(413, f"body is larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
@@ -87,6 +90,11 @@ def _errors(errors: list[EventError]) -> list[dict[str, Any]]:
         413: {"model": ErrorBody, "description": "Body or batch over the limit."},
         415: {"model": ErrorBody, "description": "Unsupported media type."},
         422: {"model": EventErrors, "description": "Invalid events; nothing was stored."},
+        503: {
+            "model": ErrorBody,
+            "description": "Shedding load (broker behind, database slow, "
+            "too many requests): nothing was stored; retry after Retry-After seconds.",
+        },
     },
 )
 async def post_events(
@@ -104,8 +112,18 @@ async def post_events(
         bad = len({e.index for e in errors})
         detail = f"{bad} of {len(raw_events)} events are invalid; nothing was stored"
         return error_response(422, detail, _errors(errors))
+    shed = _shed(res, settings)
+    if shed is not None:
+        return shed
     try:
-        result = await store_batch(res.pool, events)
+        async with _in_flight(res, settings):
+            result = await store_batch(res.pool, events, settings.db_timeout_seconds)
+    except Unavailable as error:
+        return error_response(
+            503,
+            f"the database is not answering ({error}); nothing was stored, retry",
+            headers={"Retry-After": "2"},
+        )
     except Conflict as conflict:
         index = {e.id: i for i, e in enumerate(events)}
         items = [
@@ -119,6 +137,36 @@ async def post_events(
     return JSONResponse(
         {"accepted": len(result.accepted), "duplicates": result.duplicates}, status_code=202
     )
+
+
+def _shed(res: Resources, settings: IngestSettings) -> JSONResponse | None:
+    """Refuse before taking more than the system can hold: 503 with Retry-After."""
+    if res.relay is not None and res.relay.status.pending > settings.outbox_backlog_limit:
+        return error_response(
+            503,
+            f"{res.relay.status.pending} events wait for the broker, over the limit of "
+            f"{settings.outbox_backlog_limit}; nothing was stored, retry later",
+            headers={"Retry-After": "5"},
+        )
+    gate: asyncio.Semaphore = res.state.setdefault(
+        "in_flight", asyncio.Semaphore(settings.max_in_flight)
+    )
+    if gate.locked():
+        return error_response(
+            503,
+            f"{settings.max_in_flight} requests are being stored; retry",
+            headers={"Retry-After": "1"},
+        )
+    return None
+
+
+@contextlib.asynccontextmanager
+async def _in_flight(res: Resources, settings: IngestSettings) -> AsyncIterator[None]:
+    gate: asyncio.Semaphore = res.state.setdefault(
+        "in_flight", asyncio.Semaphore(settings.max_in_flight)
+    )
+    async with gate:
+        yield
 
 
 @router.get("/schemas", summary="The event types, with the JSON Schema of each", tags=["schemas"])

@@ -10,3 +10,9 @@ from shared.settings import CommonSettings
 class IngestSettings(CommonSettings):
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, description="Request body cap.")
     max_batch: int = Field(default=1000, ge=1, le=100_000, description="Events per request cap.")
+    max_in_flight: int = Field(
+        default=64, ge=1, description="Requests storing at once; beyond it, 503 Retry-After."
+    )
+    db_timeout_seconds: float = Field(
+        default=5, gt=0, description="Wait for a database connection before answering 503."
+    )

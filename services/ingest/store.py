@@ -30,9 +30,28 @@ class Conflict(Exception):
         self.ids = ids
 
 
-async def store_batch(pool: asyncpg.Pool, events: Sequence[Event]) -> AppendResult:
+class Unavailable(Exception):
+    """The database did not answer in time: the client should retry (HTTP 503)."""
+
+
+async def store_batch(
+    pool: asyncpg.Pool, events: Sequence[Event], timeout: float = 5.0
+) -> AppendResult:
     """Commit the whole batch or nothing: a conflicting id rolls it back."""
-    async with pool.acquire() as conn, conn.transaction():
+    try:
+        return await _store(pool, events, timeout)
+    except (
+        TimeoutError,
+        OSError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.InterfaceError,
+        asyncpg.CannotConnectNowError,
+    ) as error:
+        raise Unavailable(f"{type(error).__name__}") from error
+
+
+async def _store(pool: asyncpg.Pool, events: Sequence[Event], timeout: float) -> AppendResult:
+    async with pool.acquire(timeout=timeout) as conn, conn.transaction():
         result = await append_events(conn, events)
         if result.conflicts:
             raise Conflict(result.conflicts)

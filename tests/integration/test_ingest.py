@@ -106,3 +106,41 @@ async def test_events_wait_in_the_outbox_while_the_broker_is_down(
     readiness = await client.get("/readyz")
     assert readiness.status_code == 200
     assert readiness.json()["relay"]["pending"] == 0
+
+
+@pytest.mark.embedded_only
+async def test_load_is_shed_while_the_broker_is_away_and_taken_again_after(
+    settings: CommonSettings, broker: Broker
+) -> None:
+    app = ingest_app(IngestSettings(**{**settings.model_dump(), "outbox_backlog_limit": 3}))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
+            broker.kill()
+            first = [purchase(f"c-{i}", "1.00") for i in range(4)]
+            assert (await client.post("/v1/events", json=first)).status_code == 202
+
+            async def shedding() -> httpx.Response | None:
+                response = await client.post("/v1/events", json=purchase("c-9", "1.00"))
+                return response if response.status_code == 503 else None
+
+            refused = await wait_until(shedding, timeout=30, what="ingest to shed load")
+            assert refused.headers["Retry-After"] == "5"
+            assert "wait for the broker" in refused.json()["detail"]
+            readiness = await client.get("/readyz")
+            assert readiness.status_code == 503
+            assert "backlog" in readiness.json()["reason"]
+            before = await stored(settings, "outbox")
+            again = await client.post("/v1/events", json=purchase("c-10", "1.00"))
+            assert again.status_code == 503
+            assert await stored(settings, "outbox") == before  # nothing refused is stored
+
+            broker.start()
+
+            async def ready() -> bool:
+                return (await client.get("/readyz")).status_code == 200
+
+            await wait_until(ready, timeout=60, what="readiness back once the outbox drained")
+            assert (
+                await client.post("/v1/events", json=purchase("c-9", "1.00"))
+            ).status_code == 202
