@@ -494,6 +494,25 @@ async def catch_up(stack: Stack, events: int) -> dict[str, Any]:
     return results
 
 
+async def import_history(stack: Stack, rows: int) -> dict[str, Any]:
+    """`crm import purchases` of a synthetic order history into a fresh event store."""
+    from shared import cli
+
+    path = stack.workdir / "orders.csv"
+    with path.open("w") as out:
+        out.write("OrderID,Customer,Total,Placed\n")
+        for n in range(rows):
+            placed = (NOW - timedelta(minutes=n % 500_000 + 10)).isoformat()
+            out.write(f"O-{n},cust-{n % 50_000},{10 + n % 490}.{n % 100:02d},{placed}\n")
+    settings = stack.settings("import")
+    stack.database.create_database("import")
+    mapping = {"order_id": "OrderID", "subject": "Customer", "amount": "Total", "time": "Placed"}
+    started = time.perf_counter()
+    await cli.import_file(settings, "purchases", path, mapping)
+    seconds = time.perf_counter() - started
+    return {"rows": rows, "seconds": round(seconds, 1), "rows_per_s": round(rows / seconds, 1)}
+
+
 # ---- report ---------------------------------------------------------------------------------
 
 
@@ -588,6 +607,13 @@ def markdown(r: dict[str, Any]) -> str:
             f"{s['fit_bgnbd']} s + Gamma-Gamma {s['fit_gamma_gamma']} s; CLV "
             f"{s['predictive_clv_12_months']} s | | |"
         )
+    if "import" in r:
+        m = r["import"]
+        lines.append(
+            f"| crm import purchases, {m['rows']:,} CSV rows into the event store | "
+            f"{m['rows_per_s']:,.0f} rows/s | {write:,.0f} rows/s (raw write) | "
+            f"{ratio(m['rows_per_s'], write)} |"
+        )
     memory = ", ".join(f"{k} {v} MB" for k, v in r["peak_rss_mb"].items())
     lines.append(f"| peak RSS | {memory} | | |")
     return "\n".join(lines)
@@ -644,6 +670,8 @@ async def run() -> dict[str, Any]:
             stack.broker.restart()  # a clean log for the backlog
             results["catch_up"] = await catch_up(stack, scaled(100_000))
             print("catch-up done", flush=True)
+            results["import"] = await import_history(stack, scaled(200_000))
+            print("import done", flush=True)
         finally:
             stack.close()
     results["models"] = [bench_clv(n, seed=1) for n in (100_000, 1_000_000)]
