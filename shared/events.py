@@ -205,6 +205,49 @@ class CustomerUpdated(CustomerProfile):
         return self
 
 
+class CustomerErased(EventData):
+    """Right to erasure: the customer's personal data leaves every read model and is
+    redacted in the event stores; ids, times and amounts stay for the aggregates."""
+
+    reason: LongText | None = None
+
+
+# What erasure removes from an event's data: names, contacts and free text. Labels (channels,
+# categories, priorities), ids, times and amounts stay, so the aggregates stay right.
+PERSONAL_FIELDS = frozenset(
+    {
+        "name",
+        "email",
+        "phone",
+        "fax",
+        "address",
+        "occupation",
+        "birth_year",
+        "gender",
+        "consent",
+        "description",
+        "message",
+        "comment",
+        "notes",
+        "resolution",
+        "solution",
+    }
+)
+ERASED_TYPE = "crm.customer.erased"
+
+
+def redact_body(body: dict[str, Any]) -> dict[str, Any]:
+    """An event body without personal data (the erased event itself is kept as it is)."""
+    if body.get("type") == ERASED_TYPE or not isinstance(body.get("data"), dict):
+        return body
+    data = {k: v for k, v in body["data"].items() if k not in PERSONAL_FIELDS}
+    if "name" in body["data"]:
+        data["name"] = "[erased]"  # required on registration: a placeholder, not the name
+    if str(body.get("type", "")).startswith("crm.complaint.") and "reason" in data:
+        del data["reason"]  # a complaint step's reason is free text (a refund's is a code)
+    return {**body, "data": data, "redacted": "erasure"}
+
+
 class LineItem(EventData):
     sku: Identifier
     name: ShortText | None = None
@@ -422,6 +465,7 @@ def _types(*rows: tuple[str, type[EventData], Topic]) -> dict[tuple[str, int], E
 EVENT_TYPES: dict[tuple[str, int], EventType] = _types(
     ("crm.customer.registered", CustomerRegistered, Topic.CUSTOMERS),
     ("crm.customer.updated", CustomerUpdated, Topic.CUSTOMERS),
+    ("crm.customer.erased", CustomerErased, Topic.CUSTOMERS),
     ("crm.lead.assessed", LeadAssessed, Topic.CUSTOMERS),
     ("crm.purchase.completed", PurchaseCompleted, Topic.PURCHASES),
     ("crm.purchase.refunded", PurchaseRefunded, Topic.PURCHASES),

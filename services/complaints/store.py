@@ -27,6 +27,13 @@ from services.complaints.domain import (
     tier_event,
 )
 from shared.db import Connection, Pool
+from shared.erasure import (
+    erase_stored,
+    is_erased,
+    record_erasures,
+    redacted,
+    without_erased_data,
+)
 from shared.events import (
     ClassChanged,
     ComplaintEvent,
@@ -54,16 +61,53 @@ _STORED = ValidationContext(future_tolerance=timedelta(days=36_500))
 
 class ComplaintsProjection:
     name = "complaints"
-    topics: Sequence[str] = (Topic.COMPLAINTS, Topic.DERIVED, Topic.SURVEYS, Topic.INTERACTIONS)
+    # crm.customers for erasures: a complaint's texts are personal data.
+    topics: Sequence[str] = (
+        Topic.COMPLAINTS,
+        Topic.DERIVED,
+        Topic.SURVEYS,
+        Topic.INTERACTIONS,
+        Topic.CUSTOMERS,
+    )
 
     def __init__(self, config: sla.SlaConfig) -> None:
         self._config = config
 
     async def store(self, conn: Connection, events: list[Event]) -> None:
+        events = await without_erased_data(conn, events)
+        erased = await record_erasures(conn, events)
+        await _erase_stored(conn, erased)
+        await erase_stored(conn, erased)  # the service's own log: agents' messages
         touched = await _store_complaint_events(conn, events)
         touched |= await _store_tiers(conn, events)
         await _count_signals(conn, events)
         await rederive(conn, sorted(touched), datetime.now(UTC), self._config)
+
+
+async def _erase_stored(conn: Connection, erased: dict[str, datetime]) -> None:
+    """Complaint texts (descriptions, messages, resolutions) of erased customers go."""
+    if not erased:
+        return
+    rows = await conn.fetch(
+        "SELECT complaint_id, event_id, body FROM complaint_events "
+        "WHERE body->>'subject' = ANY($1::text[])",
+        list(erased),
+    )
+    changed = []
+    for row in rows:
+        event = decode_event(row["body"].encode(), _STORED)
+        if is_erased(event, erased):
+            changed.append(
+                (row["complaint_id"], row["event_id"], redacted(event).to_bytes().decode())
+            )
+    if changed:
+        await conn.execute(
+            "UPDATE complaint_events SET body = u.body FROM unnest($1::text[], $2::text[], "
+            "$3::jsonb[]) AS u(cid, eid, body) WHERE complaint_id = u.cid AND event_id = u.eid",
+            [c[0] for c in changed],
+            [c[1] for c in changed],
+            [c[2] for c in changed],
+        )
 
 
 def _is_complaint_event(event: Event) -> bool:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from shared.db import Connection
+from shared.erasure import erase_stored, record_erasures, without_erased_data
 from shared.events import SOURCE_TOPICS, Event
 from shared.outbox import AppendResult, append_events, archive_events, record_seen_offsets
 
@@ -20,6 +21,8 @@ class ArchiveProjection:
     skip_own_records = True  # what the relay published is in the store already
 
     async def store(self, conn: Connection, events: list[Event]) -> None:
+        events = await without_erased_data(conn, events)
+        await erase_stored(conn, await record_erasures(conn, events))
         await archive_events(conn, events)
         await record_seen_offsets(conn, events)
 
@@ -52,6 +55,8 @@ async def store_batch(
 
 async def _store(pool: asyncpg.Pool, events: Sequence[Event], timeout: float) -> AppendResult:
     async with pool.acquire(timeout=timeout) as conn, conn.transaction():
+        events = await without_erased_data(conn, events)
+        await erase_stored(conn, await record_erasures(conn, events))
         result = await append_events(conn, events)
         if result.conflicts:
             raise Conflict(result.conflicts)

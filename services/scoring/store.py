@@ -13,6 +13,7 @@ from services.scoring.clv import BgNbdParams, GammaGammaParams
 from services.scoring.domain import PurchaseSummary, fold, is_purchase
 from services.scoring.scoring import Models, Population, Reference, Scores
 from shared.db import Connection, Pool
+from shared.erasure import erasures_for, is_erased, record_erasures
 from shared.events import (
     ComplaintOpened,
     CustomerRegistered,
@@ -39,6 +40,17 @@ class ScoringProjection:
         self._zone = zone
 
     async def store(self, conn: Connection, events: list[Event]) -> None:
+        erased = await record_erasures(conn, events)
+        if erased:  # the profile is personal data: it goes; purchases and counts stay
+            await conn.execute(
+                "DELETE FROM customer_events c USING unnest($1::text[], $2::timestamptz[]) "
+                "AS e(customer_id, erased_at) WHERE c.customer_id = e.customer_id "
+                "AND c.time <= e.erased_at",
+                list(erased),
+                list(erased.values()),
+            )
+        erasures = await erasures_for(conn, [e.subject for e in events])
+        events = [e for e in events if not (is_profile(e) and is_erased(e, erasures))]
         await _store_summaries(conn, [e for e in events if is_purchase(e)])
         await _store_purchases(conn, events, self._zone)
         await _store_profile_events(conn, events)
@@ -144,6 +156,10 @@ async def _store_complaints(conn: Connection, events: list[Event]) -> None:
             " $5::text[]) ON CONFLICT DO NOTHING",
             *_columns(rows, 5),
         )
+
+
+def is_profile(event: Event) -> bool:
+    return isinstance(event.data, CustomerRegistered | CustomerUpdated | LeadAssessed)
 
 
 def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
