@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -41,6 +42,29 @@ MAX_COMMAND_BODY_BYTES = 256 * 1024
 BODY_TOO_LARGE: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": f"Body over {MAX_COMMAND_BODY_BYTES} bytes."}
 }
+
+
+class BoundedBodyRoute(APIRoute):
+    """A route that refuses a body over MAX_COMMAND_BODY_BYTES with 413 in the error format,
+    before anything reads it whole (a declared length, or the bytes as they stream in)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def bounded(request: Request) -> Response:
+            too_large = f"body is larger than {MAX_COMMAND_BODY_BYTES} bytes"
+            declared = request.headers.get("content-length", "")
+            if declared.isascii() and declared.isdigit() and int(declared) > MAX_COMMAND_BODY_BYTES:
+                return error_response(413, too_large)
+            body = bytearray()
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_COMMAND_BODY_BYTES:
+                    return error_response(413, too_large)
+            request._body = bytes(body)  # what request.body() returns from now on
+            return await handler(request)
+
+        return bounded
 
 
 def error_response(

@@ -32,11 +32,11 @@ from shared.events import (
     Timestamp,
     new_event,
 )
-from shared.http import BODY_TOO_LARGE, MAX_COMMAND_BODY_BYTES, ErrorBody
+from shared.http import BODY_TOO_LARGE, BoundedBodyRoute, ErrorBody
 from shared.outbox import append_events
 from shared.service import Resources, resources
 
-router = APIRouter(prefix="/v1", tags=["complaints"])
+router = APIRouter(prefix="/v1", tags=["complaints"], route_class=BoundedBodyRoute)
 
 ComplaintId = Annotated[
     str, Path(min_length=1, max_length=128, pattern=r"^[^/\s]+$", examples=["c-1001"])
@@ -318,7 +318,6 @@ def _command_route(command: str, data_model: type[EventData]) -> None:
         | BODY_TOO_LARGE
         | {409: {"model": ErrorBody, "description": "Not allowed in the current state."}},
         name=f"complaint_{command}",
-        max_body_size=MAX_COMMAND_BODY_BYTES,
     )
 
 

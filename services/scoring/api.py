@@ -23,10 +23,10 @@ from services.scoring.rescore import fit_and_save, refresh_reference
 from services.scoring.scoring import Reference, score
 from services.scoring.settings import ScoringSettings
 from shared.events import CUSTOMER_ID_PATTERN, EARLIEST_TIME, ValidationContext, decode_event
-from shared.http import BODY_TOO_LARGE, MAX_COMMAND_BODY_BYTES, ErrorBody
+from shared.http import BODY_TOO_LARGE, BoundedBodyRoute, ErrorBody
 from shared.service import Resources, resources
 
-router = APIRouter(prefix="/v1", tags=["customers"])
+router = APIRouter(prefix="/v1", tags=["customers"], route_class=BoundedBodyRoute)
 
 CustomerId = Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN, examples=["customer-42"])]
 AsOf = Annotated[
@@ -387,7 +387,7 @@ def _group(
 
 
 class FitRequest(BaseModel):
-    as_of: str | None = Field(default=None, examples=["2026-09-30"])
+    as_of: str | None = Field(default=None, max_length=40, examples=["2026-09-30"])
     time_unit: Literal["day", "week"] | None = None
 
 
@@ -411,7 +411,6 @@ async def get_model(res: Annotated[Resources, Depends(resources)]) -> dict[str, 
     responses=BAD_INPUT
     | BODY_TOO_LARGE
     | {409: {"model": ErrorBody, "description": "Too few customers."}},
-    max_body_size=MAX_COMMAND_BODY_BYTES,
 )
 async def fit_model(
     request: FitRequest, res: Annotated[Resources, Depends(resources)]

@@ -1,0 +1,200 @@
+"""Hostile records published straight to every topic the consumers read.
+
+Other systems publish to our topics directly, so anything can arrive: random bytes,
+truncated JSON, wrong types, huge fields, unknown event types, future schema versions.
+Each such record must land in crm.deadletter (once per consumer that reads the topic) with
+its reason and the original bytes, the good event published after it on the same partition
+must be applied, and no consumer may fail a batch or stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from services.complaints.store import ComplaintsProjection
+from services.reporting.store import ReportingProjection
+from services.scoring.store import ScoringProjection
+from shared.consumer import MAX_DEAD_LETTER_BYTES
+from shared.embedded import Broker, free_port, service_environment
+from shared.events import Topic
+from tests.fuzz.corpus import SEED, at_the_limits, good_event, hostile
+from tests.helpers import ServiceProcess, produce_raw, read_topic, wait_until
+
+pytestmark = pytest.mark.e2e
+
+# The consumers under test and the topics each reads (their projections' own list).
+CONSUMERS: dict[str, tuple[Topic, ...]] = {
+    projection.name: tuple(Topic(t) for t in projection.topics)
+    for projection in (ScoringProjection, ComplaintsProjection, ReportingProjection)
+}
+
+
+# What a dead letter's reason says for some of the hostile records (by label prefix).
+REASONS = {
+    "empty": "not JSON",
+    "random bytes": "not JSON",
+    "invalid UTF-8": "not JSON",
+    "nested": "not JSON",
+    "JSON array": "must be a JSON object",
+    "unknown type": "unknown event type",
+    "future schema version": "unsupported schema version",
+    "schema version of superscripts": "unsupported schema version",
+    "time in year 9999": "time",
+    "id with NUL": "NUL",
+    "negative quantity": "data.items.0.quantity",
+    "data.amount negative": "data.amount",
+    "data.amount NaN": "data.amount",
+}
+
+
+@dataclass
+class Consumers:
+    broker: Broker
+    database_url: str
+    services: dict[str, ServiceProcess]
+
+
+@pytest.fixture
+async def consumers(broker: Broker, database_url: str, tmp_path: Path) -> AsyncIterator[Consumers]:
+    env = service_environment(
+        broker,
+        database_url,
+        TOPIC_PARTITIONS="3",
+        CONSUMER_SESSION_TIMEOUT_MS="6000",
+        METADATA_MAX_AGE_MS="1000",
+        SCORING_RESCORE_SECONDS="3600",
+    )
+    services = {name: ServiceProcess(name, env, tmp_path, free_port()) for name in CONSUMERS}
+    try:
+        for service in services.values():
+            service.start()
+        await asyncio.gather(*(s.wait_ready(timeout=120) for s in services.values()))
+        yield Consumers(broker, database_url, services)
+    finally:
+        for service in services.values():
+            service.stop()
+
+
+async def publish(bootstrap: str, topic: Topic, values: list[bytes | None], key: bytes) -> None:
+    """Publish in order on one partition (one key), tombstones included; large records too
+    (other systems' producers may allow up to the broker's limit)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=False, max_request_size=4 << 20
+    )
+    await producer.start()
+    try:
+        sent = [await producer.send(topic, value=value, key=key) for value in values]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
+async def applied(stack: Consumers, consumer: str, event_id: str) -> bool:
+    """Whether the consumer applied the event (its id is recorded with the read model)."""
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        found = await conn.fetchval(
+            f"SELECT count(*) FROM {consumer}.applied_events WHERE consumer = $1 AND event_id = $2",
+            consumer,
+            event_id,
+        )
+        return bool(found)
+    finally:
+        await conn.close()
+
+
+async def test_hostile_records_are_dead_lettered_and_the_next_good_one_applied(
+    consumers: Consumers,
+) -> None:
+    bootstrap = consumers.broker.bootstrap
+    rng = random.Random(SEED)
+    topics = sorted({t for ts in CONSUMERS.values() for t in ts})
+    sent = {topic: hostile(topic, rng) for topic in topics}
+    soon = (datetime.now(UTC) + timedelta(minutes=4)).isoformat()  # within the tolerance
+    for topic in topics:
+        key = f"fuzz-{topic.value.split('.')[1]}".encode()
+        limits = [orjson.dumps(e) for e in at_the_limits(topic, soon)]
+        await publish(bootstrap, topic, [*sent[topic].values(), *limits], key)
+        good = good_event(topic, "after")
+        await produce_raw(bootstrap, topic, [orjson.dumps(good)], key=key)
+
+    # The events at the limits and the good event after the hostile ones are applied by every
+    # consumer of their topic.
+    for name, reads in CONSUMERS.items():
+        for topic in reads:
+            for good in [*at_the_limits(topic, soon), good_event(topic, "after")]:
+                await wait_until(
+                    lambda n=name, i=good["id"]: applied(consumers, n, i),
+                    timeout=120,
+                    what=f"{name} to apply {good['type']} on {topic} after the hostile ones",
+                )
+
+    # Every hostile record is dead-lettered by every consumer of its topic, with a reason,
+    # where it came from, and its bytes (cut, and marked so, only beyond the size a dead
+    # letter can carry).
+    sources = {
+        topic.value: {(r.partition, r.offset): r for r in await read_topic(bootstrap, topic)}
+        for topic in topics
+    }
+    labels = {
+        (topic.value, value): label for topic in topics for label, value in sent[topic].items()
+    }
+    expected = {
+        (name, topic.value, label)
+        for name, reads in CONSUMERS.items()
+        for topic in reads
+        for label in sent[topic]
+    }
+    found: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+    async def all_dead_lettered() -> bool:
+        for record in await read_topic(bootstrap, Topic.DEADLETTER, timeout=30):
+            headers = {k: v.decode() for k, v in record.headers}
+            topic = headers["crm-source-topic"]
+            where = (int(headers["crm-source-partition"]), int(headers["crm-source-offset"]))
+            original = sources[topic][where]
+            label = labels.get((topic, original.value), f"a good record: {headers['crm-error']}")
+            found[(headers["crm-consumer"], topic, label)] = (record, original)
+        return expected <= set(found)
+
+    try:
+        await wait_until(all_dead_lettered, timeout=120, what="every hostile record dead-lettered")
+    except AssertionError:
+        raise AssertionError(f"not dead-lettered: {sorted(expected - set(found))}") from None
+    assert set(found) == expected, f"dead-lettered, but not hostile: {set(found) - expected}"
+    for (name, topic, label), (record, original) in found.items():
+        headers = {k: v.decode() for k, v in record.headers}
+        assert headers["crm-error"], f"{name} gave no reason for {label!r} on {topic}"
+        if "crm-truncated" in headers:
+            assert len(original.value) > MAX_DEAD_LETTER_BYTES, label
+            assert original.value.startswith(record.value), label
+            assert int(headers["crm-truncated"]) == len(original.key) + len(original.value)
+        else:
+            assert record.value == original.value, f"{label!r}: not the original bytes"
+            assert record.key == original.key, label
+        for words, reason in REASONS.items():
+            if label.startswith(words):
+                assert reason in headers["crm-error"], (name, label, headers["crm-error"])
+
+    # Nothing crashed, no batch failed and was retried, and every consumer is still ready.
+    async with httpx.AsyncClient(timeout=10) as client:
+        for name, service in consumers.services.items():
+            assert service.process is not None, name
+            assert service.process.poll() is None, f"{name} exited: {service.log_tail()}"
+            readiness = (await client.get(f"{service.url}/readyz")).json()
+            assert readiness["ready"], (name, readiness)
+            assert readiness["consumer"]["last_error"] is None, (name, readiness)
+            log = (service.log_dir / f"{name}.log").read_text(errors="replace")
+            assert "consumer batch failed" not in log, f"{name}: {service.log_tail()}"
