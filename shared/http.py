@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+import orjson
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
@@ -76,6 +79,29 @@ def error_response(
     return JSONResponse(
         {"detail": detail, "errors": errors or []}, status_code=status, headers=headers
     )
+
+
+def invalid(field: str, message: str) -> HTTPException:
+    """A 422 that names the field, in the shared error format."""
+    return HTTPException(
+        422, {"detail": "invalid request", "errors": [{"field": field, "message": message}]}
+    )
+
+
+def encode_cursor(sort_key: float, last_id: str) -> str:
+    """An opaque keyset cursor: the sort key and id of a page's last row. The key travels as
+    text, so that an infinite key (rows sorted last) survives JSON."""
+    return base64.urlsafe_b64encode(orjson.dumps([repr(float(sort_key)), last_id])).decode()
+
+
+def decode_cursor(cursor: str | None) -> tuple[float, str] | None:
+    if cursor is None:
+        return None
+    try:
+        value, last_id = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return float(value), str(last_id)
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise invalid("query.cursor", "not a cursor this API returned") from None
 
 
 def _location(loc: tuple[Any, ...]) -> str:

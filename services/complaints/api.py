@@ -3,13 +3,10 @@ crisis alerts, and the agents' commands."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field, ValidationError, create_model
 
@@ -32,7 +29,14 @@ from shared.events import (
     Timestamp,
     new_event,
 )
-from shared.http import BODY_TOO_LARGE, BoundedBodyRoute, ErrorBody
+from shared.http import (
+    BODY_TOO_LARGE,
+    BoundedBodyRoute,
+    ErrorBody,
+    decode_cursor,
+    encode_cursor,
+    invalid,
+)
 from shared.outbox import append_events
 from shared.service import Resources, resources
 
@@ -50,12 +54,6 @@ AGENT_SOURCE = "crm/complaints/agent"
 def _settings(res: Resources) -> ComplaintsSettings:
     assert isinstance(res.settings, ComplaintsSettings)
     return res.settings
-
-
-def _invalid(field: str, message: str) -> HTTPException:
-    return HTTPException(
-        422, {"detail": "invalid request", "errors": [{"field": field, "message": message}]}
-    )
 
 
 class ClockOut(BaseModel):
@@ -171,13 +169,7 @@ async def list_complaints(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
 ) -> QueuePage:
-    after = None
-    if cursor is not None:
-        try:
-            value, key = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
-            after = (float(value), str(key))
-        except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
-            raise _invalid("query.cursor", "not a cursor this API returned") from None
+    after = decode_cursor(cursor)
     rows = await store.queue(
         res.pool,
         status=status,
@@ -191,9 +183,7 @@ async def list_complaints(
     next_cursor = None
     if len(rows) == limit:
         last = rows[-1]
-        next_cursor = base64.urlsafe_b64encode(
-            orjson.dumps([last["sort_key"], last["complaint_id"]])
-        ).decode()
+        next_cursor = encode_cursor(last["sort_key"], last["complaint_id"])
     items = [
         {k: v for k, v in r.items() if k not in ("sort_key", "before_waiting", "next_sla_at")}
         for r in rows
@@ -273,7 +263,7 @@ def _command_route(command: str, data_model: type[EventData]) -> None:
             now = datetime.now(UTC)
             promised = values.get("promised_at")
             if promised is not None and promised < now:
-                raise _invalid("body.promised_at", "is in the past")
+                raise invalid("body.promised_at", "is in the past")
             try:
                 data = data_model.model_validate({"complaint_id": complaint_id, **values})
             except ValidationError as error:

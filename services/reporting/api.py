@@ -28,7 +28,7 @@ from services.reporting.metrics import (
     table,
 )
 from services.reporting.settings import ReportingSettings
-from shared.http import ErrorBody
+from shared.http import ErrorBody, invalid
 from shared.service import Resources, resources
 
 router = APIRouter(prefix="/v1", tags=["kpis"])
@@ -55,12 +55,6 @@ def _iso_date(value: object) -> object:
 
 
 IsoDate = Annotated[date, BeforeValidator(_iso_date)]
-
-
-def _invalid(field: str, message: str) -> HTTPException:
-    return HTTPException(
-        422, {"detail": "invalid request", "errors": [{"field": field, "message": message}]}
-    )
 
 
 def _settings(res: Resources) -> ReportingSettings:
@@ -100,9 +94,9 @@ async def get_daily(
     last: Annotated[IsoDate, Query(alias="to", examples=["2026-11-30"])],
 ) -> list[DailyKpi]:
     if last < first:
-        raise _invalid("query.to", "before 'from'")
+        raise invalid("query.to", "before 'from'")
     if (last - first).days >= MAX_DAYS:
-        raise _invalid("query.to", f"a range covers at most {MAX_DAYS} days")
+        raise invalid("query.to", f"a range covers at most {MAX_DAYS} days")
     return [DailyKpi(**row) for row in await store.daily_kpis(res.pool, first, last)]
 
 
@@ -202,20 +196,20 @@ def _periods(
 ) -> tuple[date, date, list[Period]]:
     last = last or today
     if last < EARLIEST:
-        raise _invalid("query.to", f"before {EARLIEST}")
+        raise invalid("query.to", f"before {EARLIEST}")
     if last > today + timedelta(days=FUTURE_DAYS):
-        raise _invalid("query.to", f"more than {FUTURE_DAYS} days in the future")
+        raise invalid("query.to", f"more than {FUTURE_DAYS} days in the future")
     if first is None:
         first = kpi.period_start(last, granularity)
         for _ in range(DEFAULT_SPAN[granularity] - 1):
             first = kpi.period_start(first - timedelta(days=1), granularity)
     if first < EARLIEST:
-        raise _invalid("query.from", f"before {EARLIEST}")
+        raise invalid("query.from", f"before {EARLIEST}")
     if last < first:
-        raise _invalid("query.to", "before 'from'")
+        raise invalid("query.to", "before 'from'")
     starts = kpi.period_starts(first, last, granularity)
     if len(starts) > MAX_PERIODS:
-        raise _invalid("query.to", f"a range covers at most {MAX_PERIODS} periods")
+        raise invalid("query.to", f"a range covers at most {MAX_PERIODS} periods")
     periods = [
         Period(
             s,
@@ -422,7 +416,7 @@ async def get_summary(
     today = _today(settings)
     day = on or today
     if day < EARLIEST or day > today + timedelta(days=FUTURE_DAYS):
-        raise _invalid("query.date", f"outside {EARLIEST}..{FUTURE_DAYS} days from now")
+        raise invalid("query.date", f"outside {EARLIEST}..{FUTURE_DAYS} days from now")
     start = kpi.period_start(day, period)
     previous_start = kpi.period_start(start - timedelta(days=1), period)
     end = kpi.next_period_start(start, period) - timedelta(days=1)

@@ -4,15 +4,12 @@ campaign lists, segments and the lifetime-value models."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 import numpy as np
-import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
@@ -23,7 +20,14 @@ from services.scoring.rescore import fit_and_save, refresh_reference
 from services.scoring.scoring import Reference, score
 from services.scoring.settings import ScoringSettings
 from shared.events import CUSTOMER_ID_PATTERN, EARLIEST_TIME, ValidationContext, decode_event
-from shared.http import BODY_TOO_LARGE, BoundedBodyRoute, ErrorBody
+from shared.http import (
+    BODY_TOO_LARGE,
+    BoundedBodyRoute,
+    ErrorBody,
+    decode_cursor,
+    encode_cursor,
+    invalid,
+)
 from shared.service import Resources, resources
 
 router = APIRouter(prefix="/v1", tags=["customers"], route_class=BoundedBodyRoute)
@@ -49,12 +53,6 @@ def _settings(res: Resources) -> ScoringSettings:
     return res.settings
 
 
-def _invalid(field: str, message: str) -> HTTPException:
-    return HTTPException(
-        422, {"detail": "invalid request", "errors": [{"field": field, "message": message}]}
-    )
-
-
 def parse_as_of(value: str | None, zone: ZoneInfo) -> datetime | None:
     """None for now; a date means the end of that local day; the future is refused."""
     if value is None:
@@ -68,16 +66,16 @@ def parse_as_of(value: str | None, zone: ZoneInfo) -> datetime | None:
         else:
             instant = datetime.fromisoformat(value)
     except (ValueError, OverflowError):  # (the day after 9999-12-31 overflows)
-        raise _invalid("query.as_of", "not a date (YYYY-MM-DD) or RFC 3339 instant") from None
+        raise invalid("query.as_of", "not a date (YYYY-MM-DD) or RFC 3339 instant") from None
     if instant.tzinfo is None:
-        raise _invalid("query.as_of", "an instant needs a UTC offset")
+        raise invalid("query.as_of", "an instant needs a UTC offset")
     if instant < EARLIEST_TIME:
-        raise _invalid("query.as_of", "is before 1970, the earliest time an event can have")
+        raise invalid("query.as_of", "is before 1970, the earliest time an event can have")
     now = datetime.now(UTC)
     if instant > now:
         if instant.astimezone(zone).date() == now.astimezone(zone).date():
             return now  # today: up to now
-        raise _invalid("query.as_of", "is in the future")
+        raise invalid("query.as_of", "is in the future")
     return instant
 
 
@@ -286,16 +284,6 @@ class CustomerPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
 
 
-def _decode_cursor(cursor: str | None) -> tuple[float, str] | None:
-    if cursor is None:
-        return None
-    try:
-        value, customer = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return float(value), str(customer)
-    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
-        raise _invalid("query.cursor", "not a cursor this API returned") from None
-
-
 @router.get(
     "/customers",
     response_model=CustomerPage,
@@ -320,11 +308,11 @@ async def list_customers(
         min_churn_risk=min_churn_risk,
         sort=sort,
         limit=limit,
-        after=_decode_cursor(cursor),
+        after=decode_cursor(cursor),
     )
     next_cursor = None
     if last is not None and len(items) == limit:
-        next_cursor = base64.urlsafe_b64encode(orjson.dumps(list(last))).decode()
+        next_cursor = encode_cursor(*last)
     return CustomerPage(items=items, next_cursor=next_cursor)
 
 
