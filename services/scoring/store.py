@@ -238,7 +238,7 @@ LEFT JOIN complaints_made c ON c.customer_id = b.customer_id
 ORDER BY b.customer_id
 """
 
-_POPULATION_FIELDS = [
+POPULATION_FIELDS = [
     "days_since_last",
     "days_since_first",
     "orders",
@@ -271,9 +271,9 @@ async def load_population(
     values = (
         np.array([tuple(r)[1:] for r in rows], dtype=np.float64)
         if rows
-        else np.zeros((0, len(_POPULATION_FIELDS)))
+        else np.zeros((0, len(POPULATION_FIELDS)))
     )
-    columns = {name: values[:, i].copy() for i, name in enumerate(_POPULATION_FIELDS)}
+    columns = {name: values[:, i].copy() for i, name in enumerate(POPULATION_FIELDS)}
     return Population(as_of=as_of, customer_id=ids, **columns)
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from services.scoring.clv import BgNbdParams, GammaGammaParams
 from services.scoring.scoring import Models, Population, Reference, ScoringConfig, score
+from services.scoring.store import POPULATION_FIELDS
 from shared.events import Topic
 from tests.e2e.conftest import Stack
 from tests.helpers import event, purchase, read_topic, wait_until
@@ -88,27 +89,10 @@ def offline_population(events: list[dict[str, Any]], as_of: datetime) -> Populat
             ]
         )
     values = np.array(rows, dtype=np.float64)
-    names = [
-        "days_since_last",
-        "days_since_first",
-        "orders",
-        "net_spent",
-        "purchase_days",
-        "span_days",
-        "repeat_spend",
-        "recent_purchase_days",
-        "previous_purchase_days",
-        "recent_spend",
-        "previous_spend",
-        "recent_interactions",
-        "previous_interactions",
-        "interactions",
-        "complaints",
-    ]
     return Population(
         as_of=as_of,
         customer_id=np.array(ids, dtype=object),
-        **{n: values[:, i].copy() for i, n in enumerate(names)},
+        **{n: values[:, i].copy() for i, n in enumerate(POPULATION_FIELDS)},
     )
 
 
