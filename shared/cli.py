@@ -4,6 +4,8 @@
     crm lag                            each service's consumer lag per topic
     crm replay-deadletter [--dry-run]  re-publish dead letters that are valid now
     crm import purchases FILE.csv --map amount=Total --map subject=CustomerID ...
+    crm keys create --name NAME --scope SCOPE [--scope ...] [--rate-limit N]
+    crm keys revoke KEY_ID | crm keys list
 
 Reads KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL like the services. `import` goes through the
 same validation as POST /v1/events into ingest's event store (the relay publishes it); event
@@ -25,8 +27,9 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from shared import db, kafka
+from shared import db, kafka, keys
 from shared.events import (
+    SCOPES,
     SOURCE_TOPICS,
     FieldError,
     InvalidEvent,
@@ -285,6 +288,62 @@ def _progress(totals: Counter[str], rejected: int, started: float) -> None:
     )
 
 
+# ---- API keys ------------------------------------------------------------------------------
+
+
+async def _ingest_store(settings: CommonSettings) -> db.Pool:
+    """Ingest's schema, where keys are recorded as events (the relay publishes them)."""
+    pool = await db.create_pool(settings.database_url, "ingest")
+    await db.migrate(pool, "ingest", db.OUTBOX_MIGRATIONS)
+    return pool
+
+
+async def keys_create(
+    settings: CommonSettings, name: str, scopes: list[str], rate_limit: float | None
+) -> str:
+    pool = await _ingest_store(settings)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            key_id, token = await keys.issue_key(conn, name, scopes, rate_limit)
+    finally:
+        await pool.close()
+    print(f"key {key_id} ({name}: {', '.join(sorted(set(scopes)))})", file=sys.stderr)
+    print("the token is shown this once; services accept it within seconds:", file=sys.stderr)
+    print(token)
+    return token
+
+
+async def keys_revoke(settings: CommonSettings, key_id: str, reason: str | None) -> None:
+    pool = await _ingest_store(settings)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            found = await keys.revoke_key(conn, key_id, reason)
+    finally:
+        await pool.close()
+    if not found:
+        sys.exit(f"no key {key_id} was issued")
+    print(f"key {key_id} revoked; services refuse it within seconds")
+
+
+async def keys_list(settings: CommonSettings) -> None:
+    pool = await _ingest_store(settings)
+    try:
+        async with pool.acquire() as conn:
+            issued = await keys.list_keys(conn)
+    finally:
+        await pool.close()
+    print(f"{'key id':<17} {'name':<24} {'scopes':<44} {'issued':<20} revoked")
+    for key in issued:
+        issued_at = key.get("issued_at")
+        revoked = key["revoked_at"]
+        print(
+            f"{key['key_id']:<17} {key.get('name', '?'):<24} "
+            f"{','.join(key.get('scopes', [])):<44} "
+            f"{issued_at.strftime('%Y-%m-%d %H:%M') if issued_at else '?':<20} "
+            f"{revoked.strftime('%Y-%m-%d %H:%M') if revoked else '-'}"
+        )
+
+
 # ---- entry point --------------------------------------------------------------------------
 
 
@@ -308,6 +367,20 @@ def parser() -> argparse.ArgumentParser:
         help="column of a field (default: the field's own name); "
         "--map =currency=EUR sets a constant currency",
     )
+    key_parser = commands.add_parser("keys", help="issue, revoke and list API keys")
+    key_commands = key_parser.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="issue a key; prints its token once")
+    create.add_argument("--name", required=True)
+    create.add_argument(
+        "--scope", action="append", required=True, choices=SCOPES, help="repeat for several"
+    )
+    create.add_argument(
+        "--rate-limit", type=float, default=None, help="events per second to ingest"
+    )
+    revoke = key_commands.add_parser("revoke", help="revoke a key everywhere")
+    revoke.add_argument("key_id")
+    revoke.add_argument("--reason", default=None)
+    key_commands.add_parser("list", help="every key issued (no secrets)")
     return root
 
 
@@ -328,6 +401,12 @@ def main(argv: list[str] | None = None) -> None:
             for item in args.map
         )
         asyncio.run(import_file(settings, args.kind, args.file, mapping))
+    elif args.command == "keys" and args.keys_command == "create":
+        asyncio.run(keys_create(settings, args.name, args.scope, args.rate_limit))
+    elif args.command == "keys" and args.keys_command == "revoke":
+        asyncio.run(keys_revoke(settings, args.key_id, args.reason))
+    elif args.command == "keys":
+        asyncio.run(keys_list(settings))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 
 from shared import kafka, metrics
+from shared.auth import store_key_events
 from shared.db import Connection
 from shared.events import Event, InvalidEvent, Topic, ValidationContext, decode_event
 from shared.settings import CommonSettings
@@ -175,7 +176,9 @@ class ConsumerRuntime:
         await self._producer.start()
         self._consumer = kafka.consumer(self._settings, self.name)
         await self._consumer.start()
-        self._consumer.subscribe(list(self._projection.topics), listener=_Listener(self))
+        # Every service folds the API keys into its own schema (shared/auth.py).
+        topics = sorted({*self._projection.topics, Topic.KEYS})
+        self._consumer.subscribe(topics, listener=_Listener(self))
         self._task = asyncio.create_task(self._run(), name=f"consumer:{self.name}")
 
     async def stop(self) -> None:
@@ -235,7 +238,11 @@ class ConsumerRuntime:
         for tp, records in batches.items():
             records = self._verified(tp, records)
             for record in records:
-                if skip_own and any(key == EPOCH_HEADER for key, _ in record.headers):
+                if (
+                    skip_own
+                    and tp.topic != Topic.KEYS
+                    and any(key == EPOCH_HEADER for key, _ in record.headers)
+                ):
                     continue  # published by this service's own relay: already stored
                 try:
                     event = decode_event(record.value or b"", self._validation)
@@ -301,6 +308,10 @@ class ConsumerRuntime:
                 )
             }
             fresh = [e for e in unique if e.id in fresh_ids]
+            keys = [e for e in fresh if e.topic == Topic.KEYS]
+            if keys:
+                await store_key_events(conn, keys)
+                fresh = [e for e in fresh if e.topic != Topic.KEYS]
             if fresh:
                 await self._projection.store(conn, fresh)
             await conn.execute(

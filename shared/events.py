@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import orjson
 from pydantic import (
@@ -88,6 +88,7 @@ class Topic(StrEnum):
     SURVEYS = "crm.surveys"
     MARKETING = "crm.marketing"
     DERIVED = "crm.derived"  # events the services derive (tier changes, SLA breaches, alerts)
+    KEYS = "crm.keys"  # API keys issued and revoked with `crm keys` (hashes only)
     DEADLETTER = "crm.deadletter"
 
 
@@ -380,6 +381,30 @@ class LeadAssessed(EventData):
     notes: LongText | None = None
 
 
+# API keys (topic crm.keys). `crm keys` records them in ingest's event store; every service
+# folds them into its own schema, so each checks keys without reading another's tables.
+
+Scope = Literal["events:write", "customers:read", "complaints:act", "reports:read", "admin"]
+SCOPES: tuple[str, ...] = get_args(Scope)
+
+
+class ApiKeyIssued(EventData):
+    """A key was issued (subject: the key id). Only the SHA-256 of the whole token travels;
+    the token is shown once, by `crm keys create`."""
+
+    name: ShortText
+    scopes: Annotated[list[Scope], Field(min_length=1, max_length=len(SCOPES))]
+    token_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    # Events per second this key may send to ingest; none: the ingest default.
+    rate_limit: float | None = Field(default=None, gt=0, le=1_000_000)
+
+
+class ApiKeyRevoked(EventData):
+    """The key (subject) stops working everywhere."""
+
+    reason: LongText | None = None
+
+
 # Events the services derive (topic crm.derived). Other services fold them like any other.
 
 
@@ -493,6 +518,8 @@ EVENT_TYPES: dict[tuple[str, int], EventType] = _types(
     ("crm.complaint.escalated_auto", SlaEscalation, Topic.DERIVED),
     ("crm.complaint.sla_clock_stopped", SlaClockStopped, Topic.DERIVED),
     ("crm.crisis.detected", CrisisDetected, Topic.DERIVED),
+    ("crm.apikey.issued", ApiKeyIssued, Topic.KEYS),
+    ("crm.apikey.revoked", ApiKeyRevoked, Topic.KEYS),
 )
 KNOWN_TYPE_NAMES = sorted({name for name, _ in EVENT_TYPES})
 SOURCE_TOPICS = (

@@ -17,7 +17,7 @@ from shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 
-ALL_TOPICS: tuple[str, ...] = (*SOURCE_TOPICS, Topic.DERIVED, Topic.DEADLETTER)
+ALL_TOPICS: tuple[str, ...] = (*SOURCE_TOPICS, Topic.DERIVED, Topic.KEYS, Topic.DEADLETTER)
 
 # aiokafka asks the broker to auto-create any topic it requests metadata for, and offers no
 # setting to stop it. Tansu honours the request (4 partitions) and so would a Kafka broker

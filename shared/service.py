@@ -20,6 +20,7 @@ import uvicorn
 from fastapi import APIRouter, FastAPI, Request
 
 from shared import db, kafka, logs
+from shared.auth import KeyRing
 from shared.consumer import ConsumerRuntime, Projection
 from shared.events import ValidationContext
 from shared.http import LatencyMiddleware, install_error_handlers, operations_router
@@ -55,6 +56,7 @@ class ServiceSpec:
 class Resources:
     settings: CommonSettings
     pool: db.Pool
+    keys: KeyRing
     consumer: ConsumerRuntime | None = None
     relay: OutboxRelay | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -106,13 +108,13 @@ async def _start(spec: ServiceSpec, settings: CommonSettings) -> Resources:
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
     )
-    directories = [spec.migrations]
-    if spec.projection is not None:
-        directories.append(db.CONSUMER_MIGRATIONS)
+    # Every service has a consumer: at least for the API keys (crm.keys).
+    directories = [spec.migrations, db.CONSUMER_MIGRATIONS]
     if spec.publishes:
         directories.append(db.OUTBOX_MIGRATIONS)
     await db.migrate(pool, spec.schema, *directories)
-    res = Resources(settings, pool)
+    keys = KeyRing(pool, settings.admin_key_sha256, settings.api_key_cache_seconds)
+    res = Resources(settings, pool, keys)
     await kafka.wait_for_broker(settings)
     if spec.publishes:
         res.relay = OutboxRelay(settings, pool, spec.schema)

@@ -55,3 +55,15 @@ class CommonSettings(BaseSettings):
         ge=500,
         description="How often clients refresh topic metadata (finds re-created topics).",
     )
+    admin_key_sha256: str = Field(
+        default="",
+        pattern=r"^([0-9a-f]{64})?$",
+        description="SHA-256 (hex) of a bootstrap admin token accepted without being issued: "
+        "for automation that must create the first keys. Empty: none.",
+    )
+    api_key_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a service trusts a key it looked up; a revocation takes effect "
+        "within this time plus the broker's delivery.",
+    )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -11,15 +13,27 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from services.ingest.domain import BodyError, EventError, decode_body, validate_batch
+from services.ingest.domain import (
+    BodyError,
+    Bucket,
+    EventError,
+    decode_body,
+    take,
+    validate_batch,
+)
 from services.ingest.settings import IngestSettings
 from services.ingest.store import Conflict, Unavailable, store_batch
+from shared.auth import AUTH_ERRORS, Principal, require
 from shared.events import KNOWN_TYPE_NAMES, Envelope
 from shared.http import ErrorBody, error_response
 from shared.schemas import all_schemas, asyncapi
 from shared.service import Resources, resources, validation_context
 
-router = APIRouter(prefix="/v1", tags=["events"])
+WRITE_EVENTS = require("events:write")
+RATE_BUCKETS_LIMIT = 10_000  # keys remembered by the rate limiter
+router = APIRouter(
+    prefix="/v1", tags=["events"], dependencies=[Depends(WRITE_EVENTS)], responses=AUTH_ERRORS
+)
 
 
 class Accepted(BaseModel):
@@ -89,6 +103,11 @@ def _errors(errors: list[EventError]) -> list[dict[str, Any]]:
         409: {"model": EventErrors, "description": "An id was stored before with other content."},
         413: {"model": ErrorBody, "description": "Body or batch over the limit."},
         415: {"model": ErrorBody, "description": "Unsupported media type."},
+        429: {
+            "model": ErrorBody,
+            "description": "The key is over its rate: nothing was stored; "
+            "retry after Retry-After seconds.",
+        },
         422: {"model": EventErrors, "description": "Invalid events; nothing was stored."},
         503: {
             "model": ErrorBody,
@@ -98,7 +117,9 @@ def _errors(errors: list[EventError]) -> list[dict[str, Any]]:
     },
 )
 async def post_events(
-    request: Request, res: Annotated[Resources, Depends(resources)]
+    request: Request,
+    res: Annotated[Resources, Depends(resources)],
+    principal: Annotated[Principal, Depends(WRITE_EVENTS)],
 ) -> JSONResponse:
     settings = res.settings
     assert isinstance(settings, IngestSettings)
@@ -107,6 +128,9 @@ async def post_events(
         raw_events = decode_body(body, request.headers.get("content-type"), settings.max_batch)
     except BodyError as error:
         return error_response(error.status, str(error))
+    limited = _rate_limited(res, settings, principal, len(raw_events))
+    if limited is not None:
+        return limited
     events, errors = validate_batch(raw_events, validation_context(settings))
     if errors:
         bad = len({e.index for e in errors})
@@ -136,6 +160,27 @@ async def post_events(
         res.relay.notify()
     return JSONResponse(
         {"accepted": len(result.accepted), "duplicates": result.duplicates}, status_code=202
+    )
+
+
+def _rate_limited(
+    res: Resources, settings: IngestSettings, principal: Principal, events: int
+) -> JSONResponse | None:
+    """429 with Retry-After when the key has sent more than its rate (per instance)."""
+    rate = principal.rate_limit or settings.rate_limit_events_per_second
+    capacity = max(rate * settings.rate_limit_burst_seconds, settings.max_batch)
+    buckets: dict[str, Bucket] = res.state.setdefault("rate_buckets", {})
+    if len(buckets) > RATE_BUCKETS_LIMIT:  # full buckets of idle keys are the default anyway
+        buckets.clear()
+    bucket, wait = take(buckets.get(principal.key_id), events, rate, capacity, time.monotonic())
+    buckets[principal.key_id] = bucket
+    if wait == 0:
+        return None
+    return error_response(
+        429,
+        f"key {principal.key_id} is over its rate of {rate:g} events per second; "
+        "nothing was stored, retry after Retry-After seconds",
+        headers={"Retry-After": str(max(1, math.ceil(wait)))},
     )
 
 

@@ -7,11 +7,14 @@ from typing import Any
 
 import orjson
 
-from shared.events import Event, InvalidEvent, ValidationContext, validate_event
+from shared.events import Event, InvalidEvent, Topic, ValidationContext, validate_event
 
 SINGLE_TYPES = frozenset({"application/cloudevents+json"})
 BATCH_TYPES = frozenset({"application/cloudevents-batch+json"})
 EITHER_TYPES = frozenset({"application/json", ""})
+
+
+KEYS_ARE_ISSUED_BY_THE_CLI = "API keys are issued and revoked with `crm keys`, not posted"
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,9 @@ def validate_batch(
         except InvalidEvent as error:
             errors.extend(EventError(index, event_id, e.field, e.message) for e in error.errors)
             continue
+        if event.topic == Topic.KEYS:
+            errors.append(EventError(index, event.id, "type", KEYS_ARE_ISSUED_BY_THE_CLI))
+            continue
         previous = seen.get(event.id)
         if previous is None:
             seen[event.id] = event.content_hash()
@@ -80,3 +86,26 @@ def validate_batch(
                 EventError(index, event.id, "id", "appears earlier in the batch with other content")
             )
     return events, errors
+
+
+# ---- per-key rate limit -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """A key's token bucket: `tokens` events it may send, as of monotonic time `at`."""
+
+    tokens: float
+    at: float
+
+
+def take(
+    bucket: Bucket | None, cost: int, rate: float, capacity: float, now: float
+) -> tuple[Bucket, float]:
+    """Charge `cost` events to a token bucket refilled at `rate` per second up to `capacity`
+    (the token bucket of Turner, 1986; as in RFC 2697 with one bucket). Returns the bucket
+    after the charge and 0, or the bucket unchanged and the seconds until the charge fits."""
+    tokens = capacity if bucket is None else min(capacity, bucket.tokens + (now - bucket.at) * rate)
+    if cost <= tokens:
+        return Bucket(tokens - cost, now), 0.0
+    return Bucket(tokens, now), (min(cost, capacity) - tokens) / rate

@@ -16,3 +16,14 @@ class IngestSettings(CommonSettings):
     db_timeout_seconds: float = Field(
         default=5, gt=0, description="Wait for a database connection before answering 503."
     )
+    rate_limit_events_per_second: float = Field(
+        default=5000,
+        gt=0,
+        description="Events per second one API key may send to one ingest instance, unless "
+        "the key sets its own; beyond it, 429 Retry-After.",
+    )
+    rate_limit_burst_seconds: float = Field(
+        default=2,
+        gt=0,
+        description="How many seconds of a key's rate it may send at once (at least one batch).",
+    )

@@ -28,10 +28,18 @@ from services.reporting.metrics import (
     table,
 )
 from services.reporting.settings import ReportingSettings
+from shared.auth import AUTH_ERRORS, require
 from shared.http import ErrorBody, invalid
 from shared.service import Resources, resources
 
-router = APIRouter(prefix="/v1", tags=["kpis"])
+router = APIRouter(
+    prefix="/v1",
+    tags=["kpis"],
+    dependencies=[Depends(require("reports:read"))],
+    responses=AUTH_ERRORS,
+)
+# The dashboard page and its scripts hold no data: the page asks for a key and sends it with
+# every call to /v1.
 pages = APIRouter(include_in_schema=False)
 
 STATIC = Path(__file__).parent / "static"

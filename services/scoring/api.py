@@ -19,6 +19,7 @@ from services.scoring.domain import profile_of
 from services.scoring.rescore import fit_and_save, refresh_reference
 from services.scoring.scoring import Reference, score
 from services.scoring.settings import ScoringSettings
+from shared.auth import AUTH_ERRORS, require
 from shared.events import CUSTOMER_ID_PATTERN, EARLIEST_TIME, ValidationContext, decode_event
 from shared.http import (
     BODY_TOO_LARGE,
@@ -30,7 +31,13 @@ from shared.http import (
 )
 from shared.service import Resources, resources
 
-router = APIRouter(prefix="/v1", tags=["customers"], route_class=BoundedBodyRoute)
+router = APIRouter(
+    prefix="/v1",
+    tags=["customers"],
+    route_class=BoundedBodyRoute,
+    dependencies=[Depends(require("customers:read"))],
+    responses=AUTH_ERRORS,
+)
 
 CustomerId = Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN, examples=["customer-42"])]
 AsOf = Annotated[
@@ -396,6 +403,7 @@ async def get_model(res: Annotated[Resources, Depends(resources)]) -> dict[str, 
     "/models/clv/fit",
     summary="Fit BG/NBD and Gamma-Gamma now on the population as of a date",
     tags=["models"],
+    dependencies=[Depends(require("admin"))],
     responses=BAD_INPUT
     | BODY_TOO_LARGE
     | {409: {"model": ErrorBody, "description": "Too few customers."}},

@@ -1,0 +1,212 @@
+"""API keys: issue, check, and fold, the same way in every service.
+
+A token reads `crm_<key id>_<secret>`. Services keep only SHA-256 of the whole token (the
+secret is 256 random bits, so a fast hash is enough: there is nothing to brute-force, unlike
+a password; GitHub and Stripe tokens are stored the same way). The key id in the token finds
+the row; the hashes are compared in constant time (`hmac.compare_digest`).
+
+Keys travel as `crm.apikey.issued` / `crm.apikey.revoked` events on crm.keys: `crm keys`
+writes them into ingest's event store, the relay publishes them, and the consumer runtime of
+every service folds them into that service's own `api_keys` table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from fastapi import HTTPException, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from shared.db import Connection, Pool
+from shared.events import (
+    SCOPES,
+    ApiKeyIssued,
+    Event,
+)
+from shared.http import ErrorBody
+
+log = logging.getLogger(__name__)
+
+ADMIN = "admin"  # holds every scope
+BOOTSTRAP_KEY_ID = "bootstrap"  # the key of ADMIN_KEY_SHA256
+_TOKEN = re.compile(r"^crm_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
+_CACHE_LIMIT = 10_000  # distinct key ids remembered before the cache starts afresh
+_NO_HASH = "0" * 64  # compared against when a key is unknown, so timing tells nothing
+
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No API key, or not a valid one."},
+    403: {"model": ErrorBody, "description": "The key lacks the scope this operation needs."},
+}
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiKey",
+    bearerFormat="crm_<key id>_<secret>",
+    description="An API key issued with `crm keys create`: `Authorization: Bearer <key>`.",
+)
+
+
+def new_token() -> tuple[str, str]:
+    """A fresh key: (key id, token). The token is shown once and never stored."""
+    key_id = secrets.token_hex(8)
+    return key_id, f"crm_{key_id}_{secrets.token_urlsafe(32)}"
+
+
+def token_sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a key and what it may do."""
+
+    key_id: str
+    scopes: frozenset[str]
+    rate_limit: float | None = None
+
+    def may(self, scope: str) -> bool:
+        return ADMIN in self.scopes or scope in self.scopes
+
+
+@dataclass(frozen=True)
+class _StoredKey:
+    principal: Principal
+    token_sha256: str
+
+
+# ---- folding crm.keys (called by the consumer runtime in the read model's transaction) ----
+
+
+async def store_key_events(conn: Connection, events: Sequence[Event]) -> None:
+    for event in events:
+        if isinstance(event.data, ApiKeyIssued):
+            await conn.execute(
+                "INSERT INTO api_keys "
+                "(key_id, name, scopes, token_sha256, rate_limit, issued_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6) "
+                "ON CONFLICT (key_id) DO UPDATE SET name = EXCLUDED.name, "
+                "scopes = EXCLUDED.scopes, token_sha256 = EXCLUDED.token_sha256, "
+                "rate_limit = EXCLUDED.rate_limit, issued_at = EXCLUDED.issued_at "
+                "WHERE api_keys.token_sha256 IS NULL",  # an id is issued once
+                event.subject,
+                event.data.name,
+                list(event.data.scopes),
+                event.data.token_sha256,
+                event.data.rate_limit,
+                event.time,
+            )
+        else:
+            await conn.execute(
+                "INSERT INTO api_keys (key_id, revoked_at) VALUES ($1, $2) "
+                "ON CONFLICT (key_id) DO UPDATE "
+                "SET revoked_at = LEAST(api_keys.revoked_at, EXCLUDED.revoked_at)",
+                event.subject,
+                event.time,
+            )
+
+
+# ---- checking a request ---------------------------------------------------------------------
+
+
+class KeyRing:
+    """The keys a service accepts: its `api_keys` table behind a short cache, plus the
+    bootstrap admin key of the settings."""
+
+    def __init__(self, pool: Pool, admin_key_sha256: str, cache_seconds: float) -> None:
+        self._pool = pool
+        self._admin_key_sha256 = admin_key_sha256
+        self._cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, _StoredKey | None]] = {}
+
+    async def authenticate(self, token: str) -> Principal | None:
+        digest = token_sha256(token)
+        if self._admin_key_sha256 and hmac.compare_digest(digest, self._admin_key_sha256):
+            return Principal(BOOTSTRAP_KEY_ID, frozenset({ADMIN}))
+        match = _TOKEN.match(token)
+        stored = await self._lookup(match.group(1)) if match else None
+        expected = stored.token_sha256 if stored is not None else _NO_HASH
+        if hmac.compare_digest(digest, expected) and stored is not None:
+            return stored.principal
+        return None
+
+    async def _lookup(self, key_id: str) -> _StoredKey | None:
+        now = time.monotonic()
+        cached = self._cache.get(key_id)
+        if cached is not None and now - cached[0] < self._cache_seconds:
+            return cached[1]
+        row = await self._pool.fetchrow(
+            "SELECT scopes, token_sha256, rate_limit FROM api_keys "
+            "WHERE key_id = $1 AND revoked_at IS NULL AND token_sha256 IS NOT NULL",
+            key_id,
+        )
+        found = (
+            None
+            if row is None
+            else _StoredKey(
+                Principal(key_id, frozenset(row["scopes"]), row["rate_limit"]),
+                row["token_sha256"],
+            )
+        )
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[key_id] = (now, found)
+        return found
+
+
+def require(scope: str) -> Callable[..., Awaitable[Principal]]:
+    """FastAPI dependency: the caller's key, which must hold `scope` (or admin)."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+
+    async def authorised(
+        request: Request,
+        credentials: HTTPAuthorizationCredentials | None = Security(bearer),  # noqa: B008
+    ) -> Principal:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise _unauthorised("no API key: send `Authorization: Bearer <key>`")
+        ring: KeyRing = request.app.state.resources.keys
+        principal = await ring.authenticate(credentials.credentials)
+        if principal is None:
+            raise _unauthorised("the API key is not valid (unknown, revoked or mistyped)")
+        if not principal.may(scope):
+            log.info(
+                "request refused: missing scope",
+                extra={"key_id": principal.key_id, "scope": scope, "path": request.url.path},
+            )
+            raise HTTPException(403, f"the key lacks the scope '{scope}'")
+        request.state.principal = principal
+        return principal
+
+    authorised.__name__ = f"require_{scope.replace(':', '_')}"
+    return authorised
+
+
+def _unauthorised(reason: str) -> HTTPException:
+    return HTTPException(401, reason, headers={"WWW-Authenticate": 'Bearer realm="crm"'})
+
+
+def describe(events: Sequence[Event]) -> list[dict[str, Any]]:
+    """Keys from their events (oldest first)."""
+    keys: dict[str, dict[str, Any]] = {}
+    for event in events:
+        entry = keys.setdefault(event.subject, {"key_id": event.subject, "revoked_at": None})
+        if isinstance(event.data, ApiKeyIssued):
+            entry.update(
+                name=event.data.name,
+                scopes=list(event.data.scopes),
+                rate_limit=event.data.rate_limit,
+                issued_at=event.time,
+            )
+        else:
+            revoked: datetime | None = entry["revoked_at"]
+            entry["revoked_at"] = event.time if revoked is None else min(revoked, event.time)
+    return list(keys.values())

@@ -1,0 +1,76 @@
+"""Issuing and revoking API keys (`crm keys`, the dev stack): events in ingest's event store,
+which the relay publishes on crm.keys for every service to fold (shared/auth.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared.auth import describe, new_token, token_sha256
+from shared.db import Connection
+from shared.events import (
+    ApiKeyIssued,
+    ApiKeyRevoked,
+    Topic,
+    ValidationContext,
+    decode_event,
+    new_event,
+)
+from shared.outbox import append_events
+
+_STORED = ValidationContext(future_tolerance=timedelta(days=36_500))  # events stored already
+
+KEY_SOURCE = "crm/keys"
+
+
+async def issue_key(
+    conn: Connection, name: str, scopes: Sequence[str], rate_limit: float | None = None
+) -> tuple[str, str]:
+    """Record a new key in the event store (the relay publishes it): (key id, token)."""
+    key_id, token = new_token()
+    data = ApiKeyIssued.model_validate(
+        {
+            "name": name,
+            "scopes": sorted(set(scopes)),
+            "token_sha256": token_sha256(token),
+            "rate_limit": rate_limit,
+        }
+    )
+    event = new_event(
+        "crm.apikey.issued",
+        key_id,
+        data,
+        source=KEY_SOURCE,
+        event_id=f"apikey:{key_id}:issued",
+        time=datetime.now(UTC),
+    )
+    await append_events(conn, [event])
+    return key_id, token
+
+
+async def revoke_key(conn: Connection, key_id: str, reason: str | None = None) -> bool:
+    """Record the revocation of an issued key; False if no such key was issued."""
+    known = await conn.fetchval(
+        "SELECT 1 FROM events WHERE type = 'crm.apikey.issued' AND subject = $1", key_id
+    )
+    if known is None:
+        return False
+    event = new_event(
+        "crm.apikey.revoked",
+        key_id,
+        ApiKeyRevoked(reason=reason),
+        source=KEY_SOURCE,
+        event_id=f"apikey:{key_id}:revoked",
+        time=datetime.now(UTC),
+    )
+    await append_events(conn, [event])
+    return True
+
+
+async def list_keys(conn: Connection) -> list[dict[str, Any]]:
+    """Every key issued, oldest first, as its events describe it (no hashes)."""
+    rows = await conn.fetch(
+        "SELECT body FROM events WHERE topic = $1 ORDER BY seq", Topic.KEYS.value
+    )
+    return describe([decode_event(r["body"].encode(), _STORED) for r in rows])
