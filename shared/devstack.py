@@ -4,10 +4,14 @@ KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL, when set, replace the embedded broker 
 database. PostgreSQL data stays under ./.data; the embedded broker keeps topics in memory,
 so each start is a broker data loss that the outbox relay repairs by publishing the event
 store again.
+
+The first start issues an admin API key (scope admin), keeps its token in .data/admin-key
+(readable by the owner only) and prints it at every start, with the dashboard's address.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -18,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from shared import db, keys
 from shared.embedded import Broker, Database, service_environment
 
 SERVICES = (("ingest", 8001), ("scoring", 8002), ("complaints", 8003), ("reporting", 8004))
@@ -90,6 +95,31 @@ def stop_all(services: list[Running]) -> None:
             service.process.kill()
 
 
+async def _active_or_new_token(database_url: str, kept: str | None) -> str:
+    """`kept` if the event store knows it as an active key, else a newly issued admin key."""
+    pool = await db.create_pool(database_url, "ingest")
+    try:
+        await db.migrate(pool, "ingest", db.OUTBOX_MIGRATIONS)
+        async with pool.acquire() as conn, conn.transaction():
+            if kept and await keys.is_active(conn, kept):
+                return kept
+            _, token = await keys.issue_key(conn, "dev-admin", ["admin"])
+            return token
+    finally:
+        await pool.close()
+
+
+def admin_token(database_url: str, token_file: Path) -> str:
+    """The dev stack's admin token, kept in `token_file` (owner-only)."""
+    kept = token_file.read_text().strip() if token_file.exists() else None
+    token = asyncio.run(_active_or_new_token(database_url, kept))
+    if token != kept:
+        token_file.parent.mkdir(parents=True, exist_ok=True)
+        token_file.touch(mode=0o600)
+        token_file.write_text(token + "\n")
+    return token
+
+
 def main() -> None:
     data = Path(os.environ.get("CRM_DATA_DIR", ".data")).resolve()
     broker: Broker | None = None
@@ -107,6 +137,7 @@ def main() -> None:
     if not database_url:
         database = Database(data / "postgres").start()
         database_url = database.dsn
+    token = admin_token(database_url, data / "admin-key")
     ports = {name: int(os.environ.get(f"{name.upper()}_PORT", port)) for name, port in SERVICES}
     services = start_services(service_environment(bootstrap, database_url), data / "logs", ports)
 
@@ -121,6 +152,8 @@ def main() -> None:
         for service in services:
             state = "NOT READY" if service.name in late else "ready"
             print(f"{service.name:<11} {service.url}  (docs {service.url}/docs)  {state}")
+        print(f"admin key   {token}  (kept in {data / 'admin-key'})")
+        print(f"dashboard   http://127.0.0.1:{ports['reporting']}/#key={token}")
         print("Ctrl-C stops everything.", flush=True)
         while all(s.process.poll() is None for s in services):
             time.sleep(0.5)  # supervising children until Ctrl-C

@@ -74,3 +74,14 @@ async def list_keys(conn: Connection) -> list[dict[str, Any]]:
         "SELECT body FROM events WHERE topic = $1 ORDER BY seq", Topic.KEYS.value
     )
     return describe([decode_event(r["body"].encode(), _STORED) for r in rows])
+
+
+async def is_active(conn: Connection, token: str) -> bool:
+    """Whether `token` belongs to a key issued and not revoked in this event store."""
+    found = await conn.fetchval(
+        "SELECT 1 FROM events i WHERE i.type = 'crm.apikey.issued' "
+        "AND i.body -> 'data' ->> 'token_sha256' = $1 AND NOT EXISTS ("
+        "SELECT 1 FROM events r WHERE r.type = 'crm.apikey.revoked' AND r.subject = i.subject)",
+        token_sha256(token),
+    )
+    return found is not None

@@ -18,8 +18,10 @@ from typing import Any
 
 import pytest
 
+from shared.auth import token_sha256
 from shared.embedded import Broker, Database
 from shared.settings import CommonSettings
+from tests.helpers import TEST_TOKEN
 
 BACKEND = os.environ.get("CRM_TEST_BACKEND", "embedded")
 _databases = itertools.count()
@@ -124,4 +126,5 @@ def settings(broker: Any, database_url: str) -> CommonSettings:
         topic_partitions=3,
         consumer_session_timeout_ms=6000,
         metadata_max_age_ms=1000,
+        admin_key_sha256=token_sha256(TEST_TOKEN),
     )

@@ -18,8 +18,21 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from shared.auth import token_sha256
+
 T = TypeVar("T")
 _ids = itertools.count()
+
+
+# The admin token every test service accepts: the fixtures set ADMIN_KEY_SHA256 to its hash.
+TEST_TOKEN = "crm_7e57000000000000_" + "t" * 43
+AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
+
+
+def api_client(**options: Any) -> httpx.AsyncClient:
+    """An HTTP client that authenticates with the test admin token."""
+    headers = {**AUTH, **options.pop("headers", {})}
+    return httpx.AsyncClient(headers=headers, **options)
 
 
 async def wait_until(
@@ -133,14 +146,14 @@ class ServiceProcess:
         log = open(self.log_dir / f"{self.name}.log", "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
             [sys.executable, "-m", f"services.{self.name}"],
-            env={**self.env, "PORT": str(self.port)},
+            env={"ADMIN_KEY_SHA256": token_sha256(TEST_TOKEN), **self.env, "PORT": str(self.port)},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         return self
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
-        async with httpx.AsyncClient(base_url=self.url, timeout=2) as client:
+        async with api_client(base_url=self.url, timeout=2) as client:
 
             async def ready() -> bool:
                 assert self.process is not None

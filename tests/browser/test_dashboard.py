@@ -18,11 +18,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.e2e.test_reporting import ZONE, Reporting, month_of_events
-from tests.helpers import event, wait_until
+from tests.helpers import TEST_TOKEN, api_client, event, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -116,7 +115,7 @@ async def fed(reporting: Reporting) -> dict[str, Any]:
         )
     )
     await reporting.post(events)
-    async with httpx.AsyncClient(base_url=reporting.url, timeout=10) as client:
+    async with api_client(base_url=reporting.url, timeout=10) as client:
 
         async def loaded() -> dict[str, Any] | None:
             summary = (await client.get("/v1/kpis/summary", params={"period": "month"})).json()
@@ -138,7 +137,7 @@ async def test_the_dashboard_draws_its_charts_from_the_data(
             [
                 *chromium_args(chromium, tmp_path / f"shot-{lang}"),
                 f"--screenshot={shot}",
-                f"{reporting.url}/?lang={lang}",
+                f"{reporting.url}/?lang={lang}#key={TEST_TOKEN}",
             ]
         )
     where = f"screenshots: {shots['en']} and {shots['zh']}"
@@ -151,7 +150,7 @@ async def test_the_dashboard_draws_its_charts_from_the_data(
             [
                 *chromium_args(chromium, tmp_path / "dom-en"),
                 "--dump-dom",
-                f"{reporting.url}/?lang=en&refresh=5",
+                f"{reporting.url}/?lang=en&refresh=5#key={TEST_TOKEN}",
             ]
         )
     )
@@ -177,7 +176,7 @@ async def test_the_dashboard_draws_its_charts_from_the_data(
             [
                 *chromium_args(chromium, tmp_path / "dom-zh"),
                 "--dump-dom",
-                f"{reporting.url}/?lang=zh",
+                f"{reporting.url}/?lang=zh#key={TEST_TOKEN}",
             ]
         )
     )
@@ -189,3 +188,17 @@ async def test_the_dashboard_draws_its_charts_from_the_data(
     for metric in CHARTS:
         (chart,) = chinese.find("figure", **{"data-metric": metric})
         assert int(chart.get("data-ink", "0")) >= 150, f"{metric} (zh) not drawn; {where}"
+
+
+async def test_without_a_key_the_dashboard_asks_for_one_and_shows_no_data(
+    reporting: Reporting, chromium: str, tmp_path: Path
+) -> None:
+    await fed(reporting)
+    page = Page(
+        run([*chromium_args(chromium, tmp_path / "dom"), "--dump-dom", f"{reporting.url}/"])
+    )
+    body = page.find("body")[0]
+    assert body.get("data-state") == "needs-key", body
+    (form,) = page.find("form", id="key-form")
+    assert "hidden" not in form, "the key form is hidden"
+    assert not page.find("div", class_="card"), "cards drawn without a key"

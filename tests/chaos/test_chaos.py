@@ -25,7 +25,7 @@ from services.scoring.domain import PurchaseSummary, fold, is_purchase
 from shared.devstack import SERVICES
 from shared.embedded import Broker, Database, free_port, service_environment
 from shared.events import Event, ValidationContext, decode_event
-from tests.helpers import ServiceProcess, event, purchase, wait_until
+from tests.helpers import ServiceProcess, api_client, event, purchase, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.embedded_only]
 
@@ -143,7 +143,7 @@ def mixed_stream(seed: int, count: int) -> list[dict[str, Any]]:
 async def send_all(world: World, events: list[dict[str, Any]], rng: random.Random) -> None:
     """Post in batches; on any failure (ingest killed, database restarting) post the same
     batch again: ids make that safe. Some batches are sent twice on purpose."""
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with api_client(timeout=10) as client:
         for begin in range(0, len(events), 50):
             batch = events[begin : begin + 50]
             last: object = None

@@ -6,13 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 
 from shared.events import Topic
 from tests.e2e.conftest import Stack
-from tests.helpers import event, read_topic, wait_until
+from tests.helpers import api_client, event, read_topic, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -56,7 +55,7 @@ async def test_breaches_due_while_down_are_emitted_once_with_their_true_time(
         )
         for cid, at in opened_at.items()
     ]
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with api_client(timeout=10) as client:
         posted = await client.post(f"{stack.url('ingest')}/v1/events", json=events)
         assert posted.status_code == 202
 
@@ -91,7 +90,7 @@ async def test_breaches_due_while_down_are_emitted_once_with_their_true_time(
         warnings = await derived(stack, "sla_warning", cid)
         assert len(warnings) == 1
 
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with api_client(timeout=10) as client:
 
         async def escalated() -> Any:
             body = (await client.get(f"{stack.url('complaints')}/v1/complaints/sla-1")).json()

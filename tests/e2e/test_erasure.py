@@ -12,7 +12,7 @@ import pytest
 
 from shared.events import Topic
 from tests.e2e.conftest import Stack
-from tests.helpers import event, purchase, read_topic, wait_until
+from tests.helpers import api_client, event, purchase, read_topic, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.embedded_only]
 
@@ -49,7 +49,7 @@ async def test_erasure_removes_personal_data_everywhere_and_stays_after_replay(
         ),
         purchase("cust-erase", "10.00", time=at + timedelta(minutes=2)),
     ]
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with api_client(timeout=10) as client:
         assert (
             await client.post(f"{stack.url('ingest')}/v1/events", json=history)
         ).status_code == 202

@@ -15,13 +15,13 @@ import pytest
 from services.scoring.domain import PurchaseSummary, fold
 from shared.events import Topic, ValidationContext, validate_event
 from tests.e2e.conftest import Stack
-from tests.helpers import event, produce_raw, purchase, read_topic, wait_until
+from tests.helpers import api_client, event, produce_raw, purchase, read_topic, wait_until
 
 pytestmark = pytest.mark.e2e
 
 
 async def post(stack: Stack, events: list[dict[str, Any]]) -> httpx.Response:
-    async with httpx.AsyncClient(base_url=stack.url("ingest"), timeout=30) as client:
+    async with api_client(base_url=stack.url("ingest"), timeout=30) as client:
         return await client.post("/v1/events", json=events)
 
 
@@ -91,7 +91,7 @@ async def test_purchase_and_complaint_are_visible_in_every_service(stack: Stack)
     assert response.status_code == 202, response.text
     assert response.json() == {"accepted": 2, "duplicates": []}
 
-    async with httpx.AsyncClient(timeout=5) as client:
+    async with api_client(timeout=5) as client:
         rfm = await wait_until(
             lambda: _ok(client, f"{stack.url('scoring')}/v1/customers/cust-7/rfm"),
             what="the purchase in scoring",

@@ -28,7 +28,7 @@ import httpx
 import pytest
 
 from shared.embedded import Broker, free_port, service_environment
-from tests.helpers import ServiceProcess, event, wait_until
+from tests.helpers import ServiceProcess, api_client, event, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -54,7 +54,7 @@ class Reporting:
         return self.reporting.url
 
     async def post(self, events: list[dict[str, Any]]) -> None:
-        async with httpx.AsyncClient(base_url=self.ingest.url, timeout=60) as client:
+        async with api_client(base_url=self.ingest.url, timeout=60) as client:
             for start in range(0, len(events), 500):
                 response = await client.post("/v1/events", json=events[start : start + 500])
                 assert response.status_code == 202, response.text
@@ -413,7 +413,7 @@ async def test_a_month_of_events_reads_back_as_kpis(reporting: Reporting) -> Non
     await reporting.post(events)
     expected_month = offline(events, MONTH, MONTH_END)
     query = {"metrics": ",".join(METRICS), "from": str(MONTH), "to": str(MONTH_END)}
-    async with httpx.AsyncClient(base_url=reporting.url, timeout=30) as client:
+    async with api_client(base_url=reporting.url, timeout=30) as client:
 
         async def month_row() -> dict[str, Any] | None:
             body = await get_table(client, **query, granularity="month")
@@ -529,7 +529,7 @@ BAD_QUERIES = [
 
 
 async def test_bad_input_is_a_422_in_the_shared_format(reporting: Reporting) -> None:
-    async with httpx.AsyncClient(base_url=reporting.url, timeout=10) as client:
+    async with api_client(base_url=reporting.url, timeout=10) as client:
         for params, field in BAD_QUERIES:
             response = await client.get("/v1/kpis", params=params)
             assert response.status_code == 422, (params, response.text)

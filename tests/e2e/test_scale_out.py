@@ -3,13 +3,12 @@ ends with the read models of a single uninterrupted instance."""
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from shared.embedded import free_port
 from tests.e2e.conftest import Stack
 from tests.e2e.test_pipeline import post, stream, wait_for_model
-from tests.helpers import ServiceProcess, wait_until
+from tests.helpers import ServiceProcess, api_client, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +25,7 @@ async def test_two_instances_then_one_killed_mid_stream(stack: Stack) -> None:
             await twin.wait_ready()
 
         async def shared_partitions() -> bool:
-            async with httpx.AsyncClient(timeout=5) as client:
+            async with api_client(timeout=5) as client:
                 for name, twin in twins.items():
                     first = (await client.get(f"{stack.url(name)}/readyz")).json()
                     second = (await client.get(f"{twin.url}/readyz")).json()

@@ -17,7 +17,7 @@ from services.scoring.scoring import Models, Population, Reference, ScoringConfi
 from services.scoring.store import POPULATION_FIELDS
 from shared.events import Topic
 from tests.e2e.conftest import Stack
-from tests.helpers import event, purchase, read_topic, wait_until
+from tests.helpers import api_client, event, purchase, read_topic, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -111,11 +111,11 @@ async def test_scores_of_a_posted_history(stack: Stack) -> None:
     )
     lead = event("crm.lead.assessed", "s-1", {"money": True, "authority": False, "need": True})
     talk = event("crm.interaction.logged", "s-1", {"channel": "chat", "direction": "inbound"})
-    async with httpx.AsyncClient(base_url=stack.url("ingest"), timeout=30) as ingest:
+    async with api_client(base_url=stack.url("ingest"), timeout=30) as ingest:
         await post_all(ingest, [*events, profile, lead, talk])
     customers = {e["subject"] for e in events}
 
-    async with httpx.AsyncClient(base_url=stack.url("scoring"), timeout=30) as scoring:
+    async with api_client(base_url=stack.url("scoring"), timeout=30) as scoring:
 
         async def scored_everyone() -> Any:
             page = (await scoring.get("/v1/customers", params={"limit": 1000})).json()

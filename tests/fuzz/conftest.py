@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
@@ -21,9 +20,10 @@ from services.ingest.settings import IngestSettings
 from services.reporting.main import app as reporting_app
 from services.scoring.main import app as scoring_app
 from services.scoring.settings import ScoringSettings
+from shared.auth import token_sha256
 from shared.embedded import Broker, Database, free_port
 from shared.settings import CommonSettings
-from tests.helpers import wait_until
+from tests.helpers import TEST_TOKEN, api_client, wait_until
 
 Factory = Callable[[Any], FastAPI]
 SERVICES: dict[str, tuple[Factory, type[CommonSettings]]] = {
@@ -54,7 +54,7 @@ class Server:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name=f"uvicorn:{self.port}")
         self.thread.start()
-        async with httpx.AsyncClient(base_url=self.url, timeout=5) as client:
+        async with api_client(base_url=self.url, timeout=5) as client:
 
             async def ready() -> bool:
                 assert self.thread is not None
@@ -81,6 +81,7 @@ async def servers(
         "topic_partitions": 3,
         "consumer_session_timeout_ms": 6000,
         "metadata_max_age_ms": 1000,
+        "admin_key_sha256": token_sha256(TEST_TOKEN),
     }
     running: dict[str, Server] = {}
     try:

@@ -22,6 +22,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.fuzz.conftest import SERVICES, Server
+from tests.helpers import AUTH
 
 pytestmark = [
     pytest.mark.integration,
@@ -75,7 +76,7 @@ CHECKS = [
 
 
 def _run(case: schemathesis.Case, server: Server) -> None:
-    response = case.call(base_url=server.url)
+    response = case.call(base_url=server.url, headers=AUTH)
     # Readiness answers 503 (documented) whenever it is not ready: that is its job.
     readiness = case.operation.path == "/readyz"
     case.validate_response(

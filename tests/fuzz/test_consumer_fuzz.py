@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -30,7 +29,7 @@ from shared.consumer import MAX_DEAD_LETTER_BYTES
 from shared.embedded import Broker, free_port, service_environment
 from shared.events import Topic
 from tests.fuzz.corpus import SEED, at_the_limits, good_event, hostile
-from tests.helpers import ServiceProcess, produce_raw, read_topic, wait_until
+from tests.helpers import ServiceProcess, api_client, produce_raw, read_topic, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -189,7 +188,7 @@ async def test_hostile_records_are_dead_lettered_and_the_next_good_one_applied(
                 assert reason in headers["crm-error"], (name, label, headers["crm-error"])
 
     # Nothing crashed, no batch failed and was retried, and every consumer is still ready.
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with api_client(timeout=10) as client:
         for name, service in consumers.services.items():
             assert service.process is not None, name
             assert service.process.poll() is None, f"{name} exited: {service.log_tail()}"

@@ -20,7 +20,7 @@ from services.complaints.store import ComplaintsProjection
 from shared import db
 from shared.events import Event, ValidationContext, validate_event
 from shared.settings import CommonSettings
-from tests.helpers import event, wait_until
+from tests.helpers import api_client, event, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -164,7 +164,7 @@ async def client(settings: CommonSettings) -> AsyncIterator[httpx.AsyncClient]:
     app = complaints_app(ComplaintsSettings(**settings.model_dump(), sla_always_open=True))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://complaints") as http:
+        async with api_client(transport=transport, base_url="http://complaints") as http:
             yield http
 
 

@@ -14,7 +14,7 @@ from services.ingest.settings import IngestSettings
 from shared.embedded import Broker
 from shared.events import Topic
 from shared.settings import CommonSettings
-from tests.helpers import purchase, read_topic, wait_until
+from tests.helpers import api_client, purchase, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ async def client(settings: CommonSettings) -> AsyncIterator[httpx.AsyncClient]:
     app = ingest_app(IngestSettings(**settings.model_dump(), max_body_bytes=64 * 1024))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
+        async with api_client(transport=transport, base_url="http://ingest") as http:
             yield http
 
 
@@ -115,7 +115,7 @@ async def test_load_is_shed_while_the_broker_is_away_and_taken_again_after(
     app = ingest_app(IngestSettings(**{**settings.model_dump(), "outbox_backlog_limit": 3}))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
+        async with api_client(transport=transport, base_url="http://ingest") as client:
             broker.kill()
             first = [purchase(f"c-{i}", "1.00") for i in range(4)]
             assert (await client.post("/v1/events", json=first)).status_code == 202

@@ -101,6 +101,7 @@ def test_every_source_type_has_a_topic_and_version_one() -> None:
         Topic.SURVEYS,
         Topic.MARKETING,
         Topic.DERIVED,
+        Topic.KEYS,
     }
 
 

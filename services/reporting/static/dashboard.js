@@ -12,7 +12,8 @@
       month: "Month", updated: "Updated", tiers: "By tier, this period",
       alerts: "Open crisis alerts", footer: "Definitions and sources of every KPI:",
       none: "No open alert", vsPrevious: "vs previous", noData: "no data", tier: "Tier",
-      error: "Cannot load the data", alertText: (a) =>
+      error: "Cannot load the data", keyPrompt: "API key (scope reports:read)", keyUse: "Use",
+      keyRefused: "The key was refused", alertText: (a) =>
         `${a.count} complaints in ${a.dimension} “${a.value}” (expected ${a.baseline.toFixed(1)})`,
       tierNames: { gold: "Gold", developing: "Developing", potential: "Potential", forgotten: "Forgotten", unscored: "Unscored" },
     },
@@ -20,7 +21,8 @@
       title: "客户关系绩效指标", period: "周期", day: "日", week: "周", month: "月",
       updated: "更新于", tiers: "按客户层级（本期）", alerts: "未解除的危机预警",
       footer: "各指标的定义与来源：", none: "暂无预警", vsPrevious: "较上期", noData: "无数据",
-      tier: "层级", error: "数据加载失败", alertText: (a) =>
+      tier: "层级", error: "数据加载失败", keyPrompt: "API 密钥（权限 reports:read）", keyUse: "使用",
+      keyRefused: "密钥被拒绝", alertText: (a) =>
         `${{ category: "类别", channel: "渠道", product: "产品" }[a.dimension] || a.dimension}` +
         `“${a.value}”出现 ${a.count} 起投诉（预期 ${a.baseline.toFixed(1)}）`,
       tierNames: { gold: "黄金客户", developing: "发展客户", potential: "潜在客户", forgotten: "被遗忘客户", unscored: "未评分" },
@@ -67,8 +69,27 @@
     }
   }
 
+  // The API key: from the address's fragment (#key=..., never sent to a server, then removed
+  // from the address bar) or typed into the form; kept for this tab only (sessionStorage).
+  const KEY_ITEM = "crm-api-key";
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  if (fragment.get("key")) {
+    sessionStorage.setItem(KEY_ITEM, fragment.get("key"));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  const keyForm = document.getElementById("key-form");
+
+  class KeyRefused extends Error {}
+
   async function getJSON(url) {
-    const response = await fetch(url, { headers: { accept: "application/json" } });
+    const key = sessionStorage.getItem(KEY_ITEM);
+    if (!key) throw new KeyRefused(t("keyPrompt"));
+    const response = await fetch(url, {
+      headers: { accept: "application/json", authorization: `Bearer ${key}` },
+    });
+    if (response.status === 401 || response.status === 403) {
+      throw new KeyRefused(`${t("keyRefused")} (HTTP ${response.status})`);
+    }
     if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
     return response.json();
   }
@@ -251,13 +272,15 @@
     try {
       last = { ...(await load()), at: new Date() };
       error.hidden = true;
+      keyForm.hidden = true;
       render();
       document.body.dataset.state = "ready";
       document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
     } catch (e) {
-      error.textContent = `${t("error")}: ${e.message}`;
+      error.textContent = e instanceof KeyRefused ? e.message : `${t("error")}: ${e.message}`;
       error.hidden = false;
-      document.body.dataset.state = "error";
+      keyForm.hidden = !(e instanceof KeyRefused);
+      document.body.dataset.state = e instanceof KeyRefused ? "needs-key" : "error";
     }
     timer = setTimeout(refresh, refreshSeconds * 1000);
   }
@@ -268,6 +291,13 @@
     render();
   });
   periodSelect.addEventListener("change", refresh);
+  keyForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const input = document.getElementById("key");
+    sessionStorage.setItem(KEY_ITEM, input.value.trim());
+    input.value = "";
+    refresh();
+  });
   window.addEventListener("resize", () => render());
   render();
   refresh();
