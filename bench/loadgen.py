@@ -41,10 +41,15 @@ class LoadResult:
         }
 
 
+# The admin token the bench's services accept (bench/run.py sets ADMIN_KEY_SHA256 to its hash).
+BENCH_TOKEN = "crm_bench00000000000_" + "b" * 43
+AUTH = {"Authorization": f"Bearer {BENCH_TOKEN}"}
+
+
 def request_bytes(
     method: str, path: str, body: bytes = b"", content_type: str = "application/json"
 ) -> bytes:
-    head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\n"
+    head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {BENCH_TOKEN}\r\n"
     if body or method == "POST":
         head += f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
     return head.encode() + b"\r\n" + body

@@ -35,8 +35,9 @@ import psutil
 from aiokafka import TopicPartition
 
 from bench.bench_clv import bench as bench_clv
-from bench.loadgen import LoadResult, request_bytes, run_load
+from bench.loadgen import AUTH, BENCH_TOKEN, LoadResult, request_bytes, run_load
 from shared import kafka
+from shared.auth import token_sha256
 from shared.devstack import Running, is_ready, start_services
 from shared.embedded import Broker, Database, free_port, service_environment
 from shared.events import Topic, ValidationContext, validate_event
@@ -117,7 +118,14 @@ class Stack:
         dsn = self.database.create_database(database)
         ports = {name: free_port() for name in ("ingest", "scoring", "complaints", "reporting")}
         environment = service_environment(
-            self.broker, dsn, TOPIC_PARTITIONS=str(PARTITIONS), LOG_LEVEL="WARNING", **env
+            self.broker,
+            dsn,
+            TOPIC_PARTITIONS=str(PARTITIONS),
+            LOG_LEVEL="WARNING",
+            ADMIN_KEY_SHA256=token_sha256(BENCH_TOKEN),
+            # The bench measures capacity, not the per-key limit.
+            RATE_LIMIT_EVENTS_PER_SECOND="1000000000",
+            **env,
         )
         started = start_services(environment, self.workdir / database, ports, names)
         self.services += started
@@ -325,7 +333,7 @@ async def ingest_into_kafka(stack: Stack, dsn: str) -> dict[str, float]:
 
 
 async def wait_caught_up(stack: Stack, timeout: float = 300) -> None:
-    async with httpx.AsyncClient(timeout=5) as client:
+    async with httpx.AsyncClient(timeout=5, headers=AUTH) as client:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             lags = []
@@ -354,7 +362,9 @@ async def freshness(stack: Stack, dsn: str, rate: float, seconds: float) -> dict
         nonlocal sent
         interval = 100 / rate
         next_at = time.perf_counter()
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=30, headers=AUTH
+        ) as client:
             while time.perf_counter() < stop_at:
                 body = batch_body(100, sent, tag)
                 await client.post(
@@ -366,7 +376,9 @@ async def freshness(stack: Stack, dsn: str, rate: float, seconds: float) -> dict
 
     async def probe() -> None:
         n = 0
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=30, headers=AUTH
+        ) as client:
             while time.perf_counter() < stop_at:
                 n += 1
                 cid = f"probe-{tag}-{n}"
@@ -406,7 +418,7 @@ async def freshness(stack: Stack, dsn: str, rate: float, seconds: float) -> dict
             await conn.close()
 
     async def sample_lag() -> None:
-        async with httpx.AsyncClient(timeout=5) as client:
+        async with httpx.AsyncClient(timeout=5, headers=AUTH) as client:
             while time.perf_counter() < stop_at:
                 total = 0
                 for service in stack.services:

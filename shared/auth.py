@@ -176,6 +176,12 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
         ring: KeyRing = request.app.state.resources.keys
         principal = await ring.authenticate(credentials.credentials)
         if principal is None:
+            # The key id, never the token: enough to find who mistyped or kept a revoked key.
+            match = _TOKEN.match(credentials.credentials)
+            log.info(
+                "request refused: key not valid",
+                extra={"key_id": match.group(1) if match else None, "path": request.url.path},
+            )
             raise _unauthorised("the API key is not valid (unknown, revoked or mistyped)")
         if not principal.may(scope):
             log.info(

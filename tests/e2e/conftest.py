@@ -46,15 +46,14 @@ def stack_env() -> dict[str, str]:
 async def stack(
     broker: Broker, database_url: str, tmp_path: Path, stack_env: dict[str, str]
 ) -> AsyncIterator[Stack]:
-    env = service_environment(
-        broker,
-        database_url,
-        TOPIC_PARTITIONS="3",
-        CONSUMER_SESSION_TIMEOUT_MS="6000",
-        METADATA_MAX_AGE_MS="1000",
-        LOG_LEVEL="INFO",
+    tuned = {
+        "TOPIC_PARTITIONS": "3",
+        "CONSUMER_SESSION_TIMEOUT_MS": "6000",
+        "METADATA_MAX_AGE_MS": "1000",
+        "LOG_LEVEL": "INFO",
         **stack_env,
-    )
+    }
+    env = service_environment(broker, database_url, **tuned)
     services = {
         name: ServiceProcess(name, env, tmp_path, free_port()).start() for name, _ in SERVICES
     }

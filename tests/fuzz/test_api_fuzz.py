@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.fuzz.conftest import SERVICES, Server
-from tests.helpers import AUTH
+from tests.helpers import TEST_TOKEN
 
 pytestmark = [
     pytest.mark.integration,
@@ -33,7 +33,12 @@ pytestmark = [
 MAX_EXAMPLES = 25
 SEED = 20261123
 CONFIG = schemathesis.Config.from_dict(
-    {"seed": SEED, "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True}}
+    {
+        "seed": SEED,
+        "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True},
+        # The admin token; negative cases drop it and must get 401.
+        "auth": {"openapi": {"apiKey": {"bearer": TEST_TOKEN}}},
+    }
 )
 HYPOTHESIS = settings(
     max_examples=MAX_EXAMPLES,
@@ -76,7 +81,7 @@ CHECKS = [
 
 
 def _run(case: schemathesis.Case, server: Server) -> None:
-    response = case.call(base_url=server.url, headers=AUTH)
+    response = case.call(base_url=server.url)
     # Readiness answers 503 (documented) whenever it is not ready: that is its job.
     readiness = case.operation.path == "/readyz"
     case.validate_response(
