@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +121,14 @@ def admin_token(database_url: str, token_file: Path) -> str:
     return token
 
 
+def _without_password(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
 def main() -> None:
     data = Path(os.environ.get("CRM_DATA_DIR", ".data")).resolve()
     broker: Broker | None = None
@@ -147,7 +156,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)  # even if started with SIGINT ignored (nohup, &)
     try:
-        print(f"broker    {bootstrap}\ndatabase  {database_url}\nlogs      {data / 'logs'}")
+        print(f"broker    {bootstrap}\ndatabase  {_without_password(database_url)}")
+        print(f"logs      {data / 'logs'}")
         late = wait_ready(services)
         for service in services:
             state = "NOT READY" if service.name in late else "ready"
