@@ -6,6 +6,7 @@
     crm import purchases FILE.csv --map amount=Total --map subject=CustomerID ...
     crm keys create --name NAME --scope SCOPE [--scope ...] [--rate-limit N]
     crm keys revoke KEY_ID | crm keys list
+    crm rebuild scoring|complaints|reporting [--max-lag N]
 
 Reads KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL like the services. `import` goes through the
 same validation as POST /v1/events into ingest's event store (the relay publishes it); event
@@ -27,7 +28,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from shared import db, kafka, keys
+from shared import db, kafka, keys, rebuild
 from shared.events import (
     SCOPES,
     SOURCE_TOPICS,
@@ -344,6 +345,37 @@ async def keys_list(settings: CommonSettings) -> None:
         )
 
 
+# ---- rebuild -------------------------------------------------------------------------------
+
+
+def _show_rebuild(progress: rebuild.Progress) -> None:
+    share = progress.read / progress.end if progress.end else 0.0
+    bar = "#" * int(share * 30)
+    print(
+        f"\r[{bar:<30}] {progress.read:>12,} of {progress.end:,} records "
+        f"{progress.rate:>9,.0f}/s  {progress.partitions} partitions",
+        end="",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+async def rebuild_service(settings: CommonSettings, service: str, max_lag: int) -> None:
+    started = time.perf_counter()
+    try:
+        reached = await rebuild.rebuild(
+            service, settings, max_lag=max_lag, on_progress=_show_rebuild
+        )
+    except rebuild.RebuildError as error:
+        sys.exit(str(error))
+    print(file=sys.stderr)
+    print(
+        f"{service} rebuilt from {reached.read:,} records in "
+        f"{time.perf_counter() - started:.1f} s and swapped in; the previous read models are "
+        f"in schema {service}_previous until the next rebuild"
+    )
+
+
 # ---- entry point --------------------------------------------------------------------------
 
 
@@ -381,6 +413,17 @@ def parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id")
     revoke.add_argument("--reason", default=None)
     key_commands.add_parser("list", help="every key issued (no secrets)")
+    rebuilds = commands.add_parser(
+        "rebuild", help="rebuild a service's read models from its topics, then swap them in"
+    )
+    rebuilds.add_argument("service", choices=[*rebuild.REBUILDABLE, "ingest"])
+    rebuilds.add_argument(
+        "--max-lag",
+        type=int,
+        default=500,
+        help="swap once the rebuild is this close to the log ends (the live consumers "
+        "apply the rest)",
+    )
     return root
 
 
@@ -407,6 +450,8 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(keys_revoke(settings, args.key_id, args.reason))
     elif args.command == "keys":
         asyncio.run(keys_list(settings))
+    elif args.command == "rebuild":
+        asyncio.run(rebuild_service(settings, args.service, args.max_lag))
 
 
 if __name__ == "__main__":

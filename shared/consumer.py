@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 EPOCH_HEADER = "crm-epoch"
 STOP_TIMEOUT = 10.0  # seconds shutdown waits for the batch in flight and for the broker
+LEASE_CHECK_SECONDS = 5.0  # how often an idle consumer checks that its claims still hold
 # A dead letter carries the original key and value when they fit in this many bytes, which
 # keeps it under Kafka's default 1 MiB message limit with its headers; a larger record is cut
 # to it (header crm-truncated: the original size) and stays whole at its source offset.
@@ -149,11 +150,20 @@ class ConsumerRuntime:
         pool: asyncpg.Pool,
         projection: Projection,
         validation: ValidationContext,
+        *,
+        group: str | None = None,
+        send_dead_letters: bool = True,
     ) -> None:
+        """`group`: the Kafka consumer group, by default the projection's name (a rebuild
+        reads with a group of its own into a shadow schema). `send_dead_letters`: False when
+        re-reading records whose dead letters were sent already (a rebuild)."""
         self._settings = settings
         self._pool = pool
         self._projection = projection
         self._validation = validation
+        self._group = group or projection.name
+        self._send_dead_letters = send_dead_letters
+        self._last_lease_check = time.monotonic()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -174,7 +184,7 @@ class ConsumerRuntime:
         await kafka.ensure_topics(self._settings)
         self._producer = kafka.producer(self._settings)
         await self._producer.start()
-        self._consumer = kafka.consumer(self._settings, self.name)
+        self._consumer = kafka.consumer(self._settings, self._group)
         await self._consumer.start()
         # Every service folds the API keys into its own schema (shared/auth.py).
         topics = sorted({*self._projection.topics, Topic.KEYS})
@@ -210,6 +220,8 @@ class ConsumerRuntime:
                 async with self._batch_lock:
                     if batches:
                         await self._apply(batches)
+                    else:
+                        await self._check_leases_when_idle()
                     await self._check_truncation(set(batches))
                     self._update_lag()
                 self.status.last_error = None
@@ -331,8 +343,39 @@ class ConsumerRuntime:
             )
         return fresh
 
+    def progress(self) -> tuple[int, int, int]:
+        """(records read, log ends, partitions) over the partitions assigned to this instance."""
+        if self._consumer is None:
+            return 0, 0, 0
+        assigned = self._consumer.assignment()
+        read = sum(self._next.get(tp, 0) for tp in assigned)
+        end = sum(self._consumer.highwater(tp) or self._next.get(tp, 0) for tp in assigned)
+        return read, end, len(assigned)
+
+    def partition_count(self) -> int:
+        """Partitions of the topics this runtime reads, as the broker's metadata says."""
+        if self._consumer is None:
+            return 0
+        return sum(
+            len(self._consumer.partitions_for_topic(topic) or ())
+            for topic in self._consumer.subscription()
+        )
+
+    async def _check_leases_when_idle(self) -> None:
+        """An idle consumer learns that its claims were taken (a rebuild swapped its schema in
+        with offsets of its own) without waiting for its next batch to be refused."""
+        now = time.monotonic()
+        if now - self._last_lease_check < LEASE_CHECK_SECONDS or self._consumer is None:
+            return
+        self._last_lease_check = now
+        assigned = self._consumer.assignment()
+        claims = {tp: g for tp, g in self._leases.items() if tp in assigned}
+        if claims:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await check_leases(conn, self.name, self._owner, claims)
+
     async def _dead_letter(self, dead: list[tuple[ConsumerRecord[bytes, bytes], str]]) -> None:
-        if not dead:
+        if not dead or not self._send_dead_letters:
             return
         assert self._producer is not None
         futures = []

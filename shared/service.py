@@ -50,6 +50,11 @@ class ServiceSpec:
     # at shutdown. Each gets the running service's resources.
     tasks: Sequence[Callable[[Resources], Awaitable[None]]] = ()
     tags: list[dict[str, str]] = field(default_factory=list)
+    settings_type: type[CommonSettings] = CommonSettings
+    # Tables the service writes itself rather than folds from topics (job state, fitted
+    # models, emitted-event marks): `crm rebuild` carries them over to the rebuilt schema,
+    # with the event log and outbox of a service that publishes.
+    kept_on_rebuild: tuple[str, ...] = ()
 
 
 @dataclass

@@ -31,6 +31,8 @@ SPEC = ServiceSpec(
     tasks=[sweep_sla, detect_crises],
     description="The complaint workflow (seven handling steps), SLA clocks in business hours "
     "with warnings, breaches and automatic escalation, and crisis detection.",
+    settings_type=ComplaintsSettings,
+    kept_on_rebuild=("sla_emitted", "crisis_state", "crisis_alerts"),
 )
 
 

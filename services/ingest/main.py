@@ -22,6 +22,7 @@ SPEC = ServiceSpec(
     consumer_gates_readiness=False,
     description="Takes CloudEvents over HTTP, stores them, and publishes them to Kafka; "
     "archives events other systems publish straight to the topics.",
+    settings_type=IngestSettings,
 )
 
 

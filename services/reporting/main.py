@@ -25,6 +25,7 @@ SPEC = ServiceSpec(
         {"name": "kpis", "description": "Key performance indicators and headline cards."},
         {"name": "alerts", "description": "Crisis alerts folded from crm.derived."},
     ],
+    settings_type=ReportingSettings,
 )
 
 

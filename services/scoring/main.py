@@ -25,6 +25,8 @@ SPEC = ServiceSpec(
     description="The unified customer view; RFM scores and segments, tiers, value classes, "
     "lifecycle stages, MAN lead classes, lifetime value (BG/NBD + Gamma-Gamma) and churn "
     "risk, live and as of any past date.",
+    settings_type=ScoringSettings,
+    kept_on_rebuild=("clv_models", "score_runs", "customer_scores"),
 )
 
 

@@ -1,0 +1,149 @@
+"""`crm rebuild SERVICE`: fold a service's topics from their start into a shadow schema while
+the live one keeps serving, then swap the two in one transaction.
+
+1. `<schema>_rebuild` is created afresh with the service's migrations.
+2. The service's own projection folds every topic it reads (API keys included) from offset 0
+   into it, through the same consumer runtime as the service, under a Kafka group of its own
+   and the service's consumer name, so the offsets and applied ids it stores are the ones the
+   live service will continue from. Dead letters were sent the first time: not again.
+3. Once every partition is assigned and the lag is small, the rebuild stops and, in one
+   transaction, moves over the tables the service writes itself rather than folds (its event
+   log and outbox, job state: `ServiceSpec.kept_on_rebuild`), renames the live schema
+   `<schema>_previous` and the shadow `<schema>`. Readers see the old tables or the new ones,
+   never neither (PostgreSQL DDL is transactional).
+4. The live consumers' partition claims are not in the new schema: their next commit, or
+   their next idle lease check, is refused (fenced), and they re-read from the offsets the
+   rebuild stored. Nothing is skipped or applied twice.
+
+`<schema>_previous` stays for inspection or rollback until the next rebuild of the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import time
+import uuid
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import asyncpg
+
+from shared import db
+from shared.consumer import ConsumerRuntime
+from shared.service import ServiceSpec, validation_context
+from shared.settings import CommonSettings
+
+REBUILDABLE = ("scoring", "complaints", "reporting")
+LOG_TABLES = ("events", "outbox", "relay_marks", "relay_state")  # of a service that publishes
+
+
+@dataclass(frozen=True)
+class Progress:
+    read: int  # records read from the topics
+    end: int  # records in the topics (their log ends), growing while events arrive
+    rate: float  # records per second since the start
+    partitions: int  # partitions assigned to the rebuild
+
+
+class RebuildError(Exception):
+    pass
+
+
+def spec_of(service: str) -> ServiceSpec:
+    if service == "ingest":
+        raise RebuildError("ingest's read model is the event store itself: nothing to rebuild")
+    if service not in REBUILDABLE:
+        raise RebuildError(f"no service {service!r}; one of {', '.join(REBUILDABLE)}")
+    spec: ServiceSpec = importlib.import_module(f"services.{service}.main").SPEC
+    return spec
+
+
+def carried_tables(spec: ServiceSpec) -> tuple[str, ...]:
+    return (*(LOG_TABLES if spec.publishes else ()), *spec.kept_on_rebuild)
+
+
+async def rebuild(
+    service: str,
+    settings: CommonSettings | None = None,
+    *,
+    max_lag: int = 500,
+    on_progress: Callable[[Progress], None] = lambda _: None,
+) -> Progress:
+    """Rebuild `service`'s read models; return the progress at the swap."""
+    spec = spec_of(service)
+    settings = settings or spec.settings_type()
+    if not isinstance(settings, spec.settings_type):
+        settings = spec.settings_type(**settings.model_dump())
+    shadow, previous = f"{spec.schema}_rebuild", f"{spec.schema}_previous"
+    guard = await asyncpg.connect(settings.database_url)
+    try:
+        lock = zlib.crc32(f"rebuild:{spec.schema}".encode())
+        if not await guard.fetchval("SELECT pg_try_advisory_lock($1)", lock):
+            raise RebuildError(f"a rebuild of {service} is running already")
+        await guard.execute(f'DROP SCHEMA IF EXISTS "{shadow}" CASCADE')
+        pool = await db.create_pool(settings.database_url, shadow, max_size=4)
+        try:
+            directories = [spec.migrations, db.CONSUMER_MIGRATIONS]
+            if spec.publishes:
+                directories.append(db.OUTBOX_MIGRATIONS)
+            await db.migrate(pool, shadow, *directories)
+            reached = await _fold(spec, settings, pool, max_lag, on_progress)
+        finally:
+            await pool.close()
+        await _swap(guard, spec.schema, shadow, previous, carried_tables(spec))
+        return reached
+    finally:
+        await guard.close()
+
+
+async def _fold(
+    spec: ServiceSpec,
+    settings: CommonSettings,
+    pool: db.Pool,
+    max_lag: int,
+    on_progress: Callable[[Progress], None],
+) -> Progress:
+    assert spec.projection is not None
+    runtime = ConsumerRuntime(
+        settings,
+        pool,
+        spec.projection(settings),
+        validation_context(settings),
+        group=f"{spec.name}-rebuild-{uuid.uuid4().hex[:8]}",
+        send_dead_letters=False,
+    )
+    started = time.monotonic()
+    await runtime.start()
+    try:
+        while True:
+            await asyncio.sleep(0.5)  # a progress display's refresh, not synchronisation
+            read, end, partitions = runtime.progress()
+            progress = Progress(read, end, read / max(time.monotonic() - started, 1e-9), partitions)
+            on_progress(progress)
+            if runtime.status.last_error and not runtime.status.running:
+                raise RebuildError(f"the rebuild's consumer stopped: {runtime.status.last_error}")
+            if partitions and partitions == runtime.partition_count() and end - read <= max_lag:
+                return progress
+    finally:
+        await runtime.stop()
+
+
+async def _swap(
+    conn: asyncpg.Connection[asyncpg.Record],
+    live: str,
+    shadow: str,
+    previous: str,
+    carried: tuple[str, ...],
+) -> None:
+    async with conn.transaction():
+        # Waits for transactions that use a moved table (a command being stored) to end.
+        await conn.execute("SET LOCAL lock_timeout = '30s'")
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{previous}" CASCADE')
+        for table in carried:
+            await conn.execute(f'DROP TABLE "{shadow}"."{table}" CASCADE')
+        for table in carried:
+            await conn.execute(f'ALTER TABLE "{live}"."{table}" SET SCHEMA "{shadow}"')
+        await conn.execute(f'ALTER SCHEMA "{live}" RENAME TO "{previous}"')
+        await conn.execute(f'ALTER SCHEMA "{shadow}" RENAME TO "{live}"')
