@@ -82,6 +82,8 @@ async def rebuild(
         lock = zlib.crc32(f"rebuild:{spec.schema}".encode())
         if not await guard.fetchval("SELECT pg_try_advisory_lock($1)", lock):
             raise RebuildError(f"a rebuild of {service} is running already")
+        if not await guard.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", spec.schema):
+            raise RebuildError(f"{service} has no read models yet: start it once first")
         await guard.execute(f'DROP SCHEMA IF EXISTS "{shadow}" CASCADE')
         pool = await db.create_pool(settings.database_url, shadow, max_size=4)
         try:

@@ -8,7 +8,7 @@ import asyncpg
 import orjson
 import pytest
 
-from shared import cli
+from shared import cli, rebuild
 from shared.events import Topic
 from shared.settings import CommonSettings
 from tests.helpers import produce_raw, purchase
@@ -83,3 +83,14 @@ async def test_topics_and_replay_of_dead_letters(
 
     await cli.replay_deadletter(settings, dry_run=False)
     assert capsys.readouterr().out.strip() == "re-published: 1, still invalid: 1"
+
+
+async def test_rebuild_refuses_ingest_and_a_service_never_started(
+    settings: CommonSettings,
+) -> None:
+    with pytest.raises(rebuild.RebuildError, match="event store"):
+        await rebuild.rebuild("ingest", settings)
+    with pytest.raises(rebuild.RebuildError, match="start it once"):
+        await rebuild.rebuild("reporting", settings)
+    with pytest.raises(rebuild.RebuildError, match="no service"):
+        await rebuild.rebuild("billing", settings)
