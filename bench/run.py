@@ -114,8 +114,10 @@ class Stack:
             topic_partitions=PARTITIONS,
         )
 
-    async def start_services(self, database: str, names: tuple[str, ...], **env: str) -> None:
-        dsn = self.database.create_database(database)
+    async def start_services(
+        self, database: str, names: tuple[str, ...], *, fresh: bool = True, **env: str
+    ) -> None:
+        dsn = self.database.create_database(database) if fresh else self.database.dsn_for(database)
         ports = {name: free_port() for name in ("ingest", "scoring", "complaints", "reporting")}
         environment = service_environment(
             self.broker,
@@ -511,7 +513,7 @@ async def rebuild_under_reads(stack: Stack) -> dict[str, Any]:
     from shared import rebuild
 
     database = "catchup_reporting"
-    await stack.start_services(database, ("reporting",))
+    await stack.start_services(database, ("reporting",), fresh=False)
     url = f"http://127.0.0.1:{stack.port('reporting')}/v1/kpis/summary?period=month"
     counts = {"reads": 0, "failed": 0}
     stop = asyncio.Event()
