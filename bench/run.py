@@ -509,12 +509,13 @@ async def catch_up(stack: Stack, events: int) -> dict[str, Any]:
 
 
 async def rebuild_under_reads(stack: Stack) -> dict[str, Any]:
-    """`crm rebuild reporting` on the catch-up backlog while 8 clients read its summary."""
+    """`crm rebuild reporting` on the catch-up backlog while 8 clients read daily KPIs."""
     from shared import rebuild
 
     database = "catchup_reporting"
     await stack.start_services(database, ("reporting",), fresh=False)
-    url = f"http://127.0.0.1:{stack.port('reporting')}/v1/kpis/summary?period=month"
+    month = f"from={(NOW - timedelta(days=30)).date()}&to={NOW.date()}"
+    url = f"http://127.0.0.1:{stack.port('reporting')}/v1/kpis/daily?{month}"
     counts = {"reads": 0, "failed": 0}
     stop = asyncio.Event()
 

@@ -343,13 +343,15 @@ class ConsumerRuntime:
             )
         return fresh
 
-    def progress(self) -> tuple[int, int, int]:
-        """(records read, log ends, partitions) over the partitions assigned to this instance."""
+    def progress(self) -> tuple[int, int | None, int]:
+        """(records read, log ends, partitions) over the partitions assigned to this instance;
+        the log ends are unknown (None) until every partition has been fetched once."""
         if self._consumer is None:
-            return 0, 0, 0
+            return 0, None, 0
         assigned = self._consumer.assignment()
         read = sum(self._next.get(tp, 0) for tp in assigned)
-        end = sum(self._consumer.highwater(tp) or self._next.get(tp, 0) for tp in assigned)
+        ends = [self._consumer.highwater(tp) for tp in assigned]
+        end = None if None in ends else sum(e for e in ends if e is not None)
         return read, end, len(assigned)
 
     def partition_count(self) -> int:

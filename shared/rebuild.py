@@ -122,11 +122,13 @@ async def _fold(
         while True:
             await asyncio.sleep(0.5)  # a progress display's refresh, not synchronisation
             read, end, partitions = runtime.progress()
-            progress = Progress(read, end, read / max(time.monotonic() - started, 1e-9), partitions)
+            rate = read / max(time.monotonic() - started, 1e-9)
+            progress = Progress(read, max(end or 0, read), rate, partitions)
             on_progress(progress)
             if runtime.status.last_error and not runtime.status.running:
                 raise RebuildError(f"the rebuild's consumer stopped: {runtime.status.last_error}")
-            if partitions and partitions == runtime.partition_count() and end - read <= max_lag:
+            every_partition = partitions and partitions == runtime.partition_count()
+            if every_partition and end is not None and end - read <= max_lag:
                 return progress
     finally:
         await runtime.stop()
