@@ -170,6 +170,9 @@ def main() -> None:
         dead = [s.name for s in services if s.process.poll() is not None]
         print(f"stopped: {', '.join(dead)} exited; see the logs", file=sys.stderr)
     except KeyboardInterrupt:
+        # A second Ctrl-C must not cut the cleanup short (and leave servers running).
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("\nstopping...")
     finally:
         stop_all(services)
