@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from fastapi import HTTPException, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -40,11 +41,17 @@ ADMIN = "admin"  # holds every scope
 BOOTSTRAP_KEY_ID = "bootstrap"  # the key of ADMIN_KEY_SHA256
 _TOKEN = re.compile(r"^crm_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 _CACHE_LIMIT = 10_000  # distinct key ids remembered before the cache starts afresh
+LOOKUP_TIMEOUT_SECONDS = 2.0
 _NO_HASH = "0" * 64  # compared against when a key is unknown, so timing tells nothing
 
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "No API key, or not a valid one."},
     403: {"model": ErrorBody, "description": "The key lacks the scope this operation needs."},
+    503: {
+        "model": ErrorBody,
+        "description": "The key store (the database) cannot be read now; retry after "
+        "Retry-After seconds.",
+    },
 }
 
 bearer = HTTPBearer(
@@ -143,11 +150,19 @@ class KeyRing:
         cached = self._cache.get(key_id)
         if cached is not None and now - cached[0] < self._cache_seconds:
             return cached[1]
-        row = await self._pool.fetchrow(
-            "SELECT scopes, token_sha256, rate_limit FROM api_keys "
-            "WHERE key_id = $1 AND revoked_at IS NULL AND token_sha256 IS NOT NULL",
-            key_id,
-        )
+        try:
+            row = await self._pool.fetchrow(
+                "SELECT scopes, token_sha256, rate_limit FROM api_keys "
+                "WHERE key_id = $1 AND revoked_at IS NULL AND token_sha256 IS NOT NULL",
+                key_id,
+                timeout=LOOKUP_TIMEOUT_SECONDS,
+            )
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as error:
+            # Fail closed, but as what it is: the database is away, not the key wrong.
+            log.warning("cannot look up an API key", extra={"error": type(error).__name__})
+            raise HTTPException(
+                503, "the key store cannot be read now; retry", headers={"Retry-After": "2"}
+            ) from None
         found = (
             None
             if row is None

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 
 from services.complaints.main import app as complaints_app
 from services.complaints.settings import ComplaintsSettings
@@ -22,6 +22,8 @@ from services.reporting.main import app as reporting_app
 from services.scoring.main import app as scoring_app
 from services.scoring.settings import ScoringSettings
 from shared import cli, keys
+from shared.auth import KeyRing
+from shared.embedded import free_port
 from shared.settings import CommonSettings
 from tests.helpers import AUTH, event, purchase, wait_until
 
@@ -212,3 +214,17 @@ async def test_key_events_cannot_be_posted(settings: CommonSettings) -> None:
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "type"
     assert "crm keys" in response.json()["errors"][0]["message"]
+
+
+async def test_a_key_store_that_cannot_be_read_answers_503_not_500() -> None:
+    down = await asyncpg.create_pool(
+        f"postgresql://postgres@127.0.0.1:{free_port()}/postgres", min_size=0
+    )
+    try:
+        ring = KeyRing(down, "", cache_seconds=5)
+        with pytest.raises(HTTPException) as refused:
+            await ring.authenticate(f"crm_{'0' * 16}_{'a' * 43}")
+    finally:
+        await down.close()
+    assert refused.value.status_code == 503
+    assert refused.value.headers == {"Retry-After": "2"}
