@@ -29,6 +29,11 @@ TEST_TOKEN = "crm_7e57000000000000_" + "t" * 43
 AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
 
 
+def mistyped(token: str) -> str:
+    """`token` with its last character changed (to one it surely is not)."""
+    return token[:-1] + ("B" if token.endswith("A") else "A")
+
+
 def api_client(**options: Any) -> httpx.AsyncClient:
     """An HTTP client that authenticates with the test admin token."""
     headers = {**AUTH, **options.pop("headers", {})}

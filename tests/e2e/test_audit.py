@@ -15,7 +15,15 @@ from shared import cli
 from shared.events import Topic
 from shared.settings import CommonSettings
 from tests.e2e.conftest import Stack
-from tests.helpers import TEST_TOKEN, api_client, event, produce_raw, read_topic, wait_until
+from tests.helpers import (
+    TEST_TOKEN,
+    api_client,
+    event,
+    mistyped,
+    produce_raw,
+    read_topic,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e]
 
@@ -69,8 +77,8 @@ async def test_logs_hold_no_secrets_and_no_personal_data(
             return response.status_code == 202
 
         await wait_until(accepted, timeout=60, what="the issued key at ingest")
-        mistyped = {"Authorization": f"Bearer {token[:-2]}xx"}
-        assert (await client.get(f"{scoring}/v1/segments", headers=mistyped)).status_code == 401
+        wrong = {"Authorization": f"Bearer {mistyped(token)}"}
+        assert (await client.get(f"{scoring}/v1/segments", headers=wrong)).status_code == 401
         forbidden = await client.get(f"{stack.url('reporting')}/v1/kpis/metrics", headers=key)
         assert forbidden.status_code in (401, 403)  # 401 until reporting has folded the key
         bad = event("crm.customer.updated", "cust-audit", {"name": NAME, "email": PHONE})

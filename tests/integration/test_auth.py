@@ -25,7 +25,7 @@ from shared import cli, keys
 from shared.auth import KeyRing
 from shared.embedded import free_port
 from shared.settings import CommonSettings
-from tests.helpers import AUTH, event, purchase, wait_until
+from tests.helpers import AUTH, event, mistyped, purchase, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -130,7 +130,7 @@ async def test_every_api_but_health_and_metrics_asks_for_a_key_and_its_scope(
                 assert plain.status_code == 401, (name, method, path, plain.text)
                 assert plain.headers["www-authenticate"].startswith("Bearer")
                 assert plain.json()["detail"].startswith("no API key")
-                for wrong in ("nope", reader[:-1] + "A", f"crm_{reader_id}_" + "x" * 43):
+                for wrong in ("nope", mistyped(reader), f"crm_{reader_id}_" + "x" * 43):
                     refused = await client.request(method, path, headers=bearer(wrong))
                     assert refused.status_code == 401, (name, method, path, wrong)
                 scope = "admin" if path == "/v1/models/clv/fit" else SCOPE[name]
