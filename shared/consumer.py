@@ -25,7 +25,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -164,6 +164,7 @@ class ConsumerRuntime:
         self._group = group or projection.name
         self._send_dead_letters = send_dead_letters
         self._last_lease_check = time.monotonic()
+        self._halted = False
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -218,6 +219,8 @@ class ConsumerRuntime:
                 )
                 self.status.last_poll = time.monotonic()
                 async with self._batch_lock:
+                    if self._halted:
+                        break
                     if batches:
                         await self._apply(batches)
                     else:
@@ -437,10 +440,23 @@ class ConsumerRuntime:
             metrics.CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(value)
         self.status.lag = lag
 
+    @contextlib.asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        """No batch is applied while the block runs (the one in flight commits first)."""
+        async with self._batch_lock:
+            yield
+
+    def halt(self) -> None:
+        """Within `paused()`: apply nothing more, ever (then `stop()`)."""
+        self._halted = True
+        self._stopping.set()
+
     async def _rewind_to_committed(self) -> None:
         """After a failed batch, go back to what PostgreSQL says was applied."""
         try:
             async with self._batch_lock:
+                if self._halted:
+                    return
                 await self._seek_to_stored(self._consumer.assignment() if self._consumer else set())
         except Exception:
             log.exception("cannot rewind to stored offsets", extra={"consumer": self.name})
@@ -515,6 +531,8 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self._runtime._batch_lock:
+            if self._runtime._halted:
+                return
             await self._runtime._seek_to_stored(assigned)
         log.info(
             "partitions assigned",

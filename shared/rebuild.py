@@ -6,11 +6,13 @@ the live one keeps serving, then swap the two in one transaction.
    into it, through the same consumer runtime as the service, under a Kafka group of its own
    and the service's consumer name, so the offsets and applied ids it stores are the ones the
    live service will continue from. Dead letters were sent the first time: not again.
-3. Once every partition is assigned and the lag is small, the rebuild stops and, in one
-   transaction, moves over the tables the service writes itself rather than folds (its event
-   log and outbox, job state: `ServiceSpec.kept_on_rebuild`), renames the live schema
-   `<schema>_previous` and the shadow `<schema>`. Readers see the old tables or the new ones,
-   never neither (PostgreSQL DDL is transactional).
+3. Once every partition is assigned and the lag is small, the rebuild pauses and, in one
+   transaction that holds off the live consumers' commits, checks that it has applied at
+   least what they have (else it folds on and tries again), moves over the tables the
+   service writes itself rather than folds (its event log and outbox, job state:
+   `ServiceSpec.kept_on_rebuild`), renames the live schema `<schema>_previous` and the
+   shadow `<schema>`. Readers see the old tables or the new ones, never neither (PostgreSQL
+   DDL is transactional), and never older data than a moment before.
 4. The live consumers' partition claims are not in the new schema: their next commit, or
    their next idle lease check, is refused (fenced), and they re-read from the offsets the
    rebuild stored. Nothing is skipped or applied twice.
@@ -37,6 +39,9 @@ from shared.settings import CommonSettings
 
 REBUILDABLE = ("scoring", "complaints", "reporting")
 LOG_TABLES = ("events", "outbox", "relay_marks", "relay_state")  # of a service that publishes
+# How long a rebuild within --max-lag may try to swap before giving up: it must get ahead of
+# the live consumers' offsets, which move on while events arrive.
+SWAP_PATIENCE_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ async def rebuild(
     settings = settings or spec.settings_type()
     if not isinstance(settings, spec.settings_type):
         settings = spec.settings_type(**settings.model_dump())
-    shadow, previous = f"{spec.schema}_rebuild", f"{spec.schema}_previous"
+    shadow = f"{spec.schema}_rebuild"
     guard = await asyncpg.connect(settings.database_url)
     try:
         lock = zlib.crc32(f"rebuild:{spec.schema}".encode())
@@ -91,32 +96,33 @@ async def rebuild(
             if spec.publishes:
                 directories.append(db.OUTBOX_MIGRATIONS)
             await db.migrate(pool, shadow, *directories)
-            reached = await _fold(spec, settings, pool, max_lag, on_progress)
+            return await _fold_and_swap(spec, settings, pool, guard, max_lag, on_progress)
         finally:
             await pool.close()
-        await _swap(guard, spec.schema, shadow, previous, carried_tables(spec))
-        return reached
     finally:
         await guard.close()
 
 
-async def _fold(
+async def _fold_and_swap(
     spec: ServiceSpec,
     settings: CommonSettings,
     pool: db.Pool,
+    guard: asyncpg.Connection[asyncpg.Record],
     max_lag: int,
     on_progress: Callable[[Progress], None],
 ) -> Progress:
     assert spec.projection is not None
+    projection = spec.projection(settings)
     runtime = ConsumerRuntime(
         settings,
         pool,
-        spec.projection(settings),
+        projection,
         validation_context(settings),
         group=f"{spec.name}-rebuild-{uuid.uuid4().hex[:8]}",
         send_dead_letters=False,
     )
     started = time.monotonic()
+    swap_by: float | None = None
     await runtime.start()
     try:
         while True:
@@ -128,22 +134,51 @@ async def _fold(
             if runtime.status.last_error and not runtime.status.running:
                 raise RebuildError(f"the rebuild's consumer stopped: {runtime.status.last_error}")
             every_partition = partitions and partitions == runtime.partition_count()
-            if every_partition and end is not None and end - read <= max_lag:
-                return progress
+            if not (every_partition and end is not None and end - read <= max_lag):
+                continue
+            swap_by = swap_by or time.monotonic() + SWAP_PATIENCE_SECONDS
+            async with runtime.paused():
+                if await _swap(guard, spec, projection.name, carried_tables(spec)):
+                    runtime.halt()  # its pool now points at a schema that is gone
+                    return progress
+            if time.monotonic() > swap_by:
+                raise RebuildError(
+                    f"the rebuild did not catch up with the live consumers in "
+                    f"{SWAP_PATIENCE_SECONDS:.0f} s (more events arrive than it folds)"
+                )
     finally:
         await runtime.stop()
 
 
 async def _swap(
     conn: asyncpg.Connection[asyncpg.Record],
-    live: str,
-    shadow: str,
-    previous: str,
+    spec: ServiceSpec,
+    consumer: str,
     carried: tuple[str, ...],
-) -> None:
+) -> bool:
+    """Swap the shadow in, unless it is behind what the live consumers applied (then the
+    readers would see older data for a moment): False, and nothing changed."""
+    live, shadow, previous = spec.schema, f"{spec.schema}_rebuild", f"{spec.schema}_previous"
     async with conn.transaction():
-        # Waits for transactions that use a moved table (a command being stored) to end.
+        # Waits for transactions using a moved table (a command being stored) to end. The
+        # carried tables are locked before the offsets, the order a live batch takes them
+        # in, so the two cannot deadlock.
         await conn.execute("SET LOCAL lock_timeout = '30s'")
+        for table in carried:
+            await conn.execute(f'LOCK TABLE "{live}"."{table}" IN ACCESS EXCLUSIVE MODE')
+        # Holds off the live consumers' commits: their offsets stay put while compared.
+        await conn.execute(f'LOCK TABLE "{live}".consumer_offsets IN EXCLUSIVE MODE')
+        behind = await conn.fetchval(
+            f"""
+            SELECT count(*) FROM "{live}".consumer_offsets l
+            LEFT JOIN "{shadow}".consumer_offsets s
+              ON s.consumer = l.consumer AND s.topic = l.topic AND s.partition = l.partition
+            WHERE l.consumer = $1 AND coalesce(s.next_offset, -1) < l.next_offset
+            """,
+            consumer,
+        )
+        if behind:
+            return False
         await conn.execute(f'DROP SCHEMA IF EXISTS "{previous}" CASCADE')
         for table in carried:
             await conn.execute(f'DROP TABLE "{shadow}"."{table}" CASCADE')
@@ -151,3 +186,4 @@ async def _swap(
             await conn.execute(f'ALTER TABLE "{live}"."{table}" SET SCHEMA "{shadow}"')
         await conn.execute(f'ALTER SCHEMA "{live}" RENAME TO "{previous}"')
         await conn.execute(f'ALTER SCHEMA "{shadow}" RENAME TO "{live}"')
+    return True
