@@ -20,7 +20,6 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -213,21 +212,3 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
 
 def _unauthorised(reason: str) -> HTTPException:
     return HTTPException(401, reason, headers={"WWW-Authenticate": 'Bearer realm="crm"'})
-
-
-def describe(events: Sequence[Event]) -> list[dict[str, Any]]:
-    """Keys from their events (oldest first)."""
-    keys: dict[str, dict[str, Any]] = {}
-    for event in events:
-        entry = keys.setdefault(event.subject, {"key_id": event.subject, "revoked_at": None})
-        if isinstance(event.data, ApiKeyIssued):
-            entry.update(
-                name=event.data.name,
-                scopes=list(event.data.scopes),
-                rate_limit=event.data.rate_limit,
-                issued_at=event.time,
-            )
-        else:
-            revoked: datetime | None = entry["revoked_at"]
-            entry["revoked_at"] = event.time if revoked is None else min(revoked, event.time)
-    return list(keys.values())

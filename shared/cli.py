@@ -22,7 +22,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,8 @@ from shared.events import (
     decode_event,
     validate_event,
 )
-from shared.outbox import append_events
+from shared.outbox import append_events, open_event_store
+from shared.service import validation_context
 from shared.settings import CommonSettings
 
 CONSUMING_SERVICES = ("scoring", "complaints", "reporting")
@@ -139,9 +139,7 @@ async def lag(settings: CommonSettings) -> None:
 async def replay_deadletter(settings: CommonSettings, dry_run: bool) -> None:
     """Re-publish each dead letter that validates now (a fix of the contract or of a
     producer's data) to its source topic; consumers drop ids they applied already."""
-    context = ValidationContext(
-        settings.reporting_currency, timedelta(seconds=settings.future_tolerance_seconds)
-    )
+    context = validation_context(settings)
     client = kafka.consumer(settings, None)
     producer = kafka.producer(settings)
     await client.start()
@@ -234,11 +232,8 @@ def build_event(kind: str, row: dict[str, str], mapping: dict[str, str]) -> dict
 async def import_file(
     settings: CommonSettings, kind: str, path: Path, mapping: dict[str, str]
 ) -> None:
-    context = ValidationContext(
-        settings.reporting_currency, timedelta(seconds=settings.future_tolerance_seconds)
-    )
-    pool = await db.create_pool(settings.database_url, "ingest")
-    await db.migrate(pool, "ingest", db.OUTBOX_MIGRATIONS)
+    context = validation_context(settings)
+    pool = await open_event_store(settings.database_url)
     totals: Counter[str] = Counter()
     rejected: list[tuple[int, list[FieldError]]] = []
     started = time.perf_counter()
@@ -289,20 +284,13 @@ def _progress(totals: Counter[str], rejected: int, started: float) -> None:
     )
 
 
-# ---- API keys ------------------------------------------------------------------------------
-
-
-async def _ingest_store(settings: CommonSettings) -> db.Pool:
-    """Ingest's schema, where keys are recorded as events (the relay publishes them)."""
-    pool = await db.create_pool(settings.database_url, "ingest")
-    await db.migrate(pool, "ingest", db.OUTBOX_MIGRATIONS)
-    return pool
+# ---- API keys (events in ingest's event store; the relay publishes them) --------------------
 
 
 async def keys_create(
     settings: CommonSettings, name: str, scopes: list[str], rate_limit: float | None
 ) -> str:
-    pool = await _ingest_store(settings)
+    pool = await open_event_store(settings.database_url)
     try:
         async with pool.acquire() as conn, conn.transaction():
             key_id, token = await keys.issue_key(conn, name, scopes, rate_limit)
@@ -315,7 +303,7 @@ async def keys_create(
 
 
 async def keys_revoke(settings: CommonSettings, key_id: str, reason: str | None) -> None:
-    pool = await _ingest_store(settings)
+    pool = await open_event_store(settings.database_url)
     try:
         async with pool.acquire() as conn, conn.transaction():
             found = await keys.revoke_key(conn, key_id, reason)
@@ -327,7 +315,7 @@ async def keys_revoke(settings: CommonSettings, key_id: str, reason: str | None)
 
 
 async def keys_list(settings: CommonSettings) -> None:
-    pool = await _ingest_store(settings)
+    pool = await open_event_store(settings.database_url)
     try:
         async with pool.acquire() as conn:
             issued = await keys.list_keys(conn)

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from shared import db, keys
+from shared import keys
 from shared.embedded import Broker, Database, service_environment
+from shared.outbox import open_event_store
 
 SERVICES = (("ingest", 8001), ("scoring", 8002), ("complaints", 8003), ("reporting", 8004))
 SERVICE_NAMES = tuple(name for name, _ in SERVICES)
@@ -98,9 +99,8 @@ def stop_all(services: list[Running]) -> None:
 
 async def _active_or_new_token(database_url: str, kept: str | None) -> str:
     """`kept` if the event store knows it as an active key, else a newly issued admin key."""
-    pool = await db.create_pool(database_url, "ingest")
+    pool = await open_event_store(database_url)
     try:
-        await db.migrate(pool, "ingest", db.OUTBOX_MIGRATIONS)
         async with pool.acquire() as conn, conn.transaction():
             if kept and await keys.is_active(conn, kept):
                 return kept

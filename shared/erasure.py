@@ -14,14 +14,12 @@ from datetime import datetime, timedelta
 from shared.db import Connection
 from shared.events import (
     ERASED_TYPE,
+    STORED,
     Event,
-    ValidationContext,
     decode_event,
     redact_body,
     validate_event,
 )
-
-_STORED = ValidationContext(future_tolerance=timedelta(days=36_500))
 
 
 async def record_erasures(conn: Connection, events: Sequence[Event]) -> dict[str, datetime]:
@@ -56,7 +54,7 @@ def is_erased(event: Event, erasures: dict[str, datetime]) -> bool:
 
 
 def redacted(event: Event) -> Event:
-    return validate_event(redact_body(event.to_json_dict()), _STORED)
+    return validate_event(redact_body(event.to_json_dict()), STORED)
 
 
 async def without_erased_data(conn: Connection, events: Sequence[Event]) -> list[Event]:
@@ -84,7 +82,7 @@ async def erase_stored(conn: Connection, erased: dict[str, datetime]) -> int:
     )
     changed = []
     for row in rows:
-        event = decode_event(row["body"].encode(), _STORED)
+        event = decode_event(row["body"].encode(), STORED)
         if is_erased(event, erased):
             clean = redacted(event)
             changed.append((row["seq"], clean.to_bytes().decode(), clean.content_hash()))

@@ -666,6 +666,11 @@ class ValidationContext:
         }
 
 
+# For events read back from a store: they passed the contract when they arrived, so their
+# time is no longer judged against now (an erasure or a replay may come years later).
+STORED = ValidationContext(future_tolerance=timedelta(days=36_500))
+
+
 def event_type_of(envelope: Envelope) -> EventType:
     version_text = str((envelope.model_extra or {}).get(SCHEMA_VERSION_ATTRIBUTE, "1"))[:40]
     plain = version_text.isascii() and version_text.isdigit() and len(version_text) < 10

@@ -4,22 +4,21 @@ which the relay publishes on crm.keys for every service to fold (shared/auth.py)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from shared.auth import describe, new_token, token_sha256
+from shared.auth import new_token, token_sha256
 from shared.db import Connection
 from shared.events import (
+    STORED,
     ApiKeyIssued,
     ApiKeyRevoked,
+    Event,
     Topic,
-    ValidationContext,
     decode_event,
     new_event,
 )
 from shared.outbox import append_events
-
-_STORED = ValidationContext(future_tolerance=timedelta(days=36_500))  # events stored already
 
 KEY_SOURCE = "crm/keys"
 
@@ -73,7 +72,7 @@ async def list_keys(conn: Connection) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         "SELECT body FROM events WHERE topic = $1 ORDER BY seq", Topic.KEYS.value
     )
-    return describe([decode_event(r["body"].encode(), _STORED) for r in rows])
+    return describe([decode_event(r["body"].encode(), STORED) for r in rows])
 
 
 async def is_active(conn: Connection, token: str) -> bool:
@@ -85,3 +84,21 @@ async def is_active(conn: Connection, token: str) -> bool:
         token_sha256(token),
     )
     return found is not None
+
+
+def describe(events: Sequence[Event]) -> list[dict[str, Any]]:
+    """Keys from their events (oldest first)."""
+    keys: dict[str, dict[str, Any]] = {}
+    for event in events:
+        entry = keys.setdefault(event.subject, {"key_id": event.subject, "revoked_at": None})
+        if isinstance(event.data, ApiKeyIssued):
+            entry.update(
+                name=event.data.name,
+                scopes=list(event.data.scopes),
+                rate_limit=event.data.rate_limit,
+                issued_at=event.time,
+            )
+        else:
+            revoked: datetime | None = entry["revoked_at"]
+            entry["revoked_at"] = event.time if revoked is None else min(revoked, event.time)
+    return list(keys.values())

@@ -25,7 +25,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared import kafka, metrics
+from shared import db, kafka, metrics
 from shared.consumer import EPOCH_HEADER
 from shared.db import Connection
 from shared.events import Event
@@ -44,6 +44,17 @@ class AppendResult:
     accepted: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)  # same id, other content
+
+
+EVENT_STORE_SCHEMA = "ingest"  # ingest's schema holds the event store
+
+
+async def open_event_store(database_url: str) -> db.Pool:
+    """A pool on the event store, for the tools that write to it from outside ingest
+    (`crm import`, `crm keys`, the dev stack's first key); created if ingest never ran."""
+    pool = await db.create_pool(database_url, EVENT_STORE_SCHEMA)
+    await db.migrate(pool, EVENT_STORE_SCHEMA, db.OUTBOX_MIGRATIONS)
+    return pool
 
 
 async def append_events(conn: Connection, events: Sequence[Event]) -> AppendResult:

@@ -92,10 +92,7 @@ async def rebuild(
         await guard.execute(f'DROP SCHEMA IF EXISTS "{shadow}" CASCADE')
         pool = await db.create_pool(settings.database_url, shadow, max_size=4)
         try:
-            directories = [spec.migrations, db.CONSUMER_MIGRATIONS]
-            if spec.publishes:
-                directories.append(db.OUTBOX_MIGRATIONS)
-            await db.migrate(pool, shadow, *directories)
+            await db.migrate(pool, shadow, *spec.migration_directories())
             return await _fold_and_swap(spec, settings, pool, guard, max_lag, on_progress)
         finally:
             await pool.close()

@@ -56,6 +56,14 @@ class ServiceSpec:
     # with the event log and outbox of a service that publishes.
     kept_on_rebuild: tuple[str, ...] = ()
 
+    def migration_directories(self) -> list[Path]:
+        """The service's own migrations, the consumer runtime's (every service consumes, at
+        least the API keys) and, for a service that publishes, the event log and outbox."""
+        directories = [self.migrations, db.CONSUMER_MIGRATIONS]
+        if self.publishes:
+            directories.append(db.OUTBOX_MIGRATIONS)
+        return directories
+
 
 @dataclass
 class Resources:
@@ -113,11 +121,7 @@ async def _start(spec: ServiceSpec, settings: CommonSettings) -> Resources:
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
     )
-    # Every service has a consumer: at least for the API keys (crm.keys).
-    directories = [spec.migrations, db.CONSUMER_MIGRATIONS]
-    if spec.publishes:
-        directories.append(db.OUTBOX_MIGRATIONS)
-    await db.migrate(pool, spec.schema, *directories)
+    await db.migrate(pool, spec.schema, *spec.migration_directories())
     keys = KeyRing(pool, settings.admin_key_sha256, settings.api_key_cache_seconds)
     res = Resources(settings, pool, keys)
     await kafka.wait_for_broker(settings)

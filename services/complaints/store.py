@@ -35,6 +35,7 @@ from shared.erasure import (
     without_erased_data,
 )
 from shared.events import (
+    STORED,
     ClassChanged,
     ComplaintEvent,
     ComplaintOpened,
@@ -47,7 +48,6 @@ from shared.events import (
     SurveyCsat,
     SurveyNps,
     Topic,
-    ValidationContext,
     decode_event,
     new_event,
 )
@@ -56,7 +56,6 @@ from shared.outbox import append_events
 SOURCE = "crm/complaints"
 _COLUMNS = [f.name for f in fields(Complaint)]
 # Stored events are re-validated on load; they were valid when they arrived.
-_STORED = ValidationContext(future_tolerance=timedelta(days=36_500))
 
 
 class ComplaintsProjection:
@@ -95,7 +94,7 @@ async def _erase_stored(conn: Connection, erased: dict[str, datetime]) -> None:
     )
     changed = []
     for row in rows:
-        event = decode_event(row["body"].encode(), _STORED)
+        event = decode_event(row["body"].encode(), STORED)
         if is_erased(event, erased):
             changed.append(
                 (row["complaint_id"], row["event_id"], redacted(event).to_bytes().decode())
@@ -203,7 +202,7 @@ async def load_history(conn: Connection | Pool, complaint_ids: list[str]) -> dic
     )
     history: dict[str, list[Event]] = defaultdict(list)
     for r in records:
-        history[r["complaint_id"]].append(decode_event(r["body"].encode(), _STORED))
+        history[r["complaint_id"]].append(decode_event(r["body"].encode(), STORED))
     return history
 
 
@@ -510,7 +509,7 @@ async def own_pending(conn: Connection | Pool, complaint_id: str) -> list[Event]
         "AND body->'data'->>'complaint_id' = $1",
         complaint_id,
     )
-    return [decode_event(r["body"].encode(), _STORED) for r in rows]
+    return [decode_event(r["body"].encode(), STORED) for r in rows]
 
 
 async def customer_tiers(pool: Pool, customer_id: str) -> list[Any]:

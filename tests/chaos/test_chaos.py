@@ -24,13 +24,12 @@ from services.complaints.domain import complaint_id_of, derive
 from services.scoring.domain import PurchaseSummary, fold, is_purchase
 from shared.devstack import SERVICES
 from shared.embedded import Broker, Database, free_port, service_environment
-from shared.events import Event, ValidationContext, decode_event
+from shared.events import STORED, Event, decode_event
 from tests.helpers import ServiceProcess, api_client, event, purchase, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.embedded_only]
 
 SECONDS = float(os.environ.get("CHAOS_SECONDS", "25"))
-STORED = ValidationContext(future_tolerance=timedelta(days=36_500))
 
 
 class World:

@@ -24,6 +24,7 @@ from services.scoring.settings import ScoringSettings
 from shared import cli, keys
 from shared.auth import KeyRing
 from shared.embedded import free_port
+from shared.outbox import open_event_store
 from shared.settings import CommonSettings
 from tests.helpers import AUTH, event, mistyped, purchase, wait_until
 
@@ -69,7 +70,7 @@ async def all_services(
 
 
 async def issue(settings: CommonSettings, scopes: list[str], **options: Any) -> tuple[str, str]:
-    pool = await cli._ingest_store(settings)
+    pool = await open_event_store(settings.database_url)
     try:
         async with pool.acquire() as conn, conn.transaction():
             return await keys.issue_key(conn, "test", scopes, **options)
