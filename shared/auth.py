@@ -12,6 +12,7 @@ every service folds them into that service's own `api_keys` table.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from fastapi import HTTPException, Request, Security
+from fastapi import APIRouter, Depends, HTTPException, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.db import Connection, Pool
@@ -176,6 +177,15 @@ class KeyRing:
         return found
 
 
+def api_router(scope: str, **options: Any) -> APIRouter:
+    """A service's /v1 router: every route asks for a key holding `scope` (401/403 as
+    documented in AUTH_ERRORS)."""
+    return APIRouter(
+        prefix="/v1", dependencies=[Depends(require(scope))], responses=AUTH_ERRORS, **options
+    )
+
+
+@functools.cache  # one dependency per scope: FastAPI then checks a key once per request
 def require(scope: str) -> Callable[..., Awaitable[Principal]]:
     """FastAPI dependency: the caller's key, which must hold `scope` (or admin)."""
     if scope not in SCOPES:

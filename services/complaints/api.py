@@ -7,13 +7,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query
+from fastapi import Body, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field, ValidationError, create_model
 
 from services.complaints import sla, store
 from services.complaints.domain import COMMANDS, Rejected, decide, derive
 from services.complaints.settings import ComplaintsSettings
-from shared.auth import AUTH_ERRORS, require
+from shared.auth import api_router
 from shared.db import Connection
 from shared.events import (
     ComplaintClosed,
@@ -41,13 +41,7 @@ from shared.http import (
 from shared.outbox import append_events
 from shared.service import Resources, resources
 
-router = APIRouter(
-    prefix="/v1",
-    tags=["complaints"],
-    route_class=BoundedBodyRoute,
-    dependencies=[Depends(require("complaints:act"))],
-    responses=AUTH_ERRORS,
-)
+router = api_router("complaints:act", tags=["complaints"], route_class=BoundedBodyRoute)
 
 ComplaintId = Annotated[
     str, Path(min_length=1, max_length=128, pattern=r"^[^/\s]+$", examples=["c-1001"])

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -23,7 +23,7 @@ from services.ingest.domain import (
 )
 from services.ingest.settings import IngestSettings
 from services.ingest.store import Conflict, Unavailable, store_batch
-from shared.auth import AUTH_ERRORS, Principal, require
+from shared.auth import Principal, api_router, require
 from shared.events import KNOWN_TYPE_NAMES, Envelope
 from shared.http import ErrorBody, error_response
 from shared.schemas import all_schemas, asyncapi
@@ -31,9 +31,7 @@ from shared.service import Resources, resources, validation_context
 
 WRITE_EVENTS = require("events:write")
 RATE_BUCKETS_LIMIT = 10_000  # keys remembered by the rate limiter
-router = APIRouter(
-    prefix="/v1", tags=["events"], dependencies=[Depends(WRITE_EVENTS)], responses=AUTH_ERRORS
-)
+router = api_router("events:write", tags=["events"])
 
 
 class Accepted(BaseModel):

@@ -28,16 +28,11 @@ from services.reporting.metrics import (
     table,
 )
 from services.reporting.settings import ReportingSettings
-from shared.auth import AUTH_ERRORS, require
+from shared.auth import api_router
 from shared.http import ErrorBody, invalid
 from shared.service import Resources, resources
 
-router = APIRouter(
-    prefix="/v1",
-    tags=["kpis"],
-    dependencies=[Depends(require("reports:read"))],
-    responses=AUTH_ERRORS,
-)
+router = api_router("reports:read", tags=["kpis"])
 # The dashboard page and its scripts hold no data: the page asks for a key and sends it with
 # every call to /v1.
 pages = APIRouter(include_in_schema=False)

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
 from services.scoring import store
@@ -19,7 +19,7 @@ from services.scoring.domain import profile_of
 from services.scoring.rescore import fit_and_save, refresh_reference
 from services.scoring.scoring import Reference, score
 from services.scoring.settings import ScoringSettings
-from shared.auth import AUTH_ERRORS, require
+from shared.auth import api_router, require
 from shared.events import CUSTOMER_ID_PATTERN, EARLIEST_TIME, STORED, decode_event
 from shared.http import (
     BODY_TOO_LARGE,
@@ -31,13 +31,7 @@ from shared.http import (
 )
 from shared.service import Resources, resources
 
-router = APIRouter(
-    prefix="/v1",
-    tags=["customers"],
-    route_class=BoundedBodyRoute,
-    dependencies=[Depends(require("customers:read"))],
-    responses=AUTH_ERRORS,
-)
+router = api_router("customers:read", tags=["customers"], route_class=BoundedBodyRoute)
 
 CustomerId = Annotated[str, Path(pattern=CUSTOMER_ID_PATTERN, examples=["customer-42"])]
 AsOf = Annotated[
