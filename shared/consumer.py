@@ -87,7 +87,8 @@ class ConsumerStatus:
     assigned: list[str] = field(default_factory=list)
     lag: dict[str, int] = field(default_factory=dict)
     last_poll: float = 0.0
-    last_error: str | None = None
+    last_error: str | None = None  # the type of the last error, never its text
+    consecutive_failures: int = 0  # attempts at the same batch that failed in a row
 
     @property
     def total_lag(self) -> int:
@@ -175,6 +176,7 @@ class ConsumerRuntime:
         self._last_truncation_check = 0.0
         self._owner = f"{self._projection.name}-{uuid.uuid4()}"
         self._leases: dict[TopicPartition, int] = {}
+        self._rewind_needed = False
         self.status = ConsumerStatus()
 
     @property
@@ -214,6 +216,12 @@ class ConsumerRuntime:
         backoff = 0.1
         while not self._stopping.is_set():
             try:
+                if self._rewind_needed:
+                    # The consumer's position is past a batch that did not commit: nothing may
+                    # be applied until it is back at the offsets PostgreSQL holds, or the next
+                    # commit would store an offset beyond the failed batch and skip it for good.
+                    await self._rewind_to_committed()
+                    self._rewind_needed = False
                 batches = await self._consumer.getmany(
                     timeout_ms=200, max_records=self._settings.consumer_max_batch
                 )
@@ -227,20 +235,35 @@ class ConsumerRuntime:
                         await self._check_leases_when_idle()
                     await self._check_truncation(set(batches))
                     self._update_lag()
-                self.status.last_error = None
+                self._succeeded()
                 backoff = 0.1
             except Fenced as fenced:
                 # A rebalance gave our partitions to another instance; its assignment to us
                 # is on its way. Nothing of this batch was written.
                 log.warning("batch fenced off", extra={"consumer": self.name, "why": str(fenced)})
-                await self._rewind_to_committed()
+                self._rewind_needed = True
             except Exception as error:  # the loop must survive a database or broker outage
-                self.status.last_error = f"{type(error).__name__}: {error}"
-                log.exception("consumer batch failed; retrying", extra={"consumer": self.name})
-                await self._rewind_to_committed()
+                self._rewind_needed = True
+                self._failed(error)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
         self.status.running = False
+
+    def _succeeded(self) -> None:
+        self.status.last_error = None
+        self.status.consecutive_failures = 0
+        metrics.CONSUMER_FAILURES.labels(self.name).set(0)
+
+    def _failed(self, error: Exception) -> None:
+        """Count a failed attempt; the full text goes to the log only (it may name hosts and
+        users), the status keeps the error's type for readiness."""
+        self.status.last_error = type(error).__name__
+        self.status.consecutive_failures += 1
+        metrics.CONSUMER_FAILURES.labels(self.name).set(self.status.consecutive_failures)
+        log.exception(
+            "consumer batch failed; retrying",
+            extra={"consumer": self.name, "attempt": self.status.consecutive_failures},
+        )
 
     async def _apply(
         self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
@@ -452,14 +475,12 @@ class ConsumerRuntime:
         self._stopping.set()
 
     async def _rewind_to_committed(self) -> None:
-        """After a failed batch, go back to what PostgreSQL says was applied."""
-        try:
-            async with self._batch_lock:
-                if self._halted:
-                    return
-                await self._seek_to_stored(self._consumer.assignment() if self._consumer else set())
-        except Exception:
-            log.exception("cannot rewind to stored offsets", extra={"consumer": self.name})
+        """After a failed batch, go back to what PostgreSQL says was applied (raises while
+        the database is away: the caller retries before applying anything)."""
+        async with self._batch_lock:
+            if self._halted:
+                return
+            await self._seek_to_stored(self._consumer.assignment() if self._consumer else set())
 
     async def _seek_to_stored(self, assigned: set[TopicPartition]) -> None:
         assert self._consumer is not None

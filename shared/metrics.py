@@ -22,6 +22,11 @@ BATCH_SECONDS = Histogram(
     ["consumer"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+CONSUMER_FAILURES = Gauge(
+    "crm_consumer_consecutive_failures",
+    "Attempts at a batch that failed in a row (0 after a batch commits).",
+    ["consumer"],
+)
 LOG_RESETS = Counter(
     "crm_consumer_log_resets_total",
     "Partitions re-read from the start because the broker's log differed from the one applied.",
