@@ -6,8 +6,22 @@ events); the runtime owns everything else. Exactly-once effect comes from two ru
 1. The next offset of every partition is written in the same PostgreSQL transaction as the
    read-model rows, and on assignment the consumer seeks to it (Kafka's own committed
    offsets are never used).
-2. Every applied event id is recorded in that transaction too, so an event delivered twice
-   (the outbox relay is at-least-once) is applied once.
+2. An event delivered twice (the outbox relay is at-least-once, and re-publishes its whole
+   log after a broker loss) is applied once. Every record a relay publishes names its log
+   and its sequence number there (headers `crm-log`, `crm-seq`). The (source, id) of each
+   applied event is kept for `DEDUPE_WINDOW_SECONDS` (table applied_events) in the read
+   model's transaction; older entries are folded into one mark per (partition, log): every
+   record of that log on that partition numbered at or below it was applied. So the state
+   grows with the window and the partitions, not with history. A relay publishes its log in
+   order, so a record below a mark can only be one applied before, provided that the gaps a
+   broker loss opens (a record published after the loss but before the relay noticed it,
+   ahead of the re-publish of older ones) close within the window.
+
+Only records published by a log are folded. Records other systems publish straight to the
+topics carry no such headers: the gateway (ingest's archive, a projection with
+`judges_direct_records`) judges them, with the clock and settings, stores what it accepts and
+publishes that; every other consumer skips them and folds the published copy. So the verdict
+of a consumer on a record depends on its bytes only, and all consumers agree.
 
 A broker that lost its log (the embedded broker keeps topics in memory) is detected per
 partition and the partition is re-read from its start; rule 2 makes that safe:
@@ -25,7 +39,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -36,12 +50,23 @@ from aiokafka.abc import ConsumerRebalanceListener
 from shared import kafka, metrics
 from shared.auth import store_key_events
 from shared.db import Connection
-from shared.events import Event, InvalidEvent, Topic, ValidationContext, decode_event
+from shared.events import (
+    RECORDED,
+    Event,
+    FieldError,
+    InvalidEvent,
+    Topic,
+    ValidationContext,
+    decode_event,
+)
 from shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 
 EPOCH_HEADER = "crm-epoch"
+LOG_HEADER = "crm-log"  # the event store (schema) whose relay published the record
+SEQ_HEADER = "crm-seq"  # the event's sequence number in that store
+PRUNE_SECONDS = 30.0  # how often a consumer folds expired applied ids into its marks
 STOP_TIMEOUT = 10.0  # seconds shutdown waits for the batch in flight and for the broker
 LEASE_CHECK_SECONDS = 5.0  # how often an idle consumer checks that its claims still hold
 # A dead letter carries the original key and value when they fit in this many bytes, which
@@ -56,12 +81,29 @@ class Projection(Protocol):
 
     name: str  # the consumer group, and the key of its offsets and applied ids
     topics: Sequence[str]
-    # Optional attribute `skip_own_records = True`: records this service's relay published
-    # (they carry the epoch header) are skipped undecoded; their offsets still advance.
+    # Optional attribute `judges_direct_records = True` (the gateway): the projection gets the
+    # records published straight to the topics, validated with the clock and settings, and
+    # skips what a log published; `judge(event) -> FieldError | None` may refuse more.
 
     async def store(self, conn: Connection, events: list[Event]) -> None:
         """Fold `events` (new ids only, in partition order) into the read model, in `conn`'s
         open transaction."""
+
+
+def origin(record: ConsumerRecord[bytes, bytes]) -> tuple[str, int] | None:
+    """The (log, sequence number) a relay wrote into the record's headers; None for a record
+    published straight to the topic. Raises ValueError for a malformed header."""
+    log_name = seq = None
+    for key, value in record.headers:
+        if key == LOG_HEADER:
+            log_name = value.decode()
+        elif key == SEQ_HEADER:
+            seq = int(value)
+    if seq is None:
+        return None
+    if not log_name or seq < 1:
+        raise ValueError("crm-seq needs a crm-log and a positive number")
+    return log_name, seq
 
 
 def fingerprint(record: ConsumerRecord[bytes, bytes]) -> bytes:
@@ -177,6 +219,12 @@ class ConsumerRuntime:
         self._owner = f"{self._projection.name}-{uuid.uuid4()}"
         self._leases: dict[TopicPartition, int] = {}
         self._rewind_needed = False
+        self._marks: dict[tuple[TopicPartition, str], int] = {}
+        self._last_prune = time.monotonic()
+        self._judges_direct = bool(getattr(projection, "judges_direct_records", False))
+        self._judge: Callable[[Event], FieldError | None] | None = getattr(
+            projection, "judge", None
+        )
         self.status = ConsumerStatus()
 
     @property
@@ -233,6 +281,7 @@ class ConsumerRuntime:
                         await self._apply(batches)
                     else:
                         await self._check_leases_when_idle()
+                    await self._prune_when_due()
                     await self._check_truncation(set(batches))
                     self._update_lag()
                 self._succeeded()
@@ -272,24 +321,23 @@ class ConsumerRuntime:
         events: list[Event] = []
         dead: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
         positions: dict[TopicPartition, tuple[int, bytes]] = {}
-        skip_own = getattr(self._projection, "skip_own_records", False)
+        skipped = 0
         for tp, records in batches.items():
             records = self._verified(tp, records)
             for record in records:
-                if (
-                    skip_own
-                    and tp.topic != Topic.KEYS
-                    and any(key == EPOCH_HEADER for key, _ in record.headers)
-                ):
-                    continue  # published by this service's own relay: already stored
                 try:
-                    event = decode_event(record.value or b"", self._validation)
-                    events.append(replace(event, position=(tp.topic, tp.partition, record.offset)))
+                    event = self._decoded(tp, record)
                 except InvalidEvent as error:
                     dead.append((record, str(error)))
+                    continue
                 except Exception as error:  # decoding is pure: a retry would fail the same way
                     log.exception("cannot decode a record", extra={"consumer": self.name})
                     dead.append((record, f"cannot decode: {type(error).__name__}: {error}"))
+                    continue
+                if event is None:
+                    skipped += 1
+                else:
+                    events.append(event)
             if records:
                 positions[tp] = (records[-1].offset + 1, fingerprint(records[-1]))
         if not positions:
@@ -301,7 +349,31 @@ class ConsumerRuntime:
         for tp, (next_offset, _) in positions.items():
             self._next[tp] = next_offset
         self._count(events, fresh, dead)
+        if skipped:
+            metrics.RECORDS_SKIPPED.labels(self.name).inc(skipped)
         metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+
+    def _decoded(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> Event | None:
+        """The record's event, or None for a record this consumer does not fold (see the
+        module docstring); raises InvalidEvent for one to dead-letter."""
+        try:
+            published = origin(record)
+        except ValueError as error:
+            raise InvalidEvent([FieldError("headers", str(error))]) from None
+        gateway = self._judges_direct and tp.topic != Topic.KEYS
+        if gateway == (published is not None):
+            return None  # the gateway's to judge, or (for the gateway) stored already
+        if published is not None and published[1] <= self._marks.get((tp, published[0]), 0):
+            return None  # applied before the window it would be remembered in
+        event = decode_event(record.value or b"", self._validation if gateway else RECORDED)
+        if event.topic != tp.topic:
+            raise InvalidEvent(
+                [FieldError("type", f"{event.type} belongs on {event.topic}, not {tp.topic}")]
+            )
+        refusal = self._judge(event) if gateway and self._judge is not None else None
+        if refusal is not None:
+            raise InvalidEvent([refusal])
+        return replace(event, position=(tp.topic, tp.partition, record.offset), origin=published)
 
     def _verified(
         self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
@@ -331,21 +403,12 @@ class ConsumerRuntime:
     async def _commit(
         self, events: list[Event], positions: dict[TopicPartition, tuple[int, bytes]]
     ) -> list[Event]:
-        unique = _first_of_each_id(events)
+        unique = _first_of_each(events)
         async with self._pool.acquire() as conn, conn.transaction():
             await check_leases(
                 conn, self.name, self._owner, {tp: self._leases.get(tp, -1) for tp in positions}
             )
-            fresh_ids = {
-                r["event_id"]
-                for r in await conn.fetch(
-                    "INSERT INTO applied_events (consumer, event_id) "
-                    "SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING RETURNING event_id",
-                    self.name,
-                    [e.id for e in unique],
-                )
-            }
-            fresh = [e for e in unique if e.id in fresh_ids]
+            fresh = await _first_application(conn, self.name, unique)
             keys = [e for e in fresh if e.topic == Topic.KEYS]
             if keys:
                 await store_key_events(conn, keys)
@@ -368,6 +431,41 @@ class ConsumerRuntime:
                 [fp for _, fp in positions.values()],
             )
         return fresh
+
+    async def _prune_when_due(self) -> None:
+        """Fold applied ids older than the window into the marks of their (partition, log),
+        for the partitions this instance holds (so no other instance applies one of them
+        while its id goes)."""
+        now = time.monotonic()
+        if now - self._last_prune < PRUNE_SECONDS or not self._leases:
+            return
+        self._last_prune = now
+        async with self._pool.acquire() as conn, conn.transaction():
+            await check_leases(conn, self.name, self._owner, self._leases)
+            rows = await conn.fetch(
+                """
+                WITH gone AS (
+                    DELETE FROM applied_events a
+                    USING unnest($2::text[], $3::int[]) AS held(topic, partition)
+                    WHERE a.consumer = $1 AND a.topic = held.topic
+                      AND a.partition = held.partition
+                      AND a.applied_at < now() - make_interval(secs => $4)
+                    RETURNING a.topic, a.partition, a.log, a.seq
+                )
+                INSERT INTO log_marks (consumer, topic, partition, log, seq)
+                SELECT $1, topic, partition, log, max(seq) FROM gone
+                GROUP BY topic, partition, log
+                ON CONFLICT (consumer, topic, partition, log) DO UPDATE
+                SET seq = GREATEST(log_marks.seq, EXCLUDED.seq)
+                RETURNING topic, partition, log, seq
+                """,
+                self.name,
+                [tp.topic for tp in self._leases],
+                [tp.partition for tp in self._leases],
+                float(self._settings.dedupe_window_seconds),
+            )
+        for r in rows:
+            self._marks[(TopicPartition(r["topic"], r["partition"]), r["log"])] = r["seq"]
 
     def progress(self) -> tuple[int, int | None, int]:
         """(records read, log ends, partitions) over the partitions assigned to this instance;
@@ -493,7 +591,13 @@ class ConsumerRuntime:
                 "WHERE consumer = $1",
                 self.name,
             )
+            marks = await conn.fetch(
+                "SELECT topic, partition, log, seq FROM log_marks WHERE consumer = $1", self.name
+            )
         stored = {TopicPartition(r["topic"], r["partition"]): r for r in rows}
+        self._marks = {
+            (TopicPartition(r["topic"], r["partition"]), r["log"]): r["seq"] for r in marks
+        }
         self._expected.clear()
         for tp in assigned:
             row = stored.get(tp)
@@ -528,14 +632,47 @@ def dead_letter(
     return key, value, headers
 
 
-def _first_of_each_id(events: list[Event]) -> list[Event]:
-    seen: set[str] = set()
+def _first_of_each(events: list[Event]) -> list[Event]:
+    seen: set[tuple[str, str]] = set()
     unique = []
     for event in events:
-        if event.id not in seen:
-            seen.add(event.id)
+        if event.identity not in seen:
+            seen.add(event.identity)
             unique.append(event)
     return unique
+
+
+async def _first_application(conn: Connection, consumer: str, events: list[Event]) -> list[Event]:
+    """The events of `events` (distinct identities) not applied before: neither remembered in
+    the window nor at or below their log's mark. Remembers them."""
+    if not events:
+        return []
+    published = [e for e in events if e.origin is not None and e.position is not None]
+    rows = await conn.fetch(
+        """
+        INSERT INTO applied_events (consumer, source, event_id, topic, partition, log, seq)
+        SELECT $1, u.source, u.event_id, u.topic, u.partition, u.log, u.seq
+        FROM unnest($2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::bigint[])
+             AS u(source, event_id, topic, partition, log, seq)
+        WHERE NOT EXISTS (
+            SELECT 1 FROM log_marks m
+            WHERE m.consumer = $1 AND m.topic = u.topic AND m.partition = u.partition
+              AND m.log = u.log AND u.seq <= m.seq
+        )
+        ON CONFLICT DO NOTHING
+        RETURNING source, event_id
+        """,
+        consumer,
+        [e.envelope.source for e in published],
+        [e.id for e in published],
+        [e.position[0] for e in published if e.position],
+        [e.position[1] for e in published if e.position],
+        [e.origin[0] for e in published if e.origin],
+        [e.origin[1] for e in published if e.origin],
+    )
+    fresh = {(r["source"], r["event_id"]) for r in rows}
+    # Records published straight to a topic reach only the gateway, whose store dedupes them.
+    return [e for e in events if e.origin is None or e.identity in fresh]
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -31,6 +31,9 @@ from pydantic import (
 )
 
 CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
+# The services' own events (derived events, agent commands, keys) have sources under this
+# prefix; the gateway refuses it from anyone else.
+RESERVED_SOURCE_PREFIX = "crm/"
 SCHEMA_VERSION_ATTRIBUTE = "schemaversion"
 MAX_AMOUNT = Decimal("1000000000000")  # 1e12 in any currency: beyond it, an input error
 MAX_TOTAL = MAX_AMOUNT * 1000  # sums over many customers (customer equity)
@@ -568,8 +571,10 @@ class Envelope(BaseModel):
     @classmethod
     def _plausible_time(cls, value: datetime, info: ValidationInfo) -> datetime:
         context = info.context or {}
+        tolerance: timedelta | None = context.get("future_tolerance", timedelta(minutes=5))
+        if tolerance is None:
+            return value  # recorded already: only the fixed range of the contract applies
         now: datetime = context.get("now") or datetime.now(UTC)
-        tolerance: timedelta = context.get("future_tolerance", timedelta(minutes=5))
         if value > now + tolerance:
             raise ValueError(f"time is more than {tolerance} in the future")
         return value
@@ -601,12 +606,19 @@ class Event:
     envelope: Envelope
     data: EventData
     position: tuple[str, int, int] | None = field(default=None, compare=False)  # topic, p, offset
+    # The log that published it and its sequence number there (the relay's record headers).
+    origin: tuple[str, int] | None = field(default=None, compare=False)
     # The normalised bytes, computed once: storing, hashing and publishing all need them.
     _bytes: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def id(self) -> str:
         return self.envelope.id
+
+    @property
+    def identity(self) -> tuple[str, str]:
+        """(source, id): CloudEvents 1.0 makes an id unique within its source only."""
+        return self.envelope.source, self.envelope.id
 
     @property
     def type(self) -> str:
@@ -655,20 +667,30 @@ class InvalidEvent(Exception):
 
 @dataclass(frozen=True)
 class ValidationContext:
-    reporting_currency: str = "USD"
-    future_tolerance: timedelta = timedelta(minutes=5)
+    """What a judgment of an event depends on beyond its bytes: the deployment's reporting
+    currency and the clock (how far in the future an event's time may be). None: not judged.
+
+    Only the gateway judges (ingest on HTTP, ingest's archive for records other systems
+    publish straight to the topics); what it accepted is stored and published, and every
+    consumer decodes that with `RECORDED`, so its verdict depends on the bytes alone and all
+    consumers, at any time and with any settings, agree."""
+
+    reporting_currency: str | None = "USD"
+    future_tolerance: timedelta | None = timedelta(minutes=5)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "reporting_currency": self.reporting_currency,
             "future_tolerance": self.future_tolerance,
-            "now": datetime.now(UTC),
+            "now": datetime.now(UTC) if self.future_tolerance is not None else None,
         }
 
 
-# For events read back from a store: they passed the contract when they arrived, so their
-# time is no longer judged against now (an erasure or a replay may come years later).
-STORED = ValidationContext(future_tolerance=timedelta(days=36_500))
+# For events the gateway accepted already (read from a topic by a consumer, or from a store):
+# the bytes are checked against the contract, the clock and the currency are not judged again
+# (an erasure or a replay may come years later, on a deployment with other settings).
+RECORDED = ValidationContext(reporting_currency=None, future_tolerance=None)
+STORED = RECORDED
 
 
 def event_type_of(envelope: Envelope) -> EventType:

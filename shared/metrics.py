@@ -10,6 +10,11 @@ EVENTS_APPLIED = Counter(
 EVENTS_DUPLICATE = Counter(
     "crm_events_duplicate_total", "Events skipped because their id was applied.", ["consumer"]
 )
+RECORDS_SKIPPED = Counter(
+    "crm_records_skipped_total",
+    "Records not folded: below their log's mark, or not this consumer's to judge.",
+    ["consumer"],
+)
 EVENTS_DEADLETTERED = Counter(
     "crm_events_deadlettered_total", "Records sent to crm.deadletter.", ["consumer", "topic"]
 )

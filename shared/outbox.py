@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shared import db, kafka, metrics
-from shared.consumer import EPOCH_HEADER
+from shared.consumer import EPOCH_HEADER, LOG_HEADER, SEQ_HEADER
 from shared.db import Connection
 from shared.events import Event
 from shared.settings import CommonSettings
@@ -47,6 +47,17 @@ class AppendResult:
 
 
 EVENT_STORE_SCHEMA = "ingest"  # ingest's schema holds the event store
+
+
+def relay_headers(log_name: str, seq: int, epoch: int) -> list[tuple[str, bytes]]:
+    """The headers of a record a relay publishes: which log it comes from and where in it
+    (consumers dedupe by them, shared/consumer.py), and the log's epoch."""
+    return [
+        CONTENT_TYPE,
+        (EPOCH_HEADER, str(epoch).encode()),
+        (LOG_HEADER, log_name.encode()),
+        (SEQ_HEADER, str(seq).encode()),
+    ]
 
 
 async def open_event_store(database_url: str) -> db.Pool:
@@ -72,12 +83,12 @@ async def append_events(conn: Connection, events: Sequence[Event]) -> AppendResu
             INSERT INTO events (id, type, source, subject, time, topic, body, content_hash)
             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
                                  $5::timestamptz[], $6::text[], $7::jsonb[], $8::bytea[])
-            ON CONFLICT (id) DO NOTHING
-            RETURNING seq, id
+            ON CONFLICT (source, id) DO NOTHING
+            RETURNING seq, source, id
         ), queued AS (
             INSERT INTO outbox (seq) SELECT seq FROM new
         )
-        SELECT id FROM new
+        SELECT source, id FROM new
         """,
         [e.id for e in events],
         [e.type for e in events],
@@ -88,7 +99,7 @@ async def append_events(conn: Connection, events: Sequence[Event]) -> AppendResu
         [b.decode() for b in bodies],
         [e.content_hash() for e in events],
     )
-    accepted = {r["id"] for r in rows}
+    accepted = {(r["source"], r["id"]) for r in rows}
     if len(accepted) < len(events):
         return await _classify_existing(conn, events, accepted)
     await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
@@ -97,8 +108,8 @@ async def append_events(conn: Connection, events: Sequence[Event]) -> AppendResu
 
 async def archive_events(conn: Connection, events: Sequence[Event]) -> int:
     """Store events that reached the topics without passing through this log (other systems
-    publish there directly): no outbox row, so the relay does not publish them back, yet a
-    re-publish after a broker loss includes them. Known ids are left as they are."""
+    publish there directly) and queue them: the relay publishes the stored copy, which is the
+    one consumers fold (shared/consumer.py). Known identities are left as they are."""
     if not events:
         return 0
     archived: int = await conn.fetchval(
@@ -107,8 +118,10 @@ async def archive_events(conn: Connection, events: Sequence[Event]) -> int:
             INSERT INTO events (id, type, source, subject, time, topic, body, content_hash)
             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
                                  $5::timestamptz[], $6::text[], $7::jsonb[], $8::bytea[])
-            ON CONFLICT (id) DO NOTHING
-            RETURNING 1
+            ON CONFLICT (source, id) DO NOTHING
+            RETURNING seq
+        ), queued AS (
+            INSERT INTO outbox (seq) SELECT seq FROM new
         )
         SELECT count(*) FROM new
         """,
@@ -121,6 +134,8 @@ async def archive_events(conn: Connection, events: Sequence[Event]) -> int:
         [e.to_bytes().decode() for e in events],
         [e.content_hash() for e in events],
     )
+    if archived:
+        await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
     return archived
 
 
@@ -145,21 +160,24 @@ async def record_seen_offsets(conn: Connection, events: Sequence[Event]) -> None
 
 
 async def _classify_existing(
-    conn: Connection, events: Sequence[Event], accepted: set[str]
+    conn: Connection, events: Sequence[Event], accepted: set[tuple[str, str]]
 ) -> AppendResult:
-    others = [e for e in events if e.id not in accepted]
+    others = [e for e in events if e.identity not in accepted]
     stored = {
-        r["id"]: bytes(r["content_hash"])
+        (r["source"], r["id"]): bytes(r["content_hash"])
         for r in await conn.fetch(
-            "SELECT id, content_hash FROM events WHERE id = ANY($1::text[])", [e.id for e in others]
+            "SELECT e.source, e.id, e.content_hash FROM events e "
+            "JOIN unnest($1::text[], $2::text[]) AS u(source, id) USING (source, id)",
+            [e.envelope.source for e in others],
+            [e.id for e in others],
         )
     }
-    duplicates = [e.id for e in others if stored.get(e.id) == e.content_hash()]
-    conflicts = [e.id for e in others if stored.get(e.id) != e.content_hash()]
+    duplicates = [e.id for e in others if stored.get(e.identity) == e.content_hash()]
+    conflicts = [e.id for e in others if stored.get(e.identity) != e.content_hash()]
     if accepted:
         await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
     return AppendResult(
-        accepted=[e.id for e in events if e.id in accepted],
+        accepted=[e.id for e in events if e.identity in accepted],
         duplicates=duplicates,
         conflicts=conflicts,
     )
@@ -187,6 +205,7 @@ class OutboxRelay:
         self._settings = settings
         self._pool = pool
         self._lock_key = zlib.crc32(f"outbox-relay:{schema}".encode())
+        self._log_name = schema  # named in every record it publishes (relay_headers)
         self._batch_size = batch_size
         self._check_interval = check_interval
         self._wakeup = asyncio.Event()
@@ -296,10 +315,13 @@ class OutboxRelay:
         )
         if not rows:
             return 0
-        headers = [CONTENT_TYPE, (EPOCH_HEADER, str(self.status.epoch).encode())]
+        epoch = self.status.epoch
         futures = [
             await producer.send(
-                r["topic"], value=r["body"].encode(), key=r["subject"].encode(), headers=headers
+                r["topic"],
+                value=r["body"].encode(),
+                key=r["subject"].encode(),
+                headers=relay_headers(self._log_name, r["seq"], epoch),
             )
             for r in rows
         ]

@@ -41,6 +41,19 @@ class CommonSettings(BaseSettings):
     consumer_session_timeout_ms: int = Field(
         default=10_000, ge=1000, description="Consumer group session timeout."
     )
+    consumer_max_failed_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="Attempts at the same batch that may fail in a row before readiness says "
+        "the consumer is stuck (it keeps retrying).",
+    )
+    dedupe_window_seconds: int = Field(
+        default=3600,
+        ge=60,
+        description="How long a consumer keeps the ids of the events it applied. Beyond it, "
+        "a redelivered event is recognised by its position in its log (per partition), so "
+        "the window must outlast the longest re-publish after a broker loses its log.",
+    )
     future_tolerance_seconds: int = Field(
         default=300, ge=0, description="How far in the future an event's time may be."
     )

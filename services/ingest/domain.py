@@ -7,7 +7,15 @@ from typing import Any
 
 import orjson
 
-from shared.events import Event, InvalidEvent, Topic, ValidationContext, validate_event
+from shared.events import (
+    RESERVED_SOURCE_PREFIX,
+    Event,
+    FieldError,
+    InvalidEvent,
+    Topic,
+    ValidationContext,
+    validate_event,
+)
 
 SINGLE_TYPES = frozenset({"application/cloudevents+json"})
 BATCH_TYPES = frozenset({"application/cloudevents-batch+json"})
@@ -15,6 +23,21 @@ EITHER_TYPES = frozenset({"application/json", ""})
 
 
 KEYS_ARE_ISSUED_BY_THE_CLI = "API keys are issued and revoked with `crm keys`, not posted"
+RESERVED_SOURCE = (
+    f"sources starting with '{RESERVED_SOURCE_PREFIX}' are reserved for the events the "
+    "services derive themselves"
+)
+
+
+def refusal(event: Event) -> FieldError | None:
+    """What the gateway refuses in a valid event, whether posted or published straight to a
+    topic: keys (only `crm keys` issues them) and the services' own sources (so no client can
+    take the identity of a derived event first)."""
+    if event.topic == Topic.KEYS:
+        return FieldError("type", KEYS_ARE_ISSUED_BY_THE_CLI)
+    if event.envelope.source.startswith(RESERVED_SOURCE_PREFIX):
+        return FieldError("source", RESERVED_SOURCE)
+    return None
 
 
 @dataclass(frozen=True)
@@ -65,7 +88,7 @@ def validate_batch(
     """All events validated; the errors of every invalid one (all or nothing is the caller's)."""
     events: list[Event] = []
     errors: list[EventError] = []
-    seen: dict[str, bytes] = {}
+    seen: dict[tuple[str, str], bytes] = {}
     for index, raw in enumerate(raw_events):
         raw_id = raw.get("id") if isinstance(raw, dict) else None
         event_id = raw_id if isinstance(raw_id, str) else None
@@ -74,12 +97,13 @@ def validate_batch(
         except InvalidEvent as error:
             errors.extend(EventError(index, event_id, e.field, e.message) for e in error.errors)
             continue
-        if event.topic == Topic.KEYS:
-            errors.append(EventError(index, event.id, "type", KEYS_ARE_ISSUED_BY_THE_CLI))
+        refused = refusal(event)
+        if refused is not None:
+            errors.append(EventError(index, event.id, refused.field, refused.message))
             continue
-        previous = seen.get(event.id)
+        previous = seen.get(event.identity)
         if previous is None:
-            seen[event.id] = event.content_hash()
+            seen[event.identity] = event.content_hash()
             events.append(event)
         elif previous != event.content_hash():
             errors.append(

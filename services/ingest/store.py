@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from services.ingest.domain import refusal
 from shared.db import Connection
 from shared.erasure import erase_stored, record_erasures, without_erased_data
 from shared.events import SOURCE_TOPICS, Event
@@ -13,12 +14,16 @@ from shared.outbox import AppendResult, append_events, archive_events, record_se
 
 
 class ArchiveProjection:
-    """Events other systems publish straight to the topics, kept in the event store too, so
-    the store holds every event whoever sent it and a broker loss loses none of them."""
+    """The gateway for events other systems publish straight to the topics: judged like a
+    POST (the runtime validates them with the clock and settings, `judge` refuses the rest to
+    the dead-letter topic), stored in the event store and published by the relay, whose copy
+    is the one every other service folds. So the store holds every event whoever sent it, a
+    broker loss loses none of them, and all consumers fold the same events."""
 
     name = "ingest-archive"
     topics: Sequence[str] = SOURCE_TOPICS
-    skip_own_records = True  # what the relay published is in the store already
+    judges_direct_records = True
+    judge = staticmethod(refusal)
 
     async def store(self, conn: Connection, events: list[Event]) -> None:
         events = await without_erased_data(conn, events)

@@ -48,5 +48,25 @@ def test_every_bad_event_is_reported_with_index_id_and_field() -> None:
 def test_same_id_twice_in_a_batch() -> None:
     same, _ = validate_batch([raw(), raw()], ValidationContext())
     assert len(same) == 1
-    _, errors = validate_batch([raw(), raw(source="elsewhere")], ValidationContext())
+    changed = raw()
+    changed["data"] = {**changed["data"], "amount": "99.00"}
+    _, errors = validate_batch([raw(), changed], ValidationContext())
     assert [(e.index, e.field) for e in errors] == [(1, "id")]
+
+
+def test_identity_is_source_and_id() -> None:
+    """CloudEvents 1.0: an id is unique within its source; two systems may both send "1001"."""
+    both, errors = validate_batch([raw(), raw(source="elsewhere")], ValidationContext())
+    assert errors == []
+    assert [e.identity for e in both] == [
+        (raw()["source"], raw()["id"]),
+        ("elsewhere", raw()["id"]),
+    ]
+
+
+def test_the_services_own_sources_are_refused() -> None:
+    """A client must not take the identity of a derived event (an SLA breach, a tier change)
+    before the service emits it."""
+    events, errors = validate_batch([raw(source="crm/complaints")], ValidationContext())
+    assert events == []
+    assert [(e.index, e.field) for e in errors] == [(0, "source")]
