@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 from fastapi import FastAPI
 
 from services.reporting.api import pages, router
+from services.reporting.projection import ReportingProjection
 from services.reporting.settings import ReportingSettings
-from services.reporting.store import ReportingProjection
 from shared.service import ServiceSpec, create_app, serve
 
 SPEC = ServiceSpec(

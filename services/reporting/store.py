@@ -15,35 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, tzinfo
+from datetime import date, datetime
 from typing import Any
 
-from services.reporting import domain, kpi
+from services.reporting import kpi
 from services.reporting.domain import UNKNOWN, Batch, churn_reason
 from services.reporting.metrics import Cell, Dimension, Source, TierValue
 from shared.db import Connection, Pool
-from shared.events import Event, Topic
 
 UNSCORED = "unscored"  # the slice of customers scoring never classed
-
-
-class ReportingProjection:
-    name = "reporting"
-    topics: Sequence[str] = (
-        Topic.CUSTOMERS,
-        Topic.PURCHASES,
-        Topic.INTERACTIONS,
-        Topic.COMPLAINTS,
-        Topic.SURVEYS,
-        Topic.MARKETING,
-        Topic.DERIVED,
-    )
-
-    def __init__(self, zone: tzinfo) -> None:
-        self._zone = zone
-
-    async def store(self, conn: Connection, events: list[Event]) -> None:
-        await write(conn, domain.fold(events, self._zone))
 
 
 # --------------------------------------------------------------------------- writes
