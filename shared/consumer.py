@@ -66,7 +66,7 @@ log = logging.getLogger(__name__)
 EPOCH_HEADER = "crm-epoch"
 LOG_HEADER = "crm-log"  # the event store (schema) whose relay published the record
 SEQ_HEADER = "crm-seq"  # the event's sequence number in that store
-PRUNE_SECONDS = 30.0  # how often a consumer folds expired applied ids into its marks
+PRUNE_SECONDS = 30.0  # at most this long between folds of expired applied ids into marks
 STOP_TIMEOUT = 10.0  # seconds shutdown waits for the batch in flight and for the broker
 LEASE_CHECK_SECONDS = 5.0  # how often an idle consumer checks that its claims still hold
 # A dead letter carries the original key and value when they fit in this many bytes, which
@@ -437,7 +437,8 @@ class ConsumerRuntime:
         for the partitions this instance holds (so no other instance applies one of them
         while its id goes)."""
         now = time.monotonic()
-        if now - self._last_prune < PRUNE_SECONDS or not self._leases:
+        interval = min(PRUNE_SECONDS, self._settings.dedupe_window_seconds / 4)
+        if now - self._last_prune < interval or not self._leases:
             return
         self._last_prune = now
         async with self._pool.acquire() as conn, conn.transaction():

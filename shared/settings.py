@@ -49,7 +49,7 @@ class CommonSettings(BaseSettings):
     )
     dedupe_window_seconds: int = Field(
         default=3600,
-        ge=60,
+        ge=1,
         description="How long a consumer keeps the ids of the events it applied. Beyond it, "
         "a redelivered event is recognised by its position in its log (per partition), so "
         "the window must outlast the longest re-publish after a broker loses its log.",
