@@ -140,6 +140,21 @@ async def test_duplicate_delivery_changes_nothing(stack: Stack) -> None:
     assert stored[0]["c"] == 2
 
 
+async def test_two_systems_may_use_the_same_id(stack: Stack) -> None:
+    """CloudEvents 1.0: identity is (source, id). The web shop and the till both send order
+    "1001"; both are stored, both are folded, and each source's own re-send is a duplicate."""
+    web = {**purchase("cust-same-id", "10.00", order="W-1001"), "id": "1001", "source": "shop/web"}
+    till = {**purchase("cust-same-id", "4.00", order="T-1001"), "id": "1001", "source": "pos/till"}
+    assert (await post(stack, [web])).status_code == 202
+    second = await post(stack, [till])
+    assert second.status_code == 202, second.text
+    assert second.json() == {"accepted": 1, "duplicates": []}
+    assert (await post(stack, [till])).json() == {"accepted": 0, "duplicates": ["1001"]}
+    changed = {**till, "data": {**till["data"], "amount": "5.00"}}
+    assert (await post(stack, [changed])).status_code == 409
+    await wait_for_model(stack, [web, till])
+
+
 async def test_sigkill_mid_stream_ends_with_the_uninterrupted_model(stack: Stack) -> None:
     events = stream(customers=80, count=3000, seed=7)
     for start in range(0, 1500, 250):
