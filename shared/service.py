@@ -16,21 +16,28 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request
 
 from shared import db, kafka, logs
 from shared.auth import KeyRing
-from shared.consumer import ConsumerRuntime, Projection
+from shared.consumer import ConsumerRuntime, ConsumerStatus, Projection
 from shared.events import ValidationContext
 from shared.http import LatencyMiddleware, install_error_handlers, operations_router
-from shared.outbox import OutboxRelay
+from shared.outbox import OutboxRelay, RelayStatus
 from shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 
 # A consumer that has not polled for this long is not ready (broker unreachable, or stuck).
 POLL_STALENESS_SECONDS = 15.0
+# Readiness never waits for the database: a background check refreshes a held verdict this
+# often, each step (connect, query) bounded by the timeout, and a verdict older than the
+# last bound is not trusted (the check itself is stuck).
+DATABASE_CHECK_SECONDS = 1.0
+DATABASE_CHECK_TIMEOUT = 2.0
+DATABASE_VERDICT_MAX_AGE = 10.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,15 @@ class ServiceSpec:
         return directories
 
 
+@dataclass(frozen=True)
+class DatabaseVerdict:
+    """What the last database check found; readiness answers from it."""
+
+    reachable: bool
+    checked_at: float  # time.monotonic() when the check ended
+    error: str | None = None  # the type of the failure, never its text (hosts, user names)
+
+
 @dataclass
 class Resources:
     settings: CommonSettings
@@ -74,6 +90,10 @@ class Resources:
     relay: OutboxRelay | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)  # a service's own caches
+    # Migrations have just run when this is made: the database answered.
+    database: DatabaseVerdict = field(
+        default_factory=lambda: DatabaseVerdict(reachable=True, checked_at=time.monotonic())
+    )
 
 
 def validation_context(settings: CommonSettings) -> ValidationContext:
@@ -133,7 +153,7 @@ async def _start(spec: ServiceSpec, settings: CommonSettings) -> Resources:
             settings, pool, spec.projection(settings), validation_context(settings)
         )
         await res.consumer.start()
-    for task in spec.tasks:
+    for task in (watch_database, *spec.tasks):
         res.background.append(asyncio.create_task(_supervised(task, res), name=task.__name__))
     log.info("service started", extra={"service": spec.name})
     return res
@@ -152,6 +172,44 @@ async def _supervised(task: Callable[[Resources], Awaitable[None]], res: Resourc
             await asyncio.sleep(5)
 
 
+async def watch_database(res: Resources) -> None:
+    """Refresh `res.database` every DATABASE_CHECK_SECONDS with `SELECT 1` on a connection of
+    its own: a pool busy with the service's load is not an unreachable database, and the
+    check must not queue behind that load."""
+    conn: asyncpg.Connection | None = None
+    try:
+        while True:
+            try:
+                if conn is None or conn.is_closed():
+                    conn = await asyncpg.connect(
+                        res.settings.database_url, timeout=DATABASE_CHECK_TIMEOUT
+                    )
+                await conn.fetchval("SELECT 1", timeout=DATABASE_CHECK_TIMEOUT)
+                _database_verdict(res, DatabaseVerdict(True, time.monotonic()))
+            except Exception as error:  # any failure is the verdict; the check goes on
+                if conn is not None:
+                    conn.terminate()  # a timed-out query leaves it unusable
+                    conn = None
+                verdict = DatabaseVerdict(False, time.monotonic(), type(error).__name__)
+                _database_verdict(res, verdict, error)
+            await asyncio.sleep(DATABASE_CHECK_SECONDS)
+    finally:
+        if conn is not None:
+            conn.terminate()
+
+
+def _database_verdict(
+    res: Resources, verdict: DatabaseVerdict, error: Exception | None = None
+) -> None:
+    """Hold `verdict`; log when reachability changes (the error's text goes to the log only)."""
+    if verdict.reachable != res.database.reachable:
+        if error is None:
+            log.info("database reachable again")
+        else:
+            log.warning("database unreachable", extra={"error": f"{verdict.error}: {error}"})
+    res.database = verdict
+
+
 async def _stop(res: Resources) -> None:
     for task in res.background:
         task.cancel()
@@ -163,50 +221,83 @@ async def _stop(res: Resources) -> None:
     await res.pool.close()
 
 
-async def _readiness(app: FastAPI, spec: ServiceSpec) -> dict[str, Any]:
+def _readiness(app: FastAPI, spec: ServiceSpec) -> dict[str, Any]:
+    """Readiness from state the service already holds: no database or broker round trip, so
+    a probe answers at once however busy the service is."""
     res: Resources | None = getattr(app.state, "resources", None)
     if res is None:
         return {"ready": False, "reason": "starting"}
-    checks: dict[str, Any] = {}
     reasons: list[str] = []
-    try:
-        await asyncio.wait_for(res.pool.fetchval("SELECT 1"), 2.0)
-        checks["database"] = "ok"
-    except Exception as error:
-        checks["database"] = f"unreachable: {type(error).__name__}"
-        reasons.append("database unreachable")
+    checks: dict[str, Any] = {"database": _database_check(res.database, reasons)}
     if res.consumer is not None:
-        status = res.consumer.status
-        stale = time.monotonic() - status.last_poll > POLL_STALENESS_SECONDS
-        checks["consumer"] = {
-            "partitions": len(status.assigned),
-            "lag": status.total_lag,
-            "last_error": status.last_error,
-        }
-        if not spec.consumer_gates_readiness:
-            pass
-        elif stale or not status.running:
-            reasons.append("consumer is not polling the broker")
-        elif not status.assigned:
-            reasons.append("no partitions assigned yet")
+        checks["consumer"] = _consumer_check(
+            res.consumer.status, res.settings, spec.consumer_gates_readiness, reasons
+        )
     if res.relay is not None:
-        relay = res.relay.status
-        checks["relay"] = {
-            "leader": relay.leader,
-            "connected": relay.connected,
-            "pending": relay.pending,
-            "epoch": relay.epoch,
-            "last_error": relay.last_error,
-        }
-        if relay.pending > res.settings.outbox_backlog_limit:
-            reasons.append(
-                f"outbox backlog of {relay.pending} events is over its limit (broker slow or away)"
-            )
+        checks["relay"] = _relay_check(res.relay.status, res.settings, reasons)
     # An unreachable broker alone does not make a service unready: events wait in the outbox.
     checks["ready"] = not reasons
     if reasons:
         checks["reason"] = "; ".join(reasons)
     return checks
+
+
+def _database_check(verdict: DatabaseVerdict, reasons: list[str]) -> str:
+    age = time.monotonic() - verdict.checked_at
+    if age > DATABASE_VERDICT_MAX_AGE:
+        reasons.append(f"database not checked for {age:.0f} s")
+        return "unknown"
+    if not verdict.reachable:
+        reasons.append(f"database unreachable ({verdict.error})")
+        return f"unreachable: {verdict.error}"
+    return "ok"
+
+
+def _consumer_check(
+    status: ConsumerStatus, settings: CommonSettings, gates: bool, reasons: list[str]
+) -> dict[str, Any]:
+    """The consumer's part. `gates`: whether its state decides readiness (not for ingest,
+    which must keep taking events while the broker is away)."""
+    stale = time.monotonic() - status.last_poll > POLL_STALENESS_SECONDS
+    failures = status.consecutive_failures
+    if not gates:
+        pass
+    elif failures >= settings.consumer_max_failed_attempts:
+        reasons.append(
+            f"consumer failed {failures} attempts in a row at the same batch "
+            f"({status.last_error}); see the log"
+        )
+    elif stale or not status.running:
+        reasons.append("consumer is not polling the broker")
+    elif not status.assigned:
+        reasons.append("no partitions assigned yet")
+    return {
+        "partitions": len(status.assigned),
+        "lag": status.total_lag,
+        "last_error": status.last_error,  # a type name only
+        "consecutive_failures": failures,
+    }
+
+
+def _relay_check(
+    status: RelayStatus, settings: CommonSettings, reasons: list[str]
+) -> dict[str, Any]:
+    if status.pending > settings.outbox_backlog_limit:
+        reasons.append(
+            f"outbox backlog of {status.pending} events is over its limit (broker slow or away)"
+        )
+    return {
+        "leader": status.leader,
+        "connected": status.connected,
+        "pending": status.pending,
+        "epoch": status.epoch,
+        "last_error": _error_type(status.last_error),
+    }
+
+
+def _error_type(described: str | None) -> str | None:
+    """The type of an error described as "Type: text": the text can name hosts and users."""
+    return None if described is None else described.split(":", 1)[0]
 
 
 def serve(spec: ServiceSpec, settings: CommonSettings) -> None:
