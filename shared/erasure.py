@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from shared.db import Connection
 from shared.events import (
     ERASED_TYPE,
-    STORED,
+    RECORDED,
     Event,
     decode_event,
     redact_body,
@@ -54,7 +54,7 @@ def is_erased(event: Event, erasures: dict[str, datetime]) -> bool:
 
 
 def redacted(event: Event) -> Event:
-    return validate_event(redact_body(event.to_json_dict()), STORED)
+    return validate_event(redact_body(event.to_json_dict()), RECORDED)
 
 
 async def without_erased_data(conn: Connection, events: Sequence[Event]) -> list[Event]:
@@ -82,7 +82,7 @@ async def erase_stored(conn: Connection, erased: dict[str, datetime]) -> int:
     )
     changed = []
     for row in rows:
-        event = decode_event(row["body"].encode(), STORED)
+        event = decode_event(row["body"].encode(), RECORDED)
         if is_erased(event, erased):
             clean = redacted(event)
             changed.append((row["seq"], clean.to_bytes().decode(), clean.content_hash()))

@@ -10,7 +10,7 @@ from typing import Any
 from shared.auth import new_token, token_sha256
 from shared.db import Connection
 from shared.events import (
-    STORED,
+    RECORDED,
     ApiKeyIssued,
     ApiKeyRevoked,
     Event,
@@ -72,7 +72,7 @@ async def list_keys(conn: Connection) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         "SELECT body FROM events WHERE topic = $1 ORDER BY seq", Topic.KEYS.value
     )
-    return describe([decode_event(r["body"].encode(), STORED) for r in rows])
+    return describe([decode_event(r["body"].encode(), RECORDED) for r in rows])
 
 
 async def is_active(conn: Connection, token: str) -> bool:
