@@ -96,12 +96,20 @@ class Rfm(BaseModel):
     responses=NOT_FOUND,
 )
 async def get_rfm(customer_id: CustomerId, res: Annotated[Resources, Depends(resources)]) -> Rfm:
-    found = (await store.load_summaries(res.pool, [customer_id])).get(customer_id)
+    settings = _settings(res)
+    now = datetime.now(UTC)
+    found = await store.load_rfm(
+        res.pool,
+        customer_id,
+        now,
+        ZoneInfo(settings.timezone),
+        settings.scoring_trend_window_days,
+    )
     if found is None:
         raise HTTPException(404, f"no purchases of customer '{customer_id}'")
     recency = None
     if found.last_purchase_at is not None:
-        recency = (datetime.now(UTC) - found.last_purchase_at).total_seconds() / 86_400
+        recency = (now - found.last_purchase_at).total_seconds() / 86_400
     return Rfm(
         customer_id=customer_id,
         first_purchase_at=found.first_purchase_at,

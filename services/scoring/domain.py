@@ -1,23 +1,30 @@
-"""Scoring's folds, pure: events -> per-customer state.
+"""Scoring's folds, pure: events -> the history rows a batch adds, and per-customer state.
 
-`PurchaseSummary` is order-independent (min, max, sums), so late or re-ordered events give
-the same summary. The profile is the fold of profile events in time order, so a late update
-lands where it belongs. Scores (RFM, tiers, CLV) are computed from the history in
-`scoring.py`.
+A batch of events folds into `History`, the rows each history table gains (`history_of`);
+everything scoring answers is derived from those tables when it is read: RFM and the
+population's statistics in SQL (store.py), scores from them in `scoring.py`, the profile by
+`profile_of` in time order (so a late update lands where it belongs).
+
+`PurchaseSummary` is the definition of one customer's RFM facts as a fold over events,
+order-independent (min, max, sums): the offline reference the read model is checked against.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 
+from shared.erasure import is_erased
 from shared.events import (
+    ComplaintOpened,
+    CustomerErased,
     CustomerRegistered,
     CustomerUpdated,
     Event,
+    InteractionLogged,
     LeadAssessed,
     PurchaseCompleted,
     PurchaseRefunded,
@@ -56,6 +63,105 @@ def fold(state: PurchaseSummary, events: Iterable[Event]) -> PurchaseSummary:
 
 def is_purchase(event: Event) -> bool:
     return isinstance(event.data, PurchaseCompleted | PurchaseRefunded)
+
+
+PROFILE_KINDS = frozenset({CustomerRegistered, CustomerUpdated, LeadAssessed})
+
+
+def is_profile(event: Event) -> bool:
+    """Personal data: the profile and lead events (an erasure removes them)."""
+    return type(event.data) in PROFILE_KINDS
+
+
+def personal_data(events: Iterable[Event]) -> tuple[set[str], set[str]]:
+    """The customers whose profile events, and those whose erasures, `events` hold."""
+    profiled: set[str] = set()
+    erasing: set[str] = set()
+    for e in events:
+        kind = type(e.data)
+        if kind in PROFILE_KINDS:
+            profiled.add(e.subject)
+        elif kind is CustomerErased:
+            erasing.add(e.subject)
+    return profiled, erasing
+
+
+# One row per event and table, in the tables' column order (store.py writes each list with one
+# INSERT ... unnest). Rows are facts keyed by the event, so folding is insertion only.
+PurchaseRow = tuple[str, str, str, str, datetime, date, Decimal, bool]
+InteractionRow = tuple[str, str, str, datetime, str, str, str | None, str | None]
+ComplaintRow = tuple[str, str, str, str, datetime, str]
+ProfileRow = tuple[str, str, str, datetime, str, str]
+
+
+@dataclass
+class History:
+    """The rows one batch adds to scoring's history tables."""
+
+    purchases: list[PurchaseRow] = field(default_factory=list)
+    interactions: list[InteractionRow] = field(default_factory=list)
+    complaints: list[ComplaintRow] = field(default_factory=list)
+    profile_events: list[ProfileRow] = field(default_factory=list)
+
+
+def history_of(events: Iterable[Event], zone: tzinfo, erasures: dict[str, datetime]) -> History:
+    """The rows `events` add; profile events of erased customers (up to their erasure) are
+    left out. `day` is the purchase's calendar day in the deployment's time zone."""
+    history = History()
+    # Dispatch on the exact class: an isinstance test of a union goes through the ABC
+    # machinery, several times per event on the hot path.
+    for e in events:
+        data, envelope = e.data, e.envelope
+        if type(data) is PurchaseCompleted or type(data) is PurchaseRefunded:
+            refund = type(data) is PurchaseRefunded
+            history.purchases.append(
+                (
+                    envelope.subject,
+                    envelope.source,
+                    envelope.id,
+                    data.order_id,
+                    envelope.time,
+                    envelope.time.astimezone(zone).date(),
+                    -data.value if refund else data.value,
+                    refund,
+                )
+            )
+        elif type(data) is InteractionLogged:
+            history.interactions.append(
+                (
+                    envelope.subject,
+                    envelope.source,
+                    envelope.id,
+                    envelope.time,
+                    data.channel,
+                    data.direction,
+                    data.sentiment,
+                    data.topic,
+                )
+            )
+        elif type(data) is ComplaintOpened:
+            history.complaints.append(
+                (
+                    envelope.subject,
+                    envelope.source,
+                    envelope.id,
+                    data.complaint_id,
+                    envelope.time,
+                    data.category,
+                )
+            )
+        elif type(data) in PROFILE_KINDS and not is_erased(e, erasures):
+            history.profile_events.append(
+                (
+                    envelope.subject,
+                    envelope.source,
+                    envelope.id,
+                    envelope.time,
+                    envelope.type,
+                    e.to_bytes().decode(),
+                )
+            )
+    return history
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 from fastapi import FastAPI
 
 from services.scoring.api import router
+from services.scoring.projection import ScoringProjection
 from services.scoring.rescore import rescore_periodically
 from services.scoring.settings import ScoringSettings
-from services.scoring.store import ScoringProjection
 from shared.service import ServiceSpec, create_app, serve
 
 SPEC = ServiceSpec(
