@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import Body, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field, ValidationError, create_model
 
-from services.complaints import sla, store
+from services.complaints import fold, sla, store
 from services.complaints.domain import COMMANDS, Rejected, decide, derive
 from services.complaints.settings import ComplaintsSettings
 from shared.auth import api_router
@@ -131,7 +131,8 @@ async def get_complaint(
     events = (await store.load_history(res.pool, [complaint_id]))[complaint_id]
     tiers = await store.customer_tiers(res.pool, found["customer_id"])
     config = _settings(res).sla_config()
-    state = store.sla_state(complaint_id, events, tiers, set(), config)
+    start = fold.new_folded(complaint_id, found["customer_id"])
+    state = fold.derive(start, events, tiers, config).clocks
     views = sla.all_clock_views(state, datetime.now(UTC), config)
     history = [
         {
@@ -257,7 +258,7 @@ def _command_route(command: str, data_model: type[EventData]) -> None:
     ) -> CommandAccepted:
         values: dict[str, Any] = body.model_dump(exclude_unset=True) if body is not None else {}
         async with res.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", store._lock_key(complaint_id))
+            await store.lock_complaint(conn, complaint_id)
             _, state = await _current(conn, complaint_id)
             if command == "escalate" and values.get("level") is None:
                 values["level"] = min(state.escalation_level + 1, 10)

@@ -28,6 +28,7 @@ Conventions
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -39,6 +40,10 @@ ZERO = timedelta(0)
 ONE_DAY = timedelta(days=1)
 ONE_WEEK = timedelta(days=7)
 MIDNIGHT = time(0, 0)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Years the Timeline indexes: events are dated 1970 to 2099, with a year either side for
+# zones and deadlines past the end of a year.
+INDEXED_YEARS = (1969, 2101)
 
 # Documented defaults; the service's settings override them from the environment.
 DEFAULT_ZONE = "UTC"
@@ -193,6 +198,10 @@ class Calendar:
         return sum((shift.length for shifts in self.week for shift in shifts), ZERO)
 
     @cached_property
+    def timeline(self) -> Timeline:
+        return Timeline(self)
+
+    @cached_property
     def is_always_open(self) -> bool:
         return not self.holidays and all(shifts == (FULL_DAY,) for shifts in self.week)
 
@@ -212,6 +221,105 @@ def business_elapsed(calendar: Calendar, start: datetime, end: datetime) -> time
         return ZERO
     if calendar.is_always_open:
         return finish - begin
+    timeline = calendar.timeline
+    if timeline.reaches(begin) and timeline.reaches(finish):
+        return timeline.position(finish) - timeline.position(begin)
+    return _walk_elapsed(calendar, begin, finish)
+
+
+def add_business_time(calendar: Calendar, start: datetime, duration: timedelta) -> datetime:
+    """The earliest instant (UTC) at which ``duration`` of business time has passed since
+    ``start``: the inverse of :func:`business_elapsed`."""
+    if duration < ZERO:
+        raise ValueError("duration must not be negative")
+    origin = _to_utc(start)
+    if duration == ZERO or calendar.is_always_open:
+        return origin + duration
+    found = calendar.timeline.add(origin, duration)
+    return found if found is not None else _walk_add(calendar, origin, duration)
+
+
+class Timeline:
+    """A calendar's working intervals over a span of years, with the business time before
+    each. Elapsed time is then a difference of two positions and its inverse a binary search,
+    instead of a walk over the days (an SLA fold asks both for every clock of every event).
+    The span grows on demand within INDEXED_YEARS; instants outside it take the walk below,
+    which the index reproduces exactly: both are built from the same per-day intervals.
+    Instants are UTC datetimes throughout (they compare without conversion)."""
+
+    def __init__(self, calendar: Calendar) -> None:
+        self._calendar = calendar
+        self._years: tuple[int, int] | None = None
+        self._starts: list[datetime] = []
+        self._ends: list[datetime] = []
+        self._before: list[timedelta] = []  # business time before each interval
+        self._through: list[timedelta] = []  # business time up to each interval's end
+        self._low = self._high = EPOCH  # the instants covered, [low, high]
+
+    def reaches(self, moment: datetime) -> bool:
+        """Whether the UTC ``moment`` is covered, growing the span to its year if indexed."""
+        if self._low <= moment <= self._high and self._years is not None:
+            return True
+        year = moment.year
+        if not INDEXED_YEARS[0] <= year <= INDEXED_YEARS[1]:
+            return False
+        if self._years is None or year - 1 < self._years[0]:
+            self._build(year - 1, max(year + 1, self._years[1] if self._years else year))
+        else:
+            self._append(year + 1)
+        return self._low <= moment <= self._high
+
+    def position(self, moment: datetime) -> timedelta:
+        """Business time from the span's start to the UTC ``moment`` (which it must reach)."""
+        i = bisect_right(self._starts, moment) - 1
+        return ZERO if i < 0 else self._before[i] + (min(moment, self._ends[i]) - self._starts[i])
+
+    def add(self, origin: datetime, duration: timedelta) -> datetime | None:
+        """The earliest instant with ``duration`` of business time since the UTC ``origin``;
+        None when that lies beyond the indexed years."""
+        if not self.reaches(origin):
+            return None
+        target = self.position(origin) + duration
+        while True:
+            i = bisect_left(self._through, target)
+            if i < len(self._through):
+                return self._starts[i] + (target - self._before[i])
+            assert self._years is not None
+            if self._years[1] >= INDEXED_YEARS[1]:
+                return None
+            # Enough years for what is left at the nominal rate, and at least one more.
+            missing = (target - self._through[-1]) / (self._calendar.nominal_week * 52)
+            self._append(self._years[1] + 1 + int(missing))
+
+    def _build(self, first: int, last: int) -> None:
+        """Index the years from ``first`` to ``last`` afresh."""
+        first = max(first, INDEXED_YEARS[0])
+        self._starts, self._ends, self._before, self._through = [], [], [], []
+        self._low = self._high = _midnight(self._calendar, date(first, 1, 1))
+        self._years = (first, first - 1)
+        self._append(last)
+
+    def _append(self, last: int) -> None:
+        """Extend the span to the end of year ``last``."""
+        assert self._years is not None
+        first, done = self._years
+        last = min(last, INDEXED_YEARS[1])
+        total = self._through[-1] if self._through else ZERO
+        day, end_day = date(done + 1, 1, 1), date(last + 1, 1, 1)
+        while day < end_day:
+            for begin, finish in _day_intervals.__wrapped__(self._calendar, day):
+                self._starts.append(begin)
+                self._ends.append(finish)
+                self._before.append(total)
+                total += finish - begin
+                self._through.append(total)
+            day += ONE_DAY
+        self._high = _midnight(self._calendar, max(end_day, date(done + 1, 1, 1)))
+        self._years = (first, max(last, done))
+
+
+def _walk_elapsed(calendar: Calendar, begin: datetime, finish: datetime) -> timedelta:
+    """Business time between two UTC instants, day by day (whole plain weeks at once)."""
     total = ZERO
     # One day early and one late: around a clock change at midnight, the date an instant
     # shows can differ from the day whose hours contain it.
@@ -227,14 +335,8 @@ def business_elapsed(calendar: Calendar, start: datetime, end: datetime) -> time
     return total
 
 
-def add_business_time(calendar: Calendar, start: datetime, duration: timedelta) -> datetime:
-    """The earliest instant (UTC) at which ``duration`` of business time has passed since
-    ``start``: the inverse of :func:`business_elapsed`. Whole plain weeks are skipped at once."""
-    if duration < ZERO:
-        raise ValueError("duration must not be negative")
-    origin = _to_utc(start)
-    if duration == ZERO or calendar.is_always_open:
-        return origin + duration
+def _walk_add(calendar: Calendar, origin: datetime, duration: timedelta) -> datetime:
+    """add_business_time day by day (whole plain weeks at once), from a UTC instant."""
     remaining = duration
     day = _local_date(calendar, origin) - ONE_DAY
     while True:
@@ -261,6 +363,8 @@ def add_business_time(calendar: Calendar, start: datetime, duration: timedelta) 
 
 
 def _to_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is UTC:  # the SLA fold's instants: nothing to check or convert
+        return moment
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"an aware datetime is required, got {moment!r}")
     return moment.astimezone(UTC)

@@ -12,12 +12,13 @@ them waiting (on the customer: pauses the SLA clocks), escalated (level 1..n) an
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from services.complaints import sla
+from services.complaints.sla import copy_with
 from shared.events import (
     ComplaintClosed,
     ComplaintCustomerReplied,
@@ -71,67 +72,102 @@ class Complaint:
 
 
 def apply(state: Complaint, event: Event) -> Complaint:
-    data, at = event.data, event.time
-    match data:
-        case ComplaintOpened():
-            return replace(
-                state,
-                status="opened",
-                channel=data.channel,
-                category=data.category,
-                priority=data.priority,
-                product=data.product,
-                opened_at=at,
-            )
-        case ComplaintResponded():
-            return _responded(state, at)
-        case ComplaintWaiting():
-            if state.status in DONE or state.status == "waiting":
-                return state
-            return replace(state, status="waiting", before_waiting=state.status)
-        case ComplaintCustomerReplied():
-            if state.status != "waiting":
-                return state
-            return replace(state, status="investigating", before_waiting=None)
-        case ComplaintSolutionProposed():
-            return _active(state, "solution_proposed", promised_at=data.promised_at)
-        case ComplaintEscalated() | SlaEscalation():
-            level = max(state.escalation_level, data.level)
-            return _active(state, "escalated", escalation_level=level)
-        case ComplaintResolved():
-            return replace(state, status="resolved", resolved_at=at, before_waiting=None)
-        case ComplaintReopened():
-            return replace(
-                state,
-                status="reopened",
-                resolved_at=None,
-                closed_at=None,
-                reopen_count=state.reopen_count + 1,
-            )
-        case ComplaintClosed():
-            return replace(state, status="closed", closed_at=at)
-        case ComplaintFeedback():
-            return replace(state, feedback_score=data.score)
-        case ComplaintPriorityChanged():
-            return replace(state, priority=data.priority)
-    return state
+    step = _step_for(type(event.data))
+    return state if step is None else step(state, event.data, event.time)
+
+
+Step = Callable[[Complaint, Any, datetime], Complaint]
+
+
+def _opened(state: Complaint, data: ComplaintOpened, at: datetime) -> Complaint:
+    return copy_with(
+        state,
+        status="opened",
+        channel=data.channel,
+        category=data.category,
+        priority=data.priority,
+        product=data.product,
+        opened_at=at,
+    )
+
+
+def _waiting(state: Complaint, data: ComplaintWaiting, at: datetime) -> Complaint:
+    if state.status in DONE or state.status == "waiting":
+        return state
+    return copy_with(state, status="waiting", before_waiting=state.status)
+
+
+def _customer_replied(state: Complaint, data: ComplaintCustomerReplied, at: datetime) -> Complaint:
+    if state.status != "waiting":
+        return state
+    return copy_with(state, status="investigating", before_waiting=None)
+
+
+def _escalated(
+    state: Complaint, data: ComplaintEscalated | SlaEscalation, at: datetime
+) -> Complaint:
+    level = max(state.escalation_level, data.level)
+    return _active(state, "escalated", escalation_level=level)
+
+
+def _reopened(state: Complaint, data: ComplaintReopened, at: datetime) -> Complaint:
+    return copy_with(
+        state,
+        status="reopened",
+        resolved_at=None,
+        closed_at=None,
+        reopen_count=state.reopen_count + 1,
+    )
+
+
+# Event data type -> its effect (matched as isinstance, in this order, once per type: checks
+# against pydantic models go through ABCMeta and cost more than the step itself).
+_STEPS: tuple[tuple[type[EventData], Step], ...] = (
+    (ComplaintOpened, _opened),
+    (ComplaintResponded, lambda state, data, at: _responded(state, at)),
+    (ComplaintWaiting, _waiting),
+    (ComplaintCustomerReplied, _customer_replied),
+    (
+        ComplaintSolutionProposed,
+        lambda state, data, at: _active(state, "solution_proposed", promised_at=data.promised_at),
+    ),
+    (ComplaintEscalated, _escalated),
+    (SlaEscalation, _escalated),
+    (
+        ComplaintResolved,
+        lambda state, data, at: copy_with(
+            state, status="resolved", resolved_at=at, before_waiting=None
+        ),
+    ),
+    (ComplaintReopened, _reopened),
+    (ComplaintClosed, lambda state, data, at: copy_with(state, status="closed", closed_at=at)),
+    (ComplaintFeedback, lambda state, data, at: copy_with(state, feedback_score=data.score)),
+    (ComplaintPriorityChanged, lambda state, data, at: copy_with(state, priority=data.priority)),
+)
+_STEP_OF_TYPE: dict[type, Step | None] = {}
+
+
+def _step_for(kind: type) -> Step | None:
+    if kind not in _STEP_OF_TYPE:
+        _STEP_OF_TYPE[kind] = next((s for t, s in _STEPS if issubclass(kind, t)), None)
+    return _STEP_OF_TYPE[kind]
 
 
 def _responded(state: Complaint, at: datetime) -> Complaint:
     first = state.first_response_at or at
     if state.status == "opened":
-        return replace(state, status="acknowledged", first_response_at=first)
+        return copy_with(state, status="acknowledged", first_response_at=first)
     if state.status in ("acknowledged", "reopened"):
-        return replace(state, status="investigating", first_response_at=first)
-    return replace(state, first_response_at=first)  # waiting stays waiting: not the customer
+        return copy_with(state, status="investigating", first_response_at=first)
+    return copy_with(state, first_response_at=first)  # waiting stays waiting: not the customer
 
 
 def _active(state: Complaint, status: str, **changes: Any) -> Complaint:
     """A step that applies only to an open complaint (a late event after closing is kept in
     the history but does not reopen it)."""
     if state.status in DONE:
-        return replace(state, **{k: v for k, v in changes.items() if k != "status"})
-    return replace(state, status=status, before_waiting=None, **changes)
+        return copy_with(state, **{k: v for k, v in changes.items() if k != "status"})
+    return copy_with(state, status=status, before_waiting=None, **changes)
 
 
 def derive(complaint_id: str, customer_id: str, events: Iterable[Event]) -> Complaint:
@@ -142,7 +178,18 @@ def derive(complaint_id: str, customer_id: str, events: Iterable[Event]) -> Comp
 
 
 def complaint_id_of(event: Event) -> str | None:
-    return event.data.complaint_id if isinstance(event.data, ComplaintEvent) else None
+    data = event.data
+    return cast(ComplaintEvent, data).complaint_id if is_complaint_data(type(data)) else None
+
+
+_COMPLAINT_TYPES: dict[type, bool] = {}
+
+
+def is_complaint_data(kind: type) -> bool:
+    """issubclass(kind, ComplaintEvent), remembered per type (ABCMeta checks are slow)."""
+    if kind not in _COMPLAINT_TYPES:
+        _COMPLAINT_TYPES[kind] = issubclass(kind, ComplaintEvent)
+    return _COMPLAINT_TYPES[kind]
 
 
 # ---- agent commands -----------------------------------------------------------------------
@@ -207,7 +254,7 @@ def sla_event(event: Event) -> sla.ComplaintEvent | None:
         return None
     data = event.data
     priority = getattr(data, "priority", None)
-    level = data.level if isinstance(data, ComplaintEscalated) else None
+    level = cast(ComplaintEscalated, data).level if kind is sla.EventKind.ESCALATED else None
     return sla.ComplaintEvent(event.id, kind, event.time, priority=priority, level=level)
 
 

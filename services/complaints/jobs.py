@@ -1,7 +1,7 @@
 """Complaints' schedulers: the SLA sweep and the crisis detectors.
 
 Deadlines are stored, not kept in memory: the sweep asks PostgreSQL which complaints have an
-SLA event due (`next_sla_at <= now`) and re-derives them, so after a restart every breach that
+SLA event due (`next_sla_at <= now`) and emits what they owe, so after a restart every breach that
 fell due while the service was down is emitted at once, with the time it happened. With
 several instances a transaction-scoped advisory lock makes one of them do each pass.
 """
@@ -13,8 +13,8 @@ import logging
 import zlib
 from datetime import UTC, datetime
 
+from services.complaints.projection import evaluate_crisis, sweep_due
 from services.complaints.settings import ComplaintsSettings
-from services.complaints.store import due_complaints, evaluate_crisis, rederive
 from shared.db import Pool
 from shared.service import Resources
 
@@ -26,7 +26,7 @@ SWEEP_BATCH = 500
 
 
 async def sweep_once(pool: Pool, settings: ComplaintsSettings, now: datetime | None = None) -> int:
-    """Emit the SLA events due by now; return how many complaints were re-derived."""
+    """Emit the SLA events due by now; return how many complaints owed some."""
     now = now or datetime.now(UTC)
     config = settings.sla_config()
     done = 0
@@ -34,10 +34,9 @@ async def sweep_once(pool: Pool, settings: ComplaintsSettings, now: datetime | N
         async with pool.acquire() as conn, conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", SWEEP_LOCK):
                 return done
-            due = await due_complaints(conn, now, SWEEP_BATCH)
-            await rederive(conn, due, now, config)
-        done += len(due)
-        if len(due) < SWEEP_BATCH:
+            swept = await sweep_due(conn, now, SWEEP_BATCH, config)
+        done += swept
+        if swept < SWEEP_BATCH:
             return done
 
 

@@ -9,8 +9,8 @@ from fastapi import FastAPI
 
 from services.complaints.api import router
 from services.complaints.jobs import detect_crises, sweep_sla
+from services.complaints.projection import ComplaintsProjection
 from services.complaints.settings import ComplaintsSettings
-from services.complaints.store import ComplaintsProjection
 from shared.service import ServiceSpec, create_app, serve
 from shared.settings import CommonSettings
 

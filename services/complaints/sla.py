@@ -46,10 +46,13 @@ Policies (documented here, applied in the code below)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from itertools import product
+from typing import TypeVar
+
+import orjson
 
 from services.complaints.business_time import (
     DEFAULT_CALENDAR,
@@ -59,6 +62,16 @@ from services.complaints.business_time import (
 )
 
 ZERO = timedelta(0)
+_Frozen = TypeVar("_Frozen")
+
+
+def copy_with(value: _Frozen, **changes: object) -> _Frozen:
+    """A copy of a frozen dataclass with some fields changed: `dataclasses.replace` without
+    its per-call field introspection and __init__ (it was most of the fold's CPU). Only for
+    classes whose __post_init__ checks nothing the change could break."""
+    copied = object.__new__(type(value))
+    copied.__dict__.update(value.__dict__, **changes)
+    return copied
 
 
 class Metric(StrEnum):
@@ -159,11 +172,8 @@ class Targets:
         return cls(timedelta(hours=first), timedelta(hours=following), timedelta(hours=resolution))
 
     def of(self, metric: Metric) -> timedelta:
-        return {
-            Metric.FIRST_RESPONSE: self.first_response,
-            Metric.NEXT_RESPONSE: self.next_response,
-            Metric.RESOLUTION: self.resolution,
-        }[metric]
+        target: timedelta = getattr(self, metric.value)  # the fields are named after metrics
+        return target
 
 
 @dataclass(frozen=True)
@@ -218,9 +228,16 @@ class SlaConfig:
             raise ValueError("max_escalation_level must not be negative")
         for priority, tier in product(Priority, Tier):
             select_policy(self.policies, priority, tier)  # every complaint needs a policy
+        # Every event of every complaint looks its targets up: resolve each pair once.
+        chosen = {
+            (priority, tier): select_policy(self.policies, priority, tier).targets
+            for priority, tier in product(Priority, Tier)
+        }
+        object.__setattr__(self, "_targets", chosen)
 
     def targets(self, priority: Priority, tier: Tier) -> Targets:
-        return select_policy(self.policies, priority, tier).targets
+        chosen: dict[tuple[Priority, Tier], Targets] = self.__dict__["_targets"]
+        return chosen[(priority, tier)]
 
 
 # --------------------------------------------------------------------------- events and state
@@ -332,12 +349,12 @@ def apply_event(state: SlaState, event: ComplaintEvent, config: SlaConfig) -> Sl
     """Fold one event. Events must come in ``(at, event_id)`` order; the same event twice in a
     row is ignored, an earlier one raises :class:`OutOfOrderEventError`."""
     if event.kind in FEEDBACK_KINDS:  # order-free: only records what was published
-        return replace(state, emitted=state.emitted | {event.event_id})
+        return copy_with(state, emitted=state.emitted | {event.event_id})
     if state.position is not None and event.position <= state.position:
         if event.position == state.position:
             return state
         raise OutOfOrderEventError(f"{event.position} after {state.position}")
-    state = replace(state, position=event.position)
+    state = copy_with(state, position=event.position)
     if state.closed or (state.opened_at is None and event.kind not in BEFORE_OPENED):
         return state
     at = event.position[0]
@@ -350,7 +367,7 @@ def apply_event(state: SlaState, event: ComplaintEvent, config: SlaConfig) -> Sl
 
 def mark_emitted(state: SlaState, events: Iterable[SlaEvent]) -> SlaState:
     """Record published SLA events, for a service that keeps the state instead of refolding."""
-    return replace(state, emitted=state.emitted | {e.key for e in events})
+    return copy_with(state, emitted=state.emitted | {e.key for e in events})
 
 
 # --------------------------------------------------------------------------- event handlers
@@ -361,7 +378,7 @@ Handler = Callable[[SlaState, ComplaintEvent, datetime, SlaConfig], SlaState]
 def _on_opened(state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig) -> SlaState:
     if state.opened_at is not None:  # a second ``opened`` changes nothing
         return state
-    state = replace(
+    state = copy_with(
         state,
         opened_at=at,
         priority=event.priority or state.priority,
@@ -372,7 +389,7 @@ def _on_opened(state: SlaState, event: ComplaintEvent, at: datetime, config: Sla
         _start(Metric.FIRST_RESPONSE, 0, targets, at),
         _start(Metric.RESOLUTION, 0, targets, at),
     )
-    return replace(state, clocks=clocks)
+    return copy_with(state, clocks=clocks)
 
 
 def _on_agent_reply(
@@ -397,21 +414,21 @@ def _on_waiting(
     state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig
 ) -> SlaState:
     state = _map_clocks(state, lambda c: _pause(c, at, event.kind, config))
-    return replace(state, waiting=True)
+    return copy_with(state, waiting=True)
 
 
 def _on_escalated(
     state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig
 ) -> SlaState:
     escalation = (at, event.level)
-    return replace(state, manual_escalations=(*state.manual_escalations, escalation))
+    return copy_with(state, manual_escalations=(*state.manual_escalations, escalation))
 
 
 def _on_resolved(
     state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig
 ) -> SlaState:
     state = _map_clocks(state, lambda c: _stop(c, at, event.kind, config))
-    return replace(state, waiting=False)
+    return copy_with(state, waiting=False)
 
 
 def _on_reopened(
@@ -426,19 +443,19 @@ def _on_reopened(
 
 def _on_closed(state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig) -> SlaState:
     state = _map_clocks(state, lambda c: _stop(c, at, event.kind, config))
-    return replace(state, waiting=False, closed=True)
+    return copy_with(state, waiting=False, closed=True)
 
 
 def _on_priority_changed(
     state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig
 ) -> SlaState:
-    return _retarget(replace(state, priority=event.priority or state.priority), config)
+    return _retarget(copy_with(state, priority=event.priority or state.priority), config)
 
 
 def _on_tier_changed(
     state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig
 ) -> SlaState:
-    return _retarget(replace(state, tier=event.tier or state.tier), config)
+    return _retarget(copy_with(state, tier=event.tier or state.tier), config)
 
 
 _HANDLERS: Mapping[EventKind, Handler] = {
@@ -465,38 +482,38 @@ def _start(metric: Metric, cycle: int, targets: Targets, at: datetime) -> Clock:
 def _close_segment(clock: Clock, at: datetime, reason: EventKind, config: SlaConfig) -> Clock:
     last = clock.segments[-1]
     elapsed = business_elapsed(config.calendar, last.start, at)
-    closed = replace(last, end=at, elapsed=elapsed, ended_by=reason)
-    return replace(clock, segments=(*clock.segments[:-1], closed))
+    closed = copy_with(last, end=at, elapsed=elapsed, ended_by=reason)
+    return copy_with(clock, segments=(*clock.segments[:-1], closed))
 
 
 def _pause(clock: Clock, at: datetime, reason: EventKind, config: SlaConfig) -> Clock:
     if clock.phase is not Phase.RUNNING:
         return clock
-    return replace(_close_segment(clock, at, reason, config), phase=Phase.PAUSED)
+    return copy_with(_close_segment(clock, at, reason, config), phase=Phase.PAUSED)
 
 
 def _stop(clock: Clock, at: datetime, reason: EventKind, config: SlaConfig) -> Clock:
     if clock.phase is Phase.RUNNING:
         clock = _close_segment(clock, at, reason, config)
-    return replace(clock, phase=Phase.STOPPED)
+    return copy_with(clock, phase=Phase.STOPPED)
 
 
 def _restart(clock: Clock, at: datetime) -> Clock:
     """Resume a paused or stopped clock: a new segment, the accumulated time carries on."""
     if clock.phase is Phase.RUNNING:
         return clock
-    return replace(clock, phase=Phase.RUNNING, segments=(*clock.segments, Segment(at)))
+    return copy_with(clock, phase=Phase.RUNNING, segments=(*clock.segments, Segment(at)))
 
 
 def _map_clocks(state: SlaState, change: Callable[[Clock], Clock]) -> SlaState:
-    return replace(state, clocks=tuple(change(clock) for clock in state.clocks))
+    return copy_with(state, clocks=tuple(change(clock) for clock in state.clocks))
 
 
 def _end_wait(state: SlaState, at: datetime) -> SlaState:
     if not state.waiting:
         return state
     state = _map_clocks(state, lambda c: _restart(c, at) if c.phase is Phase.PAUSED else c)
-    return replace(state, waiting=False)
+    return copy_with(state, waiting=False)
 
 
 def _open_next_response(state: SlaState, at: datetime, config: SlaConfig) -> SlaState:
@@ -506,14 +523,14 @@ def _open_next_response(state: SlaState, at: datetime, config: SlaConfig) -> Sla
         return state
     cycle = 1 if latest is None else latest.cycle + 1
     clock = _start(Metric.NEXT_RESPONSE, cycle, config.targets(state.priority, state.tier), at)
-    return replace(state, clocks=(*state.clocks, clock))
+    return copy_with(state, clocks=(*state.clocks, clock))
 
 
 def _retarget(state: SlaState, config: SlaConfig) -> SlaState:
     targets = config.targets(state.priority, state.tier)
     return _map_clocks(
         state,
-        lambda c: c if c.phase is Phase.STOPPED else replace(c, target=targets.of(c.metric)),
+        lambda c: c if c.phase is Phase.STOPPED else copy_with(c, target=targets.of(c.metric)),
     )
 
 
@@ -544,11 +561,11 @@ def _advance_clock(clock: Clock, at: datetime, config: SlaConfig) -> Clock:
     if clock.warned_at is None:
         warn = _reached_at(clock, _warn_threshold(clock, config), config)
         if warn is not None and warn < at:
-            clock = replace(clock, warned_at=warn)
+            clock = copy_with(clock, warned_at=warn)
     if clock.breached_at is None:
         due = _reached_at(clock, clock.target, config)
         if due is not None and due < at:
-            clock = replace(clock, breached_at=due)
+            clock = copy_with(clock, breached_at=due)
     return clock
 
 
@@ -561,11 +578,13 @@ def _settle_clock(clock: Clock, at: datetime, config: SlaConfig) -> Clock:
     threshold (a tighter target, or a deadline exactly now) crosses it now, not earlier."""
     if clock.phase is Phase.STOPPED or clock.breached_at is not None:
         return clock
+    if clock.phase is Phase.RUNNING and len(clock.segments) == 1 and clock.segments[0].start == at:
+        return clock  # started just now: nothing elapsed, and every threshold is positive
     elapsed = _elapsed_at(clock, at, config)
     if clock.warned_at is None and elapsed >= _warn_threshold(clock, config):
-        clock = replace(clock, warned_at=at)
+        clock = copy_with(clock, warned_at=at)
     if elapsed >= clock.target:
-        clock = replace(clock, breached_at=at)
+        clock = copy_with(clock, breached_at=at)
     return clock
 
 
@@ -634,7 +653,7 @@ def _view(clock: Clock, now: datetime, config: SlaConfig) -> ClockView:
     elapsed = _elapsed_at(clock, now, config)
     segments = clock.segments
     if clock.phase is Phase.RUNNING:  # show the open segment's time so far
-        open_part = replace(segments[-1], elapsed=elapsed - clock.accumulated)
+        open_part = copy_with(segments[-1], elapsed=elapsed - clock.accumulated)
         segments = (*segments[:-1], open_part)
     return ClockView(
         metric=clock.metric,
@@ -726,8 +745,142 @@ def _escalations(state: SlaState, breaches: list[SlaEvent], config: SlaConfig) -
         key = event_key(
             state.complaint_id, breach.metric, breach.cycle, SlaEventKind.ESCALATED_AUTO
         )
-        escalations.append(replace(breach, key=key, kind=SlaEventKind.ESCALATED_AUTO, level=level))
+        escalations.append(
+            copy_with(breach, key=key, kind=SlaEventKind.ESCALATED_AUTO, level=level)
+        )
     return escalations
+
+
+def stopped_key(complaint_id: str, clock: Clock) -> str:
+    """The key of the event that reports a clock stopped (one per stop: reopened clocks stop
+    again with more segments)."""
+    return f"{complaint_id}:{clock.metric}:{clock.cycle}:stopped:{len(clock.segments)}"
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What the queue and the sweeper need of a state as of ``now``: whether the latest clock
+    of a metric is breached, the earliest deadline of a latest clock still counting towards
+    it, and the instant of the earliest SLA event not yet emitted (in the past when one is
+    overdue: the sweeper emits it at once)."""
+
+    breached: bool
+    next_due_at: datetime | None
+    next_sla_at: datetime | None
+
+
+def schedule(state: SlaState, now: datetime, config: SlaConfig) -> Schedule:
+    """The state's schedule as of ``now``: what ``clock_views`` and ``due_sla_events`` would
+    give, computing each running clock's warning and deadline instants once."""
+    moment = now.astimezone(UTC)
+    if state.position is not None:
+        moment = max(moment, state.position[0])
+    latest = {clock.metric: clock for clock in state.clocks}  # the last of each metric wins
+    breached = False
+    deadlines: list[datetime] = []
+    pending: list[datetime] = []
+    for clock in state.clocks:
+        warn_at, due_at = clock.warned_at, clock.breached_at
+        if clock.phase is Phase.RUNNING:
+            warn_at = warn_at or _reached_at(clock, _warn_threshold(clock, config), config)
+            due_at = due_at or _reached_at(clock, clock.target, config)
+        key = f"{state.complaint_id}:{clock.metric}:{clock.cycle}:"
+        if warn_at is not None and key + SlaEventKind.SLA_WARNING not in state.emitted:
+            pending.append(warn_at)
+        if due_at is not None and key + SlaEventKind.SLA_BREACHED not in state.emitted:
+            pending.append(due_at)
+        if clock.phase is Phase.STOPPED and stopped_key(state.complaint_id, clock) not in (
+            state.emitted
+        ):
+            pending.append(clock.segments[-1].end or clock.segments[-1].start)
+        if latest[clock.metric] is not clock:
+            continue
+        if clock.breached_at is not None or (due_at is not None and due_at < moment):
+            breached = True
+        elif clock.phase is Phase.RUNNING and due_at is not None:
+            deadlines.append(due_at)
+    return Schedule(breached, min(deadlines, default=None), min(pending, default=None))
+
+
+# --------------------------------------------------------------------------- stored form
+
+
+def _micros(value: timedelta) -> int:
+    return (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+
+
+def _instant(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def state_to_json(state: SlaState) -> bytes:
+    """The state as compact JSON (instants in RFC 3339, durations in microseconds), to keep
+    between batches; ``state_from_json`` reads it back equal."""
+    clocks = [
+        [
+            c.metric,
+            c.cycle,
+            _micros(c.target),
+            c.phase,
+            [[s.start, s.end, _micros(s.elapsed), s.ended_by] for s in c.segments],
+            c.warned_at,
+            c.breached_at,
+        ]
+        for c in state.clocks
+    ]
+    return orjson.dumps(
+        [
+            state.priority,
+            state.tier,
+            state.opened_at,
+            state.waiting,
+            state.closed,
+            clocks,
+            state.manual_escalations,
+            sorted(state.emitted),
+            state.position,
+        ]
+    )
+
+
+def state_from_json(complaint_id: str, text: bytes) -> SlaState:
+    priority, tier, opened_at, waiting, closed, clocks, manual, emitted, position = orjson.loads(
+        text
+    )
+    return SlaState(
+        complaint_id=complaint_id,
+        priority=Priority(priority),
+        tier=Tier(tier),
+        opened_at=_instant(opened_at),
+        waiting=waiting,
+        closed=closed,
+        clocks=tuple(
+            Clock(
+                metric=Metric(metric),
+                cycle=cycle,
+                target=timedelta(microseconds=target),
+                phase=Phase(phase),
+                segments=tuple(
+                    Segment(
+                        datetime.fromisoformat(start),
+                        _instant(end),
+                        timedelta(microseconds=elapsed),
+                        None if ended_by is None else EventKind(ended_by),
+                    )
+                    for start, end, elapsed, ended_by in segments
+                ),
+                warned_at=_instant(warned_at),
+                breached_at=_instant(breached_at),
+            )
+            for metric, cycle, target, phase, segments, warned_at, breached_at in clocks
+        ),
+        manual_escalations=tuple((datetime.fromisoformat(at), level) for at, level in manual),
+        emitted=frozenset(emitted),
+        position=None if position is None else (datetime.fromisoformat(position[0]), position[1]),
+    )
 
 
 __all__ = [
@@ -748,6 +901,7 @@ __all__ = [
     "Phase",
     "Policy",
     "Priority",
+    "Schedule",
     "Segment",
     "SlaConfig",
     "SlaEvent",
@@ -763,5 +917,9 @@ __all__ = [
     "fold_events",
     "mark_emitted",
     "new_state",
+    "schedule",
     "select_policy",
+    "state_from_json",
+    "state_to_json",
+    "stopped_key",
 ]

@@ -15,8 +15,8 @@ import pytest
 from services.complaints import jobs
 from services.complaints.main import SPEC
 from services.complaints.main import app as complaints_app
+from services.complaints.projection import ComplaintsProjection
 from services.complaints.settings import ComplaintsSettings
-from services.complaints.store import ComplaintsProjection
 from shared import db
 from shared.events import Event, ValidationContext, validate_event
 from shared.settings import CommonSettings

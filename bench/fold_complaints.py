@@ -1,0 +1,136 @@
+"""Complaints' fold and store, in process: `python -m bench.fold_complaints [N]`.
+
+What the consumer runtime calls for every batch, `projection.store(conn, events)`, timed on
+an embedded PostgreSQL with the complaints' migrations, over N already decoded events in
+batches of 2000 (the runtime's default), one transaction per batch. The events are the
+catch-up benchmark's complaint openings (bench/run.py) with some follow-up steps of the same
+complaints (responses, waits, replies, resolutions) arriving a few batches later, in time
+order per complaint as a consumer usually sees them. Prints microseconds per event and the
+top of a cProfile of a second, identical run on a fresh database (the profile slows what it
+measures, so the figure comes from the run without it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import io
+import pstats
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.run import NOW, complaint_event
+from services.complaints.main import SPEC
+from services.complaints.projection import ComplaintsProjection
+from services.complaints.settings import ComplaintsSettings
+from shared import db
+from shared.embedded import Database
+from shared.events import STORED, Event, ValidationContext, decode_event, validate_event
+
+BATCH = 2000
+TOP = 25  # profile lines shown
+FOLLOW_UP_LAG = 3 * BATCH  # a complaint's next steps come this many events after its opening
+CONTEXT = ValidationContext(future_tolerance=timedelta(days=1))
+
+
+def follow_ups(opened: dict[str, Any]) -> list[dict[str, Any]]:
+    """Later steps for some complaints: every 4th is answered, every 8th also waits on the
+    customer and hears back, every 16th is resolved."""
+    n = int(opened["id"].rsplit("-", 1)[1])
+    if n % 4 or n % 40_000 < 100:  # answered, and all of it in the past
+        return []
+    steps = ["responded"] + (["waiting", "customer_replied"] if n % 8 == 0 else [])
+    steps += ["resolved"] if n % 16 == 0 else []
+    start = NOW - timedelta(minutes=n % 40_000)
+    return [
+        opened
+        | {
+            "id": f"{opened['id']}-{kind}",
+            "type": f"crm.complaint.{kind}",
+            "time": (start + timedelta(minutes=20 * (i + 1))).isoformat(),
+            "data": {"complaint_id": opened["data"]["complaint_id"]},
+        }
+        for i, kind in enumerate(steps)
+    ]
+
+
+def stream(n: int) -> list[bytes]:
+    """n events as stored: openings, each complaint's follow-ups FOLLOW_UP_LAG events later."""
+    raw: list[dict[str, Any]] = []
+    pending: list[tuple[int, dict[str, Any]]] = []
+    k = 0
+    while len(raw) < n:
+        while pending and pending[0][0] <= len(raw):
+            raw.append(pending.pop(0)[1])
+        opened = complaint_event(k, prefix="b")
+        raw.append(opened)
+        pending += [(len(raw) + FOLLOW_UP_LAG, step) for step in follow_ups(opened)]
+        k += 1
+    return [validate_event(r, CONTEXT).to_bytes() for r in raw[:n]]
+
+
+async def fresh_pool(database: Database, name: str) -> db.Pool:
+    pool = await db.create_pool(database.create_database(name), SPEC.schema)
+    await db.migrate(pool, SPEC.schema, *SPEC.migration_directories())
+    return pool
+
+
+async def fold(pool: db.Pool, events: list[Event], projection: ComplaintsProjection) -> float:
+    """Seconds spent storing `events` batch by batch, one transaction each."""
+    started = time.perf_counter()
+    for begin in range(0, len(events), BATCH):
+        async with pool.acquire() as conn, conn.transaction():
+            await projection.store(conn, events[begin : begin + BATCH])
+    return time.perf_counter() - started
+
+
+def decoded(records: list[bytes]) -> list[Event]:
+    """As the consumer runtime hands them over: freshly decoded, nothing cached yet."""
+    return [decode_event(r, STORED) for r in records]
+
+
+async def measure(database: Database, records: list[bytes]) -> tuple[float, str]:
+    projection = ComplaintsProjection(ComplaintsSettings().sla_config())
+    pool = await fresh_pool(database, "fold_plain")
+    try:
+        seconds = await fold(pool, decoded(records), projection)
+    finally:
+        await pool.close()
+    pool = await fresh_pool(database, "fold_profiled")
+    profile = cProfile.Profile()
+    try:
+        events = decoded(records)
+        profile.enable()
+        await fold(pool, events, projection)
+        profile.disable()
+    finally:
+        await pool.close()
+    text = io.StringIO()
+    stats = pstats.Stats(profile, stream=text)
+    stats.sort_stats("tottime").print_stats(TOP)
+    stats.sort_stats("cumulative").print_stats(TOP)
+    top = "\n".join(line for line in text.getvalue().splitlines() if line.strip())
+    return seconds, top
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    records = stream(n)
+    kinds = sorted({e.type.rsplit(".", 1)[1] for e in decoded(records[: 4 * BATCH])})
+    with tempfile.TemporaryDirectory() as tmp:
+        database = Database(Path(tmp) / "pg").start()
+        try:
+            seconds, top = asyncio.run(measure(database, records))
+        finally:
+            database.stop()
+    print(top)
+    print(f"\n{n} events ({', '.join(kinds)}), batches of {BATCH}")
+    print(f"complaints fold+store: {seconds / n * 1e6:.1f} us/event, {n / seconds:,.0f} events/s")
+
+
+if __name__ == "__main__":
+    main()

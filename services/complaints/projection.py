@@ -1,0 +1,358 @@
+"""Complaints' flow, one way: what a batch of events does (erasure, the pure fold of each
+touched complaint, store), what the SLA sweep does (emit what fell due, through the outbox)
+and what a crisis check does. The pure parts are `fold.py`, `sla.py` and `crisis.py`; the
+SQL is `store.py`.
+
+A batch locks the customers it touches before it reads anything (see `store.py`), so one
+customer's events folded by two instances at once, or by an instance and the sweeper, come
+out as if folded one after the other.
+
+SLA events are emitted by the sweeper only: a fold stores each complaint's state with the
+instant of the earliest SLA event it still owes (`next_sla_at`, in the past when one is
+already due, e.g. during a catch-up), and the sweeper emits everything due by now. Their ids
+are deterministic, so nothing is emitted twice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from services.complaints import crisis, fold, sla, store
+from services.complaints.domain import is_complaint_data
+from services.complaints.fold import Folded, TierChange
+from shared.db import Connection
+from shared.erasure import (
+    erase_stored,
+    is_erased,
+    record_erasures,
+    redacted,
+    without_erased_data,
+)
+from shared.events import (
+    ERASED_TYPE,
+    STORED,
+    ClassChanged,
+    ComplaintEvent,
+    ComplaintOpened,
+    CrisisDetected,
+    Event,
+    InteractionLogged,
+    SurveyCsat,
+    SurveyNps,
+    Topic,
+    decode_event,
+    new_event,
+)
+from shared.outbox import append_events
+
+TIER_CHANGED = "crm.customer.tier_changed"
+
+
+class ComplaintsProjection:
+    name = "complaints"
+    # crm.customers for erasures: a complaint's texts are personal data.
+    topics: Sequence[str] = (
+        Topic.COMPLAINTS,
+        Topic.DERIVED,
+        Topic.SURVEYS,
+        Topic.INTERACTIONS,
+        Topic.CUSTOMERS,
+    )
+
+    def __init__(self, config: sla.SlaConfig) -> None:
+        self._config = config
+
+    async def store(self, conn: Connection, events: list[Event]) -> None:
+        await store.lock_customers(conn, customers_folded(events))
+        events = await without_erased_data(conn, events)
+        erased = await record_erasures(conn, events)
+        await _erase_complaint_texts(conn, erased)
+        await erase_stored(conn, erased)  # the service's own log: agents' messages
+        steps = await _store_complaint_events(conn, events)
+        tiers = await store.insert_tiers(conn, tier_changes(events))
+        await store.add_signal_counts(conn, signal_counts(events))
+        await fold_complaints(conn, steps, tiers, datetime.now(UTC), self._config)
+
+
+def customers_folded(events: Iterable[Event]) -> set[str]:
+    """The customers whose stored state a batch reads and writes: complaint steps, tier
+    changes, erasures. (Signals are counted by commutative upserts: no lock needed.)"""
+    return {
+        e.subject
+        for e in events
+        if e.type in (ERASED_TYPE, TIER_CHANGED) or is_complaint_data(type(e.data))
+    }
+
+
+def tier_changes(events: Iterable[Event]) -> list[TierChange]:
+    return [
+        TierChange(e.subject, e.time, e.id, e.data.new)
+        for e in events
+        if e.type == TIER_CHANGED and isinstance(e.data, ClassChanged)
+    ]
+
+
+async def _erase_complaint_texts(conn: Connection, erased: dict[str, datetime]) -> None:
+    """Complaint texts (descriptions, messages, resolutions) of erased customers go."""
+    if not erased:
+        return
+    changed = []
+    for row in await store.complaint_bodies_of(conn, list(erased)):
+        event = decode_event(row["body"].encode(), STORED)
+        if is_erased(event, erased):
+            body = redacted(event).to_bytes().decode()
+            changed.append((row["complaint_id"], row["event_id"], body))
+    await store.replace_complaint_bodies(conn, changed)
+
+
+async def _store_complaint_events(
+    conn: Connection, events: Iterable[Event]
+) -> dict[str, list[Event]]:
+    """Store the batch's complaint steps; return the new ones (a redelivered event is
+    applied once) by complaint."""
+    steps = [(cid, e) for e in events if (cid := fold.complaint_of(e)) is not None]
+    rows = [(cid, e.id, e.time, e.to_bytes().decode()) for cid, e in steps]
+    inserted = await store.insert_complaint_events(conn, rows)
+    fresh: dict[str, list[Event]] = defaultdict(list)
+    for cid, e in steps:
+        if (cid, e.id) in inserted:
+            inserted.discard((cid, e.id))  # the same event twice in one batch counts once
+            fresh[cid].append(e)
+    return fresh
+
+
+def _opened_signals(data: ComplaintOpened) -> list[tuple[str, str]]:
+    found = [("category", data.category), ("channel", data.channel)]
+    return found + ([("product", data.product)] if data.product else [])
+
+
+# By the data's exact type: isinstance against pydantic models goes through ABCMeta, and
+# this runs for every event of every batch.
+_SIGNALS: dict[type, Callable[[Any], list[tuple[str, str]]]] = {
+    ComplaintOpened: _opened_signals,
+    SurveyNps: lambda data: [("signal", "nps_detractor")] if data.score <= 6 else [],
+    SurveyCsat: lambda data: [("signal", "csat_negative")] if data.score <= 2 else [],
+    InteractionLogged: lambda data: (
+        [("signal", "interaction_negative")] if data.sentiment == "negative" else []
+    ),
+}
+
+
+def signals_of(event: Event) -> list[tuple[str, str]]:
+    """The (dimension, value) series an event counts in for crisis detection."""
+    found = _SIGNALS.get(type(event.data))
+    return [] if found is None else found(event.data)
+
+
+def signal_counts(events: Iterable[Event]) -> Counter[tuple[str, str, datetime]]:
+    counts: Counter[tuple[str, str, datetime]] = Counter()
+    for event in events:
+        signals = signals_of(event)
+        if signals:
+            hour = event.time.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+            for dimension, value in signals:
+                counts[(dimension, value, hour)] += 1
+    return counts
+
+
+# ---- the fold -----------------------------------------------------------------------------
+
+
+async def fold_complaints(
+    conn: Connection,
+    steps: dict[str, list[Event]],
+    tiers: list[TierChange],
+    now: datetime,
+    config: sla.SlaConfig,
+) -> None:
+    """Apply new complaint steps and tier changes to the stored states: in order, to the
+    state; a late step, or a complaint without one, from the history."""
+    tiers_by_customer: dict[str, list[TierChange]] = defaultdict(list)
+    for tier in tiers:
+        tiers_by_customer[tier.customer_id].append(tier)
+    retargeted = await store.complaints_of(conn, list(tiers_by_customer)) if tiers else []
+    ids = sorted(set(steps) | set(retargeted))
+    stored = await store.load_complaints(conn, ids)
+    folded: dict[str, Folded] = {}
+    again: list[str] = []
+    for cid in ids:
+        row = stored.get(cid)
+        if row is None or row.sla_state is None:
+            again.append(cid)
+            continue
+        start = Folded(row.complaint, sla.state_from_json(cid, row.sla_state), row.last)
+        customer_tiers = tiers_by_customer.get(row.complaint.customer_id, [])
+        result = fold.apply_in_order(start, steps.get(cid, []), customer_tiers, config)
+        if result is None:
+            again.append(cid)
+        else:
+            folded[cid] = result
+    folded |= await _rederive(conn, again, steps, stored, config)
+    await _save(conn, folded.values(), now, config)
+
+
+async def _rederive(
+    conn: Connection,
+    ids: list[str],
+    steps: dict[str, list[Event]],
+    stored: dict[str, store.StoredComplaint],
+    config: sla.SlaConfig,
+) -> dict[str, Folded]:
+    """The full fold of complaints from their history and their customer's tier changes.
+    A complaint first seen in this batch has no history but the batch's steps."""
+    if not ids:
+        return {}
+    known = [cid for cid in ids if cid in stored]
+    history = await store.load_history(conn, known) if known else {}
+    customers = {
+        cid: stored[cid].complaint.customer_id if cid in stored else steps[cid][0].subject
+        for cid in ids
+    }
+    tiers = await store.tiers_of(conn, sorted(set(customers.values())))
+    found = {}
+    for cid in ids:
+        events = history[cid] if cid in stored else steps[cid]
+        previous = stored.get(cid)
+        emitted = (
+            ()
+            if previous is None or previous.sla_state is None
+            else (sla.state_from_json(cid, previous.sla_state).emitted)
+        )
+        start = fold.new_folded(cid, customers[cid], emitted)
+        found[cid] = fold.derive(start, events, tiers.get(customers[cid], []), config)
+    return found
+
+
+async def _save(
+    conn: Connection, folded: Iterable[Folded], now: datetime, config: sla.SlaConfig
+) -> None:
+    await store.save_complaints(
+        conn,
+        [(f, sla.state_to_json(f.clocks), sla.schedule(f.clocks, now, config)) for f in folded],
+    )
+
+
+# ---- the SLA sweep ------------------------------------------------------------------------
+
+
+async def sweep_due(conn: Connection, now: datetime, limit: int, config: sla.SlaConfig) -> int:
+    """Emit the SLA events due by now of up to `limit` complaints; return how many complaints
+    were due."""
+    due = await store.due_complaints(conn, now, limit)
+    if not due:
+        return 0
+    await store.lock_customers(conn, {customer for _, customer in due})
+    ids = [cid for cid, _ in due]
+    stored = await store.load_complaints(conn, ids)  # as of now that the locks are held
+    states = {
+        cid: Folded(row.complaint, sla.state_from_json(cid, row.sla_state), row.last)
+        for cid, row in stored.items()
+        if row.sla_state is not None
+    }
+    states |= await _rederive(conn, [c for c in stored if c not in states], {}, stored, config)
+    already = await store.emitted_keys(conn, ids)  # kept across a rebuild of the states
+    outgoing: list[Event] = []
+    swept = []
+    for cid, folded in states.items():
+        clocks = sla.copy_with(folded.clocks, emitted=folded.clocks.emitted | already[cid])
+        found = fold.sla_events_due(folded.complaint, clocks, now, config)
+        clocks = sla.copy_with(
+            clocks, emitted=clocks.emitted | {fold.emitted_key(e) for e in found}
+        )
+        outgoing += found
+        swept.append(Folded(folded.complaint, clocks, folded.last))
+    await append_events(conn, outgoing)
+    await store.record_emitted(
+        conn,
+        [
+            (fold.emitted_key(e), e.data.complaint_id, e.type, e.time)
+            for e in outgoing
+            if isinstance(e.data, ComplaintEvent)
+        ],
+    )
+    await _save(conn, swept, now, config)
+    return len(due)
+
+
+# ---- crisis detection ---------------------------------------------------------------------
+
+
+async def evaluate_crisis(conn: Connection, now: datetime, config: crisis.CrisisConfig) -> int:
+    """Feed every closed hour not yet seen to the detectors; store and emit their alerts.
+
+    Returns the number of alerts. Counts that arrive for an hour already evaluated are kept
+    (reports see them) but do not re-run the detector: its state only moves forward.
+    """
+    state = await store.crisis_state_for_update(conn)
+    assert state is not None
+    hour_now = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    last_closed = hour_now - timedelta(hours=1)
+    first = (
+        state["last_hour"] + timedelta(hours=1)
+        if state["last_hour"]
+        else await store.first_signal_hour(conn)
+    )
+    if first is None or first > last_closed:
+        return 0
+    by_hour: dict[datetime, dict[crisis.SeriesKey, int]] = defaultdict(dict)
+    for r in await store.signal_counts_between(conn, first, last_closed):
+        series = crisis.SeriesKey(crisis.Dimension(r["dimension"]), r["value"])
+        by_hour[r["hour"]][series] = r["count"]
+    detectors = {s.series: s for s in map(crisis.state_from_dict, orjson.loads(state["detectors"]))}
+    alerts: list[crisis.CrisisAlert] = []
+    hour = first
+    while hour <= last_closed:
+        detectors, found = crisis.observe_all(detectors, hour, by_hour.get(hour, {}), config)
+        alerts += found
+        hour += timedelta(hours=1)
+    encoded = orjson.dumps([crisis.state_to_dict(d) for d in detectors.values()]).decode()
+    await store.save_crisis_state(conn, last_closed, encoded)
+    await _store_alerts(conn, alerts)
+    return len(alerts)
+
+
+async def _store_alerts(conn: Connection, alerts: list[crisis.CrisisAlert]) -> None:
+    if not alerts:
+        return
+    await store.insert_alerts(
+        conn,
+        [
+            (
+                a.key,
+                a.series.dimension.value,
+                a.series.value,
+                a.window_start,
+                a.window_end,
+                a.count,
+                a.baseline,
+                a.score,
+            )
+            for a in alerts
+        ],
+    )
+    await append_events(conn, [_alert_event(a) for a in alerts])
+
+
+def _alert_event(alert: crisis.CrisisAlert) -> Event:
+    return new_event(
+        "crm.crisis.detected",
+        f"crisis:{alert.series.dimension.value}",
+        CrisisDetected(
+            dimension=alert.series.dimension.value,
+            value=alert.series.value[:128],
+            window_start=alert.window_start,
+            window_end=alert.window_end,
+            count=alert.count,
+            baseline=alert.baseline,
+            score=alert.score,
+            decision_interval=alert.decision_interval,
+        ),
+        source=fold.SOURCE,
+        event_id=alert.key,
+        time=alert.window_end,
+    )
