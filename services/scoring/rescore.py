@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 RESCORE_LOCK = zlib.crc32(b"scoring:rescore")
 SOURCE = "crm/scoring"
+EVENTS_PER_APPEND = 2000
 _IDS = uuid.UUID("6f1d2c1e-8c59-4f7e-9a53-0f1c1b0c7e11")
 
 
@@ -114,9 +115,13 @@ async def _rescore_locked(conn: Connection, settings: ScoringSettings, as_of: da
         run_id = await store.save_run(conn, as_of, models, reference, time.perf_counter() - started)
         await store.save_scores(conn, run_id, scores, population)
         found = changes(previous, scores)
-        events = [_change_event(c, as_of, run_id) for c in found]
-        events += _tier_summaries(scores.tier, scores.predicted_clv, as_of, run_id)
-        await append_events(conn, events)
+        del previous
+        # The first re-score announces every customer's classes (three events each): built
+        # and appended a slice at a time, so memory holds one slice of events, not all.
+        for start in range(0, len(found), EVENTS_PER_APPEND):
+            chunk = found[start : start + EVENTS_PER_APPEND]
+            await append_events(conn, [_change_event(c, as_of, run_id) for c in chunk])
+        await append_events(conn, _tier_summaries(scores.tier, scores.predicted_clv, as_of, run_id))
     log.info(
         "re-scored customers",
         extra={
