@@ -116,6 +116,7 @@ async def test_a_batch_stored_again_adds_nothing(pool: db.Pool) -> None:
         " (SELECT count(*) FROM complaints) AS complaints,"
         " (SELECT count(*) FROM customer_events) AS profile_events"
     )
+    assert counts is not None
     assert dict(counts) == {"purchases": 4, "interactions": 1, "complaints": 1, "profile_events": 1}
     rfm = await store.load_rfm(pool, "x", AS_OF, UTC, WINDOW)
     assert rfm is not None
