@@ -93,6 +93,8 @@ class Rfm(BaseModel):
     "/customers/{customer_id}/rfm",
     response_model=Rfm,
     summary="Recency, frequency and monetary value of one customer",
+    description="Derived from the customer's purchases up to now, as the scores derive them: "
+    "frequency counts purchases (refunds are not purchases), monetary is net of refunds.",
     responses=NOT_FOUND,
 )
 async def get_rfm(customer_id: CustomerId, res: Annotated[Resources, Depends(resources)]) -> Rfm:
