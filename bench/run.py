@@ -13,6 +13,7 @@ minutes.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
 import platform
@@ -21,8 +22,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -32,7 +35,7 @@ import httpx
 import numpy as np
 import orjson
 import psutil
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 
 from bench.bench_clv import bench as bench_clv
 from bench.loadgen import AUTH, BENCH_TOKEN, LoadResult, request_bytes, run_load
@@ -41,6 +44,7 @@ from shared.auth import token_sha256
 from shared.devstack import Running, is_ready, start_services
 from shared.embedded import Broker, Database, free_port, service_environment
 from shared.events import Topic, ValidationContext, validate_event
+from shared.outbox import relay_headers
 from shared.settings import CommonSettings
 
 SCALE = float(os.environ.get("BENCH_SCALE", "1"))
@@ -48,6 +52,9 @@ RESULTS = Path(__file__).parent / "results"
 PARTITIONS = 12
 BATCH = 2000  # rows per transaction, as the consumer runtime's default batch
 NOW = datetime.now(UTC)
+PROBE_TIMEOUT = 1.0  # seconds: Kubernetes' default probe timeout
+PROBE_INTERVAL = 0.25  # seconds between two rounds of health probes
+BENCH_LOG = "bench"  # the log the catch-up backlog claims to come from (relay headers)
 
 
 def scaled(n: float) -> int:
@@ -171,8 +178,15 @@ class Stack:
 # ---- ceilings -------------------------------------------------------------------------------
 
 
+Headers = list[tuple[str, bytes]]
+
+
 async def raw_produce(
-    settings: CommonSettings, topic: str, values: list[bytes], keys: list[bytes]
+    settings: CommonSettings,
+    topic: str,
+    values: list[bytes],
+    keys: list[bytes],
+    headers: list[Headers] | None = None,
 ) -> float:
     """The relay's way of producing (send futures, gathered per 5000), without the rest."""
     producer = kafka.producer(settings)
@@ -180,11 +194,11 @@ async def raw_produce(
     try:
         started = time.perf_counter()
         for begin in range(0, len(values), 5000):
+            end = begin + 5000
+            chunk_headers = headers[begin:end] if headers else [None] * len(values[begin:end])
             futures = [
-                await producer.send(topic, value=v, key=k)
-                for v, k in zip(
-                    values[begin : begin + 5000], keys[begin : begin + 5000], strict=True
-                )
+                await producer.send(topic, value=v, key=k, headers=h)
+                for v, k, h in zip(values[begin:end], keys[begin:end], chunk_headers, strict=True)
             ]
             await asyncio.gather(*futures)
         return len(values) / (time.perf_counter() - started)
@@ -335,18 +349,66 @@ async def ingest_into_kafka(stack: Stack, dsn: str) -> dict[str, float]:
 
 
 async def wait_caught_up(stack: Stack, timeout: float = 300) -> None:
+    """Until every fold reports no lag (a probe that does not answer is not caught up)."""
     async with httpx.AsyncClient(timeout=5, headers=AUTH) as client:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            lags = []
-            for service in stack.services:
-                if service.name == "ingest":
-                    continue
-                body = (await client.get(f"{service.url}/readyz")).json()
-                lags.append(body.get("consumer", {}).get("lag", 0))
-            if not any(lags):
+            folds = [s for s in stack.services if s.name != "ingest"]
+            lags = [await consumer_lag(client, s.url, ProbeLatencies()) for s in folds]
+            if all(lag == 0 for lag in lags):
                 return
             await asyncio.sleep(0.5)
+
+
+@dataclass
+class ProbeLatencies:
+    """Latencies of one health endpoint of one service. A probe that does not answer within
+    PROBE_TIMEOUT counts as a timeout, and as PROBE_TIMEOUT in the percentiles (a lower
+    bound); a probe that fails otherwise is counted, never fatal."""
+
+    seconds: list[float] = field(default_factory=list)
+    timeouts: int = 0
+    errors: int = 0
+
+    def summary(self) -> dict[str, float]:
+        values = np.array(self.seconds or [np.nan]) * 1000
+        return {
+            "p50_ms": round(float(np.percentile(values, 50)), 1),
+            "p99_ms": round(float(np.percentile(values, 99)), 1),
+            "probes": len(self.seconds) + self.errors,
+            "timeouts": self.timeouts,
+            "errors": self.errors,
+        }
+
+
+async def timed_get(
+    client: httpx.AsyncClient, url: str, into: ProbeLatencies
+) -> httpx.Response | None:
+    """GET `url` as a probe would (PROBE_TIMEOUT); its latency goes `into`; None if no answer."""
+    started = time.perf_counter()
+    try:
+        response = await client.get(url, timeout=PROBE_TIMEOUT)
+    except httpx.TimeoutException:
+        into.timeouts += 1
+        into.seconds.append(PROBE_TIMEOUT)
+        return None
+    except httpx.HTTPError:
+        into.errors += 1
+        return None
+    into.seconds.append(time.perf_counter() - started)
+    return response
+
+
+async def consumer_lag(client: httpx.AsyncClient, url: str, into: ProbeLatencies) -> int | None:
+    """The lag /readyz reports (a 503 has the same body); None when it does not answer."""
+    response = await timed_get(client, f"{url}/readyz", into)
+    if response is None:
+        return None
+    try:
+        lag: int = response.json().get("consumer", {}).get("lag", 0)
+    except ValueError:
+        return None
+    return lag
 
 
 async def freshness(stack: Stack, dsn: str, rate: float, seconds: float) -> dict[str, Any]:
@@ -419,19 +481,29 @@ async def freshness(stack: Stack, dsn: str, rate: float, seconds: float) -> dict
         finally:
             await conn.close()
 
-    async def sample_lag() -> None:
-        async with httpx.AsyncClient(timeout=5, headers=AUTH) as client:
+    health = {
+        s.name: {"healthz": ProbeLatencies(), "readyz": ProbeLatencies()} for s in stack.services
+    }
+
+    async def probe_service(client: httpx.AsyncClient, name: str, url: str) -> int | None:
+        await timed_get(client, f"{url}/healthz", health[name]["healthz"])
+        lag = await consumer_lag(client, url, health[name]["readyz"])
+        return 0 if name == "ingest" else lag  # ingest's consumer only archives
+
+    async def probe_health() -> None:
+        """Every service's /healthz and /readyz, as a kubelet would (each service on its own);
+        /readyz also gives the folds' lag."""
+        async with httpx.AsyncClient(headers=AUTH) as client:
             while time.perf_counter() < stop_at:
-                total = 0
-                for service in stack.services:
-                    if service.name != "ingest":
-                        body = (await client.get(f"{service.url}/readyz")).json()
-                        total += body.get("consumer", {}).get("lag", 0)
-                lags.append(total)
-                await asyncio.sleep(1)
+                found = await asyncio.gather(
+                    *(probe_service(client, s.name, s.url) for s in stack.services)
+                )
+                if all(lag is not None for lag in found):
+                    lags.append(sum(lag for lag in found if lag is not None))
+                await asyncio.sleep(PROBE_INTERVAL)
 
     started = time.perf_counter()
-    await asyncio.gather(pace(), probe(), watch(), sample_lag())
+    await asyncio.gather(pace(), probe(), watch(), probe_health())
     achieved = sent / (time.perf_counter() - started)
     result: dict[str, Any] = {
         "offered_per_s": rate,
@@ -439,6 +511,10 @@ async def freshness(stack: Stack, dsn: str, rate: float, seconds: float) -> dict
         "probes": len(probes),
         "lag_max": max(lags, default=0),
         "lag_last": lags[-1] if lags else 0,
+        "health": {
+            name: {endpoint: m.summary() for endpoint, m in endpoints.items()}
+            for name, endpoints in health.items()
+        },
     }
     for model, latencies in seen.items():
         values = np.array(list(latencies.values()) or [np.nan]) * 1000
@@ -475,35 +551,165 @@ async def reads(stack: Stack, customers: list[str]) -> dict[str, Any]:
     return results
 
 
-async def catch_up(stack: Stack, events: int) -> dict[str, Any]:
-    """Each fold alone, from a fresh database, on a backlog already on the topics."""
-    settings = stack.settings()
+async def produce_backlog(settings: CommonSettings, events: int) -> dict[str, int]:
+    """`events` purchases, then `events` complaint openings, each record with the headers a
+    relay gives it (consumers fold only what a log published): one log, numbered 1, 2, ... in
+    produce order. Returns the records per topic."""
     await kafka.ensure_topics(settings)
-    purchases = [stored_bytes(purchase_event(n, prefix="c")) for n in range(events)]
-    complaints = [stored_bytes(complaint_event(n, prefix="c")) for n in range(events)]
     keys = [f"cust-{n % 50_000}".encode() for n in range(events)]
-    await raw_produce(settings, Topic.PURCHASES, purchases, keys)
-    await raw_produce(settings, Topic.COMPLAINTS, complaints, keys)
-    results = {}
+    makers: list[tuple[str, Callable[[int], dict[str, Any]]]] = [
+        (Topic.PURCHASES, lambda n: purchase_event(n, prefix="c")),
+        (Topic.COMPLAINTS, lambda n: complaint_event(n, prefix="c")),
+    ]
+    for number, (topic, make) in enumerate(makers):
+        first_seq = number * events + 1
+        values = [stored_bytes(make(n)) for n in range(events)]
+        headers = [relay_headers(BENCH_LOG, first_seq + n, 0) for n in range(events)]
+        await raw_produce(settings, topic, values, keys, headers)
+    return {topic: events for topic, _ in makers}
+
+
+@dataclass
+class FoldTiming:
+    """When a fold started, committed its first batch (and how many records that held), and
+    committed its last."""
+
+    records: int
+    started: float
+    first_batch: tuple[float, int] | None = None
+    finished: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        overall = self.finished - self.started
+        first_at, first_records = self.first_batch or (self.started, 0)
+        after_first, steady = self.records - first_records, self.finished - first_at
+        return {
+            "events": self.records,
+            "seconds": round(overall, 1),
+            "events_per_s": round(self.records / overall, 1),
+            "startup_s": round(first_at - self.started, 1),
+            # nan when the first batch held everything (a backlog too small to time)
+            "steady_events_per_s": round(after_first / steady, 1)
+            if after_first > 0 and steady > 0
+            else float("nan"),
+        }
+
+
+async def wait_folded(dsn: str, schema: str, topics: Iterable[str], timing: FoldTiming) -> None:
+    """Until the next offsets `schema`'s consumer stored for `topics` add up to the records
+    produced there; notes the first committed batch. Polled every 20 ms."""
+    conn = await asyncpg.connect(dsn)
+    query = (
+        f"SELECT coalesce(sum(next_offset), 0)::bigint FROM {schema}.consumer_offsets "
+        "WHERE topic = ANY($1::text[])"
+    )
+    try:
+        while True:
+            try:
+                done: int = await conn.fetchval(query, list(topics))
+            except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+                done = 0  # not migrated yet
+            now = time.perf_counter()
+            if done and timing.first_batch is None:
+                timing.first_batch = (now, done)
+            if done >= timing.records:
+                timing.finished = now
+                return
+            await asyncio.sleep(0.02)
+    finally:
+        await conn.close()
+
+
+def folded_topics(name: str) -> set[str]:
+    """The topics service `name` folds, as its projection declares them."""
+    spec = importlib.import_module(f"services.{name}.main").SPEC
+    return set(spec.projection(spec.settings_type()).topics)
+
+
+NAIVE_TABLES = """
+CREATE TABLE naive_summaries (customer_id text PRIMARY KEY, purchase_count int NOT NULL,
+    total_spent numeric NOT NULL, last_purchase_at timestamptz NOT NULL);
+CREATE TEMP TABLE naive_batch (LIKE naive_summaries) ON COMMIT DELETE ROWS;
+"""
+NAIVE_UPSERT = """
+INSERT INTO naive_summaries SELECT * FROM naive_batch
+ON CONFLICT (customer_id) DO UPDATE SET
+    purchase_count = naive_summaries.purchase_count + EXCLUDED.purchase_count,
+    total_spent = naive_summaries.total_spent + EXCLUDED.total_spent,
+    last_purchase_at = greatest(naive_summaries.last_purchase_at, EXCLUDED.last_purchase_at)
+"""
+
+
+def summarise(records: list[ConsumerRecord[bytes, bytes]]) -> list[tuple[Any, ...]]:
+    """A batch of purchases folded per customer: (customer, count, sum, last time)."""
+    folded: dict[str, list[Any]] = {}
+    for record in records:
+        event = orjson.loads(record.value or b"{}")
+        amount, at = Decimal(event["data"]["amount"]), datetime.fromisoformat(event["time"])
+        row = folded.get(event["subject"])
+        if row is None:
+            folded[event["subject"]] = [1, amount, at]
+        else:
+            row[0] += 1
+            row[1] += amount
+            row[2] = max(row[2], at)
+    return [(customer, *row) for customer, row in folded.items()]
+
+
+async def naive_fold(settings: CommonSettings, dsn: str, records: int) -> dict[str, Any]:
+    """The reference for catch-up: the same purchase records read with aiokafka and folded
+    into a per-customer summary (count, sum, last time), one COPY and one upsert per batch.
+    No dedupe, no stored offsets, no guarantees: what the fold costs with nothing else."""
+    timing = FoldTiming(records, time.perf_counter())
+    conn = await asyncpg.connect(dsn)
+    consumer = kafka.consumer(settings, None)
+    try:
+        await conn.execute(NAIVE_TABLES)
+        await consumer.start()
+        partitions = sorted(consumer.partitions_for_topic(Topic.PURCHASES) or ())
+        tps = [TopicPartition(Topic.PURCHASES, p) for p in partitions]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        seen = 0
+        while seen < records:
+            batches = await consumer.getmany(timeout_ms=500, max_records=BATCH)
+            batch = [r for rs in batches.values() for r in rs]
+            if not batch:
+                continue
+            async with conn.transaction():
+                await conn.copy_records_to_table("naive_batch", records=summarise(batch))
+                await conn.execute(NAIVE_UPSERT)
+            seen += len(batch)
+            if timing.first_batch is None:
+                timing.first_batch = (time.perf_counter(), seen)
+        timing.finished = time.perf_counter()
+    finally:
+        await consumer.stop()
+        await conn.close()
+    return timing.summary()
+
+
+async def catch_up(stack: Stack, events: int) -> dict[str, Any]:
+    """Each fold alone, from a fresh database, on a backlog already on the topics; the naive
+    fold of the same purchases first, as the reference. A fold is done when the offsets it
+    stored reach the end of what was produced on the topics it reads."""
+    settings = stack.settings()
+    produced = await produce_backlog(settings, events)
+    stack.database.create_database("catchup_naive")
+    results = {
+        "naive": await naive_fold(
+            settings, stack.database.dsn_for("catchup_naive"), produced[Topic.PURCHASES]
+        )
+    }
     for name in ("scoring", "reporting", "complaints"):
         database = f"catchup_{name}"
-        started = time.perf_counter()
-        await stack.start_services(database, (name,))
-        conn = await asyncpg.connect(stack.database.dsn_for(database))
-        try:
-            while True:
-                applied = await conn.fetchval(f"SELECT count(*) FROM {name}.applied_events")
-                if applied >= events:
-                    break
-                await asyncio.sleep(0.2)
-        finally:
-            await conn.close()
-        seconds = time.perf_counter() - started
-        results[name] = {
-            "events": events,
-            "seconds": round(seconds, 1),
-            "events_per_s": round(events / seconds, 1),
-        }
+        dsn = stack.database.create_database(database)
+        topics = folded_topics(name) & set(produced)
+        timing = FoldTiming(sum(produced[t] for t in topics), time.perf_counter())
+        watcher = asyncio.create_task(wait_folded(dsn, name, topics, timing))
+        await stack.start_services(database, (name,), fresh=False)
+        await watcher
+        results[name] = timing.summary()
         results[name]["peak_rss_mb"] = stack.stop_services().get(name)
     return results
 
@@ -599,6 +805,46 @@ def ratio(value: float, ceiling: float) -> str:
     return f"{value / ceiling:.0%}" if ceiling else "n/a"
 
 
+def freshness_rows(f: dict[str, Any]) -> list[str]:
+    load = f"{f['offered_per_s']:,.0f} ev/s offered ({f['achieved_per_s']:,.0f} achieved)"
+    lines = [
+        f"| freshness at {load}, {model} | p50 {f[model]['p50_ms']} ms, p99 "
+        f"{f[model]['p99_ms']} ms | target p99 < 1000 ms | lag max {f['lag_max']}, last "
+        f"{f['lag_last']} |"
+        for model in ("scoring", "reporting", "complaints")
+    ]
+    for name, endpoints in f.get("health", {}).items():
+        h, ready = endpoints["healthz"], endpoints["readyz"]
+        lines.append(
+            f"| /healthz and /readyz at {load}, {name} | /healthz p50 {h['p50_ms']} ms, p99 "
+            f"{h['p99_ms']} ms; /readyz p50 {ready['p50_ms']} ms, p99 {ready['p99_ms']} ms; "
+            f"{h['timeouts'] + ready['timeouts']} of {h['probes'] + ready['probes']} probes "
+            f"over {PROBE_TIMEOUT:g} s, {h['errors'] + ready['errors']} failed | target p99 "
+            f"< 100 ms | |"
+        )
+    return lines
+
+
+def catch_up_rows(results: dict[str, Any], bound: float) -> list[str]:
+    naive = results.get("naive", {}).get("steady_events_per_s", 0.0)
+    lines = []
+    for name, m in results.items():
+        label = (
+            "naive fold (aiokafka + COPY upsert of a per-customer summary, no dedupe), purchases"
+            if name == "naive"
+            else f"catch-up, {name}"
+        )
+        steady = m["steady_events_per_s"]
+        versus_naive = "" if name == "naive" else f"; {ratio(steady, naive)} of the naive fold"
+        lines.append(
+            f"| {label} ({m['events']:,} records) | {steady:,.0f} ev/s from its first batch; "
+            f"{m['events_per_s']:,.0f} ev/s overall (start-up {m['startup_s']} s) | "
+            f"{bound:,.0f} ev/s (min of consume, write); naive fold {naive:,.0f} ev/s | "
+            f"{ratio(steady, bound)}{versus_naive} |"
+        )
+    return lines
+
+
 def markdown(r: dict[str, Any]) -> str:
     c = r["ceilings"]
     produce, consume = c["produce_per_s"], c["consume_per_s"]
@@ -634,20 +880,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"{ratio(k['published_per_s'], produce)} |"
     )
     for f in r["freshness"]:
-        for model in ("scoring", "reporting", "complaints"):
-            lines.append(
-                f"| freshness at {f['offered_per_s']:,.0f} ev/s offered "
-                f"({f['achieved_per_s']:,.0f} achieved), {model} | p50 "
-                f"{f[model]['p50_ms']} ms, p99 {f[model]['p99_ms']} ms | target p99 < "
-                f"1000 ms | lag max {f['lag_max']}, last {f['lag_last']} |"
-            )
-    for name, m in r["catch_up"].items():
-        bound = min(consume, write)
-        lines.append(
-            f"| catch-up, {name} ({m['events']:,} events) | {m['events_per_s']:,.0f} "
-            f"ev/s | {bound:,.0f} ev/s (min of consume, write) | "
-            f"{ratio(m['events_per_s'], bound)} |"
-        )
+        lines += freshness_rows(f)
+    lines += catch_up_rows(r["catch_up"], min(consume, write))
     for label, m in r["reads"].items():
         lines.append(
             f"| {label}, 64 clients | {m['requests_per_s']:,.0f} req/s, p50 "
