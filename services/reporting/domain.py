@@ -19,11 +19,12 @@ value (a purchase without a channel, an item without a category) is `UNKNOWN`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from decimal import ROUND_DOWN, Decimal
-from typing import Final
+from functools import cache
+from typing import Any, Final
 
 from services.reporting.kpi import local_date
 from shared.events import (
@@ -51,6 +52,7 @@ from shared.events import (
 
 UNKNOWN: Final = "unknown"
 MONEY_QUANTUM: Final = Decimal("0.000001")  # the event contract's finest amount (6 places)
+_WHOLE: Final = Decimal(1)
 CLASS_KINDS: Final = {
     "crm.customer.tier_changed": "tier",
     "crm.customer.segment_changed": "segment",
@@ -240,82 +242,114 @@ def fold(events: Iterable[Event], zone: tzinfo) -> Batch:
 
 def apply(batch: Batch, event: Event, zone: tzinfo) -> None:
     data = event.data
-    day = local_date(event.time, zone)
-    customer = event.subject
-    if isinstance(data, PurchaseCompleted):
-        _purchase(batch, event, data, day)
-    elif isinstance(data, PurchaseRefunded):
-        batch.refunds.append(
-            Refund(event.id, customer, data.order_id, day, event.time, data.value, data.reason)
-        )
-    elif isinstance(data, CustomerRegistered | CustomerUpdated):
-        if data.acquisition_channel is not None:
-            _latest(batch.acquisition_channel, customer, event, data.acquisition_channel)
-        if data.reason is not None:
-            _latest(batch.churn_reason, customer, event, data.reason)
-    elif isinstance(data, ClassChanged) and event.type in CLASS_KINDS:
-        key = (customer, CLASS_KINDS[event.type], local_date(data.as_of, zone))
-        row = ClassRow(data.as_of, event.id, data.new)
-        old = batch.classes.get(key)
-        if old is None or (row.as_of, row.event_id) > (old.as_of, old.event_id):
-            batch.classes[key] = row
-    elif isinstance(data, TierSummary):
-        tier_key = (data.tier, local_date(data.as_of, zone))
-        tier_row = TierRow(data.as_of, data.customers, data.customer_equity, data.average_clv)
-        known = batch.tier_summaries.get(tier_key)
-        if known is None or tier_row.as_of >= known.as_of:
-            batch.tier_summaries[tier_key] = tier_row
-    elif isinstance(data, InteractionLogged):
-        counts = batch.interactions.setdefault((day, customer, data.channel), [0, 0])
-        counts[0] += 1
-        counts[1] += data.sentiment == "negative"
-    elif isinstance(data, SurveyNps | SurveyCsat):
-        kind = "nps" if isinstance(data, SurveyNps) else "csat"
-        survey_key = (day, customer, kind, data.channel or UNKNOWN, data.score)
-        batch.surveys[survey_key] = batch.surveys.get(survey_key, 0) + 1
-    elif isinstance(data, SlaEventData):
-        _sla(batch, event, data, day)
-    elif isinstance(data, ComplaintEvent):
-        _complaint(batch, event, data, day)
-    elif isinstance(data, CrisisDetected):
-        batch.alerts.append(
-            Alert(
-                event.id,
-                event.time,
-                day,
-                data.dimension,
-                data.value,
-                data.window_start,
-                data.window_end,
-                data.count,
-                data.baseline,
-                data.score,
-            )
-        )
-    elif isinstance(data, MarketingSpend):
-        first, last = spend_period(data.period_start, data.period_end, day)
-        for spend_day, amount in spread(data.value, first, last):
-            batch.spend.append(Spend(event.id, spend_day, data.channel, data.campaign, amount))
+    handler = _handler_of(type(data))
+    if handler is not None:
+        handler(batch, event, data, local_date(event.time, zone), zone)
 
 
-def _purchase(batch: Batch, event: Event, data: PurchaseCompleted, day: date) -> None:
-    customer = event.subject
+# What an event adds, by the class of its data. A fold handles thousands of events per batch:
+# the class is matched against this table once (`_handler_of`), not per event.
+Handler = Callable[[Batch, Event, Any, date, tzinfo], None]
+
+
+@cache
+def _handler_of(data_class: type) -> Handler | None:
+    """The first handler whose data class `data_class` is (or derives from)."""
+    return next((h for kinds, h in _HANDLERS if issubclass(data_class, kinds)), None)
+
+
+def _purchase(batch: Batch, event: Event, data: PurchaseCompleted, day: date, _: tzinfo) -> None:
+    customer, value = event.subject, data.value
     channel = data.channel or UNKNOWN
-    sale = batch.sales.setdefault((day, customer, channel), SaleDelta())
+    sale = batch.sales.get((day, customer, channel))
+    if sale is None:
+        sale = batch.sales[(day, customer, channel)] = SaleDelta()
     sale.orders += 1
-    sale.revenue += data.value
+    sale.revenue += value
     shares = category_shares(data.items)
-    for category, amount in split(data.value, shares).items():
-        by_category = batch.category_sales.setdefault((day, customer, category), SaleDelta())
+    for category, amount in split(value, shares).items():
+        by_category = batch.category_sales.get((day, customer, category))
+        if by_category is None:
+            by_category = batch.category_sales[(day, customer, category)] = SaleDelta()
         by_category.orders += 1
         by_category.revenue += amount
     batch.buyer_days.add((day, customer))
-    if customer not in batch.first_purchase or day < batch.first_purchase[customer]:
+    first = batch.first_purchase.get(customer)
+    if first is None or day < first:
         batch.first_purchase[customer] = day
     order = Order(event.time, event.id, channel, tuple(shares), tuple(shares.values()))
     known = batch.orders.get((customer, data.order_id))
     if known is None or (order.completed_at, order.event_id) < (known.completed_at, known.event_id):
         batch.orders[(customer, data.order_id)] = order
+
+
+def _refund(batch: Batch, event: Event, data: PurchaseRefunded, day: date, _: tzinfo) -> None:
+    batch.refunds.append(
+        Refund(event.id, event.subject, data.order_id, day, event.time, data.value, data.reason)
+    )
+
+
+def _profile(
+    batch: Batch, event: Event, data: CustomerRegistered | CustomerUpdated, _d: date, _z: tzinfo
+) -> None:
+    if data.acquisition_channel is not None:
+        _latest(batch.acquisition_channel, event.subject, event, data.acquisition_channel)
+    if data.reason is not None:
+        _latest(batch.churn_reason, event.subject, event, data.reason)
+
+
+def _class_change(batch: Batch, event: Event, data: ClassChanged, _: date, zone: tzinfo) -> None:
+    kind = CLASS_KINDS.get(event.type)
+    if kind is None:
+        return
+    key = (event.subject, kind, local_date(data.as_of, zone))
+    row = ClassRow(data.as_of, event.id, data.new)
+    old = batch.classes.get(key)
+    if old is None or (row.as_of, row.event_id) > (old.as_of, old.event_id):
+        batch.classes[key] = row
+
+
+def _tier_summary(batch: Batch, _: Event, data: TierSummary, _d: date, zone: tzinfo) -> None:
+    key = (data.tier, local_date(data.as_of, zone))
+    row = TierRow(data.as_of, data.customers, data.customer_equity, data.average_clv)
+    known = batch.tier_summaries.get(key)
+    if known is None or row.as_of >= known.as_of:
+        batch.tier_summaries[key] = row
+
+
+def _interaction(batch: Batch, event: Event, data: InteractionLogged, day: date, _: tzinfo) -> None:
+    counts = batch.interactions.setdefault((day, event.subject, data.channel), [0, 0])
+    counts[0] += 1
+    counts[1] += data.sentiment == "negative"
+
+
+def _survey(batch: Batch, event: Event, data: SurveyNps | SurveyCsat, day: date, _: tzinfo) -> None:
+    kind = "nps" if isinstance(data, SurveyNps) else "csat"
+    key = (day, event.subject, kind, data.channel or UNKNOWN, data.score)
+    batch.surveys[key] = batch.surveys.get(key, 0) + 1
+
+
+def _alert(batch: Batch, event: Event, data: CrisisDetected, day: date, _: tzinfo) -> None:
+    batch.alerts.append(
+        Alert(
+            event.id,
+            event.time,
+            day,
+            data.dimension,
+            data.value,
+            data.window_start,
+            data.window_end,
+            data.count,
+            data.baseline,
+            data.score,
+        )
+    )
+
+
+def _spend(batch: Batch, event: Event, data: MarketingSpend, day: date, _: tzinfo) -> None:
+    first, last = spend_period(data.period_start, data.period_end, day)
+    for spend_day, amount in spread(data.value, first, last):
+        batch.spend.append(Spend(event.id, spend_day, data.channel, data.campaign, amount))
 
 
 def _latest(into: dict[str, Latest], customer: str, event: Event, value: str) -> None:
@@ -325,7 +359,7 @@ def _latest(into: dict[str, Latest], customer: str, event: Event, value: str) ->
         into[customer] = candidate
 
 
-def _complaint(batch: Batch, event: Event, data: ComplaintEvent, day: date) -> None:
+def _complaint(batch: Batch, event: Event, data: ComplaintEvent, day: date, _: tzinfo) -> None:
     complaint, customer = data.complaint_id, event.subject
     batch.complaint_customers.setdefault(complaint, customer)
     if isinstance(data, ComplaintOpened):
@@ -350,7 +384,7 @@ def _mark(into: dict[str, ComplaintMark], complaint: str, customer: str, at: dat
         into[complaint] = ComplaintMark(customer, at)
 
 
-def _sla(batch: Batch, event: Event, data: SlaEventData, day: date) -> None:
+def _sla(batch: Batch, event: Event, data: SlaEventData, day: date, _: tzinfo) -> None:
     key = (data.complaint_id, data.metric, data.cycle)
     if isinstance(data, SlaClockStopped):
         stop = ClockStop(
@@ -377,6 +411,22 @@ def _sla(batch: Batch, event: Event, data: SlaEventData, day: date) -> None:
             batch.breaches[key] = breach
 
 
+# In the order of the checks: SLA events are complaint events that only the SLA tables keep.
+_HANDLERS: tuple[tuple[type | tuple[type, ...], Handler], ...] = (
+    (PurchaseCompleted, _purchase),
+    (PurchaseRefunded, _refund),
+    ((CustomerRegistered, CustomerUpdated), _profile),
+    (ClassChanged, _class_change),
+    (TierSummary, _tier_summary),
+    (InteractionLogged, _interaction),
+    ((SurveyNps, SurveyCsat), _survey),
+    (SlaEventData, _sla),
+    (ComplaintEvent, _complaint),
+    (CrisisDetected, _alert),
+    (MarketingSpend, _spend),
+)
+
+
 # --------------------------------------------------------------------------- allocation
 
 
@@ -389,7 +439,7 @@ def category_shares(items: Sequence[LineItem]) -> dict[str, Decimal]:
     share (the first by name among equals), so they always add up to 1.
     """
     if not items:
-        return {UNKNOWN: Decimal(1)}
+        return {UNKNOWN: _WHOLE}
     weights = _weights(items, priced=all(item.unit_price is not None for item in items))
     if sum(weights.values(), Decimal(0)) == 0:  # every item free: split by quantity
         weights = _weights(items, priced=False)
@@ -407,6 +457,8 @@ def _weights(items: Sequence[LineItem], *, priced: bool) -> dict[str, Decimal]:
 
 def split(amount: Decimal, shares: dict[str, Decimal]) -> dict[str, Decimal]:
     """`amount` split by `shares` (summing to 1), to 6 places, adding up to `amount`."""
+    if len(shares) == 1:  # the usual order, of one category: all of it, as _apportion gives
+        return dict.fromkeys(shares, amount.quantize(MONEY_QUANTUM))
     return _apportion(amount, shares)
 
 

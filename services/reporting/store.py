@@ -4,6 +4,16 @@ ingredients of every (period, slice) cell that metrics.py turns into KPIs.
 Writes are additive upserts or keyed upserts where the latest (earliest) by event time wins
 (see migrations/002_kpis.sql), so they do not depend on arrival order.
 
+Two instances may store batches of the same customer at once (one customer's events can sit
+on partitions owned by different instances), so no write reads a row to decide what to write:
+every table is written by one statement per batch that is either an insert of new facts or a
+commutative upsert, where the new value is computed by PostgreSQL from the row as it is when
+the statement locks it (`SET n = t.n + EXCLUDED.n`, `least`/`greatest`, or "replace only if
+earlier/later" in the conflict clause). A second transaction touching the same row waits for
+the first to end and then applies its own change on top. The statements run in one fixed
+order of tables, each with its rows sorted by key, so two instances lock rows in the same
+order and cannot deadlock each other.
+
 Reads take the periods as two arrays (starts, exclusive stops) computed by kpi.py, so the
 calendar is defined once, and group facts by period and slice. Tier and segment are looked
 up at query time from the class history, so a late tier change re-attributes the facts of
@@ -16,10 +26,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from services.reporting import kpi
-from services.reporting.domain import UNKNOWN, Batch, churn_reason
+from services.reporting.domain import UNKNOWN, Batch, Order, churn_reason
 from services.reporting.metrics import Cell, Dimension, Source, TierValue
 from shared.db import Connection, Pool
 
@@ -46,6 +57,7 @@ async def write(conn: Connection, batch: Batch) -> None:
     await _write_activity(conn, batch)
     await _write_complaints(conn, batch)
     await _write_sla(conn, batch)
+    # New facts, one row per event: an insert, nothing to merge.
     await _insert(
         conn,
         "INSERT INTO crisis_alerts (event_id, detected_at, day, dimension, value, window_start,"
@@ -77,7 +89,26 @@ async def write(conn: Connection, batch: Batch) -> None:
     )
 
 
+# An order that is all of one category with no items ('unknown', share 1) stores NULLs: the
+# refund attribution reads them as exactly that (_read_sales), and most orders are so.
+_UNCATEGORISED = ((UNKNOWN,), (Decimal(1),))
+
+
+def _order_row(customer: str, order_id: str, o: Order) -> tuple[Any, ...]:
+    plain = (o.categories, o.shares) == _UNCATEGORISED
+    return (
+        customer,
+        order_id,
+        o.completed_at,
+        o.event_id,
+        o.channel,
+        None if plain else chr(31).join(o.categories),  # ragged arrays travel joined
+        None if plain else chr(31).join(str(s) for s in o.shares),
+    )
+
+
 async def _write_sales(conn: Connection, batch: Batch) -> None:
+    # Additive: commutative upserts (the row's own counts plus the batch's).
     for table, dimension, deltas in (
         ("sales", "channel", batch.sales),
         ("category_sales", "category", batch.category_sales),
@@ -91,12 +122,7 @@ async def _write_sales(conn: Connection, batch: Batch) -> None:
             f" revenue = {table}.revenue + EXCLUDED.revenue",
             [(*key, d.orders, d.revenue) for key, d in sorted(deltas.items())],
         )
-    await _insert(
-        conn,
-        "INSERT INTO daily_buyers (day, customer_id) SELECT * FROM unnest($1::date[],"
-        " $2::text[]) ON CONFLICT DO NOTHING",
-        sorted(batch.buyer_days),
-    )
+    # Keyed, earliest completion wins: decided in the conflict clause against the locked row.
     await _insert(
         conn,
         "INSERT INTO orders (customer_id, order_id, completed_at, event_id, channel, categories,"
@@ -108,18 +134,7 @@ async def _write_sales(conn: Connection, batch: Batch) -> None:
         " channel = EXCLUDED.channel, categories = EXCLUDED.categories, shares = EXCLUDED.shares"
         " WHERE (EXCLUDED.completed_at, EXCLUDED.event_id)"
         " < (orders.completed_at, orders.event_id)",
-        [
-            (
-                customer,
-                order_id,
-                o.completed_at,
-                o.event_id,
-                o.channel,
-                chr(31).join(o.categories),  # arrays of arrays of varying length: joined
-                chr(31).join(str(s) for s in o.shares),
-            )
-            for (customer, order_id), o in sorted(batch.orders.items())
-        ],
+        [_order_row(c, order_id, o) for (c, order_id), o in sorted(batch.orders.items())],
     )
     await _insert(
         conn,
@@ -133,31 +148,58 @@ async def _write_sales(conn: Connection, batch: Batch) -> None:
     )
 
 
-async def _write_customers(conn: Connection, batch: Batch) -> None:
-    await _insert(
-        conn,
-        "INSERT INTO customers (customer_id, first_purchase_day) SELECT * FROM"
-        " unnest($1::text[], $2::date[]) ON CONFLICT (customer_id) DO UPDATE SET"
-        " first_purchase_day = least(customers.first_purchase_day, EXCLUDED.first_purchase_day)",
-        sorted(batch.first_purchase.items()),
+def _beats(columns: Sequence[str], table: str, op: str) -> str:
+    """Whether the batch's value of `columns` (compared as a row) is `op` the stored row's,
+    or the stored row has none; false when the batch has none."""
+    new = ", ".join(f"EXCLUDED.{c}" for c in columns)
+    old = ", ".join(f"{table}.{c}" for c in columns)
+    return f"coalesce(({new}) {op} ({old}), EXCLUDED.{columns[0]} IS NOT NULL)"
+
+
+def _take_if(condition: str, table: str, *columns: str) -> str:
+    return ", ".join(
+        f"{c} = CASE WHEN {condition} THEN EXCLUDED.{c} ELSE {table}.{c} END" for c in columns
     )
-    for column, latest in (
-        ("acquisition_channel", batch.acquisition_channel),
-        ("churn_reason", batch.churn_reason),
-    ):
-        await _insert(
-            conn,
-            f"INSERT INTO customers (customer_id, {column}, {column}_at, {column}_by)"
-            " SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[])"
-            f" ON CONFLICT (customer_id) DO UPDATE SET {column} = EXCLUDED.{column},"
-            f" {column}_at = EXCLUDED.{column}_at, {column}_by = EXCLUDED.{column}_by"
-            f" WHERE customers.{column}_at IS NULL OR (EXCLUDED.{column}_at, EXCLUDED.{column}_by)"
-            f" > (customers.{column}_at, customers.{column}_by)",
-            [(c, v.value, v.at, v.event_id) for c, v in sorted(latest.items())],
-        )
+
+
+def _latest(field: str) -> str:
+    return _beats((f"{field}_at", f"{field}_by"), "c", ">")
+
+
+_LATEST_FIELDS = ("acquisition_channel", "churn_reason")
+
+# One row per customer with every field the batch sets, merged in the conflict clause with
+# the row as locked (least first purchase, latest value per field). A row the batch does not
+# change is not rewritten (most purchases are by customers already known).
+_WRITE_CUSTOMERS = (
+    "INSERT INTO customers AS c (customer_id, first_purchase_day,"
+    " acquisition_channel, acquisition_channel_at, acquisition_channel_by,"
+    " churn_reason, churn_reason_at, churn_reason_by)"
+    " SELECT * FROM unnest($1::text[], $2::date[], $3::text[], $4::timestamptz[], $5::text[],"
+    " $6::text[], $7::timestamptz[], $8::text[])"
+    " ON CONFLICT (customer_id) DO UPDATE SET"
+    " first_purchase_day = least(c.first_purchase_day, EXCLUDED.first_purchase_day), "
+    + ", ".join(_take_if(_latest(f), "c", f, f"{f}_at", f"{f}_by") for f in _LATEST_FIELDS)
+    + f" WHERE {_beats(('first_purchase_day',), 'c', '<')}"
+    + "".join(f" OR {_latest(f)}" for f in _LATEST_FIELDS)
+)
+
+
+async def _write_customers(conn: Connection, batch: Batch) -> None:
+    customers = sorted(
+        batch.first_purchase.keys() | batch.acquisition_channel.keys() | batch.churn_reason.keys()
+    )
+    rows = []
+    for customer in customers:
+        row: list[Any] = [customer, batch.first_purchase.get(customer)]
+        for latest in (batch.acquisition_channel.get(customer), batch.churn_reason.get(customer)):
+            row += (None,) * 3 if latest is None else (latest.value, latest.at, latest.event_id)
+        rows.append(row)
+    await _insert(conn, _WRITE_CUSTOMERS, rows)
 
 
 async def _write_classes(conn: Connection, batch: Batch) -> None:
+    # Keyed, latest wins: decided in the conflict clause against the locked row.
     await _insert(
         conn,
         "INSERT INTO customer_classes (customer_id, kind, day, as_of, event_id, value)"
@@ -184,6 +226,7 @@ async def _write_classes(conn: Connection, batch: Batch) -> None:
 
 
 async def _write_activity(conn: Connection, batch: Batch) -> None:
+    # Additive: commutative upserts.
     await _insert(
         conn,
         "INSERT INTO interactions (day, customer_id, channel, interactions, negative)"
@@ -203,36 +246,56 @@ async def _write_activity(conn: Connection, batch: Batch) -> None:
     )
 
 
+_OPENING = (
+    "customer_id",
+    "opened_at",
+    "opened_by",
+    "opened_day",
+    "channel",
+    "category",
+    "priority",
+)
+_EARLIER_OPENING = _beats(("opened_at", "opened_by"), "k", "<")
+_MARKS = ("last_resolved_at", "last_reopened_at")
+
+# One row per complaint the batch mentions, merged in the conflict clause with the row as
+# locked: the earliest opening's fields, the latest resolution and reopening. A row the
+# batch does not change is not rewritten.
+_WRITE_COMPLAINTS = (
+    "INSERT INTO complaints AS k (complaint_id, customer_id, opened_at, opened_by, opened_day,"
+    " channel, category, priority, last_resolved_at, last_reopened_at)"
+    " SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::date[],"
+    " $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[])"
+    f" ON CONFLICT (complaint_id) DO UPDATE SET {_take_if(_EARLIER_OPENING, 'k', *_OPENING)}, "
+    + ", ".join(f"{m} = greatest(k.{m}, EXCLUDED.{m})" for m in _MARKS)
+    + f" WHERE {_EARLIER_OPENING}"
+    + "".join(f" OR {_beats((m,), 'k', '>')}" for m in _MARKS)
+)
+
+
+def _complaint_row(batch: Batch, complaint_id: str) -> tuple[Any, ...]:
+    o = batch.openings.get(complaint_id)
+    resolved, reopened = batch.resolved.get(complaint_id), batch.reopened.get(complaint_id)
+    opening = (
+        (batch.complaint_customers[complaint_id], None, None, None, None, None, None)
+        if o is None
+        else (o.customer_id, o.at, o.event_id, o.day, o.channel, o.category, o.priority)
+    )
+    return (
+        complaint_id,
+        *opening,
+        resolved.at if resolved else None,
+        reopened.at if reopened else None,
+    )
+
+
 async def _write_complaints(conn: Connection, batch: Batch) -> None:
     await _insert(
         conn,
-        "INSERT INTO complaints (complaint_id, customer_id) SELECT * FROM unnest($1::text[],"
-        " $2::text[]) ON CONFLICT DO NOTHING",
-        sorted(batch.complaint_customers.items()),
+        _WRITE_COMPLAINTS,
+        [_complaint_row(batch, cid) for cid in sorted(batch.complaint_customers)],
     )
-    await _insert(
-        conn,
-        "UPDATE complaints k SET customer_id = o.c, opened_at = o.t, opened_by = o.e,"
-        " opened_day = o.d, channel = o.ch, category = o.ca, priority = o.p"
-        " FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::date[],"
-        " $6::text[], $7::text[], $8::text[]) AS o(id, c, t, e, d, ch, ca, p)"
-        " WHERE k.complaint_id = o.id"
-        " AND (k.opened_at IS NULL OR (o.t, o.e) < (k.opened_at, k.opened_by))",
-        [
-            (cid, o.customer_id, o.at, o.event_id, o.day, o.channel, o.category, o.priority)
-            for cid, o in sorted(batch.openings.items())
-        ],
-    )
-    for column, marks in (
-        ("last_resolved_at", batch.resolved),
-        ("last_reopened_at", batch.reopened),
-    ):
-        await _insert(
-            conn,
-            f"UPDATE complaints k SET {column} = greatest(k.{column}, m.t)"
-            " FROM unnest($1::text[], $2::timestamptz[]) AS m(id, t) WHERE k.complaint_id = m.id",
-            [(cid, m.at) for cid, m in sorted(marks.items())],
-        )
+    # New facts, one row per event.
     await _insert(
         conn,
         "INSERT INTO complaint_resolutions (event_id, complaint_id, customer_id, day)"
@@ -250,6 +313,8 @@ async def _write_complaints(conn: Connection, batch: Batch) -> None:
 
 
 async def _write_sla(conn: Connection, batch: Batch) -> None:
+    # Keyed: the latest stop of a clock, the earliest breach of a cycle, decided in the
+    # conflict clause against the locked row.
     await _insert(
         conn,
         "INSERT INTO sla_clocks (complaint_id, metric, cycle, customer_id, stopped_at, event_id,"
