@@ -39,8 +39,9 @@ import hashlib
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import asyncpg
@@ -365,7 +366,12 @@ class ConsumerRuntime:
             return None  # the gateway's to judge, or (for the gateway) stored already
         if published is not None and published[1] <= self._marks.get((tp, published[0]), 0):
             return None  # applied before the window it would be remembered in
-        event = decode_event(record.value or b"", self._validation if gateway else RECORDED)
+        event = decode_event(
+            record.value or b"",
+            self._validation if gateway else RECORDED,
+            position=(tp.topic, tp.partition, record.offset),
+            origin=published,
+        )
         if event.topic != tp.topic:
             raise InvalidEvent(
                 [FieldError("type", f"{event.type} belongs on {event.topic}, not {tp.topic}")]
@@ -373,7 +379,7 @@ class ConsumerRuntime:
         refusal = self._judge(event) if gateway and self._judge is not None else None
         if refusal is not None:
             raise InvalidEvent([refusal])
-        return replace(event, position=(tp.topic, tp.partition, record.offset), origin=published)
+        return event
 
     def _verified(
         self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
@@ -523,12 +529,12 @@ class ConsumerRuntime:
         await asyncio.gather(*futures)
 
     def _count(self, events: list[Event], fresh: list[Event], dead: list[Any]) -> None:
-        for event in fresh:
-            metrics.EVENTS_APPLIED.labels(self.name, event.topic).inc()
+        for topic, count in Counter(event.topic for event in fresh).items():
+            metrics.EVENTS_APPLIED.labels(self.name, topic).inc(count)
         if len(events) > len(fresh):
             metrics.EVENTS_DUPLICATE.labels(self.name).inc(len(events) - len(fresh))
-        for record, _ in dead:
-            metrics.EVENTS_DEADLETTERED.labels(self.name, record.topic).inc()
+        for topic, count in Counter(record.topic for record, _ in dead).items():
+            metrics.EVENTS_DEADLETTERED.labels(self.name, topic).inc(count)
 
     async def _check_truncation(self, polled: set[TopicPartition]) -> None:
         """A partition whose log ends before the position we need was truncated (broker loss).

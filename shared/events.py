@@ -525,6 +525,8 @@ EVENT_TYPES: dict[tuple[str, int], EventType] = _types(
     ("crm.apikey.revoked", ApiKeyRevoked, Topic.KEYS),
 )
 KNOWN_TYPE_NAMES = sorted({name for name, _ in EVENT_TYPES})
+# Every version of a type lives on the same topic.
+_TOPIC_OF_TYPE: dict[str, Topic] = {name: t.topic for (name, _), t in EVENT_TYPES.items()}
 SOURCE_TOPICS = (
     Topic.CUSTOMERS,
     Topic.PURCHASES,
@@ -634,7 +636,7 @@ class Event:
 
     @property
     def topic(self) -> Topic:
-        return event_type_of(self.envelope).topic
+        return _TOPIC_OF_TYPE[self.envelope.type]  # known: validation found its type
 
     def to_json_dict(self) -> dict[str, Any]:
         """The normalised form stored in the event store and published to Kafka."""
@@ -779,13 +781,23 @@ def validate_event(
     return Event(envelope, data)
 
 
-def decode_event(payload: bytes, context: ValidationContext) -> Event:
-    """Decode and validate the bytes of a Kafka record."""
+def decode_event(
+    payload: bytes,
+    context: ValidationContext,
+    *,
+    position: tuple[str, int, int] | None = None,
+    origin: tuple[str, int] | None = None,
+) -> Event:
+    """Decode and validate the bytes of a Kafka record (or of a stored event); `position` and
+    `origin` say where it was read and which log published it."""
     try:
         raw = orjson.loads(payload)
     except orjson.JSONDecodeError as error:
         raise InvalidEvent([FieldError("body", f"not JSON: {error}")]) from None
-    return validate_event(raw, context, may_hold_nul=b"\\u0000" in payload)
+    event = validate_event(raw, context, may_hold_nul=b"\\u0000" in payload)
+    if position is None and origin is None:
+        return event
+    return Event(event.envelope, event.data, position, origin)
 
 
 def new_event(
