@@ -16,7 +16,7 @@ are deterministic, so nothing is emitted twice.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -193,7 +193,7 @@ async def fold_complaints(
         else:
             folded[cid] = result
     folded |= await _rederive(conn, again, steps, stored, config)
-    await _save(conn, folded.values(), now, config)
+    await _save(conn, folded.values(), now, config, new=set(ids) - set(stored))
 
 
 async def _rederive(
@@ -229,12 +229,14 @@ async def _rederive(
 
 
 async def _save(
-    conn: Connection, folded: Iterable[Folded], now: datetime, config: sla.SlaConfig
+    conn: Connection,
+    folded: Iterable[Folded],
+    now: datetime,
+    config: sla.SlaConfig,
+    new: Collection[str] = (),
 ) -> None:
-    await store.save_complaints(
-        conn,
-        [(f, sla.state_to_json(f.clocks), sla.schedule(f.clocks, now, config)) for f in folded],
-    )
+    saved = [(f, sla.state_to_json(f.clocks), sla.schedule(f.clocks, now, config)) for f in folded]
+    await store.save_complaints(conn, saved, new)
 
 
 # ---- the SLA sweep ------------------------------------------------------------------------

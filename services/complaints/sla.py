@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from itertools import product
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
@@ -172,7 +172,7 @@ class Targets:
         return cls(timedelta(hours=first), timedelta(hours=following), timedelta(hours=resolution))
 
     def of(self, metric: Metric) -> timedelta:
-        target: timedelta = getattr(self, metric.value)  # the fields are named after metrics
+        target: timedelta = getattr(self, metric)  # the fields are named after the metrics
         return target
 
 
@@ -268,11 +268,14 @@ class ComplaintEvent:
             raise ValueError("priority_changed needs a priority")
         if self.kind is EventKind.TIER_CHANGED and self.tier is None:
             raise ValueError("tier_changed needs a tier")
+        # Asked twice per fold step; not a field (equality stays on the fields).
+        object.__setattr__(self, "_position", (self.at.astimezone(UTC), self.event_id))
 
     @property
     def position(self) -> tuple[datetime, str]:
         """The fold's order: time, then event id."""
-        return (self.at.astimezone(UTC), self.event_id)
+        position: tuple[datetime, str] = self.__dict__["_position"]
+        return position
 
 
 @dataclass(frozen=True)
@@ -301,7 +304,11 @@ class Clock:
     @property
     def accumulated(self) -> timedelta:
         """Business time of the closed segments."""
-        return sum((s.elapsed for s in self.segments if s.end is not None), ZERO)
+        total = ZERO
+        for segment in self.segments:
+            if segment.end is not None:
+                total += segment.elapsed
+        return total
 
     @property
     def running_since(self) -> datetime | None:
@@ -330,11 +337,17 @@ class SlaState:
         return next((c for c in reversed(self.clocks) if c.metric is metric), None)
 
 
+# Prototypes to copy from: a frozen dataclass's __init__ sets each field through
+# object.__setattr__, several times slower than copying a prototype's fields.
+_BLANK_SEGMENT = Segment(datetime(1970, 1, 1, tzinfo=UTC))
+_BLANK_CLOCK = Clock(Metric.RESOLUTION, 0, timedelta(1), Phase.RUNNING, ())
+_BLANK_STATE = SlaState("")
+
 # --------------------------------------------------------------------------- the fold
 
 
-def new_state(complaint_id: str) -> SlaState:
-    return SlaState(complaint_id)
+def new_state(complaint_id: str, emitted: frozenset[str] = frozenset()) -> SlaState:
+    return copy_with(_BLANK_STATE, complaint_id=complaint_id, emitted=emitted)
 
 
 def fold_events(complaint_id: str, events: Iterable[ComplaintEvent], config: SlaConfig) -> SlaState:
@@ -476,7 +489,10 @@ _HANDLERS: Mapping[EventKind, Handler] = {
 
 
 def _start(metric: Metric, cycle: int, targets: Targets, at: datetime) -> Clock:
-    return Clock(metric, cycle, targets.of(metric), Phase.RUNNING, (Segment(at),))
+    segment = copy_with(_BLANK_SEGMENT, start=at)
+    return copy_with(
+        _BLANK_CLOCK, metric=metric, cycle=cycle, target=targets.of(metric), segments=(segment,)
+    )
 
 
 def _close_segment(clock: Clock, at: datetime, reason: EventKind, config: SlaConfig) -> Clock:
@@ -846,40 +862,52 @@ def state_to_json(state: SlaState) -> bytes:
     )
 
 
-def state_from_json(complaint_id: str, text: bytes) -> SlaState:
+def state_from_json(complaint_id: str, text: bytes | str) -> SlaState:
     priority, tier, opened_at, waiting, closed, clocks, manual, emitted, position = orjson.loads(
         text
     )
-    return SlaState(
+    return copy_with(
+        _BLANK_STATE,
         complaint_id=complaint_id,
         priority=Priority(priority),
         tier=Tier(tier),
         opened_at=_instant(opened_at),
         waiting=waiting,
         closed=closed,
-        clocks=tuple(
-            Clock(
-                metric=Metric(metric),
-                cycle=cycle,
-                target=timedelta(microseconds=target),
-                phase=Phase(phase),
-                segments=tuple(
-                    Segment(
-                        datetime.fromisoformat(start),
-                        _instant(end),
-                        timedelta(microseconds=elapsed),
-                        None if ended_by is None else EventKind(ended_by),
-                    )
-                    for start, end, elapsed, ended_by in segments
-                ),
-                warned_at=_instant(warned_at),
-                breached_at=_instant(breached_at),
-            )
-            for metric, cycle, target, phase, segments, warned_at, breached_at in clocks
-        ),
+        clocks=tuple(_clock_from_json(*clock) for clock in clocks),
         manual_escalations=tuple((datetime.fromisoformat(at), level) for at, level in manual),
         emitted=frozenset(emitted),
         position=None if position is None else (datetime.fromisoformat(position[0]), position[1]),
+    )
+
+
+def _clock_from_json(
+    metric: str,
+    cycle: int,
+    target: int,
+    phase: str,
+    segments: list[list[Any]],
+    warned_at: str | None,
+    breached_at: str | None,
+) -> Clock:
+    return copy_with(
+        _BLANK_CLOCK,
+        metric=Metric(metric),
+        cycle=cycle,
+        target=timedelta(microseconds=target),
+        phase=Phase(phase),
+        segments=tuple(
+            copy_with(
+                _BLANK_SEGMENT,
+                start=datetime.fromisoformat(start),
+                end=_instant(end),
+                elapsed=timedelta(microseconds=elapsed),
+                ended_by=None if ended_by is None else EventKind(ended_by),
+            )
+            for start, end, elapsed, ended_by in segments
+        ),
+        warned_at=_instant(warned_at),
+        breached_at=_instant(breached_at),
     )
 
 

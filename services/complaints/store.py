@@ -15,15 +15,18 @@ from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from services.complaints.domain import Complaint
 from services.complaints.fold import Folded, Position, TierChange
-from services.complaints.sla import Schedule
+from services.complaints.sla import Schedule, copy_with
 from shared.db import Connection, Pool
 from shared.events import STORED, Event, decode_event
 
 _COLUMNS = [f.name for f in fields(Complaint)]
+_complaint_fields = attrgetter(*_COLUMNS)
+_BLANK = Complaint("", "")  # copied from: faster than a frozen dataclass's __init__
 
 
 def __getattr__(name: str) -> object:
@@ -174,7 +177,7 @@ async def load_complaints(conn: Connection, complaint_ids: list[str]) -> dict[st
     width = len(_COLUMNS)
     return {
         r[0]: StoredComplaint(
-            Complaint(*r[:width]),
+            copy_with(_BLANK, **dict(zip(_COLUMNS, r[:width], strict=True))),
             r[width],
             None if r[width + 1] is None else (r[width + 1], r[width + 2]),
         )
@@ -194,15 +197,15 @@ _SAVED += ["sla_state", "last_time", "last_id"]
 
 
 async def save_complaints(
-    conn: Connection, saved: Sequence[tuple[Folded, bytes, Schedule]]
+    conn: Connection, saved: Sequence[tuple[Folded, bytes, Schedule]], new: Collection[str]
 ) -> None:
-    """Upsert each complaint's workflow state, schedule and folded SLA state."""
-    if not saved:
-        return
+    """Write each complaint's workflow state, schedule and folded SLA state: the `new` ones
+    (no row yet; their customers are locked, so nobody else inserts them) with one COPY, the
+    others with one update."""
     rows = [
         (
-            *[getattr(f.complaint, name) for name in _COLUMNS],
-            f.clocks.tier.value,
+            *_complaint_fields(f.complaint),
+            str(f.clocks.tier),
             plan.breached,
             plan.next_due_at,
             plan.next_sla_at,
@@ -211,13 +214,19 @@ async def save_complaints(
         )
         for f, state, plan in saved
     ]
-    params = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_SAVED_TYPES))
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _SAVED[1:])
-    await conn.execute(
-        f"INSERT INTO complaints ({', '.join(_SAVED)}) SELECT * FROM unnest({params}) "
-        f"ON CONFLICT (complaint_id) DO UPDATE SET {updates}, updated_at = now()",
-        *[list(column) for column in zip(*rows, strict=True)],
-    )
+    inserted = [r for r in rows if r[0] in new]
+    if inserted:
+        await conn.copy_records_to_table("complaints", records=inserted, columns=_SAVED)
+    updated = [r for r in rows if r[0] not in new]
+    if updated:
+        params = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_SAVED_TYPES))
+        changes = ", ".join(f"{c} = u.{c}" for c in _SAVED[1:])
+        await conn.execute(
+            f"UPDATE complaints SET {changes}, updated_at = now() "
+            f"FROM unnest({params}) AS u({', '.join(_SAVED)}) "
+            "WHERE complaints.complaint_id = u.complaint_id",
+            *[list(column) for column in zip(*updated, strict=True)],
+        )
 
 
 async def due_complaints(conn: Connection, now: datetime, limit: int) -> list[tuple[str, str]]:
