@@ -11,10 +11,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.scoring import store
+from services.scoring import rescore, store
 from services.scoring.domain import PurchaseSummary
 from services.scoring.main import SPEC
 from services.scoring.projection import ScoringProjection
+from services.scoring.settings import ScoringSettings
 from shared import db
 from shared.events import STORED, Event, validate_event
 from tests.helpers import event
@@ -130,3 +131,20 @@ async def test_one_id_from_two_sources_is_two_events(pool: db.Pool) -> None:
     rfm = await store.load_rfm(pool, "x", AS_OF, UTC, WINDOW)
     assert rfm is not None
     assert (rfm.purchase_count, rfm.total_spent) == (2, Decimal("25.00"))
+
+
+async def test_the_first_rescore_announces_every_buyer_once(
+    pool: db.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rescore, "EVENTS_PER_APPEND", 2)  # several slices of change events
+    buyers = {f"c{i}" for i in range(7)}
+    await fold(pool, [buy(f"e{c}", c, "01T10:00", "10.00") for c in sorted(buyers)], HISTORY)
+    buyers.add("x")
+    assert await rescore.rescore(pool, ScoringSettings(timezone="UTC")) is not None
+    rows = await pool.fetch("SELECT type, subject FROM events")
+    announced: dict[str, list[str]] = {}
+    for row in rows:
+        announced.setdefault(row["type"], []).append(row["subject"])
+    for kind in ("crm.customer.segment_changed", "crm.customer.tier_changed"):
+        assert sorted(announced[kind]) == sorted(buyers)  # each buyer once (no old class)
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == len(rows)
