@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,13 +13,14 @@ import asyncpg
 import httpx
 import pytest
 
-from services.complaints import jobs
+from services.complaints import jobs, sla
+from services.complaints.domain import Complaint, derive, sla_event, tier_event
 from services.complaints.main import SPEC
 from services.complaints.main import app as complaints_app
 from services.complaints.projection import ComplaintsProjection
 from services.complaints.settings import ComplaintsSettings
 from shared import db
-from shared.events import Event, ValidationContext, validate_event
+from shared.events import ClassChanged, ComplaintEvent, Event, ValidationContext, validate_event
 from shared.settings import CommonSettings
 from tests.helpers import api_client, event, wait_until
 
@@ -108,6 +110,117 @@ async def test_a_replayed_stream_produces_identical_sla_events(
     finally:
         await first.close()
         await second.close()
+
+
+# ---- incremental state equals full re-derivation -------------------------------------------
+
+FOLLOW_UPS: dict[str, dict[str, Any]] = {
+    "responded": {"agent_id": "a-1"},
+    "waiting": {},
+    "customer_replied": {},
+    "solution_proposed": {},
+    "escalated": {"level": 2},
+    "resolved": {},
+    "reopened": {},
+    "closed": {},
+    "feedback": {"score": 4},
+    "priority_changed": {"priority": "high"},
+    "escalated_auto": {"metric": "first_response", "cycle": 0, "target_seconds": 3600, "level": 1},
+}
+TIERS = ["gold", "developing", "potential", "forgotten", "platinum"]  # the last one unknown
+
+
+def random_history(rng: random.Random, tag: str) -> list[Event]:
+    """A few complaints of one customer with random steps, and the customer's tier changes;
+    some steps share a time (the event id orders them)."""
+    customer, raws = f"cust-{tag}", []
+    start = NOW - timedelta(days=rng.randrange(2, 20))
+    for c in range(rng.randrange(1, 4)):
+        cid, at = f"{tag}-c{c}", start + timedelta(minutes=rng.randrange(600))
+        priority = rng.choice(["low", "medium", "high", "urgent"])
+        data = {"channel": "chat", "category": "delivery", "priority": priority}
+        raws.append(("opened", cid, at, data))
+        for _ in range(rng.randrange(8)):
+            at += timedelta(minutes=rng.choice([0, 5, 45, 300, 1500]))
+            kind = rng.choice(list(FOLLOW_UPS))
+            raws.append((kind, cid, at, FOLLOW_UPS[kind]))
+    events = [
+        validate_event(
+            event(
+                f"crm.complaint.{k}",
+                customer,
+                {"complaint_id": c, **d},
+                time=t,
+                event_id=f"{c}-{n}",
+            ),
+            CONTEXT,
+        )
+        for n, (k, c, t, d) in enumerate(raws)
+    ]
+    for n in range(rng.randrange(4)):
+        at = start + timedelta(minutes=rng.randrange(4000))
+        tier = {"new": rng.choice(TIERS), "as_of": at.isoformat()}
+        raw = event("crm.customer.tier_changed", customer, tier, time=at, event_id=f"{tag}-t{n}")
+        events.append(validate_event(raw, CONTEXT))
+    return events
+
+
+def arrival(rng: random.Random, events: list[Event]) -> list[list[Event]]:
+    """Mostly in time order, as a consumer sees one customer's events, with some arriving
+    late; in batches of 1 to 6."""
+    order = sorted(events, key=lambda e: (e.time, e.id))
+    for _ in range(rng.randrange(3)):
+        late = order.pop(rng.randrange(len(order)))
+        order.insert(rng.randrange(len(order) + 1), late)
+    batches = []
+    while order:
+        size = rng.randrange(1, 7)
+        batches.append(order[:size])
+        order = order[size:]
+    return batches
+
+
+def full_rederivation(
+    events: list[Event], config: sla.SlaConfig
+) -> dict[str, tuple[Complaint, sla.SlaState]]:
+    """The oracle: each complaint folded from all its events at once, sorted (the workflow
+    and SLA folds as they were before any state was kept)."""
+    tiers = [
+        tier_event(f"tier:{e.id}", e.time, e.data.new)
+        for e in events
+        if isinstance(e.data, ClassChanged)
+    ]
+    found = {}
+    for cid in {e.data.complaint_id for e in events if isinstance(e.data, ComplaintEvent)}:
+        steps = [
+            e for e in events if isinstance(e.data, ComplaintEvent) and e.data.complaint_id == cid
+        ]
+        complaint = derive(cid, steps[0].subject, steps)
+        timeline = [s for s in map(sla_event, steps) if s is not None] + tiers
+        found[cid] = (complaint, sla.fold_events(cid, timeline, config))
+    return found
+
+
+async def test_state_kept_between_batches_equals_a_full_rederivation(database_url: str) -> None:
+    settings = ComplaintsSettings()
+    config = settings.sla_config()
+    pool = await prepared_pool(database_url)
+    projection = ComplaintsProjection(config)
+    rng = random.Random(7)
+    try:
+        for n in range(40):
+            events = random_history(rng, f"h{n}")
+            for batch in arrival(rng, events):
+                async with pool.acquire() as conn, conn.transaction():
+                    await projection.store(conn, batch)
+            for cid, (complaint, state) in full_rederivation(events, config).items():
+                row = await pool.fetchrow("SELECT * FROM complaints WHERE complaint_id = $1", cid)
+                assert row is not None
+                assert {k: row[k] for k in asdict(complaint)} == asdict(complaint), cid
+                assert sla.state_from_json(cid, row["sla_state"]) == state, cid
+                assert row["tier"] == state.tier
+    finally:
+        await pool.close()
 
 
 async def test_a_complaint_wave_raises_one_alert_and_background_none(database_url: str) -> None:
