@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import zlib
@@ -185,6 +186,13 @@ async def _classify_existing(
     )
 
 
+@functools.lru_cache(maxsize=65_536)
+def _hash(key: bytes) -> int:
+    """murmur2 of a key as Kafka's default partitioner takes it; cached, since customers
+    come back and aiokafka's murmur2 is pure Python (about 5 us a key)."""
+    return int(murmur2(key) & 0x7FFFFFFF)
+
+
 Acked = dict[tuple[str, int], int]  # (topic, partition) -> an acknowledged offset
 
 
@@ -204,7 +212,7 @@ async def _send_in_batches(
     for topic, key, value, seq in records:
         if topic not in partitions:
             partitions[topic] = sorted(await producer.partitions_for(topic))
-        chosen = partitions[topic][(murmur2(key) & 0x7FFFFFFF) % len(partitions[topic])]
+        chosen = partitions[topic][_hash(key) % len(partitions[topic])]
         by_partition.setdefault((topic, chosen), []).append((key, value, seq))
     sent: list[tuple[tuple[str, int], int, asyncio.Future[Any]]] = []
     for (topic, partition), items in by_partition.items():

@@ -83,9 +83,11 @@ def decode_body(body: bytes, content_type: str | None, max_events: int) -> list[
 
 
 def validate_batch(
-    raw_events: list[Any], context: ValidationContext
+    raw_events: list[Any], context: ValidationContext, *, may_hold_nul: bool | None = None
 ) -> tuple[list[Event], list[EventError]]:
-    """All events validated; the errors of every invalid one (all or nothing is the caller's)."""
+    """All events validated; the errors of every invalid one (all or nothing is the caller's).
+
+    may_hold_nul: whether the body they came from holds a NUL escape (None: look per event)."""
     events: list[Event] = []
     errors: list[EventError] = []
     seen: dict[tuple[str, str], bytes] = {}
@@ -93,7 +95,7 @@ def validate_batch(
         raw_id = raw.get("id") if isinstance(raw, dict) else None
         event_id = raw_id if isinstance(raw_id, str) else None
         try:
-            event = validate_event(raw, context)
+            event = validate_event(raw, context, may_hold_nul=may_hold_nul)
         except InvalidEvent as error:
             errors.extend(EventError(index, event_id, e.field, e.message) for e in error.errors)
             continue
