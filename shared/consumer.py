@@ -7,15 +7,18 @@ events); the runtime owns everything else. Exactly-once effect comes from two ru
    read-model rows, and on assignment the consumer seeks to it (Kafka's own committed
    offsets are never used).
 2. An event delivered twice (the outbox relay is at-least-once, and re-publishes its whole
-   log after a broker loss) is applied once. Every record a relay publishes names its log
-   and its sequence number there (headers `crm-log`, `crm-seq`). The (source, id) of each
-   applied event is kept for `DEDUPE_WINDOW_SECONDS` (table applied_events) in the read
-   model's transaction; older entries are folded into one mark per (partition, log): every
-   record of that log on that partition numbered at or below it was applied. So the state
-   grows with the window and the partitions, not with history. A relay publishes its log in
-   order, so a record below a mark can only be one applied before, provided that the gaps a
-   broker loss opens (a record published after the loss but before the relay noticed it,
-   ahead of the re-publish of older ones) close within the window.
+   log after a broker loss) is applied once. Identity is (source, id); every record a relay
+   publishes names its log and the event's number there (headers `crm-log`, `crm-seq`; a
+   store holds each identity once, so the two name the same event), and a relay publishes
+   in order. Per (partition, log) the consumer keeps `high`, the largest number it applied
+   (a record above it is new without a look-up: the common case costs no dedupe query), and
+   `mark`, at or below which everything was applied. A record between the two (a re-send, a
+   re-publish, an event whose transaction committed late) is looked up among the numbers
+   applied in the last `DEDUPE_WINDOW_SECONDS`, kept as one row per batch in the read
+   model's transaction; older rows are folded into the mark. So the state grows with the
+   window and the partitions, not with history. Retention rule: a record below the mark is
+   taken as applied, so anything that would arrive out of order (a broker-loss re-publish
+   filling in behind a record published just after the loss) must arrive within the window.
 
 Only records published by a log are folded. Records other systems publish straight to the
 topics carry no such headers: the gateway (ingest's archive, a projection with
@@ -41,7 +44,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import asyncpg
@@ -53,6 +56,7 @@ from shared.auth import store_key_events
 from shared.db import Connection
 from shared.events import (
     RECORDED,
+    SOURCE_TOPICS,
     Event,
     FieldError,
     InvalidEvent,
@@ -138,6 +142,18 @@ class ConsumerStatus:
         return sum(self.lag.values())
 
 
+@dataclass(frozen=True)
+class LogMark:
+    """Per (partition, log): every record numbered at or below `mark` was applied; none
+    above `high` was."""
+
+    mark: int = 0
+    high: int = 0
+
+
+NO_MARK = LogMark()
+
+
 class Fenced(Exception):
     """This instance's claim on a partition was taken over: its batch must not commit."""
 
@@ -220,7 +236,7 @@ class ConsumerRuntime:
         self._owner = f"{self._projection.name}-{uuid.uuid4()}"
         self._leases: dict[TopicPartition, int] = {}
         self._rewind_needed = False
-        self._marks: dict[tuple[TopicPartition, str], int] = {}
+        self._logs: dict[tuple[TopicPartition, str], LogMark] = {}
         self._last_prune = time.monotonic()
         self._judges_direct = bool(getattr(projection, "judges_direct_records", False))
         self._judge: Callable[[Event], FieldError | None] | None = getattr(
@@ -362,10 +378,12 @@ class ConsumerRuntime:
         except ValueError as error:
             raise InvalidEvent([FieldError("headers", str(error))]) from None
         gateway = self._judges_direct and tp.topic != Topic.KEYS
+        if published is None and not gateway and tp.topic not in SOURCE_TOPICS:
+            raise InvalidEvent([FieldError("headers", f"only the services publish to {tp.topic}")])
         if gateway == (published is not None):
             return None  # the gateway's to judge, or (for the gateway) stored already
-        if published is not None and published[1] <= self._marks.get((tp, published[0]), 0):
-            return None  # applied before the window it would be remembered in
+        if published is not None and published[1] <= self._mark_of(tp, published[0]).mark:
+            return None  # applied, before the window it would be remembered in
         event = decode_event(
             record.value or b"",
             self._validation if gateway else RECORDED,
@@ -414,7 +432,7 @@ class ConsumerRuntime:
             await check_leases(
                 conn, self.name, self._owner, {tp: self._leases.get(tp, -1) for tp in positions}
             )
-            fresh = await _first_application(conn, self.name, unique)
+            fresh, highs = await self._first_application(conn, unique)
             keys = [e for e in fresh if e.topic == Topic.KEYS]
             if keys:
                 await store_key_events(conn, keys)
@@ -436,7 +454,45 @@ class ConsumerRuntime:
                 [pos for pos, _ in positions.values()],
                 [fp for _, fp in positions.values()],
             )
+        for where, high in highs.items():  # committed: now they count
+            self._logs[where] = replace(self._mark_of(*where), high=high)
         return fresh
+
+    def _mark_of(self, tp: TopicPartition, log_name: str) -> LogMark:
+        return self._logs.get((tp, log_name), NO_MARK)
+
+    async def _first_application(
+        self, conn: Connection, events: list[Event]
+    ) -> tuple[list[Event], dict[tuple[TopicPartition, str], int]]:
+        """The events (distinct identities) not applied before, and the new `high` of each
+        (partition, log); remembers them in `conn`'s transaction."""
+        groups: dict[tuple[TopicPartition, str], list[Event]] = {}
+        for event in events:
+            if event.origin is not None and event.position is not None:
+                where = (TopicPartition(*event.position[:2]), event.origin[0])
+                groups.setdefault(where, []).append(event)
+        applied: set[tuple[TopicPartition, str, int]] = set()
+        behind = {
+            w: [seq_of(e) for e in g if seq_of(e) <= self._mark_of(*w).high]
+            for w, g in groups.items()
+        }
+        if any(behind.values()):
+            applied = await _applied_among(conn, self.name, behind)
+        fresh: list[Event] = []
+        rows: list[tuple[str, int, str, list[int]]] = []
+        for (tp, log_name), group in groups.items():
+            new = [e for e in group if (tp, log_name, seq_of(e)) not in applied]
+            fresh.extend(new)
+            if new:
+                rows.append((tp.topic, tp.partition, log_name, sorted(seq_of(e) for e in new)))
+        await _remember(conn, self.name, rows)
+        highs = {
+            (TopicPartition(t, p), n): max(seqs[-1], self._mark_of(TopicPartition(t, p), n).high)
+            for t, p, n, seqs in rows
+        }
+        # Records published straight to a topic reach only the gateway, whose store dedupes.
+        fresh_ids = {e.identity for e in fresh}
+        return [e for e in events if e.origin is None or e.identity in fresh_ids], highs
 
     async def _prune_when_due(self) -> None:
         """Fold applied ids older than the window into the marks of their (partition, log),
@@ -457,14 +513,14 @@ class ConsumerRuntime:
                     WHERE a.consumer = $1 AND a.topic = held.topic
                       AND a.partition = held.partition
                       AND a.applied_at < now() - make_interval(secs => $4)
-                    RETURNING a.topic, a.partition, a.log, a.seq
+                    RETURNING a.topic, a.partition, a.log, a.high
                 )
-                INSERT INTO log_marks (consumer, topic, partition, log, seq)
-                SELECT $1, topic, partition, log, max(seq) FROM gone
-                GROUP BY topic, partition, log
-                ON CONFLICT (consumer, topic, partition, log) DO UPDATE
-                SET seq = GREATEST(log_marks.seq, EXCLUDED.seq)
-                RETURNING topic, partition, log, seq
+                UPDATE log_marks m SET mark = GREATEST(m.mark, g.high)
+                FROM (SELECT topic, partition, log, max(high) AS high FROM gone
+                      GROUP BY topic, partition, log) AS g
+                WHERE m.consumer = $1 AND m.topic = g.topic AND m.partition = g.partition
+                  AND m.log = g.log
+                RETURNING m.topic, m.partition, m.log, m.mark
                 """,
                 self.name,
                 [tp.topic for tp in self._leases],
@@ -472,7 +528,8 @@ class ConsumerRuntime:
                 float(self._settings.dedupe_window_seconds),
             )
         for r in rows:
-            self._marks[(TopicPartition(r["topic"], r["partition"]), r["log"])] = r["seq"]
+            where = (TopicPartition(r["topic"], r["partition"]), r["log"])
+            self._logs[where] = replace(self._mark_of(*where), mark=r["mark"])
 
     def progress(self) -> tuple[int, int | None, int]:
         """(records read, log ends, partitions) over the partitions assigned to this instance;
@@ -599,11 +656,13 @@ class ConsumerRuntime:
                 self.name,
             )
             marks = await conn.fetch(
-                "SELECT topic, partition, log, seq FROM log_marks WHERE consumer = $1", self.name
+                "SELECT topic, partition, log, mark, high FROM log_marks WHERE consumer = $1",
+                self.name,
             )
         stored = {TopicPartition(r["topic"], r["partition"]): r for r in rows}
-        self._marks = {
-            (TopicPartition(r["topic"], r["partition"]), r["log"]): r["seq"] for r in marks
+        self._logs = {
+            (TopicPartition(r["topic"], r["partition"]), r["log"]): LogMark(r["mark"], r["high"])
+            for r in marks
         }
         self._expected.clear()
         for tp in assigned:
@@ -649,37 +708,66 @@ def _first_of_each(events: list[Event]) -> list[Event]:
     return unique
 
 
-async def _first_application(conn: Connection, consumer: str, events: list[Event]) -> list[Event]:
-    """The events of `events` (distinct identities) not applied before: neither remembered in
-    the window nor at or below their log's mark. Remembers them."""
-    if not events:
-        return []
-    published = [e for e in events if e.origin is not None and e.position is not None]
+def seq_of(event: Event) -> int:
+    assert event.origin is not None
+    return event.origin[1]
+
+
+async def _applied_among(
+    conn: Connection, consumer: str, behind: dict[tuple[TopicPartition, str], list[int]]
+) -> set[tuple[TopicPartition, str, int]]:
+    """Which of the numbers (at or below `high`, above the mark) were applied in the window."""
+    wanted = [(where, seq) for where, seqs in behind.items() for seq in seqs]
     rows = await conn.fetch(
         """
-        INSERT INTO applied_events (consumer, source, event_id, topic, partition, log, seq)
-        SELECT $1, u.source, u.event_id, u.topic, u.partition, u.log, u.seq
-        FROM unnest($2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::bigint[])
-             AS u(source, event_id, topic, partition, log, seq)
-        WHERE NOT EXISTS (
-            SELECT 1 FROM log_marks m
-            WHERE m.consumer = $1 AND m.topic = u.topic AND m.partition = u.partition
-              AND m.log = u.log AND u.seq <= m.seq
-        )
-        ON CONFLICT DO NOTHING
-        RETURNING source, event_id
+        SELECT DISTINCT w.topic, w.partition, w.log, w.seq
+        FROM unnest($2::text[], $3::int[], $4::text[], $5::bigint[])
+             AS w(topic, partition, log, seq)
+        JOIN applied_events a
+          ON a.consumer = $1 AND a.topic = w.topic AND a.partition = w.partition
+         AND a.log = w.log AND a.high >= w.seq AND a.low <= w.seq
+        WHERE w.seq = ANY(a.seqs)
         """,
         consumer,
-        [e.envelope.source for e in published],
-        [e.id for e in published],
-        [e.position[0] for e in published if e.position],
-        [e.position[1] for e in published if e.position],
-        [e.origin[0] for e in published if e.origin],
-        [e.origin[1] for e in published if e.origin],
+        [tp.topic for (tp, _), _ in wanted],
+        [tp.partition for (tp, _), _ in wanted],
+        [log_name for (_, log_name), _ in wanted],
+        [seq for _, seq in wanted],
     )
-    fresh = {(r["source"], r["event_id"]) for r in rows}
-    # Records published straight to a topic reach only the gateway, whose store dedupes them.
-    return [e for e in events if e.origin is None or e.identity in fresh]
+    return {(TopicPartition(r["topic"], r["partition"]), r["log"], r["seq"]) for r in rows}
+
+
+async def _remember(
+    conn: Connection, consumer: str, rows: list[tuple[str, int, str, list[int]]]
+) -> None:
+    """One row per (partition, log) for the batch's numbers, and the raised `high`s."""
+    if not rows:
+        return
+    await conn.execute(
+        """
+        WITH batch AS (
+            SELECT * FROM unnest($2::text[], $3::int[], $4::text[], $5::bigint[], $6::bigint[],
+                                 $7::text[]) AS b(topic, partition, log, low, high, seqs)
+        ), kept AS (
+            INSERT INTO applied_events (consumer, topic, partition, log, low, high, seqs)
+            SELECT $1, topic, partition, log, low, high, seqs::bigint[] FROM batch
+            ON CONFLICT (consumer, topic, partition, log, high) DO UPDATE
+            SET seqs = applied_events.seqs || EXCLUDED.seqs,
+                low = LEAST(applied_events.low, EXCLUDED.low)
+        )
+        INSERT INTO log_marks (consumer, topic, partition, log, high)
+        SELECT $1, topic, partition, log, high FROM batch
+        ON CONFLICT (consumer, topic, partition, log) DO UPDATE
+        SET high = GREATEST(log_marks.high, EXCLUDED.high)
+        """,
+        consumer,
+        [t for t, _, _, _ in rows],
+        [p for _, p, _, _ in rows],
+        [n for _, _, n, _ in rows],
+        [seqs[0] for _, _, _, seqs in rows],
+        [seqs[-1] for _, _, _, seqs in rows],
+        ["{" + ",".join(map(str, seqs)) + "}" for _, _, _, seqs in rows],
+    )
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

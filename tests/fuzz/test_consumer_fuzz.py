@@ -1,10 +1,13 @@
-"""Hostile records published straight to every topic the consumers read.
+"""Hostile records on every topic the consumers read, by both ways records arrive.
 
 Other systems publish to our topics directly, so anything can arrive: random bytes,
 truncated JSON, wrong types, huge fields, unknown event types, future schema versions.
-Each such record must land in crm.deadletter (once per consumer that reads the topic) with
-its reason and the original bytes, the good event published after it on the same partition
-must be applied, and no consumer may fail a batch or stop.
+Published straight to a topic, each such record is judged once, by the gateway (ingest's
+archive): it lands in crm.deadletter once, with its reason and the original bytes, and the
+good events after it on the same partition reach every consumer of the topic through the
+gateway's copy. Carrying a relay's headers (as if a log had published it), each is judged
+by every consumer of the topic on its bytes alone, with the same outcome. No consumer may
+fail a batch or stop.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from services.complaints.store import ComplaintsProjection
-from services.reporting.store import ReportingProjection
-from services.scoring.store import ScoringProjection
+from services.complaints.main import SPEC as COMPLAINTS
+from services.reporting.main import SPEC as REPORTING
+from services.scoring.main import SPEC as SCORING
 from shared.consumer import MAX_DEAD_LETTER_BYTES
 from shared.embedded import Broker, free_port, service_environment
-from shared.events import Topic
+from shared.events import SOURCE_TOPICS, Topic
+from shared.outbox import relay_headers
 from tests.fuzz.corpus import SEED, at_the_limits, good_event, hostile
 from tests.helpers import ServiceProcess, api_client, produce_raw, read_topic, wait_until
 
@@ -35,9 +39,11 @@ pytestmark = pytest.mark.e2e
 
 # The consumers under test and the topics each reads (their projections' own list).
 CONSUMERS: dict[str, tuple[Topic, ...]] = {
-    projection.name: tuple(Topic(t) for t in projection.topics)
-    for projection in (ScoringProjection, ComplaintsProjection, ReportingProjection)
+    spec.name: tuple(Topic(t) for t in spec.projection(spec.settings_type()).topics)
+    for spec in (SCORING, COMPLAINTS, REPORTING)
 }
+GATEWAY = "ingest-archive"
+FAKE_LOG = "fuzz-log"  # records published with a relay's headers carry this log name
 
 
 # What a dead letter's reason says for some of the hostile records (by label prefix).
@@ -75,7 +81,9 @@ async def consumers(broker: Broker, database_url: str, tmp_path: Path) -> AsyncI
         METADATA_MAX_AGE_MS="1000",
         SCORING_RESCORE_SECONDS="3600",
     )
-    services = {name: ServiceProcess(name, env, tmp_path, free_port()) for name in CONSUMERS}
+    services = {
+        name: ServiceProcess(name, env, tmp_path, free_port()) for name in [*CONSUMERS, "ingest"]
+    }
     try:
         for service in services.values():
             service.start()
@@ -86,32 +94,67 @@ async def consumers(broker: Broker, database_url: str, tmp_path: Path) -> AsyncI
             service.stop()
 
 
-async def publish(bootstrap: str, topic: Topic, values: list[bytes | None], key: bytes) -> None:
+async def publish(
+    bootstrap: str, topic: Topic, values: list[bytes | None], key: bytes, first_seq: int = 0
+) -> None:
     """Publish in order on one partition (one key), tombstones included; large records too
-    (other systems' producers may allow up to the broker's limit)."""
+    (other systems' producers may allow up to the broker's limit). With `first_seq`, each
+    record carries a relay's headers, numbered from it."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, enable_idempotence=False, max_request_size=4 << 20
     )
     await producer.start()
     try:
-        sent = [await producer.send(topic, value=value, key=key) for value in values]
+        sent = [
+            await producer.send(
+                topic,
+                value=value,
+                key=key,
+                headers=relay_headers(FAKE_LOG, first_seq + n, 1) if first_seq else None,
+            )
+            for n, value in enumerate(values)
+        ]
         await asyncio.gather(*sent)
     finally:
         await producer.stop()
 
 
-async def applied(stack: Consumers, consumer: str, event_id: str) -> bool:
-    """Whether the consumer applied the event (its id is recorded with the read model)."""
+async def applied(stack: Consumers, consumer: str, log_name: str, seq: int | None) -> bool:
+    """Whether the consumer applied the record numbered `seq` in `log_name`."""
+    if seq is None:
+        return False
     conn = await asyncpg.connect(stack.database_url)
     try:
         found = await conn.fetchval(
-            f"SELECT count(*) FROM {consumer}.applied_events WHERE consumer = $1 AND event_id = $2",
+            f"SELECT EXISTS (SELECT 1 FROM {consumer}.applied_events WHERE consumer = $1"
+            " AND log = $2 AND $3 = ANY(seqs)) OR EXISTS (SELECT 1 FROM"
+            f" {consumer}.log_marks WHERE consumer = $1 AND log = $2 AND mark >= $3)",
             consumer,
-            event_id,
+            log_name,
+            seq,
         )
         return bool(found)
     finally:
         await conn.close()
+
+
+async def stored_seq(stack: Consumers, event: dict[str, Any]) -> int | None:
+    """The number the gateway gave an event published straight to a topic, once stored."""
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        seq: int | None = await conn.fetchval(
+            "SELECT seq FROM ingest.events WHERE source = $1 AND id = $2",
+            event["source"],
+            event["id"],
+        )
+        return seq
+    finally:
+        await conn.close()
+
+
+def relayed(event: dict[str, Any]) -> dict[str, Any]:
+    """The same event under another id, for the relay path."""
+    return {**event, "id": f"{event['id']}-relayed"}
 
 
 async def test_hostile_records_are_dead_lettered_and_the_next_good_one_applied(
@@ -122,23 +165,36 @@ async def test_hostile_records_are_dead_lettered_and_the_next_good_one_applied(
     topics = sorted({t for ts in CONSUMERS.values() for t in ts})
     sent = {topic: hostile(topic, rng) for topic in topics}
     soon = (datetime.now(UTC) + timedelta(minutes=4)).isoformat()  # within the tolerance
+    # What must be applied: (consumer, the event, how it arrives: relayed under a number of
+    # FAKE_LOG, or straight to its topic and then through the gateway).
+    wanted: list[tuple[str, dict[str, Any], int | None]] = []
+    seq = 1
     for topic in topics:
         key = f"fuzz-{topic.value.split('.')[1]}".encode()
-        limits = [orjson.dumps(e) for e in at_the_limits(topic, soon)]
-        await publish(bootstrap, topic, [*sent[topic].values(), *limits], key)
-        good = good_event(topic, "after")
-        await produce_raw(bootstrap, topic, [orjson.dumps(good)], key=key)
+        good = [*at_the_limits(topic, soon), good_event(topic, "after")]
+        readers = [name for name, reads in CONSUMERS.items() if topic in reads]
+        if topic in SOURCE_TOPICS:  # straight to the topic: the gateway judges
+            await publish(bootstrap, topic, [*sent[topic].values()], key)
+            await produce_raw(bootstrap, topic, [orjson.dumps(e) for e in good], key=key)
+            wanted += [(name, e, None) for name in readers for e in good]
+        values = [*sent[topic].values(), *(orjson.dumps(relayed(e)) for e in good)]
+        await publish(bootstrap, topic, values, key, first_seq=seq)
+        numbers = range(seq + len(sent[topic]), seq + len(values))
+        wanted += [
+            (name, relayed(e), n) for name in readers for e, n in zip(good, numbers, strict=True)
+        ]
+        seq += len(values)
 
-    # The events at the limits and the good event after the hostile ones are applied by every
-    # consumer of their topic.
-    for name, reads in CONSUMERS.items():
-        for topic in reads:
-            for good in [*at_the_limits(topic, soon), good_event(topic, "after")]:
-                await wait_until(
-                    lambda n=name, i=good["id"]: applied(consumers, n, i),
-                    timeout=120,
-                    what=f"{name} to apply {good['type']} on {topic} after the hostile ones",
-                )
+    # The events at the limits and the good events after the hostile ones are applied by every
+    # consumer of their topic, either way.
+    for name, good, number in wanted:
+
+        async def done(n: str = name, e: dict[str, Any] = good, k: int | None = number) -> bool:
+            if k is not None:
+                return await applied(consumers, n, FAKE_LOG, k)
+            return await applied(consumers, n, "ingest", await stored_seq(consumers, e))
+
+        await wait_until(done, timeout=120, what=f"{name} to apply {good['id']}")
 
     # Every hostile record is dead-lettered by every consumer of its topic, with a reason,
     # where it came from, and its bytes (cut, and marked so, only beyond the size a dead
@@ -155,7 +211,7 @@ async def test_hostile_records_are_dead_lettered_and_the_next_good_one_applied(
         for name, reads in CONSUMERS.items()
         for topic in reads
         for label in sent[topic]
-    }
+    } | {(GATEWAY, t.value, label) for t in topics if t in SOURCE_TOPICS for label in sent[t]}
     found: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     async def all_dead_lettered() -> bool:
@@ -190,6 +246,8 @@ async def test_hostile_records_are_dead_lettered_and_the_next_good_one_applied(
     # Nothing crashed, no batch failed and was retried, and every consumer is still ready.
     async with api_client(timeout=10) as client:
         for name, service in consumers.services.items():
+            if name == "ingest":
+                continue
             assert service.process is not None, name
             assert service.process.poll() is None, f"{name} exited: {service.log_tail()}"
             readiness = (await client.get(f"{service.url}/readyz")).json()
