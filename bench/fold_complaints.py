@@ -19,14 +19,16 @@ import pstats
 import sys
 import tempfile
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from bench.run import NOW, complaint_event
+from services.complaints.jobs import SWEEP_BATCH
 from services.complaints.main import SPEC
-from services.complaints.projection import ComplaintsProjection
+from services.complaints.projection import ComplaintsProjection, sweep_due
 from services.complaints.settings import ComplaintsSettings
+from services.complaints.sla import SlaConfig
 from shared import db
 from shared.embedded import Database
 from shared.events import STORED, Event, ValidationContext, decode_event, validate_event
@@ -97,11 +99,28 @@ def decoded(records: list[bytes]) -> list[Event]:
     return [decode_event(r, STORED) for r in records]
 
 
-async def measure(database: Database, records: list[bytes]) -> tuple[tuple[float, float], str]:
-    projection = ComplaintsProjection(ComplaintsSettings().sla_config())
+async def sweep(pool: db.Pool, config: SlaConfig) -> tuple[int, float]:
+    """What the folds left to the sweeper (the SLA events due by now: the openings lie in
+    the past, so most clocks are long breached): SLA events emitted, and seconds."""
+    started, now = time.perf_counter(), datetime.now(UTC)
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            due = await sweep_due(conn, now, SWEEP_BATCH, config)
+        if due < SWEEP_BATCH:
+            break
+    emitted: int = await pool.fetchval("SELECT count(*) FROM sla_emitted")
+    return emitted, time.perf_counter() - started
+
+
+async def measure(
+    database: Database, records: list[bytes]
+) -> tuple[tuple[float, float], tuple[int, float], str]:
+    config = ComplaintsSettings().sla_config()
+    projection = ComplaintsProjection(config)
     pool = await fresh_pool(database, "fold_plain")
     try:
         seconds = await fold(pool, decoded(records), projection)
+        swept = await sweep(pool, config)
     finally:
         await pool.close()
     pool = await fresh_pool(database, "fold_profiled")
@@ -118,7 +137,7 @@ async def measure(database: Database, records: list[bytes]) -> tuple[tuple[float
     stats.sort_stats("tottime").print_stats(TOP)
     stats.sort_stats("cumulative").print_stats(TOP)
     top = "\n".join(line for line in text.getvalue().splitlines() if line.strip())
-    return seconds, top
+    return seconds, swept, top
 
 
 def main() -> None:
@@ -128,7 +147,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         database = Database(Path(tmp) / "pg").start()
         try:
-            (seconds, cpu), top = asyncio.run(measure(database, records))
+            (seconds, cpu), (emitted, swept), top = asyncio.run(measure(database, records))
         finally:
             database.stop()
     print(top)
@@ -136,6 +155,10 @@ def main() -> None:
     print(
         f"complaints fold+store: {seconds / n * 1e6:.1f} us/event ({cpu / n * 1e6:.1f} us of it "
         f"this process's CPU), {n / seconds:,.0f} events/s"
+    )
+    print(
+        f"then the SLA sweep: {emitted} SLA events due by now emitted in {swept:.1f} s "
+        f"({swept / max(emitted, 1) * 1e6:.1f} us each)"
     )
 
 
