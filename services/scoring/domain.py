@@ -65,12 +65,8 @@ def is_purchase(event: Event) -> bool:
     return isinstance(event.data, PurchaseCompleted | PurchaseRefunded)
 
 
+# Personal data: the profile and lead events (an erasure removes them).
 PROFILE_KINDS = frozenset({CustomerRegistered, CustomerUpdated, LeadAssessed})
-
-
-def is_profile(event: Event) -> bool:
-    """Personal data: the profile and lead events (an erasure removes them)."""
-    return type(event.data) in PROFILE_KINDS
 
 
 def personal_data(events: Iterable[Event]) -> tuple[set[str], set[str]]:
@@ -86,8 +82,9 @@ def personal_data(events: Iterable[Event]) -> tuple[set[str], set[str]]:
     return profiled, erasing
 
 
-# One row per event and table, in the tables' column order (store.py writes each list with one
-# INSERT ... unnest). Rows are facts keyed by the event, so folding is insertion only.
+# One row per event and table, in the column order of store.py's tables (it writes each list
+# with one COPY or INSERT ... unnest). Rows are facts keyed by their event: storing is
+# insertion only, and two batches' rows commute.
 PurchaseRow = tuple[str, str, str, str, datetime, date, Decimal, bool]
 InteractionRow = tuple[str, str, str, datetime, str, str, str | None, str | None]
 ComplaintRow = tuple[str, str, str, str, datetime, str]
