@@ -43,6 +43,9 @@ CONSUMERS: dict[str, tuple[Topic, ...]] = {
     for spec in (SCORING, COMPLAINTS, REPORTING)
 }
 GATEWAY = "ingest-archive"
+# Refused by the gateway for its clock, not for its bytes: a record a log published with such
+# a time is folded by every consumer alike (the gateway accepted it when it was not ahead).
+CLOCK_JUDGED = frozenset({"time a day ahead"})
 FAKE_LOG = "fuzz-log"  # records published with a relay's headers carry this log name
 
 
@@ -211,6 +214,7 @@ async def test_hostile_records_are_dead_lettered_and_the_next_good_one_applied(
         for name, reads in CONSUMERS.items()
         for topic in reads
         for label in sent[topic]
+        if label not in CLOCK_JUDGED
     } | {(GATEWAY, t.value, label) for t in topics if t in SOURCE_TOPICS for label in sent[t]}
     found: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
