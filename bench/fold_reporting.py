@@ -29,6 +29,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from bench.run import BATCH, complaint_event, purchase_event
+from services.reporting import domain
 from services.reporting.main import SPEC
 from services.reporting.projection import ReportingProjection
 from services.reporting.settings import ReportingSettings
@@ -89,6 +90,18 @@ async def fold_all(pool: db.Pool, projection: Projection, events: Sequence[Event
     return Taken(seconds, client, None if server is None or after is None else after - server)
 
 
+def fold_cpu(events: Sequence[Event], repeat: int) -> float:
+    """Microseconds of CPU per event that the pure fold takes, best of `repeat` passes."""
+    zone = ZoneInfo(ReportingSettings().timezone)
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.process_time()
+        for start in range(0, len(events), BATCH):
+            domain.fold(events[start : start + BATCH], zone)
+        best = min(best, time.process_time() - started)
+    return best / len(events) * 1e6
+
+
 async def reset(pool: db.Pool) -> None:
     """Empty reporting's tables, so that every pass inserts the same rows into empty tables."""
     tables = await pool.fetch(
@@ -114,6 +127,9 @@ async def bench(dsn: str, n: int, repeat: int) -> None:
             print(f"pass: {taken.line(n)}", flush=True)
         assert best is not None
         print(f"reporting fold+store, best of {repeat}: {best.line(n)}")
+        print(
+            f"  of which the pure fold (domain.fold), client CPU: {fold_cpu(events, repeat):.1f} us"
+        )
         print(
             f"  ({n:,} events, {COMPLAINT_EVERY - 1} purchases per complaint opening,"
             f" batches of {BATCH})"

@@ -53,6 +53,7 @@ from shared.events import (
 UNKNOWN: Final = "unknown"
 MONEY_QUANTUM: Final = Decimal("0.000001")  # the event contract's finest amount (6 places)
 _WHOLE: Final = Decimal(1)
+_UNCATEGORISED: Final = ((UNKNOWN,), (_WHOLE,))  # an order without items: categories, shares
 CLASS_KINDS: Final = {
     "crm.customer.tier_changed": "tier",
     "crm.customer.segment_changed": "segment",
@@ -206,8 +207,9 @@ class Batch:
     """What one batch of events adds to the read models."""
 
     sales: dict[tuple[date, str, str], SaleDelta] = field(default_factory=dict)
-    category_sales: dict[tuple[date, str, str], SaleDelta] = field(default_factory=dict)
-    buyer_days: set[tuple[date, str]] = field(default_factory=set)
+    # The part of `sales` from orders without line items: all of category UNKNOWN.
+    uncategorised: dict[tuple[date, str, str], SaleDelta] = field(default_factory=dict)
+    item_category_sales: dict[tuple[date, str, str], SaleDelta] = field(default_factory=dict)
     orders: dict[tuple[str, str], Order] = field(default_factory=dict)  # earliest wins
     refunds: list[Refund] = field(default_factory=list)
     first_purchase: dict[str, date] = field(default_factory=dict)  # least wins
@@ -230,6 +232,21 @@ class Batch:
 
     def is_empty(self) -> bool:
         return not any(getattr(self, name) for name in self.__dataclass_fields__)
+
+    @property
+    def category_sales(self) -> dict[tuple[date, str, str], SaleDelta]:
+        """Sales per day, customer and category: the line items' categories, and UNKNOWN for
+        orders without items (kept with their sales rows, store.py)."""
+        merged = {k: SaleDelta(d.orders, d.revenue) for k, d in self.item_category_sales.items()}
+        for (day, customer, _), d in self.uncategorised.items():
+            into = merged.setdefault((day, customer, UNKNOWN), SaleDelta())
+            into.orders += d.orders
+            into.revenue += d.revenue
+        return merged
+
+    @property
+    def buyer_days(self) -> set[tuple[date, str]]:
+        return {(day, customer) for day, customer, _ in self.sales}
 
 
 def fold(events: Iterable[Event], zone: tzinfo) -> Batch:
@@ -266,18 +283,26 @@ def _purchase(batch: Batch, event: Event, data: PurchaseCompleted, day: date, _:
         sale = batch.sales[(day, customer, channel)] = SaleDelta()
     sale.orders += 1
     sale.revenue += value
-    shares = category_shares(data.items)
-    for category, amount in split(value, shares).items():
-        by_category = batch.category_sales.get((day, customer, category))
-        if by_category is None:
-            by_category = batch.category_sales[(day, customer, category)] = SaleDelta()
-        by_category.orders += 1
-        by_category.revenue += amount
-    batch.buyer_days.add((day, customer))
+    if data.items:
+        shares = category_shares(data.items)
+        for category, amount in split(value, shares).items():
+            by_category = batch.item_category_sales.get((day, customer, category))
+            if by_category is None:
+                by_category = batch.item_category_sales[(day, customer, category)] = SaleDelta()
+            by_category.orders += 1
+            by_category.revenue += amount
+        categories, fractions = tuple(shares), tuple(shares.values())
+    else:
+        plain = batch.uncategorised.get((day, customer, channel))
+        if plain is None:
+            plain = batch.uncategorised[(day, customer, channel)] = SaleDelta()
+        plain.orders += 1
+        plain.revenue += value
+        categories, fractions = _UNCATEGORISED
     first = batch.first_purchase.get(customer)
     if first is None or day < first:
         batch.first_purchase[customer] = day
-    order = Order(event.time, event.id, channel, tuple(shares), tuple(shares.values()))
+    order = Order(event.time, event.id, channel, categories, fractions)
     known = batch.orders.get((customer, data.order_id))
     if known is None or (order.completed_at, order.event_id) < (known.completed_at, known.event_id):
         batch.orders[(customer, data.order_id)] = order

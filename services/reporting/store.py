@@ -11,8 +11,8 @@ commutative upsert, where the new value is computed by PostgreSQL from the row a
 the statement locks it (`SET n = t.n + EXCLUDED.n`, `least`/`greatest`, or "replace only if
 earlier/later" in the conflict clause). A second transaction touching the same row waits for
 the first to end and then applies its own change on top. The statements run in one fixed
-order of tables, each with its rows sorted by key, so two instances lock rows in the same
-order and cannot deadlock each other.
+order of tables, each taking its rows in key order (ORDER BY, sorted by PostgreSQL, cheaper
+than in Python), so two instances lock rows in the same order and cannot deadlock.
 
 Reads take the periods as two arrays (starts, exclusive stops) computed by kpi.py, so the
 calendar is defined once, and group facts by period and slice. Tier and segment are looked
@@ -30,7 +30,7 @@ from decimal import Decimal
 from typing import Any
 
 from services.reporting import kpi
-from services.reporting.domain import UNKNOWN, Batch, Order, churn_reason
+from services.reporting.domain import UNKNOWN, Batch, Order, SaleDelta, churn_reason
 from services.reporting.metrics import Cell, Dimension, Source, TierValue
 from shared.db import Connection, Pool
 
@@ -40,8 +40,12 @@ UNSCORED = "unscored"  # the slice of customers scoring never classed
 # --------------------------------------------------------------------------- writes
 
 
-def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
-    return [[row[i] for row in rows] for i in range(width)]
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any] | None]:
+    """The rows as one array per column. A column of NULLs only (a batch of purchases sets no
+    profile field) goes as one NULL: unnest pads it with NULLs, and the driver does not
+    encode each element."""
+    columns = [[row[i] for row in rows] for i in range(width)]
+    return [c if any(v is not None for v in c) else None for c in columns]
 
 
 async def _insert(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -109,19 +113,31 @@ def _order_row(customer: str, order_id: str, o: Order) -> tuple[Any, ...]:
 
 async def _write_sales(conn: Connection, batch: Batch) -> None:
     # Additive: commutative upserts (the row's own counts plus the batch's).
-    for table, dimension, deltas in (
-        ("sales", "channel", batch.sales),
-        ("category_sales", "category", batch.category_sales),
-    ):
-        await _insert(
-            conn,
-            f"INSERT INTO {table} (day, customer_id, {dimension}, orders, revenue)"
-            " SELECT * FROM unnest($1::date[], $2::text[], $3::text[], $4::int[],"
-            f" $5::numeric[]) ON CONFLICT (day, customer_id, {dimension}) DO UPDATE SET"
-            f" orders = {table}.orders + EXCLUDED.orders,"
-            f" revenue = {table}.revenue + EXCLUDED.revenue",
-            [(*key, d.orders, d.revenue) for key, d in sorted(deltas.items())],
-        )
+    nothing = SaleDelta()
+    await _insert(
+        conn,
+        "INSERT INTO sales (day, customer_id, channel, orders, revenue, uncategorised_orders,"
+        " uncategorised_revenue) SELECT * FROM unnest($1::date[], $2::text[], $3::text[],"
+        " $4::int[], $5::numeric[], $6::int[], $7::numeric[])"
+        " ORDER BY 1, 2, 3 ON CONFLICT (day, customer_id, channel) DO UPDATE SET"
+        " orders = sales.orders + EXCLUDED.orders, revenue = sales.revenue + EXCLUDED.revenue,"
+        " uncategorised_orders = sales.uncategorised_orders + EXCLUDED.uncategorised_orders,"
+        " uncategorised_revenue = sales.uncategorised_revenue + EXCLUDED.uncategorised_revenue",
+        [
+            (*key, d.orders, d.revenue, u.orders, u.revenue)
+            for key, d in batch.sales.items()
+            for u in (batch.uncategorised.get(key, nothing),)
+        ],
+    )
+    await _insert(
+        conn,
+        "INSERT INTO item_category_sales (day, customer_id, category, orders, revenue)"
+        " SELECT * FROM unnest($1::date[], $2::text[], $3::text[], $4::int[], $5::numeric[])"
+        " ORDER BY 1, 2, 3 ON CONFLICT (day, customer_id, category) DO UPDATE SET"
+        " orders = item_category_sales.orders + EXCLUDED.orders,"
+        " revenue = item_category_sales.revenue + EXCLUDED.revenue",
+        [(*key, d.orders, d.revenue) for key, d in batch.item_category_sales.items()],
+    )
     # Keyed, earliest completion wins: decided in the conflict clause against the locked row.
     await _insert(
         conn,
@@ -129,12 +145,13 @@ async def _write_sales(conn: Connection, batch: Batch) -> None:
         " shares) SELECT c, o, t, e, ch, string_to_array(cs, chr(31)),"
         " string_to_array(sh, chr(31))::numeric[] FROM unnest($1::text[], $2::text[],"
         " $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[])"
-        " AS u(c, o, t, e, ch, cs, sh) ON CONFLICT (customer_id, order_id) DO UPDATE SET"
+        " AS u(c, o, t, e, ch, cs, sh) ORDER BY c, o"
+        " ON CONFLICT (customer_id, order_id) DO UPDATE SET"
         " completed_at = EXCLUDED.completed_at, event_id = EXCLUDED.event_id,"
         " channel = EXCLUDED.channel, categories = EXCLUDED.categories, shares = EXCLUDED.shares"
         " WHERE (EXCLUDED.completed_at, EXCLUDED.event_id)"
         " < (orders.completed_at, orders.event_id)",
-        [_order_row(c, order_id, o) for (c, order_id), o in sorted(batch.orders.items())],
+        [_order_row(c, order_id, o) for (c, order_id), o in batch.orders.items()],
     )
     await _insert(
         conn,
@@ -177,7 +194,7 @@ _WRITE_CUSTOMERS = (
     " churn_reason, churn_reason_at, churn_reason_by)"
     " SELECT * FROM unnest($1::text[], $2::date[], $3::text[], $4::timestamptz[], $5::text[],"
     " $6::text[], $7::timestamptz[], $8::text[])"
-    " ON CONFLICT (customer_id) DO UPDATE SET"
+    " ORDER BY 1 ON CONFLICT (customer_id) DO UPDATE SET"
     " first_purchase_day = least(c.first_purchase_day, EXCLUDED.first_purchase_day), "
     + ", ".join(_take_if(_latest(f), "c", f, f"{f}_at", f"{f}_by") for f in _LATEST_FIELDS)
     + f" WHERE {_beats(('first_purchase_day',), 'c', '<')}"
@@ -186,7 +203,7 @@ _WRITE_CUSTOMERS = (
 
 
 async def _write_customers(conn: Connection, batch: Batch) -> None:
-    customers = sorted(
+    customers = (
         batch.first_purchase.keys() | batch.acquisition_channel.keys() | batch.churn_reason.keys()
     )
     rows = []
@@ -204,23 +221,24 @@ async def _write_classes(conn: Connection, batch: Batch) -> None:
         conn,
         "INSERT INTO customer_classes (customer_id, kind, day, as_of, event_id, value)"
         " SELECT * FROM unnest($1::text[], $2::text[], $3::date[], $4::timestamptz[],"
-        " $5::text[], $6::text[]) ON CONFLICT (customer_id, kind, day) DO UPDATE SET"
+        " $5::text[], $6::text[]) ORDER BY 1, 2, 3"
+        " ON CONFLICT (customer_id, kind, day) DO UPDATE SET"
         " as_of = EXCLUDED.as_of, event_id = EXCLUDED.event_id, value = EXCLUDED.value"
         " WHERE (EXCLUDED.as_of, EXCLUDED.event_id)"
         " > (customer_classes.as_of, customer_classes.event_id)",
-        [(*key, r.as_of, r.event_id, r.value) for key, r in sorted(batch.classes.items())],
+        [(*key, r.as_of, r.event_id, r.value) for key, r in batch.classes.items()],
     )
     await _insert(
         conn,
         "INSERT INTO tier_summaries (tier, day, as_of, customers, customer_equity, average_clv)"
         " SELECT * FROM unnest($1::text[], $2::date[], $3::timestamptz[], $4::int[],"
-        " $5::numeric[], $6::numeric[]) ON CONFLICT (tier, day) DO UPDATE SET"
+        " $5::numeric[], $6::numeric[]) ORDER BY 1, 2 ON CONFLICT (tier, day) DO UPDATE SET"
         " as_of = EXCLUDED.as_of, customers = EXCLUDED.customers,"
         " customer_equity = EXCLUDED.customer_equity, average_clv = EXCLUDED.average_clv"
         " WHERE EXCLUDED.as_of >= tier_summaries.as_of",
         [
             (*key, r.as_of, r.customers, r.customer_equity, r.average_clv)
-            for key, r in sorted(batch.tier_summaries.items())
+            for key, r in batch.tier_summaries.items()
         ],
     )
 
@@ -231,18 +249,19 @@ async def _write_activity(conn: Connection, batch: Batch) -> None:
         conn,
         "INSERT INTO interactions (day, customer_id, channel, interactions, negative)"
         " SELECT * FROM unnest($1::date[], $2::text[], $3::text[], $4::int[], $5::int[])"
-        " ON CONFLICT (day, customer_id, channel) DO UPDATE SET"
+        " ORDER BY 1, 2, 3 ON CONFLICT (day, customer_id, channel) DO UPDATE SET"
         " interactions = interactions.interactions + EXCLUDED.interactions,"
         " negative = interactions.negative + EXCLUDED.negative",
-        [(*key, n, negative) for key, (n, negative) in sorted(batch.interactions.items())],
+        [(*key, n, negative) for key, (n, negative) in batch.interactions.items()],
     )
     await _insert(
         conn,
         "INSERT INTO survey_answers (day, customer_id, kind, channel, score, responses)"
         " SELECT * FROM unnest($1::date[], $2::text[], $3::text[], $4::text[], $5::int[],"
-        " $6::int[]) ON CONFLICT (day, customer_id, kind, channel, score) DO UPDATE SET"
+        " $6::int[]) ORDER BY 1, 2, 3, 4, 5"
+        " ON CONFLICT (day, customer_id, kind, channel, score) DO UPDATE SET"
         " responses = survey_answers.responses + EXCLUDED.responses",
-        [(*key, n) for key, n in sorted(batch.surveys.items())],
+        [(*key, n) for key, n in batch.surveys.items()],
     )
 
 
@@ -265,7 +284,7 @@ _WRITE_COMPLAINTS = (
     "INSERT INTO complaints AS k (complaint_id, customer_id, opened_at, opened_by, opened_day,"
     " channel, category, priority, last_resolved_at, last_reopened_at)"
     " SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::date[],"
-    " $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[])"
+    " $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[]) ORDER BY 1"
     f" ON CONFLICT (complaint_id) DO UPDATE SET {_take_if(_EARLIER_OPENING, 'k', *_OPENING)}, "
     + ", ".join(f"{m} = greatest(k.{m}, EXCLUDED.{m})" for m in _MARKS)
     + f" WHERE {_EARLIER_OPENING}"
@@ -293,7 +312,7 @@ async def _write_complaints(conn: Connection, batch: Batch) -> None:
     await _insert(
         conn,
         _WRITE_COMPLAINTS,
-        [_complaint_row(batch, cid) for cid in sorted(batch.complaint_customers)],
+        [_complaint_row(batch, cid) for cid in batch.complaint_customers],
     )
     # New facts, one row per event.
     await _insert(
@@ -322,7 +341,7 @@ async def _write_sla(conn: Connection, batch: Batch) -> None:
         " SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[],"
         " $5::timestamptz[], $6::text[], $7::date[], $8::text[], $9::float8[], $10::float8[],"
         " $11::text[], $12::text[], $13::text[])"
-        " ON CONFLICT (complaint_id, metric, cycle) DO UPDATE SET"
+        " ORDER BY 1, 2, 3 ON CONFLICT (complaint_id, metric, cycle) DO UPDATE SET"
         " customer_id = EXCLUDED.customer_id, stopped_at = EXCLUDED.stopped_at,"
         " event_id = EXCLUDED.event_id, day = EXCLUDED.day, outcome = EXCLUDED.outcome,"
         " elapsed_seconds = EXCLUDED.elapsed_seconds, target_seconds = EXCLUDED.target_seconds,"
@@ -343,7 +362,7 @@ async def _write_sla(conn: Connection, batch: Batch) -> None:
                 c.category,
                 c.channel,
             )
-            for key, c in sorted(batch.clocks.items())
+            for key, c in batch.clocks.items()
         ],
     )
     await _insert(
@@ -351,7 +370,8 @@ async def _write_sla(conn: Connection, batch: Batch) -> None:
         "INSERT INTO sla_breaches (complaint_id, metric, cycle, customer_id, breached_at,"
         " event_id, day, tier, category, channel) SELECT * FROM unnest($1::text[], $2::text[],"
         " $3::int[], $4::text[], $5::timestamptz[], $6::text[], $7::date[], $8::text[],"
-        " $9::text[], $10::text[]) ON CONFLICT (complaint_id, metric, cycle) DO UPDATE SET"
+        " $9::text[], $10::text[]) ORDER BY 1, 2, 3"
+        " ON CONFLICT (complaint_id, metric, cycle) DO UPDATE SET"
         " customer_id = EXCLUDED.customer_id, breached_at = EXCLUDED.breached_at,"
         " event_id = EXCLUDED.event_id, day = EXCLUDED.day, tier = EXCLUDED.tier,"
         " category = EXCLUDED.category, channel = EXCLUDED.channel"
@@ -359,7 +379,7 @@ async def _write_sla(conn: Connection, batch: Batch) -> None:
         " < (sla_breaches.breached_at, sla_breaches.event_id)",
         [
             (*key, b.customer_id, b.at, b.event_id, b.day, b.tier, b.category, b.channel)
-            for key, b in sorted(batch.breaches.items())
+            for key, b in batch.breaches.items()
         ],
     )
 
