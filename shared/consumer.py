@@ -301,7 +301,10 @@ class ConsumerRuntime:
                     await self._prune_when_due()
                     await self._check_truncation(set(batches))
                     self._update_lag()
-                self._succeeded()
+                if batches or not self.status.total_lag:
+                    # A batch committed, or there is nothing left that could fail: an empty
+                    # poll right after a rewind does not end a run of failures.
+                    self._succeeded()
                 backoff = 0.1
             except Fenced as fenced:
                 # A rebalance gave our partitions to another instance; its assignment to us

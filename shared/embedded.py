@@ -152,7 +152,10 @@ class Database:
                     user=self.server.system_user,
                     timeout=60,
                 )
-        self.server.cleanup()
+        # The postmaster may already have ended after pg_ctl stop; the wheel's cleanup then
+        # fails to signal a process that is gone.
+        with contextlib.suppress(Exception):
+            self.server.cleanup()
         self.server = None
 
 
