@@ -239,6 +239,21 @@ def add_business_time(calendar: Calendar, start: datetime, duration: timedelta) 
     return found if found is not None else _walk_add(calendar, origin, duration)
 
 
+def add_business_times(
+    calendar: Calendar, start: datetime, durations: Sequence[timedelta]
+) -> list[datetime]:
+    """``add_business_time`` of several durations from one start (a clock's warning and its
+    deadline), placing the start once."""
+    origin = _to_utc(start)
+    if calendar.is_always_open or not calendar.timeline.reaches(origin):
+        return [add_business_time(calendar, origin, d) for d in durations]
+    found = calendar.timeline.add_each(origin, durations)
+    return [
+        instant or add_business_time(calendar, origin, d)
+        for instant, d in zip(found, durations, strict=True)
+    ]
+
+
 class Timeline:
     """A calendar's working intervals over a span of years, with the business time before
     each. Elapsed time is then a difference of two positions and its inverse a binary search,
@@ -290,6 +305,23 @@ class Timeline:
             # Enough years for what is left at the nominal rate, and at least one more.
             missing = (target - self._through[-1]) / (self._calendar.nominal_week * 52)
             self._append(self._years[1] + 1 + int(missing))
+
+    def add_each(self, origin: datetime, durations: Sequence[timedelta]) -> list[datetime | None]:
+        """``add`` for several durations from an ``origin`` the span reaches (None where a
+        result lies beyond the span; ``add`` grows it)."""
+        base = self.position(origin)
+        found: list[datetime | None] = []
+        for duration in durations:
+            if duration < ZERO:
+                raise ValueError("duration must not be negative")
+            if duration == ZERO:
+                found.append(origin)
+                continue
+            target = base + duration
+            i = bisect_left(self._through, target)
+            inside = i < len(self._through)
+            found.append(self._starts[i] + (target - self._before[i]) if inside else None)
+        return found
 
     def _build(self, first: int, last: int) -> None:
         """Index the years from ``first`` to ``last`` afresh."""

@@ -58,6 +58,7 @@ from services.complaints.business_time import (
     DEFAULT_CALENDAR,
     Calendar,
     add_business_time,
+    add_business_times,
     business_elapsed,
 )
 
@@ -257,7 +258,8 @@ class ComplaintEvent:
 
     def __post_init__(self) -> None:
         # Accept plain strings from a decoder: the fold compares enum members by identity.
-        object.__setattr__(self, "kind", EventKind(self.kind))
+        if type(self.kind) is not EventKind:
+            object.__setattr__(self, "kind", EventKind(self.kind))
         if self.priority is not None:
             object.__setattr__(self, "priority", Priority(self.priority))
         if self.tier is not None:
@@ -522,7 +524,10 @@ def _restart(clock: Clock, at: datetime) -> Clock:
 
 
 def _map_clocks(state: SlaState, change: Callable[[Clock], Clock]) -> SlaState:
-    return copy_with(state, clocks=tuple(change(clock) for clock in state.clocks))
+    clocks = [change(clock) for clock in state.clocks]
+    if all(new is old for new, old in zip(clocks, state.clocks, strict=True)):
+        return state  # most steps leave most clocks alone: keep the state as it is
+    return copy_with(state, clocks=tuple(clocks))
 
 
 def _end_wait(state: SlaState, at: datetime) -> SlaState:
@@ -570,6 +575,14 @@ def _reached_at(clock: Clock, threshold: timedelta, config: SlaConfig) -> dateti
         return None
     need = max(threshold - clock.accumulated, ZERO)
     return add_business_time(config.calendar, since, need)
+
+
+def _warning_and_deadline(clock: Clock, config: SlaConfig) -> tuple[datetime, datetime]:
+    """_reached_at of the warning threshold and of the target, for a running clock."""
+    since, spent = clock.segments[-1].start, clock.accumulated
+    needs = (max(_warn_threshold(clock, config) - spent, ZERO), max(clock.target - spent, ZERO))
+    warn_at, due_at = add_business_times(config.calendar, since, needs)
+    return warn_at, due_at
 
 
 def _advance_clock(clock: Clock, at: datetime, config: SlaConfig) -> Clock:
@@ -800,7 +813,9 @@ def schedule(state: SlaState, now: datetime, config: SlaConfig) -> Schedule:
     pending: list[datetime] = []
     for clock in state.clocks:
         warn_at, due_at = clock.warned_at, clock.breached_at
-        if clock.phase is Phase.RUNNING:
+        if clock.phase is Phase.RUNNING and warn_at is None and due_at is None:
+            warn_at, due_at = _warning_and_deadline(clock, config)
+        elif clock.phase is Phase.RUNNING:
             warn_at = warn_at or _reached_at(clock, _warn_threshold(clock, config), config)
             due_at = due_at or _reached_at(clock, clock.target, config)
         key = f"{state.complaint_id}:{clock.metric}:{clock.cycle}:"
