@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 RESCORE_LOCK = zlib.crc32(b"scoring:rescore")
 SOURCE = "crm/scoring"
 EVENTS_PER_APPEND = 2000
+EVENTS_PER_YIELD = 100
 _IDS = uuid.UUID("6f1d2c1e-8c59-4f7e-9a53-0f1c1b0c7e11")
 
 
@@ -114,15 +115,17 @@ async def _rescore_locked(conn: Connection, settings: ScoringSettings, as_of: da
         previous = await store.previous_classes(conn)
         run_id = await store.save_run(conn, as_of, models, reference, time.perf_counter() - started)
         await store.save_scores(conn, run_id, scores, population)
-        found = changes(previous, scores)
+        found = await asyncio.to_thread(changes, previous, scores)
         del previous
         # The first re-score announces every customer's classes (three events each): built
-        # and appended a slice at a time, so memory holds one slice of events, not all; built
-        # in a thread (about 50 us each), so the event loop keeps serving meanwhile.
+        # and appended a slice at a time, so memory holds one slice of events, not all.
         for start in range(0, len(found), EVENTS_PER_APPEND):
             chunk = found[start : start + EVENTS_PER_APPEND]
-            await append_events(conn, await asyncio.to_thread(_change_events, chunk, as_of, run_id))
-        await append_events(conn, _tier_summaries(scores.tier, scores.predicted_clv, as_of, run_id))
+            await append_events(conn, await _change_events(chunk, as_of, run_id))
+        summaries = await asyncio.to_thread(
+            _tier_summaries, scores.tier, scores.predicted_clv, as_of, run_id
+        )
+        await append_events(conn, summaries)
     log.info(
         "re-scored customers",
         extra={
@@ -135,8 +138,15 @@ async def _rescore_locked(conn: Connection, settings: ScoringSettings, as_of: da
     return run_id
 
 
-def _change_events(found: list[Change], as_of: datetime, run_id: int) -> list[Event]:
-    return [_change_event(c, as_of, run_id) for c in found]
+async def _change_events(found: list[Change], as_of: datetime, run_id: int) -> list[Event]:
+    """Built on the event loop, giving way every EVENTS_PER_YIELD events (about 50 us
+    each): a thread would hold the GIL in turns of 5 ms against every system call of the
+    loop's and stall the consumer and the API for hundreds of milliseconds."""
+    events = []
+    for start in range(0, len(found), EVENTS_PER_YIELD):
+        events += [_change_event(c, as_of, run_id) for c in found[start : start + EVENTS_PER_YIELD]]
+        await asyncio.sleep(0)
+    return events
 
 
 def _change_event(change: Change, as_of: datetime, run_id: int) -> Event:

@@ -300,7 +300,7 @@ def simple_clv(population: Population, config: ScoringConfig) -> FloatArray:
 RISK_ORDER = {"low": 0, "medium": 1, "high": 2}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Change:
     """A class that changed between two re-scores: becomes a derived event."""
 

@@ -3,6 +3,7 @@ it, the scores and models of the re-score, the API's queries. projection.py runs
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -230,6 +231,15 @@ async def load_population(
     """Every customer who bought up to `as_of` (or just `customers`), with their statistics."""
     local_day: date = as_of.astimezone(zone).date()
     rows = await conn.fetch(_POPULATION, as_of, local_day, window_days, customers)
+    if len(rows) < POPULATION_IN_THREAD:
+        return _population_of(rows, as_of)
+    return await asyncio.to_thread(_population_of, rows, as_of)  # the loop keeps serving
+
+
+POPULATION_IN_THREAD = 1000  # rows from which the arrays are built in a thread
+
+
+def _population_of(rows: list[asyncpg.Record], as_of: datetime) -> Population:
     ids = np.array([r[0] for r in rows], dtype=object)
     values = (
         np.array([tuple(r)[1:] for r in rows], dtype=np.float64)
@@ -324,30 +334,17 @@ _SCORE_COLUMNS = [
 ]
 
 
+SCORES_PER_STATEMENT = 5000  # rows: each statement's encoding holds the event loop briefly
+
+
 async def save_scores(
     conn: Connection, run_id: int, scores: Scores, population: Population
 ) -> None:
     """Replace the snapshot with this run's scores (customers who bought, as of the run)."""
     names = [n for n, _ in _SCORE_COLUMNS]
-    arrays: list[list[Any]] = [scores.customer_id.tolist()]
-    for name in names:
-        values = getattr(scores, name)
-        arrays.append(
-            [None if isinstance(v, float) and np.isnan(v) else v for v in values.tolist()]
-        )
-    codes = [
-        f"{r}{f}{m}"
-        for r, f, m in zip(
-            scores.recency_score.tolist(),
-            scores.frequency_score.tolist(),
-            scores.monetary_score.tolist(),
-            strict=True,
-        )
-    ]
     types = ["text", *(t for _, t in _SCORE_COLUMNS), "text", "numeric", "int", "timestamptz"]
     placeholders = ", ".join(f"${i + 2}::{t}[]" for i, t in enumerate(types))
-    await conn.execute(
-        f"""
+    statement = f"""
         INSERT INTO customer_scores (customer_id, {", ".join(names)}, rfm_code, net_spent,
                                      orders, last_purchase_at, run_id)
         SELECT u.*, $1::int FROM unnest({placeholders}) AS u
@@ -355,18 +352,42 @@ async def save_scores(
             {", ".join(f"{c} = EXCLUDED.{c}" for c in names)}, rfm_code = EXCLUDED.rfm_code,
             net_spent = EXCLUDED.net_spent, orders = EXCLUDED.orders,
             last_purchase_at = EXCLUDED.last_purchase_at, run_id = EXCLUDED.run_id
-        """,
-        run_id,
-        *arrays,
-        codes,
-        population.net_spent.tolist(),
-        [int(o) for o in population.orders.tolist()],
+        """
+    columns = await asyncio.to_thread(_score_columns, scores, population, names)
+    for start in range(0, scores.customer_id.size, SCORES_PER_STATEMENT):
+        end = start + SCORES_PER_STATEMENT
+        await conn.execute(statement, run_id, *(column[start:end] for column in columns))
+    await conn.execute("DELETE FROM customer_scores WHERE run_id <> $1", run_id)
+
+
+def _score_columns(scores: Scores, population: Population, names: list[str]) -> list[list[Any]]:
+    """The snapshot's columns as lists (NaN as NULL), in the statement's order."""
+    columns: list[list[Any]] = [scores.customer_id.tolist()]
+    for name in names:
+        values = getattr(scores, name)
+        columns.append(
+            [None if isinstance(v, float) and np.isnan(v) else v for v in values.tolist()]
+        )
+    columns.append(
+        [
+            f"{r}{f}{m}"
+            for r, f, m in zip(
+                scores.recency_score.tolist(),
+                scores.frequency_score.tolist(),
+                scores.monetary_score.tolist(),
+                strict=True,
+            )
+        ]
+    )
+    columns.append(population.net_spent.tolist())
+    columns.append([int(o) for o in population.orders.tolist()])
+    columns.append(
         [
             population.as_of - timedelta(days=d) if np.isfinite(d) else None
             for d in population.days_since_last.tolist()
-        ],
+        ]
     )
-    await conn.execute("DELETE FROM customer_scores WHERE run_id <> $1", run_id)
+    return columns
 
 
 # ---- read side: the API's queries ---------------------------------------------------------
