@@ -154,6 +154,18 @@ class LogMark:
 NO_MARK = LogMark()
 
 
+@dataclass
+class _Prepared:
+    """A polled batch, decoded, waiting for its commit."""
+
+    generation: int  # of the positions it was read at (see ConsumerRuntime._seek_to_stored)
+    started: float
+    events: list[Event] = field(default_factory=list)
+    dead: list[tuple[ConsumerRecord[bytes, bytes], str]] = field(default_factory=list)
+    positions: dict[TopicPartition, tuple[int, bytes]] = field(default_factory=dict)
+    skipped: int = 0
+
+
 class Fenced(Exception):
     """This instance's claim on a partition was taken over: its batch must not commit."""
 
@@ -237,6 +249,7 @@ class ConsumerRuntime:
         self._leases: dict[TopicPartition, int] = {}
         self._rewind_needed = False
         self._logs: dict[tuple[TopicPartition, str], LogMark] = {}
+        self._generation = 0  # raised at every seek to the stored offsets
         self._last_prune = time.monotonic()
         self._judges_direct = bool(getattr(projection, "judges_direct_records", False))
         self._judge: Callable[[Event], FieldError | None] | None = getattr(
@@ -279,44 +292,64 @@ class ConsumerRuntime:
         assert self._consumer is not None
         self.status.running = True
         backoff = 0.1
-        while not self._stopping.is_set():
-            try:
-                if self._rewind_needed:
-                    # The consumer's position is past a batch that did not commit: nothing may
-                    # be applied until it is back at the offsets PostgreSQL holds, or the next
-                    # commit would store an offset beyond the failed batch and skip it for good.
-                    await self._rewind_to_committed()
-                    self._rewind_needed = False
-                batches = await self._consumer.getmany(
-                    timeout_ms=200, max_records=self._settings.consumer_max_batch
-                )
-                self.status.last_poll = time.monotonic()
-                async with self._batch_lock:
+        in_flight: asyncio.Task[None] | None = None
+        try:
+            while not self._stopping.is_set():
+                try:
+                    if self._rewind_needed:
+                        # The position is past a batch that did not commit: nothing may be
+                        # applied until it is back at the offsets PostgreSQL holds, or the next
+                        # commit would store an offset beyond the failed batch, skipping it.
+                        await self._rewind_to_committed()
+                        self._rewind_needed = False
+                    batches = await self._consumer.getmany(
+                        timeout_ms=200, max_records=self._settings.consumer_max_batch
+                    )
+                    self.status.last_poll = time.monotonic()
+                    # Decoding this batch (CPU here) overlaps the previous batch's commit (work
+                    # in PostgreSQL); the commits themselves stay one at a time, in order.
+                    prepared = self._prepare(batches) if batches else None
+                    if in_flight is not None:
+                        task, in_flight = in_flight, None
+                        await task
                     if self._halted:
                         break
-                    if batches:
-                        await self._apply(batches)
-                    else:
-                        await self._check_leases_when_idle()
-                    await self._prune_when_due()
-                    await self._check_truncation(set(batches))
-                    self._update_lag()
-                if batches or not self.status.total_lag:
-                    # A batch committed, or there is nothing left that could fail: an empty
-                    # poll right after a rewind does not end a run of failures.
-                    self._succeeded()
-                backoff = 0.1
-            except Fenced as fenced:
-                # A rebalance gave our partitions to another instance; its assignment to us
-                # is on its way. Nothing of this batch was written.
-                log.warning("batch fenced off", extra={"consumer": self.name, "why": str(fenced)})
-                self._rewind_needed = True
-            except Exception as error:  # the loop must survive a database or broker outage
-                self._rewind_needed = True
-                self._failed(error)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-        self.status.running = False
+                    await self._housekeeping(set(batches), idle=prepared is None)
+                    if prepared is not None:
+                        in_flight = asyncio.create_task(self._store(prepared))
+                    elif not self.status.total_lag:
+                        self._succeeded()  # nothing is left that could fail
+                    backoff = 0.1
+                except Fenced as fenced:
+                    # A rebalance gave our partitions to another instance; its assignment to
+                    # us is on its way. Nothing of this batch was written.
+                    log.warning(
+                        "batch fenced off", extra={"consumer": self.name, "why": str(fenced)}
+                    )
+                    await _settled(in_flight)
+                    in_flight = None
+                    self._rewind_needed = True
+                except Exception as error:  # the loop must survive a database or broker outage
+                    await _settled(in_flight)
+                    in_flight = None
+                    self._rewind_needed = True
+                    self._failed(error)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+        finally:
+            if in_flight is not None:  # shutdown: the batch in flight commits (or fails) first
+                with contextlib.suppress(Exception):
+                    await in_flight
+            self.status.running = False
+
+    async def _housekeeping(self, polled: set[TopicPartition], *, idle: bool) -> None:
+        """Between two commits: claims, expired ids, truncated logs, lag."""
+        async with self._batch_lock:
+            if idle:
+                await self._check_leases_when_idle()
+            await self._prune_when_due()
+            await self._check_truncation(polled)
+            self._update_lag()
 
     def _succeeded(self) -> None:
         self.status.last_error = None
@@ -334,44 +367,48 @@ class ConsumerRuntime:
             extra={"consumer": self.name, "attempt": self.status.consecutive_failures},
         )
 
-    async def _apply(
+    def _prepare(
         self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-    ) -> None:
-        started = time.perf_counter()
-        events: list[Event] = []
-        dead: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
-        positions: dict[TopicPartition, tuple[int, bytes]] = {}
-        skipped = 0
+    ) -> _Prepared:
+        """Decode a polled batch (pure CPU, no await: nothing else runs meanwhile)."""
+        prepared = _Prepared(self._generation, time.perf_counter())
         for tp, records in batches.items():
             records = self._verified(tp, records)
             for record in records:
                 try:
                     event = self._decoded(tp, record)
                 except InvalidEvent as error:
-                    dead.append((record, str(error)))
+                    prepared.dead.append((record, str(error)))
                     continue
                 except Exception as error:  # decoding is pure: a retry would fail the same way
                     log.exception("cannot decode a record", extra={"consumer": self.name})
-                    dead.append((record, f"cannot decode: {type(error).__name__}: {error}"))
+                    reason = f"cannot decode: {type(error).__name__}: {error}"
+                    prepared.dead.append((record, reason))
                     continue
                 if event is None:
-                    skipped += 1
+                    prepared.skipped += 1
                 else:
-                    events.append(event)
+                    prepared.events.append(event)
             if records:
-                positions[tp] = (records[-1].offset + 1, fingerprint(records[-1]))
-        if not positions:
-            return
-        # Dead letters are sent before the offsets commit: a crash in between re-sends them
-        # (at-least-once to the dead-letter topic) but never loses one.
-        await self._dead_letter(dead)
-        fresh = await self._commit(events, positions)
-        for tp, (next_offset, _) in positions.items():
-            self._next[tp] = next_offset
-        self._count(events, fresh, dead)
-        if skipped:
-            metrics.RECORDS_SKIPPED.labels(self.name).inc(skipped)
-        metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+                prepared.positions[tp] = (records[-1].offset + 1, fingerprint(records[-1]))
+        return prepared
+
+    async def _store(self, prepared: _Prepared) -> None:
+        """Commit a decoded batch, unless the positions it was read at no longer hold."""
+        async with self._batch_lock:
+            if self._halted or prepared.generation != self._generation or not prepared.positions:
+                return  # a rebalance or rewind seeked since: its records will be read again
+            # Dead letters are sent before the offsets commit: a crash in between re-sends
+            # them (at-least-once to the dead-letter topic) but never loses one.
+            await self._dead_letter(prepared.dead)
+            fresh = await self._commit(prepared.events, prepared.positions)
+            for tp, (next_offset, _) in prepared.positions.items():
+                self._next[tp] = next_offset
+        self._succeeded()
+        self._count(prepared.events, fresh, prepared.dead)
+        if prepared.skipped:
+            metrics.RECORDS_SKIPPED.labels(self.name).inc(prepared.skipped)
+        metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - prepared.started)
 
     def _decoded(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> Event | None:
         """The record's event, or None for a record this consumer does not fold (see the
@@ -484,7 +521,10 @@ class ConsumerRuntime:
         fresh: list[Event] = []
         rows: list[tuple[str, int, str, list[int]]] = []
         for (tp, log_name), group in groups.items():
-            new = [e for e in group if (tp, log_name, seq_of(e)) not in applied]
+            mark = self._mark_of(tp, log_name).mark  # may have risen since the batch decoded
+            new = [
+                e for e in group if seq_of(e) > mark and (tp, log_name, seq_of(e)) not in applied
+            ]
             fresh.extend(new)
             if new:
                 rows.append((tp.topic, tp.partition, log_name, sorted(seq_of(e) for e in new)))
@@ -662,6 +702,7 @@ class ConsumerRuntime:
                 "SELECT topic, partition, log, mark, high FROM log_marks WHERE consumer = $1",
                 self.name,
             )
+        self._generation += 1  # batches decoded before this seek are not committed
         stored = {TopicPartition(r["topic"], r["partition"]): r for r in rows}
         self._logs = {
             (TopicPartition(r["topic"], r["partition"]), r["log"]): LogMark(r["mark"], r["high"])
@@ -709,6 +750,16 @@ def _first_of_each(events: list[Event]) -> list[Event]:
             seen.add(event.identity)
             unique.append(event)
     return unique
+
+
+async def _settled(task: asyncio.Task[None] | None) -> None:
+    """Let a commit in flight end before a rewind; the rewind reads what it stored, so its
+    own failure needs no handling here (it is logged)."""
+    if task is not None:
+        try:
+            await task
+        except Exception:
+            log.warning("a batch in flight failed too", exc_info=True)
 
 
 def seq_of(event: Event) -> int:
