@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import signal
@@ -323,7 +324,8 @@ class Feed:
         for batch in batches:
             await self.post(client, batch)
             if rng.random() < self.resend_share:  # a client that retries a success
-                await client.post(f"{self.ingest_url}/v1/events", json=batch)
+                with contextlib.suppress(httpx.HTTPError):
+                    await client.post(f"{self.ingest_url}/v1/events", json=batch)
             if stop.is_set():
                 return
             await asyncio.sleep(self.pause)
