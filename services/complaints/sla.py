@@ -393,18 +393,13 @@ Handler = Callable[[SlaState, ComplaintEvent, datetime, SlaConfig], SlaState]
 def _on_opened(state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig) -> SlaState:
     if state.opened_at is not None:  # a second ``opened`` changes nothing
         return state
-    state = copy_with(
-        state,
-        opened_at=at,
-        priority=event.priority or state.priority,
-        tier=event.tier or state.tier,
-    )
-    targets = config.targets(state.priority, state.tier)
+    priority, tier = event.priority or state.priority, event.tier or state.tier
+    targets = config.targets(priority, tier)
     clocks = (
         _start(Metric.FIRST_RESPONSE, 0, targets, at),
         _start(Metric.RESOLUTION, 0, targets, at),
     )
-    return copy_with(state, clocks=clocks)
+    return copy_with(state, opened_at=at, priority=priority, tier=tier, clocks=clocks)
 
 
 def _on_agent_reply(
