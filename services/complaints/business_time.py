@@ -197,9 +197,9 @@ class Calendar:
         """Working time of a week with no holiday and no clock change."""
         return sum((shift.length for shifts in self.week for shift in shifts), ZERO)
 
-    @cached_property
+    @property
     def timeline(self) -> Timeline:
-        return Timeline(self)
+        return _timeline(self)
 
     @cached_property
     def is_always_open(self) -> bool:
@@ -348,6 +348,13 @@ class Timeline:
             day += ONE_DAY
         self._high = _midnight(self._calendar, max(end_day, date(done + 1, 1, 1)))
         self._years = (first, max(last, done))
+
+
+@lru_cache(maxsize=64)
+def _timeline(calendar: Calendar) -> Timeline:
+    """One index per distinct calendar: settings build a new, equal Calendar per call (per
+    request, per sweep), and an index takes milliseconds to build."""
+    return Timeline(calendar)
 
 
 def _walk_elapsed(calendar: Calendar, begin: datetime, finish: datetime) -> timedelta:
