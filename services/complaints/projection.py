@@ -23,7 +23,6 @@ from typing import Any
 import orjson
 
 from services.complaints import crisis, fold, sla, store
-from services.complaints.domain import is_complaint_data
 from services.complaints.fold import Folded, TierChange
 from shared.db import Connection
 from shared.erasure import (
@@ -81,11 +80,12 @@ class ComplaintsProjection:
 
 def customers_folded(events: Iterable[Event]) -> set[str]:
     """The customers whose stored state a batch reads and writes: complaint steps, tier
-    changes, erasures. (Signals are counted by commutative upserts: no lock needed.)"""
+    changes, erasures. (Signals are counted by commutative upserts, and the service's own
+    warnings and breaches coming back are not steps: no lock needed.)"""
     return {
         e.subject
         for e in events
-        if e.type in (ERASED_TYPE, TIER_CHANGED) or is_complaint_data(type(e.data))
+        if e.type in (ERASED_TYPE, TIER_CHANGED) or fold.complaint_of(e) is not None
     }
 
 
