@@ -278,8 +278,9 @@ def mixed_stream(seed: int, count: int) -> list[dict[str, Any]]:
     return events
 
 
-# Answers after which a client posts the same batch again: nothing was stored (429, 503) or
-# the service is away (5xx from a proxy, connection errors).
+# Answers after which a client posts the same batch again: nothing was stored (429, 503), the
+# service is away (a proxy's 502/504, connection errors), or it failed without saying whether
+# the batch was stored (500). Ids make each retry safe; `Feed.server_errors` keeps the 500s.
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
 
 
@@ -297,6 +298,7 @@ class Feed:
     seed: int = 0
     accepted: dict[str, dict[str, Any]] = field(default_factory=dict)
     retries: int = 0
+    server_errors: list[str] = field(default_factory=list)  # the 500s' bodies
 
     def count(self, type_name: str) -> int:
         return sum(1 for e in self.accepted.values() if e["type"] == type_name)
@@ -345,6 +347,8 @@ class Feed:
                     return
                 last = (response.status_code, response.text[:500])
                 assert response.status_code in RETRYABLE, last
+                if response.status_code == 500:
+                    self.server_errors.append(response.text[:500])
             self.retries += 1
             await asyncio.sleep(0.1)  # the retry's pace, bounded by the attempts
         raise AssertionError(f"ingest did not accept a batch in {attempts} attempts: {last!r}")

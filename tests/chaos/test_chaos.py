@@ -139,6 +139,7 @@ async def test_nothing_lost_or_counted_twice_under_faults(world: World) -> None:
             f"{len(diff)} differences after faults {world.faults}:\n" + "\n".join(diff[:30])
         )
     print(
-        f"\nchaos: {len(feed.accepted)} events accepted ({feed.retries} retried posts), "
+        f"\nchaos: {len(feed.accepted)} events accepted ({feed.retries} retried posts, "
+        f"{len(feed.server_errors)} after a 500), "
         f"faults: {world.faults}"
     )

@@ -111,6 +111,10 @@ async def test_postgres_stopped_twice_under_traffic_skips_no_event(
         await actual_models(stack.database_url),
     )
     assert not diff, f"{len(diff)} differences from the offline fold:\n" + "\n".join(diff[:30])
+    print(
+        f"\noutages: {len(feed.accepted)} events accepted, {purchases} purchases; "
+        f"{feed.retries} posts retried, {len(feed.server_errors)} of them after a 500"
+    )
 
 
 async def more_accepted(feed: Feed, streaming: asyncio.Task[None], count: int) -> None:
