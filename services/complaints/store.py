@@ -29,15 +29,6 @@ _complaint_fields = attrgetter(*_COLUMNS)
 _BLANK = Complaint("", "")  # copied from: faster than a frozen dataclass's __init__
 
 
-def __getattr__(name: str) -> object:
-    # The projection moved to projection.py; imports from here keep working meanwhile.
-    if name == "ComplaintsProjection":
-        from services.complaints.projection import ComplaintsProjection
-
-        return ComplaintsProjection
-    raise AttributeError(name)
-
-
 def _lock_key(namespace: str, key: str) -> int:
     return zlib.crc32(f"{namespace}:{key}".encode())
 
