@@ -1,9 +1,10 @@
 """Where the CPU goes on the hot paths, per event: `python -m bench.profile`.
 
 Profiles, with cProfile and in-process, what every event costs in pure Python: ingest's
-validation of a batch, a consumer's decoding of a record, and complaints' re-derivation of
-one complaint (workflow and SLA clocks). Writes bench/results/profile.txt; the README's
-benchmark section cites it for what bounds the figures.
+validation of a batch, a consumer's decoding of a record, and complaints' fold of one
+opening into a complaint's stored state (workflow and SLA clocks). Writes
+bench/results/profile.txt; the README's benchmark section cites it for what bounds the
+figures.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.run import complaint_event, purchase_event
-from services.complaints.domain import derive
+from services.complaints import fold, sla
 from services.complaints.settings import ComplaintsSettings
-from services.complaints.store import _schedule, sla_events_due, sla_state
 from services.ingest.domain import validate_batch
 from shared.events import ValidationContext, decode_event, validate_event
 
@@ -48,12 +48,12 @@ def main() -> None:
     opened = [validate_event(complaint_event(i), context) for i in range(N // 10)]
     now = datetime.now(UTC)
 
-    def rederive() -> None:
+    def fold_openings() -> None:
         for e in opened:
-            complaint = derive(e.data.complaint_id, e.subject, [e])  # type: ignore[attr-defined]
-            state = sla_state(complaint.complaint_id, [e], [], set(), config)
-            sla_events_due(complaint, state, now, config)
-            _schedule(state, now, config)
+            start = fold.new_folded(e.data.complaint_id, e.subject)  # type: ignore[attr-defined]
+            folded = fold.derive(start, [e], [], config)
+            sla.state_to_json(folded.clocks)
+            sla.schedule(folded.clocks, now, config)
 
     report = [
         measure(
@@ -66,9 +66,7 @@ def main() -> None:
             lambda: [decode_event(b, context) for b in bodies],
             N,
         ),
-        measure(
-            "complaints: re-derive one complaint (workflow + SLA clocks)", rederive, len(opened)
-        ),
+        measure("complaints: fold one opening (workflow + SLA clocks)", fold_openings, len(opened)),
     ]
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text("\n".join(report))
