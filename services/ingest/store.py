@@ -53,7 +53,9 @@ async def store_batch(
         OSError,
         asyncpg.PostgresConnectionError,
         asyncpg.InterfaceError,
-        asyncpg.CannotConnectNowError,
+        # The server shutting down or restarting under a request (CannotConnectNow,
+        # AdminShutdown, CrashShutdown): the client retries, and ids make a retry safe.
+        asyncpg.exceptions.OperatorInterventionError,
     ) as error:
         raise Unavailable(f"{type(error).__name__}") from error
 
