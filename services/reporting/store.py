@@ -29,6 +29,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from services.reporting import kpi
 from services.reporting.domain import UNKNOWN, Batch, Order, SaleDelta, churn_reason
 from services.reporting.metrics import Cell, Dimension, Source, TierValue
@@ -39,18 +41,27 @@ UNSCORED = "unscored"  # the slice of customers scoring never classed
 
 # --------------------------------------------------------------------------- writes
 
-
-def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any] | None]:
-    """The rows as one array per column. A column of NULLs only (a batch of purchases sets no
-    profile field) goes as one NULL: unnest pads it with NULLs, and the driver does not
-    encode each element."""
-    columns = [[row[i] for row in rows] for i in range(width)]
-    return [c if any(v is not None for v in c) else None for c in columns]
+Row = dict[str, Any]
 
 
-async def _insert(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+def _rows(*columns: str) -> str:
+    """The column list and `SELECT` of an insert whose rows are the batch's, sent as one
+    JSON document ($1) with an object per row; `columns` are "name type". One text parameter
+    costs the driver far less than an array per column, whose every element it checks in
+    Python; PostgreSQL parses the document in C."""
+    names = ", ".join(column.split()[0] for column in columns)
+    return f"({names}) SELECT * FROM json_to_recordset($1::text::json) AS u({', '.join(columns)})"
+
+
+def _document(rows: list[Row]) -> str:
+    """The rows as JSON: dates and times as RFC 3339 (the contract's times have offsets in
+    whole minutes, which orjson writes exactly), amounts (Decimal) as text."""
+    return orjson.dumps(rows, default=str).decode()
+
+
+async def _insert(conn: Connection, sql: str, rows: list[Row]) -> None:
     if rows:
-        await conn.execute(sql, *_columns(rows, len(rows[0])))
+        await conn.execute(sql, _document(rows))
 
 
 async def write(conn: Connection, batch: Batch) -> None:
@@ -64,32 +75,51 @@ async def write(conn: Connection, batch: Batch) -> None:
     # New facts, one row per event: an insert, nothing to merge.
     await _insert(
         conn,
-        "INSERT INTO crisis_alerts (event_id, detected_at, day, dimension, value, window_start,"
-        " window_end, count, baseline, score) SELECT * FROM unnest($1::text[],"
-        " $2::timestamptz[], $3::date[], $4::text[], $5::text[], $6::timestamptz[],"
-        " $7::timestamptz[], $8::int[], $9::float8[], $10::float8[]) ON CONFLICT DO NOTHING",
+        "INSERT INTO crisis_alerts "
+        + _rows(
+            "event_id text",
+            "detected_at timestamptz",
+            "day date",
+            "dimension text",
+            "value text",
+            "window_start timestamptz",
+            "window_end timestamptz",
+            "count int",
+            "baseline float8",
+            "score float8",
+        )
+        + " ON CONFLICT DO NOTHING",
         [
-            (
-                a.event_id,
-                a.detected_at,
-                a.day,
-                a.dimension,
-                a.value,
-                a.window_start,
-                a.window_end,
-                a.count,
-                a.baseline,
-                a.score,
-            )
+            {
+                "event_id": a.event_id,
+                "detected_at": a.detected_at,
+                "day": a.day,
+                "dimension": a.dimension,
+                "value": a.value,
+                "window_start": a.window_start,
+                "window_end": a.window_end,
+                "count": a.count,
+                "baseline": a.baseline,
+                "score": a.score,
+            }
             for a in batch.alerts
         ],
     )
     await _insert(
         conn,
-        "INSERT INTO marketing_spend (event_id, day, channel, campaign, amount) SELECT * FROM"
-        " unnest($1::text[], $2::date[], $3::text[], $4::text[], $5::numeric[])"
-        " ON CONFLICT DO NOTHING",
-        [(s.event_id, s.day, s.channel, s.campaign, s.amount) for s in batch.spend],
+        "INSERT INTO marketing_spend "
+        + _rows("event_id text", "day date", "channel text", "campaign text", "amount numeric")
+        + " ON CONFLICT DO NOTHING",
+        [
+            {
+                "event_id": s.event_id,
+                "day": s.day,
+                "channel": s.channel,
+                "campaign": s.campaign,
+                "amount": s.amount,
+            }
+            for s in batch.spend
+        ],
     )
 
 
@@ -98,58 +128,84 @@ async def write(conn: Connection, batch: Batch) -> None:
 _UNCATEGORISED = ((UNKNOWN,), (Decimal(1),))
 
 
-def _order_row(customer: str, order_id: str, o: Order) -> tuple[Any, ...]:
+def _order_row(customer: str, order_id: str, o: Order) -> Row:
     plain = (o.categories, o.shares) == _UNCATEGORISED
-    return (
-        customer,
-        order_id,
-        o.completed_at,
-        o.event_id,
-        o.channel,
-        None if plain else chr(31).join(o.categories),  # ragged arrays travel joined
-        None if plain else chr(31).join(str(s) for s in o.shares),
-    )
+    return {
+        "customer_id": customer,
+        "order_id": order_id,
+        "completed_at": o.completed_at,
+        "event_id": o.event_id,
+        "channel": o.channel,
+        "categories": None if plain else o.categories,
+        "shares": None if plain else o.shares,
+    }
 
 
 async def _write_sales(conn: Connection, batch: Batch) -> None:
-    # Additive: commutative upserts (the row's own counts plus the batch's). Amounts travel
-    # as text, cast by PostgreSQL: the driver's binary numeric encoding costs the client
-    # about four times as much per amount, on the rows every purchase writes.
+    # Additive: commutative upserts (the row's own counts plus the batch's).
     nothing = SaleDelta()
     await _insert(
         conn,
-        "INSERT INTO sales (day, customer_id, channel, orders, revenue, uncategorised_orders,"
-        " uncategorised_revenue) SELECT * FROM unnest($1::date[], $2::text[], $3::text[],"
-        " $4::int[], $5::text[]::numeric[], $6::int[], $7::text[]::numeric[])"
-        " ORDER BY 1, 2, 3 ON CONFLICT (day, customer_id, channel) DO UPDATE SET"
+        "INSERT INTO sales "
+        + _rows(
+            "day date",
+            "customer_id text",
+            "channel text",
+            "orders int",
+            "revenue numeric",
+            "uncategorised_orders int",
+            "uncategorised_revenue numeric",
+        )
+        + " ORDER BY 1, 2, 3 ON CONFLICT (day, customer_id, channel) DO UPDATE SET"
         " orders = sales.orders + EXCLUDED.orders, revenue = sales.revenue + EXCLUDED.revenue,"
         " uncategorised_orders = sales.uncategorised_orders + EXCLUDED.uncategorised_orders,"
         " uncategorised_revenue = sales.uncategorised_revenue + EXCLUDED.uncategorised_revenue",
         [
-            (*key, d.orders, str(d.revenue), u.orders, str(u.revenue))
-            for key, d in batch.sales.items()
-            for u in (batch.uncategorised.get(key, nothing),)
+            {
+                "day": day,
+                "customer_id": customer,
+                "channel": channel,
+                "orders": d.orders,
+                "revenue": d.revenue,
+                "uncategorised_orders": u.orders,
+                "uncategorised_revenue": u.revenue,
+            }
+            for (day, customer, channel), d in batch.sales.items()
+            for u in (batch.uncategorised.get((day, customer, channel), nothing),)
         ],
     )
     await _insert(
         conn,
-        "INSERT INTO item_category_sales (day, customer_id, category, orders, revenue)"
-        " SELECT * FROM unnest($1::date[], $2::text[], $3::text[], $4::int[],"
-        " $5::text[]::numeric[]) ORDER BY 1, 2, 3"
-        " ON CONFLICT (day, customer_id, category) DO UPDATE SET"
+        "INSERT INTO item_category_sales "
+        + _rows("day date", "customer_id text", "category text", "orders int", "revenue numeric")
+        + " ORDER BY 1, 2, 3 ON CONFLICT (day, customer_id, category) DO UPDATE SET"
         " orders = item_category_sales.orders + EXCLUDED.orders,"
         " revenue = item_category_sales.revenue + EXCLUDED.revenue",
-        [(*key, d.orders, str(d.revenue)) for key, d in batch.item_category_sales.items()],
+        [
+            {
+                "day": day,
+                "customer_id": customer,
+                "category": category,
+                "orders": d.orders,
+                "revenue": d.revenue,
+            }
+            for (day, customer, category), d in batch.item_category_sales.items()
+        ],
     )
     # Keyed, earliest completion wins: decided in the conflict clause against the locked row.
     await _insert(
         conn,
-        "INSERT INTO orders (customer_id, order_id, completed_at, event_id, channel, categories,"
-        " shares) SELECT c, o, t, e, ch, string_to_array(cs, chr(31)),"
-        " string_to_array(sh, chr(31))::numeric[] FROM unnest($1::text[], $2::text[],"
-        " $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[])"
-        " AS u(c, o, t, e, ch, cs, sh) ORDER BY c, o"
-        " ON CONFLICT (customer_id, order_id) DO UPDATE SET"
+        "INSERT INTO orders "
+        + _rows(
+            "customer_id text",
+            "order_id text",
+            "completed_at timestamptz",
+            "event_id text",
+            "channel text",
+            "categories text[]",
+            "shares numeric[]",
+        )
+        + " ORDER BY 1, 2 ON CONFLICT (customer_id, order_id) DO UPDATE SET"
         " completed_at = EXCLUDED.completed_at, event_id = EXCLUDED.event_id,"
         " channel = EXCLUDED.channel, categories = EXCLUDED.categories, shares = EXCLUDED.shares"
         " WHERE (EXCLUDED.completed_at, EXCLUDED.event_id)"
@@ -158,11 +214,27 @@ async def _write_sales(conn: Connection, batch: Batch) -> None:
     )
     await _insert(
         conn,
-        "INSERT INTO refunds (event_id, customer_id, order_id, day, time, amount, reason)"
-        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::date[],"
-        " $5::timestamptz[], $6::numeric[], $7::text[]) ON CONFLICT DO NOTHING",
+        "INSERT INTO refunds "
+        + _rows(
+            "event_id text",
+            "customer_id text",
+            "order_id text",
+            "day date",
+            "time timestamptz",
+            "amount numeric",
+            "reason text",
+        )
+        + " ON CONFLICT DO NOTHING",
         [
-            (r.event_id, r.customer_id, r.order_id, r.day, r.time, r.amount, r.reason)
+            {
+                "event_id": r.event_id,
+                "customer_id": r.customer_id,
+                "order_id": r.order_id,
+                "day": r.day,
+                "time": r.time,
+                "amount": r.amount,
+                "reason": r.reason,
+            }
             for r in batch.refunds
         ],
     )
@@ -192,12 +264,13 @@ _LATEST_FIELDS = ("acquisition_channel", "churn_reason")
 # the row as locked (least first purchase, latest value per field). A row the batch does not
 # change is not rewritten (most purchases are by customers already known).
 _WRITE_CUSTOMERS = (
-    "INSERT INTO customers AS c (customer_id, first_purchase_day,"
-    " acquisition_channel, acquisition_channel_at, acquisition_channel_by,"
-    " churn_reason, churn_reason_at, churn_reason_by)"
-    " SELECT * FROM unnest($1::text[], $2::date[], $3::text[], $4::timestamptz[], $5::text[],"
-    " $6::text[], $7::timestamptz[], $8::text[])"
-    " ORDER BY 1 ON CONFLICT (customer_id) DO UPDATE SET"
+    "INSERT INTO customers AS c "
+    + _rows(
+        "customer_id text",
+        "first_purchase_day date",
+        *(c for f in _LATEST_FIELDS for c in (f"{f} text", f"{f}_at timestamptz", f"{f}_by text")),
+    )
+    + " ORDER BY 1 ON CONFLICT (customer_id) DO UPDATE SET"
     " first_purchase_day = least(c.first_purchase_day, EXCLUDED.first_purchase_day), "
     + ", ".join(_take_if(_latest(f), "c", f, f"{f}_at", f"{f}_by") for f in _LATEST_FIELDS)
     + f" WHERE {_beats(('first_purchase_day',), 'c', '<')}"
@@ -205,43 +278,79 @@ _WRITE_CUSTOMERS = (
 )
 
 
+def _customer_row(batch: Batch, customer: str) -> Row:
+    """The fields the batch sets (a field left out is NULL: nothing to merge)."""
+    row: Row = {"customer_id": customer, "first_purchase_day": batch.first_purchase.get(customer)}
+    for field, values in (
+        ("acquisition_channel", batch.acquisition_channel),
+        ("churn_reason", batch.churn_reason),
+    ):
+        if (latest := values.get(customer)) is not None:
+            row |= {field: latest.value, f"{field}_at": latest.at, f"{field}_by": latest.event_id}
+    return row
+
+
 async def _write_customers(conn: Connection, batch: Batch) -> None:
     customers = (
         batch.first_purchase.keys() | batch.acquisition_channel.keys() | batch.churn_reason.keys()
     )
-    rows = []
-    for customer in customers:
-        row: list[Any] = [customer, batch.first_purchase.get(customer)]
-        for latest in (batch.acquisition_channel.get(customer), batch.churn_reason.get(customer)):
-            row += (None,) * 3 if latest is None else (latest.value, latest.at, latest.event_id)
-        rows.append(row)
-    await _insert(conn, _WRITE_CUSTOMERS, rows)
+    await _insert(conn, _WRITE_CUSTOMERS, [_customer_row(batch, c) for c in customers])
 
 
 async def _write_classes(conn: Connection, batch: Batch) -> None:
     # Keyed, latest wins: decided in the conflict clause against the locked row.
     await _insert(
         conn,
-        "INSERT INTO customer_classes (customer_id, kind, day, as_of, event_id, value)"
-        " SELECT * FROM unnest($1::text[], $2::text[], $3::date[], $4::timestamptz[],"
-        " $5::text[], $6::text[]) ORDER BY 1, 2, 3"
-        " ON CONFLICT (customer_id, kind, day) DO UPDATE SET"
+        "INSERT INTO customer_classes "
+        + _rows(
+            "customer_id text",
+            "kind text",
+            "day date",
+            "as_of timestamptz",
+            "event_id text",
+            "value text",
+        )
+        + " ORDER BY 1, 2, 3 ON CONFLICT (customer_id, kind, day) DO UPDATE SET"
         " as_of = EXCLUDED.as_of, event_id = EXCLUDED.event_id, value = EXCLUDED.value"
         " WHERE (EXCLUDED.as_of, EXCLUDED.event_id)"
         " > (customer_classes.as_of, customer_classes.event_id)",
-        [(*key, r.as_of, r.event_id, r.value) for key, r in batch.classes.items()],
+        [
+            {
+                "customer_id": customer,
+                "kind": kind,
+                "day": day,
+                "as_of": r.as_of,
+                "event_id": r.event_id,
+                "value": r.value,
+            }
+            for (customer, kind, day), r in batch.classes.items()
+        ],
     )
     await _insert(
         conn,
-        "INSERT INTO tier_summaries (tier, day, as_of, customers, customer_equity, average_clv)"
-        " SELECT * FROM unnest($1::text[], $2::date[], $3::timestamptz[], $4::int[],"
-        " $5::numeric[], $6::numeric[]) ORDER BY 1, 2 ON CONFLICT (tier, day) DO UPDATE SET"
+        "INSERT INTO tier_summaries "
+        + _rows(
+            "tier text",
+            "day date",
+            "as_of timestamptz",
+            "customers int",
+            "customer_equity numeric",
+            "average_clv numeric",
+        )
+        + " ORDER BY 1, 2 ON CONFLICT (tier, day) DO UPDATE SET"
         " as_of = EXCLUDED.as_of, customers = EXCLUDED.customers,"
         " customer_equity = EXCLUDED.customer_equity, average_clv = EXCLUDED.average_clv"
         " WHERE EXCLUDED.as_of >= tier_summaries.as_of",
         [
-            (*key, r.as_of, r.customers, r.customer_equity, r.average_clv)
-            for key, r in batch.tier_summaries.items()
+            {
+                "tier": tier,
+                "day": day,
+                "as_of": r.as_of,
+                "customers": r.customers,
+                "customer_equity": r.customer_equity,
+                "average_clv": r.average_clv,
+            }
+            for (tier, day), r in batch.tier_summaries.items()
         ],
     )
 
@@ -250,21 +359,47 @@ async def _write_activity(conn: Connection, batch: Batch) -> None:
     # Additive: commutative upserts.
     await _insert(
         conn,
-        "INSERT INTO interactions (day, customer_id, channel, interactions, negative)"
-        " SELECT * FROM unnest($1::date[], $2::text[], $3::text[], $4::int[], $5::int[])"
-        " ORDER BY 1, 2, 3 ON CONFLICT (day, customer_id, channel) DO UPDATE SET"
+        "INSERT INTO interactions "
+        + _rows("day date", "customer_id text", "channel text", "interactions int", "negative int")
+        + " ORDER BY 1, 2, 3 ON CONFLICT (day, customer_id, channel) DO UPDATE SET"
         " interactions = interactions.interactions + EXCLUDED.interactions,"
         " negative = interactions.negative + EXCLUDED.negative",
-        [(*key, n, negative) for key, (n, negative) in batch.interactions.items()],
+        [
+            {
+                "day": day,
+                "customer_id": customer,
+                "channel": channel,
+                "interactions": n,
+                "negative": negative,
+            }
+            for (day, customer, channel), (n, negative) in batch.interactions.items()
+        ],
     )
     await _insert(
         conn,
-        "INSERT INTO survey_answers (day, customer_id, kind, channel, score, responses)"
-        " SELECT * FROM unnest($1::date[], $2::text[], $3::text[], $4::text[], $5::int[],"
-        " $6::int[]) ORDER BY 1, 2, 3, 4, 5"
+        "INSERT INTO survey_answers "
+        + _rows(
+            "day date",
+            "customer_id text",
+            "kind text",
+            "channel text",
+            "score int",
+            "responses int",
+        )
+        + " ORDER BY 1, 2, 3, 4, 5"
         " ON CONFLICT (day, customer_id, kind, channel, score) DO UPDATE SET"
         " responses = survey_answers.responses + EXCLUDED.responses",
-        [(*key, n) for key, n in batch.surveys.items()],
+        [
+            {
+                "day": day,
+                "customer_id": customer,
+                "kind": kind,
+                "channel": channel,
+                "score": score,
+                "responses": n,
+            }
+            for (day, customer, kind, channel, score), n in batch.surveys.items()
+        ],
     )
 
 
@@ -284,31 +419,47 @@ _MARKS = ("last_resolved_at", "last_reopened_at")
 # locked: the earliest opening's fields, the latest resolution and reopening. A row the
 # batch does not change is not rewritten.
 _WRITE_COMPLAINTS = (
-    "INSERT INTO complaints AS k (complaint_id, customer_id, opened_at, opened_by, opened_day,"
-    " channel, category, priority, last_resolved_at, last_reopened_at)"
-    " SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::date[],"
-    " $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[]) ORDER BY 1"
-    f" ON CONFLICT (complaint_id) DO UPDATE SET {_take_if(_EARLIER_OPENING, 'k', *_OPENING)}, "
+    "INSERT INTO complaints AS k "
+    + _rows(
+        "complaint_id text",
+        "customer_id text",
+        "opened_at timestamptz",
+        "opened_by text",
+        "opened_day date",
+        "channel text",
+        "category text",
+        "priority text",
+        "last_resolved_at timestamptz",
+        "last_reopened_at timestamptz",
+    )
+    + f" ORDER BY 1 ON CONFLICT (complaint_id) DO UPDATE SET"
+    f" {_take_if(_EARLIER_OPENING, 'k', *_OPENING)}, "
     + ", ".join(f"{m} = greatest(k.{m}, EXCLUDED.{m})" for m in _MARKS)
     + f" WHERE {_EARLIER_OPENING}"
     + "".join(f" OR {_beats((m,), 'k', '>')}" for m in _MARKS)
 )
 
 
-def _complaint_row(batch: Batch, complaint_id: str) -> tuple[Any, ...]:
-    o = batch.openings.get(complaint_id)
-    resolved, reopened = batch.resolved.get(complaint_id), batch.reopened.get(complaint_id)
-    opening = (
-        (batch.complaint_customers[complaint_id], None, None, None, None, None, None)
-        if o is None
-        else (o.customer_id, o.at, o.event_id, o.day, o.channel, o.category, o.priority)
-    )
-    return (
-        complaint_id,
-        *opening,
-        resolved.at if resolved else None,
-        reopened.at if reopened else None,
-    )
+def _complaint_row(batch: Batch, complaint_id: str) -> Row:
+    row: Row = {
+        "complaint_id": complaint_id,
+        "customer_id": batch.complaint_customers[complaint_id],
+    }
+    if (o := batch.openings.get(complaint_id)) is not None:
+        row |= {
+            "customer_id": o.customer_id,
+            "opened_at": o.at,
+            "opened_by": o.event_id,
+            "opened_day": o.day,
+            "channel": o.channel,
+            "category": o.category,
+            "priority": o.priority,
+        }
+    if (resolved := batch.resolved.get(complaint_id)) is not None:
+        row["last_resolved_at"] = resolved.at
+    if (reopened := batch.reopened.get(complaint_id)) is not None:
+        row["last_reopened_at"] = reopened.at
+    return row
 
 
 async def _write_complaints(conn: Connection, batch: Batch) -> None:
@@ -320,17 +471,34 @@ async def _write_complaints(conn: Connection, batch: Batch) -> None:
     # New facts, one row per event.
     await _insert(
         conn,
-        "INSERT INTO complaint_resolutions (event_id, complaint_id, customer_id, day)"
-        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::date[])"
-        " ON CONFLICT DO NOTHING",
-        [(r.event_id, r.complaint_id, r.customer_id, r.day) for r in batch.resolutions],
+        "INSERT INTO complaint_resolutions "
+        + _rows("event_id text", "complaint_id text", "customer_id text", "day date")
+        + " ON CONFLICT DO NOTHING",
+        [
+            {
+                "event_id": r.event_id,
+                "complaint_id": r.complaint_id,
+                "customer_id": r.customer_id,
+                "day": r.day,
+            }
+            for r in batch.resolutions
+        ],
     )
     await _insert(
         conn,
-        "INSERT INTO complaint_feedback (event_id, complaint_id, customer_id, day, score)"
-        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::int[])"
-        " ON CONFLICT DO NOTHING",
-        [(f.event_id, f.complaint_id, f.customer_id, f.day, f.score) for f in batch.feedback],
+        "INSERT INTO complaint_feedback "
+        + _rows("event_id text", "complaint_id text", "customer_id text", "day date", "score int")
+        + " ON CONFLICT DO NOTHING",
+        [
+            {
+                "event_id": f.event_id,
+                "complaint_id": f.complaint_id,
+                "customer_id": f.customer_id,
+                "day": f.day,
+                "score": f.score,
+            }
+            for f in batch.feedback
+        ],
     )
 
 
@@ -339,12 +507,23 @@ async def _write_sla(conn: Connection, batch: Batch) -> None:
     # conflict clause against the locked row.
     await _insert(
         conn,
-        "INSERT INTO sla_clocks (complaint_id, metric, cycle, customer_id, stopped_at, event_id,"
-        " day, outcome, elapsed_seconds, target_seconds, tier, category, channel)"
-        " SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[],"
-        " $5::timestamptz[], $6::text[], $7::date[], $8::text[], $9::float8[], $10::float8[],"
-        " $11::text[], $12::text[], $13::text[])"
-        " ORDER BY 1, 2, 3 ON CONFLICT (complaint_id, metric, cycle) DO UPDATE SET"
+        "INSERT INTO sla_clocks "
+        + _rows(
+            "complaint_id text",
+            "metric text",
+            "cycle int",
+            "customer_id text",
+            "stopped_at timestamptz",
+            "event_id text",
+            "day date",
+            "outcome text",
+            "elapsed_seconds float8",
+            "target_seconds float8",
+            "tier text",
+            "category text",
+            "channel text",
+        )
+        + " ORDER BY 1, 2, 3 ON CONFLICT (complaint_id, metric, cycle) DO UPDATE SET"
         " customer_id = EXCLUDED.customer_id, stopped_at = EXCLUDED.stopped_at,"
         " event_id = EXCLUDED.event_id, day = EXCLUDED.day, outcome = EXCLUDED.outcome,"
         " elapsed_seconds = EXCLUDED.elapsed_seconds, target_seconds = EXCLUDED.target_seconds,"
@@ -352,37 +531,59 @@ async def _write_sla(conn: Connection, batch: Batch) -> None:
         " WHERE (EXCLUDED.stopped_at, EXCLUDED.event_id)"
         " > (sla_clocks.stopped_at, sla_clocks.event_id)",
         [
-            (
-                *key,
-                c.customer_id,
-                c.at,
-                c.event_id,
-                c.day,
-                c.outcome,
-                c.elapsed_seconds,
-                c.target_seconds,
-                c.tier,
-                c.category,
-                c.channel,
-            )
-            for key, c in batch.clocks.items()
+            {
+                "complaint_id": complaint_id,
+                "metric": metric,
+                "cycle": cycle,
+                "customer_id": c.customer_id,
+                "stopped_at": c.at,
+                "event_id": c.event_id,
+                "day": c.day,
+                "outcome": c.outcome,
+                "elapsed_seconds": c.elapsed_seconds,
+                "target_seconds": c.target_seconds,
+                "tier": c.tier,
+                "category": c.category,
+                "channel": c.channel,
+            }
+            for (complaint_id, metric, cycle), c in batch.clocks.items()
         ],
     )
     await _insert(
         conn,
-        "INSERT INTO sla_breaches (complaint_id, metric, cycle, customer_id, breached_at,"
-        " event_id, day, tier, category, channel) SELECT * FROM unnest($1::text[], $2::text[],"
-        " $3::int[], $4::text[], $5::timestamptz[], $6::text[], $7::date[], $8::text[],"
-        " $9::text[], $10::text[]) ORDER BY 1, 2, 3"
-        " ON CONFLICT (complaint_id, metric, cycle) DO UPDATE SET"
+        "INSERT INTO sla_breaches "
+        + _rows(
+            "complaint_id text",
+            "metric text",
+            "cycle int",
+            "customer_id text",
+            "breached_at timestamptz",
+            "event_id text",
+            "day date",
+            "tier text",
+            "category text",
+            "channel text",
+        )
+        + " ORDER BY 1, 2, 3 ON CONFLICT (complaint_id, metric, cycle) DO UPDATE SET"
         " customer_id = EXCLUDED.customer_id, breached_at = EXCLUDED.breached_at,"
         " event_id = EXCLUDED.event_id, day = EXCLUDED.day, tier = EXCLUDED.tier,"
         " category = EXCLUDED.category, channel = EXCLUDED.channel"
         " WHERE (EXCLUDED.breached_at, EXCLUDED.event_id)"
         " < (sla_breaches.breached_at, sla_breaches.event_id)",
         [
-            (*key, b.customer_id, b.at, b.event_id, b.day, b.tier, b.category, b.channel)
-            for key, b in batch.breaches.items()
+            {
+                "complaint_id": complaint_id,
+                "metric": metric,
+                "cycle": cycle,
+                "customer_id": b.customer_id,
+                "breached_at": b.at,
+                "event_id": b.event_id,
+                "day": b.day,
+                "tier": b.tier,
+                "category": b.category,
+                "channel": b.channel,
+            }
+            for (complaint_id, metric, cycle), b in batch.breaches.items()
         ],
     )
 
