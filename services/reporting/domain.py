@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from decimal import ROUND_DOWN, Decimal
 from functools import cache
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from services.reporting.kpi import local_date
 from shared.events import (
@@ -70,8 +70,7 @@ class SaleDelta:
     revenue: Decimal = Decimal(0)  # gross, reporting currency; refunds are kept apart
 
 
-@dataclass(frozen=True)
-class Order:
+class Order(NamedTuple):  # one per purchase: a tuple is built in half the time
     completed_at: datetime
     event_id: str
     channel: str
