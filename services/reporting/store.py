@@ -699,6 +699,15 @@ async def read_cells(
     return cells
 
 
+# The rows of the category_sales view without its grouping (migrations/003): the sums per
+# customer below group them anyway, and the planner pushes the day range into both parts.
+_CATEGORY_FACTS = (
+    "(SELECT day, customer_id, category, orders, revenue FROM item_category_sales"
+    f" UNION ALL SELECT day, customer_id, '{UNKNOWN}', uncategorised_orders,"
+    " uncategorised_revenue FROM sales WHERE uncategorised_orders > 0) AS category_facts"
+)
+
+
 async def _read_sales(
     pool: Pool | Connection, cells: Cells, args: Args, by: Dimension | None
 ) -> None:
@@ -707,7 +716,7 @@ async def _read_sales(
     Refunds count on their own day, in the channel and categories of their order (split by
     the order's shares), found at query time so that the order may arrive after them."""
     if by is Dimension.CATEGORY:
-        table, refund_dim, refund_amount = "category_sales", "x.dim", "round(r.amount * x.share, 6)"
+        table, refund_dim, refund_amount = _CATEGORY_FACTS, "x.dim", "round(r.amount * x.share, 6)"
         split = (
             "CROSS JOIN LATERAL unnest(coalesce(o.categories, ARRAY['unknown']::text[]),"
             " coalesce(o.shares, ARRAY[1]::numeric[])) AS x(dim, share)"
@@ -1053,15 +1062,25 @@ async def crisis_alerts(
 
 
 async def daily_kpis(pool: Pool, first: date, last: date) -> list[dict[str, Any]]:
-    """One row per day in [first, last], days without sales included as zeros."""
+    """One row per day in [first, last], days without sales included as zeros: revenue net
+    of refunds (as the daily_sales view), orders and buyers, summed over those days only."""
     rows = await pool.fetch(
         """
+        WITH s AS (
+            SELECT day, sum(revenue) AS revenue, sum(orders)::int AS orders,
+                   count(DISTINCT customer_id) AS buyers
+            FROM sales WHERE day BETWEEN $1::date AND $2::date GROUP BY day
+        ), r AS (
+            SELECT day, sum(amount) AS refunded
+            FROM refunds WHERE day BETWEEN $1::date AND $2::date GROUP BY day
+        )
         SELECT d::date AS day,
-               coalesce(s.revenue, 0) AS revenue,
+               coalesce(s.revenue, 0) - coalesce(r.refunded, 0) AS revenue,
                coalesce(s.orders, 0) AS orders,
-               (SELECT count(*) FROM daily_buyers b WHERE b.day = d::date) AS buyers
+               coalesce(s.buyers, 0) AS buyers
         FROM generate_series($1::date, $2::date, interval '1 day') AS d
-        LEFT JOIN daily_sales s ON s.day = d::date
+        LEFT JOIN s ON s.day = d::date
+        LEFT JOIN r ON r.day = d::date
         ORDER BY d
         """,
         first,
