@@ -460,8 +460,9 @@ async def freshness(stack: Stack, dsn: str, rate: float, seconds: float) -> dict
         queries = {
             "scoring": "SELECT customer_id FROM scoring.purchase_summaries "
             "WHERE customer_id = ANY($1)",
-            "reporting": "SELECT customer_id FROM reporting.daily_buyers "
-            "WHERE customer_id = ANY($1)",
+            # customers: by primary key, written in the same transaction as the sale
+            "reporting": "SELECT customer_id FROM reporting.customers "
+            "WHERE customer_id = ANY($1) AND first_purchase_day IS NOT NULL",
             "complaints": "SELECT customer_id FROM complaints.complaints "
             "WHERE customer_id = ANY($1)",
         }
