@@ -349,15 +349,30 @@ async def ingest_into_kafka(stack: Stack, dsn: str) -> dict[str, float]:
 
 
 async def wait_caught_up(stack: Stack, timeout: float = 300) -> None:
-    """Until every fold reports no lag (a probe that does not answer is not caught up)."""
+    """Until every fold reports no lag and no service has events waiting in its outbox, three
+    checks in a row a second apart: derived events (a re-score's changes, SLA events) come in
+    waves after the folds catch up, and a phase that started on them would measure them."""
     async with httpx.AsyncClient(timeout=5, headers=AUTH) as client:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            folds = [s for s in stack.services if s.name != "ingest"]
-            lags = [await consumer_lag(client, s.url, ProbeLatencies()) for s in folds]
-            if all(lag == 0 for lag in lags):
-                return
-            await asyncio.sleep(0.5)
+        quiet = 0
+        while time.monotonic() < deadline and quiet < 3:
+            quiet = quiet + 1 if await _settled(client, stack) else 0
+            await asyncio.sleep(1.0)
+
+
+async def _settled(client: httpx.AsyncClient, stack: Stack) -> bool:
+    for service in stack.services:
+        response = await timed_get(client, f"{service.url}/readyz", ProbeLatencies())
+        if response is None:
+            return False
+        try:
+            body = response.json()
+        except ValueError:
+            return False
+        lag = body.get("consumer", {}).get("lag", 0) if service.name != "ingest" else 0
+        if lag or body.get("relay", {}).get("pending", 0):
+            return False
+    return True
 
 
 @dataclass
