@@ -37,7 +37,7 @@ from services.complaints.settings import ComplaintsSettings
 from services.complaints.sla import SlaConfig
 from shared import db
 from shared.embedded import Database
-from shared.events import STORED, Event, ValidationContext, decode_event, validate_event
+from shared.events import RECORDED, Event, ValidationContext, decode_event, validate_event
 from shared.service import GC_YOUNG_THRESHOLD
 
 BATCH = 2000
@@ -90,7 +90,7 @@ async def fresh_pool(database: Database, name: str) -> db.Pool:
 
 def decoded(records: list[bytes]) -> list[Event]:
     """As the consumer runtime hands them over: freshly decoded, nothing cached yet."""
-    return [decode_event(r, STORED) for r in records]
+    return [decode_event(r, RECORDED) for r in records]
 
 
 @dataclass(frozen=True)

@@ -692,7 +692,6 @@ class ValidationContext:
 # the bytes are checked against the contract, the clock and the currency are not judged again
 # (an erasure or a replay may come years later, on a deployment with other settings).
 RECORDED = ValidationContext(reporting_currency=None, future_tolerance=None)
-STORED = RECORDED
 
 
 def event_type_of(envelope: Envelope) -> EventType:

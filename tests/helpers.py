@@ -28,7 +28,7 @@ from services.scoring.domain import PurchaseSummary, is_purchase
 from services.scoring.domain import fold as scoring_fold
 from shared.auth import token_sha256
 from shared.embedded import Database
-from shared.events import STORED, Event, decode_event
+from shared.events import RECORDED, Event, decode_event
 
 T = TypeVar("T")
 _ids = itertools.count()
@@ -464,7 +464,7 @@ async def stored_events(dsn: str) -> list[Event]:
         )
     finally:
         await conn.close()
-    return [decode_event(r["body"].encode(), STORED) for r in rows]
+    return [decode_event(r["body"].encode(), RECORDED) for r in rows]
 
 
 def expected_models(events: list[Event], zone: tzinfo = UTC) -> Models:
@@ -569,3 +569,35 @@ async def caught_up(urls: list[str]) -> bool:
             ):
                 return False
     return True
+
+
+async def is_waiting_on(pool: Any, waiter: Any, holder: Any) -> bool:
+    """Whether `waiter`'s backend is blocked by a lock that `holder`'s backend holds."""
+    found: bool = await pool.fetchval(
+        "SELECT $1 = ANY(pg_blocking_pids($2))", holder.get_server_pid(), waiter.get_server_pid()
+    )
+    return found
+
+
+async def store_concurrently(
+    pool: Any, projection: Callable[[], Any], first: list[Any], second: list[Any]
+) -> bool:
+    """Two instances folding at once, on two real transactions: `first` stored and left
+    uncommitted; `second` stored in a second transaction until it is done or waits on the
+    first's locks; then the first commits, then the second. Whether the second had to wait."""
+    async with pool.acquire() as one, pool.acquire() as two:
+        tx_one, tx_two = one.transaction(), two.transaction()
+        await tx_one.start()
+        await projection().store(one, first)
+        await tx_two.start()
+        pending = asyncio.create_task(projection().store(two, second))
+
+        async def second_has_gone_as_far_as_it_can() -> bool:
+            return pending.done() or await is_waiting_on(pool, two, one)
+
+        await wait_until(second_has_gone_as_far_as_it_can, timeout=20, what="B done or waiting")
+        waited = not pending.done()
+        await tx_one.commit()
+        await asyncio.wait_for(pending, timeout=20)
+        await tx_two.commit()
+    return waited

@@ -34,7 +34,7 @@ from shared.erasure import (
 )
 from shared.events import (
     ERASED_TYPE,
-    STORED,
+    RECORDED,
     ClassChanged,
     ComplaintEvent,
     ComplaintOpened,
@@ -103,7 +103,7 @@ async def _erase_complaint_texts(conn: Connection, erased: dict[str, datetime]) 
         return
     changed = []
     for row in await store.complaint_bodies_of(conn, list(erased)):
-        event = decode_event(row["body"].encode(), STORED)
+        event = decode_event(row["body"].encode(), RECORDED)
         if is_erased(event, erased):
             body = redacted(event).to_bytes().decode()
             changed.append((row["complaint_id"], row["event_id"], body))

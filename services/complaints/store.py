@@ -22,7 +22,7 @@ from services.complaints.domain import Complaint
 from services.complaints.fold import Folded, Position, TierChange
 from services.complaints.sla import Schedule, copy_with
 from shared.db import Connection, Pool
-from shared.events import STORED, Event, decode_event
+from shared.events import RECORDED, Event, decode_event
 
 _COLUMNS = [f.name for f in fields(Complaint)]
 _complaint_fields = attrgetter(*_COLUMNS)
@@ -93,7 +93,7 @@ async def load_history(conn: Connection | Pool, complaint_ids: list[str]) -> dic
     )
     history: dict[str, list[Event]] = defaultdict(list)
     for r in records:
-        history[r["complaint_id"]].append(decode_event(r["body"].encode(), STORED))
+        history[r["complaint_id"]].append(decode_event(r["body"].encode(), RECORDED))
     return history
 
 
@@ -311,7 +311,7 @@ async def own_pending(conn: Connection | Pool, complaint_id: str) -> list[Event]
         "AND body->'data'->>'complaint_id' = $1",
         complaint_id,
     )
-    return [decode_event(r["body"].encode(), STORED) for r in rows]
+    return [decode_event(r["body"].encode(), RECORDED) for r in rows]
 
 
 async def customer_tiers(pool: Pool, customer_id: str) -> list[TierChange]:

@@ -20,7 +20,7 @@ from services.scoring.rescore import fit_and_save, refresh_reference
 from services.scoring.scoring import Reference, score
 from services.scoring.settings import ScoringSettings
 from shared.auth import api_router, require
-from shared.events import CUSTOMER_ID_PATTERN, EARLIEST_TIME, STORED, decode_event
+from shared.events import CUSTOMER_ID_PATTERN, EARLIEST_TIME, RECORDED, decode_event
 from shared.http import (
     BODY_TOO_LARGE,
     BoundedBodyRoute,
@@ -272,7 +272,7 @@ async def get_customer(
     found = await store.customer_view(res.pool, customer_id, latest)
     if found is None:
         raise HTTPException(404, f"nothing known of customer '{customer_id}'")
-    profile = profile_of(decode_event(b.encode(), STORED) for b in found.pop("profile_events"))
+    profile = profile_of(decode_event(b.encode(), RECORDED) for b in found.pop("profile_events"))
     lead = None
     if profile.lead is not None:
         man = man_lead_class(profile.lead["money"], profile.lead["authority"], profile.lead["need"])

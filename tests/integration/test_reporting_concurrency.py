@@ -14,7 +14,6 @@ table makes each table that first one, and one scenario meets everywhere and che
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -27,8 +26,7 @@ from services.reporting.metrics import Dimension
 from services.reporting.settings import ReportingSettings
 from shared import db
 from shared.consumer import Projection
-from shared.events import Event
-from tests.helpers import event, wait_until
+from tests.helpers import event, store_concurrently
 from tests.integration.test_reporting_store import MARCH, kpis, pool, validated
 
 pytestmark = pytest.mark.integration
@@ -359,36 +357,6 @@ def projection() -> Projection:
     return made
 
 
-async def is_waiting_on(pool: db.Pool, waiter: db.Connection, holder: db.Connection) -> bool:
-    """Whether `waiter`'s backend is blocked by a lock that `holder`'s backend holds."""
-    found: bool = await pool.fetchval(
-        "SELECT $1 = ANY(pg_blocking_pids($2))", holder.get_server_pid(), waiter.get_server_pid()
-    )
-    return found
-
-
-async def store_concurrently(pool: db.Pool, first: list[Event], second: list[Event]) -> bool:
-    """`first` stored and left uncommitted; `second` stored in a second transaction until it
-    is done or waits on the first's locks; then the first commits, then the second. Whether
-    the second had to wait for the first."""
-    async with pool.acquire() as one, pool.acquire() as two:
-        tx_one, tx_two = one.transaction(), two.transaction()
-        await tx_one.start()
-        await projection().store(one, first)
-        await tx_two.start()
-        pending = asyncio.create_task(projection().store(two, second))
-
-        async def second_has_gone_as_far_as_it_can() -> bool:
-            return pending.done() or await is_waiting_on(pool, two, one)
-
-        await wait_until(second_has_gone_as_far_as_it_can, timeout=20, what="B done or waiting")
-        waited = not pending.done()
-        await tx_one.commit()
-        await asyncio.wait_for(pending, timeout=20)
-        await tx_two.commit()
-    return waited
-
-
 ORDERS = pytest.mark.parametrize("a_first", [True, False], ids=["A holds", "B holds"])
 
 
@@ -397,7 +365,7 @@ async def test_two_instances_fold_the_same_customer_at_once(pool: db.Pool, a_fir
     a, b = validated(BATCH_A), validated(BATCH_B)
     first, second = (a, b) if a_first else (b, a)
     # The batches contend for the same rows: the second cannot finish while the first is open.
-    assert await store_concurrently(pool, first, second)
+    assert await store_concurrently(pool, projection, first, second)
 
     for query, rows in EXPECTED_ROWS.items():
         assert {tuple(r) for r in await pool.fetch(query)} == rows, query
@@ -416,5 +384,5 @@ async def test_two_instances_meet_on_one_table(pool: db.Pool, table: str, a_firs
     async with pool.acquire() as conn, conn.transaction():
         await projection().store(conn, validated(meeting.seed))
     a, b = validated(meeting.a), validated(meeting.b)
-    assert await store_concurrently(pool, *((a, b) if a_first else (b, a)))
+    assert await store_concurrently(pool, projection, *((a, b) if a_first else (b, a)))
     assert {tuple(r) for r in await pool.fetch(meeting.query)} == meeting.rows

@@ -11,7 +11,6 @@ erasure that does not see a concurrent profile event leaves personal data behind
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
 from decimal import Decimal
@@ -23,8 +22,8 @@ from services.scoring.main import SPEC
 from services.scoring.settings import ScoringSettings
 from shared import db
 from shared.consumer import Projection
-from shared.events import STORED, Event, validate_event
-from tests.helpers import event, wait_until
+from shared.events import RECORDED, Event, validate_event
+from tests.helpers import event, store_concurrently
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +33,7 @@ def at(moment: str) -> datetime:
 
 
 def ev(eid: str, type_name: str, subject: str, data: dict[str, Any], when: str) -> Event:
-    return validate_event(event(type_name, subject, data, time=at(when), event_id=eid), STORED)
+    return validate_event(event(type_name, subject, data, time=at(when), event_id=eid), RECORDED)
 
 
 def buy(eid: str, subject: str, when: str, amount: str) -> Event:
@@ -70,36 +69,6 @@ def projection() -> Projection:
     return made
 
 
-async def is_waiting_on(pool: db.Pool, waiter: db.Connection, holder: db.Connection) -> bool:
-    """Whether `waiter`'s backend is blocked by a lock that `holder`'s backend holds."""
-    found: bool = await pool.fetchval(
-        "SELECT $1 = ANY(pg_blocking_pids($2))", holder.get_server_pid(), waiter.get_server_pid()
-    )
-    return found
-
-
-async def store_concurrently(pool: db.Pool, first: list[Event], second: list[Event]) -> bool:
-    """`first` stored and left uncommitted; `second` stored in a second transaction until it
-    is done or waits on the first's locks; then the first commits, then the second. Whether
-    the second had to wait for the first."""
-    async with pool.acquire() as one, pool.acquire() as two:
-        tx_one, tx_two = one.transaction(), two.transaction()
-        await tx_one.start()
-        await projection().store(one, first)
-        await tx_two.start()
-        pending = asyncio.create_task(projection().store(two, second))
-
-        async def second_has_gone_as_far_as_it_can() -> bool:
-            return pending.done() or await is_waiting_on(pool, two, one)
-
-        await wait_until(second_has_gone_as_far_as_it_can, timeout=20, what="B done or waiting")
-        waited = not pending.done()
-        await tx_one.commit()
-        await asyncio.wait_for(pending, timeout=20)
-        await tx_two.commit()
-    return waited
-
-
 ORDERS = pytest.mark.parametrize("a_first", [True, False], ids=["A holds", "B holds"])
 
 # x's purchases split over two batches; y only in B.
@@ -122,7 +91,7 @@ async def test_purchases_of_one_customer_folded_at_once_add_up(
     pool: db.Pool, a_first: bool
 ) -> None:
     first, second = (PURCHASES_A, PURCHASES_B) if a_first else (PURCHASES_B, PURCHASES_A)
-    waited = await store_concurrently(pool, first, second)
+    waited = await store_concurrently(pool, projection, first, second)
     rows = await pool.fetch(
         "SELECT customer_id, first_purchase_at, last_purchase_at, purchase_count, total_spent"
         " FROM purchase_summaries"
@@ -147,7 +116,7 @@ async def test_an_erasure_and_a_profile_event_stored_at_once_leave_no_personal_d
     pool: db.Pool, a_first: bool
 ) -> None:
     first, second = (PROFILE, ERASURE) if a_first else (ERASURE, PROFILE)
-    waited = await store_concurrently(pool, first + LATER_PROFILE, second)
+    waited = await store_concurrently(pool, projection, first + LATER_PROFILE, second)
     assert await profile_rows(pool) == {"p2"}
     erasures = await pool.fetch("SELECT customer_id, erased_at FROM erasures")
     assert {tuple(r) for r in erasures} == {("x", at("04T10:00"))}
@@ -155,6 +124,6 @@ async def test_an_erasure_and_a_profile_event_stored_at_once_leave_no_personal_d
 
 
 async def test_profile_events_of_one_customer_stored_at_once_do_not_wait(pool: db.Pool) -> None:
-    waited = await store_concurrently(pool, PROFILE, LATER_PROFILE)
+    waited = await store_concurrently(pool, projection, PROFILE, LATER_PROFILE)
     assert not waited
     assert await profile_rows(pool) == {"p1", "p2"}

@@ -17,7 +17,7 @@ from services.scoring.main import SPEC
 from services.scoring.projection import ScoringProjection
 from services.scoring.settings import ScoringSettings
 from shared import db
-from shared.events import STORED, Event, validate_event
+from shared.events import RECORDED, Event, validate_event
 from tests.helpers import event
 
 pytestmark = pytest.mark.integration
@@ -34,7 +34,7 @@ def ev(
     eid: str, type_name: str, subject: str, data: dict[str, Any], when: str, source: str = "shop"
 ) -> Event:
     raw = event(type_name, subject, data, time=at(when), event_id=eid) | {"source": source}
-    return validate_event(raw, STORED)
+    return validate_event(raw, RECORDED)
 
 
 def buy(eid: str, subject: str, when: str, amount: str, source: str = "shop") -> Event:
