@@ -8,7 +8,9 @@ Apache Kafka and PostgreSQL instead.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -16,6 +18,16 @@ from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def end_with_parent() -> None:
+    """`preexec_fn` of a child process: it gets SIGTERM when the process that started it dies
+    (Linux), so a run that is killed leaves no broker or service behind; an orphaned service
+    would otherwise keep retrying its broker's port and join whatever starts on it next."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -73,6 +85,7 @@ class Broker:
             ],
             stdout=output,
             stderr=subprocess.STDOUT,
+            preexec_fn=end_with_parent,
         )
         _wait_for_port(self.port, 10.0, self.process)
         return self

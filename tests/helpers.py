@@ -27,7 +27,7 @@ from services.reporting.domain import fold as reporting_fold
 from services.scoring.domain import PurchaseSummary, is_purchase
 from services.scoring.domain import fold as scoring_fold
 from shared.auth import token_sha256
-from shared.embedded import Database
+from shared.embedded import Database, end_with_parent
 from shared.events import RECORDED, Event, decode_event
 
 T = TypeVar("T")
@@ -164,6 +164,7 @@ class ServiceProcess:
             env={"ADMIN_KEY_SHA256": token_sha256(TEST_TOKEN), **self.env, "PORT": str(self.port)},
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=end_with_parent,  # a killed test run leaves no service behind
         )
         return self
 
