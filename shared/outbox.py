@@ -260,6 +260,7 @@ class OutboxRelay:
         self._pool = pool
         self._lock_key = zlib.crc32(f"outbox-relay:{schema}".encode())
         self._log_name = schema  # named in every record it publishes (relay_headers)
+        self._canary = f"crm.relay.{schema}"  # a topic only this log's relay writes
         self._batch_size = batch_size
         self._check_interval = check_interval
         self._wakeup = asyncio.Event()
@@ -319,6 +320,7 @@ class OutboxRelay:
             await asyncio.wait_for(producer.start(), BROKER_TIMEOUT)
             await asyncio.wait_for(admin.start(), BROKER_TIMEOUT)
             await self._load_marks()
+            await self._check_canary(producer, admin)
             await self._check_log_ends(admin)
             self.status.connected = True
             last_check = time.monotonic()
@@ -329,6 +331,7 @@ class OutboxRelay:
                 await self._recreate_lost_topics(admin)
                 published = await self._publish_batch(producer)
                 if time.monotonic() - last_check > self._check_interval:
+                    await self._check_canary(producer, admin)
                     await self._check_log_ends(admin)
                     await self._refresh_pending()  # also while busy: load shedding reads it
                     last_check = time.monotonic()
@@ -406,6 +409,21 @@ class OutboxRelay:
         lost = {t for t in created if any(topic == t for topic, _ in self._marks)}
         if lost:
             await self._republish(lost, "topics had disappeared from the broker")
+
+    async def _check_canary(self, producer: AIOKafkaProducer, admin: AIOKafkaAdminClient) -> None:
+        """A broker that lost its logs is noticed by a topic only this relay writes, holding a
+        record since it first led: gone or empty means lost, even where other producers have
+        since written past our marks on the shared topics (a log end above the mark hides it)."""
+        await kafka.ensure_topics_with(admin, self._settings, [self._canary])
+        ends = await kafka.log_ends(self._settings, {(self._canary, 0): 0})
+        if ends.get((self._canary, 0), 0) > 0:
+            return
+        if self._marks:  # it had published: what it published is gone
+            topics = {topic for topic, _ in self._marks}
+            await self._republish(topics, "the relay's canary topic is empty")
+        await producer.send_and_wait(
+            self._canary, value=b"", key=self._log_name.encode(), partition=0
+        )
 
     async def _check_log_ends(self, admin: AIOKafkaAdminClient) -> None:
         """Compare each partition's log end with the offsets the broker acknowledged to us.
