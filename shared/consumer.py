@@ -31,7 +31,12 @@ partition and the partition is re-read from its start; rule 2 makes that safe:
 - on assignment we seek to the last applied record and compare its fingerprint (the value's
   hash and the relay's log epoch header): a different record means a different log;
 - a partition whose high watermark is below the position we need means a shorter log (a
-  Kafka broker answers OffsetOutOfRange instead, and `auto_offset_reset` handles it).
+  Kafka broker answers OffsetOutOfRange instead, and `auto_offset_reset` handles it);
+- a record whose log epoch (header `crm-epoch`) is above the one the position was reached
+  with means its relay published the log again: the broker lost it, and the new log may
+  have grown past our position before we noticed it was shorter (a restarted broker is
+  filled again within milliseconds), so what it holds before the position is unread. The
+  epochs go with the stored offsets, so this holds across restarts and rebalances too.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import asyncpg
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
@@ -111,6 +117,20 @@ def origin(record: ConsumerRecord[bytes, bytes]) -> tuple[str, int] | None:
     return log_name, seq
 
 
+def log_epoch(record: ConsumerRecord[bytes, bytes]) -> tuple[str, int] | None:
+    """The (log, epoch) of a record a relay published; None for any other record (a
+    malformed header is left to `origin`, which dead-letters the record)."""
+    log_name = epoch = None
+    for key, value in record.headers:
+        if key == LOG_HEADER:
+            log_name = value.decode(errors="replace")
+        elif key == EPOCH_HEADER and value.isdigit():
+            epoch = int(value)
+    if log_name is None or epoch is None:
+        return None
+    return log_name, epoch
+
+
 def fingerprint(record: ConsumerRecord[bytes, bytes]) -> bytes:
     epoch = next((v for k, v in record.headers if k == EPOCH_HEADER), b"")
     digest = hashlib.blake2b(digest_size=16)
@@ -118,6 +138,16 @@ def fingerprint(record: ConsumerRecord[bytes, bytes]) -> bytes:
     digest.update(b"\x00")
     digest.update(record.value or b"")
     return digest.digest()
+
+
+@dataclass(frozen=True)
+class _Position:
+    """Where a partition stands after a batch: the next offset, the fingerprint of the last
+    record, and the epoch of each log its records came from (as of that record)."""
+
+    next_offset: int
+    fingerprint: bytes
+    epochs: dict[str, int]
 
 
 @dataclass
@@ -162,7 +192,7 @@ class _Prepared:
     started: float
     events: list[Event] = field(default_factory=list)
     dead: list[tuple[ConsumerRecord[bytes, bytes], str]] = field(default_factory=list)
-    positions: dict[TopicPartition, tuple[int, bytes]] = field(default_factory=dict)
+    positions: dict[TopicPartition, _Position] = field(default_factory=dict)
     skipped: int = 0
 
 
@@ -243,6 +273,7 @@ class ConsumerRuntime:
         self._stopping = asyncio.Event()
         self._batch_lock = asyncio.Lock()  # a rebalance waits for the batch in flight
         self._expected: dict[TopicPartition, _Expected] = {}
+        self._epochs: dict[TopicPartition, dict[str, int]] = {}  # per partition, log -> epoch
         self._next: dict[TopicPartition, int] = {}
         self._last_truncation_check = 0.0
         self._owner = f"{self._projection.name}-{uuid.uuid4()}"
@@ -374,6 +405,8 @@ class ConsumerRuntime:
         prepared = _Prepared(self._generation, time.perf_counter())
         for tp, records in batches.items():
             records = self._verified(tp, records)
+            if self._epoch_rose(tp, records):
+                continue  # re-read from its start: nothing of this partition is applied now
             for record in records:
                 try:
                     event = self._decoded(tp, record)
@@ -390,7 +423,9 @@ class ConsumerRuntime:
                 else:
                     prepared.events.append(event)
             if records:
-                prepared.positions[tp] = (records[-1].offset + 1, fingerprint(records[-1]))
+                prepared.positions[tp] = _Position(
+                    records[-1].offset + 1, fingerprint(records[-1]), dict(self._epochs[tp])
+                )
         return prepared
 
     async def _store(self, prepared: _Prepared) -> None:
@@ -402,8 +437,8 @@ class ConsumerRuntime:
             # them (at-least-once to the dead-letter topic) but never loses one.
             await self._dead_letter(prepared.dead)
             fresh = await self._commit(prepared.events, prepared.positions)
-            for tp, (next_offset, _) in prepared.positions.items():
-                self._next[tp] = next_offset
+            for tp, position in prepared.positions.items():
+                self._next[tp] = position.next_offset
         self._succeeded()
         self._count(prepared.events, fresh, prepared.dead)
         if prepared.skipped:
@@ -453,6 +488,28 @@ class ConsumerRuntime:
         self._restart_partition(tp, f"record at {first.offset} differs from the one applied")
         return []
 
+    def _epoch_rose(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> bool:
+        """Whether a record comes from a log published again since the position was reached
+        (its relay raised the log's epoch: the broker had lost it); then the partition is
+        re-read from its start. A consumer that went on reading at its old position in the
+        new log (it notices a shorter log only while the log is shorter) would skip what the
+        new log holds before that position."""
+        known = self._epochs.setdefault(tp, {})
+        for record in records:
+            stamp = log_epoch(record)
+            if stamp is None:
+                continue
+            log_name, epoch = stamp
+            before = known.get(log_name)
+            if before is None or epoch > before:
+                known[log_name] = epoch
+            if before is not None and epoch > before:
+                self._restart_partition(
+                    tp, f"log {log_name} was published again (epoch {before} to {epoch})"
+                )
+                return True
+        return False
+
     def _restart_partition(self, tp: TopicPartition, why: str) -> None:
         assert self._consumer is not None
         log.warning(
@@ -465,7 +522,7 @@ class ConsumerRuntime:
         self._consumer.seek(tp, 0)
 
     async def _commit(
-        self, events: list[Event], positions: dict[TopicPartition, tuple[int, bytes]]
+        self, events: list[Event], positions: dict[TopicPartition, _Position]
     ) -> list[Event]:
         unique = _first_of_each(events)
         async with self._pool.acquire() as conn, conn.transaction():
@@ -481,18 +538,21 @@ class ConsumerRuntime:
                 await self._projection.store(conn, fresh)
             await conn.execute(
                 """
-                INSERT INTO consumer_offsets (consumer, topic, partition, next_offset, fingerprint)
-                SELECT $1, t, p, o, f
-                FROM unnest($2::text[], $3::int[], $4::bigint[], $5::bytea[]) AS u(t, p, o, f)
+                INSERT INTO consumer_offsets
+                    (consumer, topic, partition, next_offset, fingerprint, epochs)
+                SELECT $1, t, p, o, f, e
+                FROM unnest($2::text[], $3::int[], $4::bigint[], $5::bytea[], $6::jsonb[])
+                     AS u(t, p, o, f, e)
                 ON CONFLICT (consumer, topic, partition) DO UPDATE
                 SET next_offset = EXCLUDED.next_offset, fingerprint = EXCLUDED.fingerprint,
-                    updated_at = now()
+                    epochs = EXCLUDED.epochs, updated_at = now()
                 """,
                 self.name,
                 [tp.topic for tp in positions],
                 [tp.partition for tp in positions],
-                [pos for pos, _ in positions.values()],
-                [fp for _, fp in positions.values()],
+                [p.next_offset for p in positions.values()],
+                [p.fingerprint for p in positions.values()],
+                [orjson.dumps(p.epochs).decode() for p in positions.values()],
             )
         for where, high in highs.items():  # committed: now they count
             self._logs[where] = replace(self._mark_of(*where), high=high)
@@ -626,7 +686,9 @@ class ConsumerRuntime:
                     "reason": reason[:500],
                 },
             )
-        await asyncio.gather(*futures)
+        # Bounded: a send that never completes would hold the batch, and readiness, for good;
+        # a timeout fails the batch, which is then retried.
+        await asyncio.wait_for(asyncio.gather(*futures), STOP_TIMEOUT)
 
     def _count(self, events: list[Event], fresh: list[Event], dead: list[Any]) -> None:
         for topic, count in Counter(event.topic for event in fresh).items():
@@ -694,8 +756,8 @@ class ConsumerRuntime:
             # its offsets are then read below; any later commit of it is refused.
             self._leases = await claim_leases(conn, self.name, self._owner, sorted(assigned))
             rows = await conn.fetch(
-                "SELECT topic, partition, next_offset, fingerprint FROM consumer_offsets "
-                "WHERE consumer = $1",
+                "SELECT topic, partition, next_offset, fingerprint, epochs "
+                "FROM consumer_offsets WHERE consumer = $1",
                 self.name,
             )
             marks = await conn.fetch(
@@ -711,6 +773,9 @@ class ConsumerRuntime:
         self._expected.clear()
         for tp in assigned:
             row = stored.get(tp)
+            # What the stored position was reached with: what this process learnt past it
+            # (a batch decoded but not committed) does not hold for a re-read from there.
+            self._epochs[tp] = orjson.loads(row["epochs"]) if row is not None else {}
             if row is None or row["next_offset"] == 0:
                 self._next[tp] = 0
                 self._consumer.seek(tp, 0)

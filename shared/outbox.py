@@ -19,9 +19,9 @@ import functools
 import logging
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -35,6 +35,7 @@ from shared.events import Event
 from shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 NOTIFY_CHANNEL = "outbox"
 BROKER_TIMEOUT = 10.0  # seconds for a broker call before the relay backs off and retries
@@ -186,6 +187,13 @@ async def _classify_existing(
     )
 
 
+async def _bounded(call: Awaitable[T]) -> T:
+    """A broker call that gives up after BROKER_TIMEOUT: an aiokafka client can wait for
+    good on a broker that went away and came back (aio-libs/aiokafka#176, #517); the relay
+    then pauses and leads again with new clients, and the outbox keeps the events."""
+    return await asyncio.wait_for(call, BROKER_TIMEOUT)
+
+
 @functools.lru_cache(maxsize=65_536)
 def _hash(key: bytes) -> int:
     """murmur2 of a key as Kafka's default partitioner takes it; cached, since customers
@@ -323,6 +331,7 @@ class OutboxRelay:
             await self._check_canary(producer, admin)
             await self._check_log_ends(admin)
             self.status.connected = True
+            self.status.last_error = None  # readiness shows the present, not a past outage
             last_check = time.monotonic()
             while not self._stopping.is_set():
                 # Before every batch: a producer with cached metadata would otherwise write
@@ -372,11 +381,13 @@ class OutboxRelay:
         )
         if not rows:
             return 0
-        lowest, highest = await _send_in_batches(
-            producer,
-            [(r["topic"], r["subject"].encode(), r["body"].encode(), r["seq"]) for r in rows],
-            self._log_name,
-            self.status.epoch,
+        lowest, highest = await _bounded(
+            _send_in_batches(
+                producer,
+                [(r["topic"], r["subject"].encode(), r["body"].encode(), r["seq"]) for r in rows],
+                self._log_name,
+                self.status.epoch,
+            )
         )
         await self._load_marks()  # fresh: an archiving consumer raises marks in the table too
         went_back = {t for (t, p), low in lowest.items() if low < self._marks.get((t, p), 0)}
@@ -403,7 +414,7 @@ class OutboxRelay:
 
     async def _recreate_lost_topics(self, admin: AIOKafkaAdminClient) -> None:
         """Topics we had published to that are gone mean the broker lost its data."""
-        created = await kafka.ensure_topics_with(admin, self._settings, kafka.ALL_TOPICS)
+        created = await _bounded(kafka.ensure_topics_with(admin, self._settings, kafka.ALL_TOPICS))
         if created:
             await self._load_marks()
         lost = {t for t in created if any(topic == t for topic, _ in self._marks)}
@@ -414,15 +425,17 @@ class OutboxRelay:
         """A broker that lost its logs is noticed by a topic only this relay writes, holding a
         record since it first led: gone or empty means lost, even where other producers have
         since written past our marks on the shared topics (a log end above the mark hides it)."""
-        await kafka.ensure_topics_with(admin, self._settings, [self._canary])
-        ends = await kafka.log_ends(self._settings, {(self._canary, 0): 0})
+        await _bounded(kafka.ensure_topics_with(admin, self._settings, [self._canary]))
+        ends = await _bounded(kafka.log_ends(self._settings, {(self._canary, 0): 0}))
         if ends.get((self._canary, 0), 0) > 0:
             return
         if self._marks:  # it had published: what it published is gone
             topics = {topic for topic, _ in self._marks}
             await self._republish(topics, "the relay's canary topic is empty")
-        await producer.send_and_wait(
-            self._canary, value=b"", key=self._log_name.encode(), partition=0
+        await _bounded(
+            producer.send_and_wait(
+                self._canary, value=b"", key=self._log_name.encode(), partition=0
+            )
         )
 
     async def _check_log_ends(self, admin: AIOKafkaAdminClient) -> None:
@@ -437,7 +450,7 @@ class OutboxRelay:
         marked = {tp: mark for tp, mark in self._marks.items() if mark > 0}
         if not marked:
             return
-        ends = await kafka.log_ends(self._settings, marked)
+        ends = await _bounded(kafka.log_ends(self._settings, marked))
         lost = {topic for (topic, p), mark in marked.items() if ends.get((topic, p), mark) < mark}
         if lost:
             await self._republish(lost, "the broker's log is shorter than what it acknowledged")

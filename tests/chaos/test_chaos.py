@@ -9,19 +9,25 @@ one computed offline from the event store by the same pure domain functions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
+import httpx
 import pytest
 
+from shared import kafka
 from shared.devstack import SERVICES
 from shared.embedded import Broker, Database, free_port, service_environment
+from shared.settings import CommonSettings
 from tests.helpers import (
     Feed,
     ServiceProcess,
     actual_models,
+    api_client,
     differences,
     expected_models,
     mixed_stream,
@@ -136,10 +142,58 @@ async def test_nothing_lost_or_counted_twice_under_faults(world: World) -> None:
             expected_models(await stored_events(world.dsn)), await actual_models(world.dsn)
         )
         pytest.fail(
-            f"{len(diff)} differences after faults {world.faults}:\n" + "\n".join(diff[:30])
+            f"{len(diff)} differences after faults {world.faults}:\n"
+            + "\n".join(diff[:30])
+            + "\n\n"
+            + await evidence(world)
         )
     print(
         f"\nchaos: {len(feed.accepted)} events accepted ({feed.retries} retried posts, "
         f"{len(feed.server_errors)} after a 500), "
         f"faults: {world.faults}"
     )
+
+
+async def evidence(world: World) -> str:
+    """What a failed run leaves to reason with: for every consumer, its stored positions
+    against the broker's log ends; the event store and outbox; each service's warnings."""
+    conn = await asyncpg.connect(world.dsn)
+    try:
+        store = await conn.fetchrow(
+            "SELECT count(*) AS events, max(seq) AS last, "
+            "(SELECT count(*) FROM ingest.outbox) AS pending FROM ingest.events"
+        )
+        positions = []
+        for schema in ("ingest", "scoring", "complaints", "reporting"):
+            rows = await conn.fetch(
+                f"SELECT consumer, topic, partition, next_offset, epochs "
+                f"FROM {schema}.consumer_offsets ORDER BY topic, partition"
+            )
+            positions += [(schema, dict(r)) for r in rows]
+    finally:
+        await conn.close()
+    ends = await kafka.log_ends(
+        CommonSettings(kafka_bootstrap_servers=world.broker.bootstrap, database_url=world.dsn),
+        {(r["topic"], r["partition"]): r["next_offset"] for _, r in positions},
+    )
+    behind = [
+        f"  {schema} {r['topic']}/{r['partition']}: {r['next_offset']} of {end}, {r['epochs']}"
+        for schema, r in positions
+        if (end := ends.get((r["topic"], r["partition"]))) != r["next_offset"]
+    ]
+    lines = [
+        f"event store: {dict(store)}",
+        f"consumer positions: {len(positions) - len(behind)} at their log's end, "
+        f"{len(behind)} not (next offset of log end, epochs):",
+        *behind,
+    ]
+    async with api_client(timeout=5) as client:
+        for service in world.services.values():
+            with contextlib.suppress(httpx.HTTPError):
+                answer = await client.get(f"{service.url}/readyz")
+                lines.append(f"{service.name} /readyz {answer.status_code}: {answer.text[:400]}")
+    for service in world.services.values():
+        warnings = [line for line in service.log_tail(2000).splitlines() if '"INFO"' not in line]
+        lines.append(f"{service.name} log, warnings and errors (last 25 of {len(warnings)}):")
+        lines += [f"  {line[:300]}" for line in warnings[-25:]]
+    return "\n".join(lines)

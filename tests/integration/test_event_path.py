@@ -149,3 +149,47 @@ async def test_dedupe_state_is_bounded_and_every_event_is_applied_once(
     finally:
         await runtime.stop()
     assert await tally(pool) == expected(first + later)
+
+
+async def replace_log(settings: CommonSettings, topic: str) -> None:
+    """The topic's log is lost and begins again empty (as after an unclean leader election,
+    or a broker that keeps its logs in memory), while the consumer group lives on."""
+    admin = kafka.admin(settings)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+        await kafka.ensure_topics_with(admin, settings, [topic])
+    finally:
+        await admin.close()
+
+
+async def test_a_log_published_again_is_read_from_its_start(
+    settings: CommonSettings, pool: db.Pool
+) -> None:
+    """The broker loses a log while the consumer is busy, and before the consumer fetches
+    again the relay has published the log again and new events after it, past the position
+    the consumer had in the old log (which held every record twice: an at-least-once
+    re-send). The consumer must not go on from its old position in the new log: the new
+    events below it would be skipped. The raised log epoch tells it to re-read."""
+    first = [purchase(f"cust-{i % 7}", f"{i}.25") for i in range(1, 61)]
+    await publish(settings, first, first_seq=1, epoch=1)
+    await publish(settings, first, first_seq=1, epoch=1)  # re-sent: the old log is long
+    runtime = ConsumerRuntime(settings, pool, Tally(), ValidationContext())
+    await runtime.start()
+    try:
+
+        async def at_the_end() -> bool:
+            read, end, _ = runtime.progress()
+            return end is not None and read == end == 2 * len(first)
+
+        await wait_until(at_the_end, what="the old log read to its end")
+        assert await tally(pool) == expected(first)
+        later = [purchase(f"cust-{i % 5}", f"{i}.50") for i in range(1, 101)]
+        async with runtime.paused():  # the consumer is busy with a batch meanwhile
+            await replace_log(settings, Topic.PURCHASES)
+            await publish(settings, first + later, first_seq=1, epoch=2)
+        await wait_until(
+            lambda: _equals(pool, expected(first + later)), timeout=60, what="every new event"
+        )
+    finally:
+        await runtime.stop()
