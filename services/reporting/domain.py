@@ -62,6 +62,7 @@ SLA_BREACHED: Final = "crm.complaint.sla_breached"
 
 # Order of facts about the same key: by the event's own time, then its id (deterministic).
 Stamp = tuple[datetime, str]
+ClockKey = tuple[str, str, int]  # an SLA clock: complaint, SLA metric, cycle
 
 
 @dataclass
@@ -224,8 +225,8 @@ class Batch:
     reopened: dict[str, ComplaintMark] = field(default_factory=dict)  # latest wins
     resolutions: list[Resolution] = field(default_factory=list)
     feedback: list[Feedback] = field(default_factory=list)
-    clocks: dict[tuple[str, str, int], ClockStop] = field(default_factory=dict)  # latest
-    breaches: dict[tuple[str, str, int], Breach] = field(default_factory=dict)  # earliest
+    clocks: dict[ClockKey, ClockStop] = field(default_factory=dict)  # latest
+    breaches: dict[ClockKey, Breach] = field(default_factory=dict)  # earliest
     alerts: list[Alert] = field(default_factory=list)
     spend: list[Spend] = field(default_factory=list)
 
@@ -409,7 +410,7 @@ def _mark(into: dict[str, ComplaintMark], complaint: str, customer: str, at: dat
 
 
 def _sla(batch: Batch, event: Event, data: SlaEventData, day: date, _: tzinfo) -> None:
-    key = (data.complaint_id, data.metric, data.cycle)
+    key: ClockKey = (data.complaint_id, data.metric, data.cycle)
     if isinstance(data, SlaClockStopped):
         stop = ClockStop(
             event.subject,
@@ -449,6 +450,39 @@ _HANDLERS: tuple[tuple[type | tuple[type, ...], Handler], ...] = (
     (CrisisDetected, _alert),
     (MarketingSpend, _spend),
 )
+
+
+# --------------------------------------------------------------------------- SLA verdicts
+
+
+@dataclass(frozen=True)
+class SlaVerdict:
+    """What a clock counts as in SLA compliance, and the local day it counts on."""
+
+    day: date
+    metric: str
+    outcome: str  # "met" or "breached"
+
+
+def sla_verdicts(
+    clocks: dict[ClockKey, ClockStop], breaches: dict[ClockKey, Breach]
+) -> dict[ClockKey, SlaVerdict]:
+    """Each clock's one verdict for SLA compliance (SLA达标率), from its latest stop and its
+    earliest breach (the rows of `sla_clocks` and `sla_breaches`; store.py's `_VERDICTS`
+    reads the same rule in SQL):
+
+    - a clock that breached is breached on the day of its breach, whether it ever stops or
+      not: a complaint abandoned after its deadline lowers the rate of the breach's period,
+      and its later stop (outcome breached) is not a second breach;
+    - a clock that never breached counts its latest stop's outcome on the stop's day (met;
+      breached only when the stop says so but its breach event is missing);
+    - a clock still running before its deadline has no verdict yet.
+    """
+    found = {key: SlaVerdict(breach.day, key[1], "breached") for key, breach in breaches.items()}
+    for key, stop in clocks.items():
+        if key not in found:
+            found[key] = SlaVerdict(stop.day, key[1], stop.outcome)
+    return found
 
 
 # --------------------------------------------------------------------------- allocation

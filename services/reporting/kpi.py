@@ -249,7 +249,8 @@ def resolution_rate(resolved: int, received: int) -> Decimal | None:
 def sla_compliance(met: int, breached: int) -> Decimal | None:
     """SLA compliance (SLA达标率) = targets met / (targets met + targets breached), a fraction
     in [0, 1]. Count only targets whose outcome is known (met, or breached); a target still
-    running is neither."""
+    running before its deadline is neither. A target counts once, as breached from the
+    moment its deadline passes whether or not its clock ever stops (domain.sla_verdicts)."""
     _require_count("met", met)
     _require_count("breached", breached)
     return _ratio(met, met + breached)

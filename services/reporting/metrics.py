@@ -385,11 +385,15 @@ _CATALOGUE: list[Metric] = [
        "(kpi.resolution_rate)", _D7, (C,),
        lambda c: kpi.resolution_rate(c.complaints.opened_resolved, c.complaints.opened)),
     _m("sla_compliance", "service", "SLA compliance", "SLA达标率", Unit.RATIO,
-       "clocks met / (met + breached), all SLA metrics, by stop day (kpi.sla_compliance)",
+       "clocks met / (met + breached), all SLA metrics: a breached clock counts on its "
+       "breach day, stopped or not, a met one on its stop day, each clock once "
+       "(domain.sla_verdicts, kpi.sla_compliance)",
        _D7, (SL,), lambda c: _compliance(c, None)),
     *(
         _m(f"sla_compliance_{metric}", "service", f"SLA compliance: {en}", f"SLA达标率：{zh}",
-           Unit.RATIO, f"{en} clocks met / (met + breached) (kpi.sla_compliance)", _D7, (SL,),
+           Unit.RATIO,
+           f"{en} clocks met / (met + breached), breached on the breach day, met on the stop "
+           "day (domain.sla_verdicts, kpi.sla_compliance)", _D7, (SL,),
            _compliance_of(metric))
         for metric, en, zh in (
             ("first_response", "first response", "首次响应"),

@@ -968,11 +968,32 @@ async def _read_complaints(
                 found.feedback[r["score"]] += r["n"]
 
 
+# Each clock's verdict for SLA compliance (domain.sla_verdicts, the same rule): a clock with
+# a breach is breached on its breach's day, stopped or not, with the attributes the breach
+# carried (the stop's where it carried none); a clock without one counts its latest stop on
+# the stop's day. One row per clock: the stop of a breached clock is not a second verdict.
+_VERDICTS = """verdicts AS (
+        SELECT b.complaint_id, b.metric, b.customer_id, b.day, 'breached' AS outcome,
+               coalesce(b.tier, c.tier) AS tier, coalesce(b.category, c.category) AS category,
+               coalesce(b.channel, c.channel) AS channel
+        FROM sla_breaches b LEFT JOIN sla_clocks c USING (complaint_id, metric, cycle)
+        UNION ALL
+        SELECT c.complaint_id, c.metric, c.customer_id, c.day, c.outcome, c.tier, c.category,
+               c.channel
+        FROM sla_clocks c
+        WHERE NOT EXISTS (
+            SELECT FROM sla_breaches b
+            WHERE (b.complaint_id, b.metric, b.cycle) = (c.complaint_id, c.metric, c.cycle)
+        )
+    )"""
+
+
 async def _read_sla(
     pool: Pool | Connection, cells: Cells, args: Args, by: Dimension | None
 ) -> None:
-    """Stopped clocks (outcome and business seconds, by stop day) and breaches (by breach
-    instant). Tier is the one the complaints service recorded on the event when it did."""
+    """Clock verdicts (met or breached, `_VERDICTS`), business seconds of the clocks stopped
+    in the period (by stop day) and breaches (by breach day). Tier is the one the complaints
+    service recorded on the event when it did."""
     sl = _slicing(
         by,
         customer="e.customer_id",
@@ -984,14 +1005,21 @@ async def _read_sla(
     source = f"""periods p ON e.day >= p.start AND e.day < p.stop
         LEFT JOIN complaints k ON k.complaint_id = e.complaint_id {sl.join}"""
     for r in await pool.fetch(
+        f"""{_with(sl.cte, _VERDICTS)}
+        SELECT p.start, {sl.expr} AS slice, e.metric, e.outcome, count(*)::int AS n
+        FROM verdicts e JOIN {source} GROUP BY 1, 2, 3, 4""",
+        *args,
+    ):
+        sla = _cell(cells, r["start"], r["slice"]).sla
+        (sla.met if r["outcome"] == "met" else sla.breached)[r["metric"]] += r["n"]
+    for r in await pool.fetch(
         f"""{_with(sl.cte)}
-        SELECT p.start, {sl.expr} AS slice, e.metric, e.outcome, e.elapsed_seconds
+        SELECT p.start, {sl.expr} AS slice, e.metric, e.elapsed_seconds
         FROM sla_clocks e JOIN {source}
         ORDER BY e.complaint_id, e.metric, e.cycle""",
         *args,
     ):
         sla = _cell(cells, r["start"], r["slice"]).sla
-        (sla.met if r["outcome"] == "met" else sla.breached)[r["metric"]] += 1
         sla.elapsed.setdefault(r["metric"], []).append(r["elapsed_seconds"])
     for r in await pool.fetch(
         f"""{_with(sl.cte)}

@@ -544,3 +544,101 @@ async def test_a_lapsed_customer_who_buys_again_is_won_back(pool: db.Pool) -> No
         "won_back_customers": 1,
         "retention_rate": 0.5,
     }
+
+
+def sla_event(
+    kind: str, complaint: str, when: datetime, metric: str = "resolution", **data: Any
+) -> dict[str, Any]:
+    body = {"complaint_id": complaint, "metric": metric, "cycle": 0, "target_seconds": 3600}
+    return ev(f"crm.complaint.{kind}", "erin", body | data, when)
+
+
+def stop(complaint: str, day: str, outcome: str, metric: str = "resolution") -> dict[str, Any]:
+    return sla_event(
+        "sla_clock_stopped", complaint, at(day), metric, outcome=outcome, elapsed_seconds=60
+    )
+
+
+def breach(complaint: str, day: str, metric: str = "resolution", **data: Any) -> dict[str, Any]:
+    return sla_event("sla_breached", complaint, at(day), metric, **data)
+
+
+APRIL = date(2025, 4, 1)
+
+
+def breaches_of_two_months() -> list[dict[str, Any]]:
+    return [
+        stop("m1", "2025-03-03", "met", "first_response"),
+        stop("m2", "2025-03-05", "met"),
+        stop("m3", "2025-03-07", "met"),
+        breach("b1", "2025-03-10"),  # breached, then stopped late: one breach
+        stop("b1", "2025-03-12", "breached"),
+        breach("b2", "2025-03-20", tier="gold"),  # breached and still open
+        breach("b3", "2025-03-28"),  # breached in March, stopped in April
+        stop("b3", "2025-04-03", "breached"),
+        breach("b4", "2025-04-02"),  # April's breach, still open
+        stop("m4", "2025-04-09", "met"),
+        sla_event("sla_warning", "r1", at("2025-04-10")),  # running: no verdict yet
+    ]
+
+
+async def test_sla_compliance_counts_breaches_of_open_complaints_in_their_month(
+    pool: db.Pool,
+) -> None:
+    await feed(pool, validated(breaches_of_two_months()))
+    names = ["sla_compliance", "sla_compliance_resolution", "sla_breaches"]
+    found = await kpis(pool, names, [MARCH, APRIL])
+    # By hand: March, 3 met (m1 m2 m3) and 3 breached (b1 once, b2 open, b3 by its breach
+    # day); April, 1 met (m4) and 1 breached (b4; b3's stop is no second breach).
+    assert {k: found[(MARCH, "")][k] for k in names} == {
+        "sla_compliance": 0.5,
+        "sla_compliance_resolution": 0.4,  # 2 met / (2 + 3): m1 is a first response
+        "sla_breaches": 3,
+    }
+    assert {k: found[(APRIL, "")][k] for k in names} == {
+        "sla_compliance": 0.5,
+        "sla_compliance_resolution": 0.5,
+        "sla_breaches": 1,
+    }
+    # b2's breach names its tier (gold); the others name none and erin was never scored.
+    by_tier = await kpis(pool, ["sla_compliance"], [MARCH], Dimension.TIER)
+    assert {t: r["sla_compliance"] for (_, t), r in by_tier.items()} == {
+        "gold": 0.0,
+        "unscored": 0.6,  # 3 met / 5
+    }
+
+
+async def test_stored_sla_compliance_follows_the_pure_verdicts_whatever_the_order(
+    pool: db.Pool,
+) -> None:
+    """Many clocks of random shape (met, breached and stopped, breached and open, breached
+    with a stop that lost its breach event), arriving shuffled in small batches: each week's
+    stored compliance is the one counted offline from domain.sla_verdicts of one fold."""
+    rng = random.Random(15)
+    days = [date(2025, 3, 1) + timedelta(days=n) for n in range(45)]
+    raw: list[dict[str, Any]] = []
+    for n in range(120):
+        complaint, metric = f"k{n}", rng.choice(["first_response", "resolution"])
+        first = rng.randrange(len(days) - 10)
+        shape = rng.choice(["met", "breached and stopped", "open", "stop only"])
+        if shape != "stop only" and shape != "met":
+            raw.append(breach(complaint, str(days[first]), metric))
+        if shape != "open":
+            outcome = "met" if shape == "met" else "breached"
+            later = days[first + rng.randrange(10)]
+            raw.append(stop(complaint, str(later), outcome, metric))
+    events = validated(raw)
+    await feed(pool, rng.sample(events, len(events)), batch_size=7)
+
+    batch = domain.fold(events, UTC_ZONE)
+    met: dict[date, int] = {}
+    late: dict[date, int] = {}
+    for v in domain.sla_verdicts(batch.clocks, batch.breaches).values():
+        week = v.day - timedelta(days=v.day.weekday())
+        into = met if v.outcome == "met" else late
+        into[week] = into.get(week, 0) + 1
+    weeks = sorted(met.keys() | late.keys())
+    found = await kpis(pool, ["sla_compliance"], weeks, granularity=Granularity.WEEK)
+    assert {w: found[(w, "")]["sla_compliance"] for w in weeks} == {
+        w: round(met.get(w, 0) / (met.get(w, 0) + late.get(w, 0)), 6) for w in weeks
+    }

@@ -354,6 +354,77 @@ def test_the_latest_stop_of_a_clock_and_the_first_breach_count() -> None:
         assert breach.event_id == "b1"
 
 
+def sla(kind: str, complaint_id: str, when: str, metric: str = "resolution", **data: Any) -> Event:
+    body = {"complaint_id": complaint_id, "metric": metric, "cycle": 0, "target_seconds": 3600}
+    return ev(f"crm.complaint.{kind}", "c1", body | data, when, f"{kind}:{complaint_id}:{when}")
+
+
+def stopped(complaint_id: str, when: str, outcome: str, metric: str = "resolution") -> Event:
+    return sla("sla_clock_stopped", complaint_id, when, metric, outcome=outcome, elapsed_seconds=1)
+
+
+def breached(complaint_id: str, when: str, metric: str = "resolution") -> Event:
+    return sla("sla_breached", complaint_id, when, metric)
+
+
+SLA_MONTHS = [
+    # March: three clocks met ...
+    stopped("m1", "2025-03-03T10:00:00+00:00", "met", "first_response"),
+    stopped("m2", "2025-03-05T10:00:00+00:00", "met"),
+    stopped("m3", "2025-03-07T10:00:00+00:00", "met"),
+    # ... one breached, then stopped late (its stop says breached again: still one breach) ...
+    breached("b1", "2025-03-10T10:00:00+00:00"),
+    stopped("b1", "2025-03-12T10:00:00+00:00", "breached"),
+    # ... one breached and never stopped (the complaint was abandoned) ...
+    breached("b2", "2025-03-20T10:00:00+00:00"),
+    # ... and one breached in March that stops in April: a March breach, not an April one.
+    breached("b3", "2025-03-28T10:00:00+00:00"),
+    stopped("b3", "2025-04-03T10:00:00+00:00", "breached"),
+    # April: one breach, still open; one clock met; one still running (a warning only).
+    breached("b4", "2025-04-02T10:00:00+00:00"),
+    stopped("m4", "2025-04-09T10:00:00+00:00", "met"),
+    sla("sla_warning", "r1", "2025-04-10T10:00:00+00:00"),
+]
+
+
+def monthly_compliance(events: list[Event]) -> dict[tuple[int, int], Decimal | None]:
+    batch = fold(events, UTC)
+    met: dict[tuple[int, int], int] = {}
+    late: dict[tuple[int, int], int] = {}
+    for verdict in domain.sla_verdicts(batch.clocks, batch.breaches).values():
+        month = (verdict.day.year, verdict.day.month)
+        into = met if verdict.outcome == "met" else late
+        into[month] = into.get(month, 0) + 1
+    return {m: kpi.sla_compliance(met.get(m, 0), late.get(m, 0)) for m in met.keys() | late}
+
+
+def test_sla_compliance_counts_every_breach_once_in_the_month_it_happened() -> None:
+    # By hand: March has 3 met (m1, m2, m3) and 3 breached (b1 once, b2 open, b3 breached in
+    # March though stopped in April): 3 / 6. April has 1 met (m4) and 1 breached (b4; b3's
+    # stop is not a breach of April, r1 is still running): 1 / 2.
+    expected = {(2025, 3): Decimal(3) / 6, (2025, 4): Decimal(1) / 2}
+    assert monthly_compliance(SLA_MONTHS) == expected
+    assert monthly_compliance(SLA_MONTHS[::-1]) == expected  # whatever the arrival order
+    # Counting stops alone (the old rule) would give March 3 / 4 and April 1 / 2: b2 never
+    # lowers a rate, b3 lowers April's.
+
+
+def test_a_clock_has_one_verdict_on_its_breach_day_or_else_its_stop_day() -> None:
+    batch = fold(SLA_MONTHS, UTC)
+    verdicts = domain.sla_verdicts(batch.clocks, batch.breaches)
+    assert {key[0]: (v.day, v.outcome) for key, v in verdicts.items()} == {
+        "m1": (date(2025, 3, 3), "met"),
+        "m2": (date(2025, 3, 5), "met"),
+        "m3": (date(2025, 3, 7), "met"),
+        "b1": (date(2025, 3, 10), "breached"),
+        "b2": (date(2025, 3, 20), "breached"),
+        "b3": (date(2025, 3, 28), "breached"),
+        "b4": (date(2025, 4, 2), "breached"),
+        "m4": (date(2025, 4, 9), "met"),
+    }
+    assert verdicts[("m1", "first_response", 0)].metric == "first_response"
+
+
 def test_a_crisis_alert_is_kept_as_it_came() -> None:
     data = {
         "dimension": "channel",
