@@ -7,7 +7,7 @@ dataclass; the service builds the configs from its settings and passes them in.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 
@@ -105,7 +105,9 @@ class TierRule:
 # - developing: active (R >= 3) and already repeat buying (F >= 3) or spending (M >= 3);
 # - potential: active (R >= 3) but low frequency and spend: needs activation;
 # - forgotten: R <= 2, gone quiet, whatever the past value. R worsens with the clock, so a
-#   customer drifts to forgotten with no new event, as DOMAIN.md section 3 requires.
+#   customer drifts to forgotten with no new event (tier standards move with behaviour).
+# Quintiles are relative: when the whole base goes quiet, a fifth still scores R = 5. The
+# absolute rules of TierConfig (churn window, the customer's own rhythm) bound them.
 DEFAULT_TIER_RULES: tuple[TierRule, ...] = (
     TierRule(Tier.GOLD, min_recency=3, min_frequency=4, min_monetary=4),
     TierRule(Tier.DEVELOPING, min_recency=3, min_frequency=3),
@@ -114,20 +116,94 @@ DEFAULT_TIER_RULES: tuple[TierRule, ...] = (
 )
 
 
+DEFAULT_CHURN_AFTER_DAYS = 365  # the inactivity window of a lost customer: one year
+
+
+@dataclass(frozen=True)
+class RhythmConfig:
+    """How a customer's own expected inter-purchase gap is estimated, in days.
+
+    expected gap = (span_days + prior_weight * prior_gap_days) / (purchase_days - 1 + prior_weight)
+
+    span_days / (purchase_days - 1) is the customer's mean gap between distinct purchase days;
+    it is shrunk towards prior_gap_days as if the customer had prior_weight extra gaps of that
+    length (the posterior mean of an exponential mean gap under an inverse-gamma prior), so
+    two purchases a day apart do not make a one-day rhythm, and a one-time buyer (no gap
+    yet) gets prior_gap_days. Defaults: prior_gap_days 60 (two months), prior_weight 1 gap;
+    a weekly buyer of a year keeps (364 + 60) / 53 = 8 days.
+    """
+
+    prior_gap_days: float = 60.0
+    prior_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.prior_gap_days <= 0 or self.prior_weight <= 0:
+            raise ValueError("prior_gap_days and prior_weight must be positive")
+
+
+def expected_gap_days(
+    purchase_days: npt.ArrayLike, span_days: npt.ArrayLike, rhythm: RhythmConfig
+) -> FloatArray:
+    """The customer's own expected inter-purchase gap in days (see RhythmConfig)."""
+    gaps = np.maximum(np.asarray(purchase_days, dtype=np.float64) - 1.0, 0.0)
+    span = np.maximum(np.asarray(span_days, dtype=np.float64), 0.0)
+    weight = rhythm.prior_weight
+    return np.asarray((span + weight * rhythm.prior_gap_days) / (gaps + weight), dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class TierConfig:
+    """Relative rules (RFM quintiles) bounded by absolute ones, since quintiles alone keep a
+    fifth of the base on top even when the whole base has gone quiet.
+
+    churn_after_days: silent this long (the churn window) means forgotten, whatever the
+        quintiles say. Default 365, the same window as lifecycle's churned.
+    silent_after_gaps: silent for more than this many of the customer's own expected gaps
+        (RhythmConfig) means the customer cannot be gold or developing: they become
+        potential (needs re-activation). Default 3: if gaps were exponential with the
+        customer's mean, a still-active customer is that silent with probability
+        e^-3 = 5%.
+    """
+
     rules: tuple[TierRule, ...] = DEFAULT_TIER_RULES
     fallback: Tier = Tier.FORGOTTEN
+    churn_after_days: float = DEFAULT_CHURN_AFTER_DAYS
+    silent_after_gaps: float = 3.0
+    rhythm: RhythmConfig = field(default_factory=RhythmConfig)
+
+    def __post_init__(self) -> None:
+        if self.churn_after_days <= 0 or self.silent_after_gaps <= 0:
+            raise ValueError("churn_after_days and silent_after_gaps must be positive")
+
+
+# Tiers a customer silent beyond their own rhythm may not keep: the playbooks that assume an
+# active relationship (VIP service, growth incentives).
+ACTIVE_TIERS = (Tier.GOLD, Tier.DEVELOPING)
 
 
 def tier_for(
-    recency: int, frequency: int, monetary: int, config: TierConfig = TierConfig()
+    recency: int,
+    frequency: int,
+    monetary: int,
+    config: TierConfig = TierConfig(),
+    days_since_last: float = 0.0,
+    purchase_days: float = 1.0,
+    span_days: float = 0.0,
 ) -> Tier:
-    """The tier of the first rule matching the R, F, M scores, else config.fallback."""
+    """The tier of the first rule matching the R, F, M scores (else config.fallback), then
+    the absolute rules: forgotten past the churn window; potential instead of gold or
+    developing when silent for more than silent_after_gaps own expected gaps."""
+    relative = config.fallback
     for rule in config.rules:
         if rule.matches(recency, frequency, monetary):
-            return rule.tier
-    return config.fallback
+            relative = rule.tier
+            break
+    if days_since_last >= config.churn_after_days:
+        return Tier.FORGOTTEN
+    gap = float(expected_gap_days(purchase_days, span_days, config.rhythm))
+    if relative in ACTIVE_TIERS and days_since_last > config.silent_after_gaps * gap:
+        return Tier.POTENTIAL
+    return relative
 
 
 def tiers_for(
@@ -135,13 +211,22 @@ def tiers_for(
     frequency: npt.ArrayLike,
     monetary: npt.ArrayLike,
     config: TierConfig = TierConfig(),
+    days_since_last: npt.ArrayLike = 0.0,
+    purchase_days: npt.ArrayLike = 1.0,
+    span_days: npt.ArrayLike = 0.0,
 ) -> StrArray:
     """Vectorised tier_for: tier codes as a string array."""
     r, f, m = (np.asarray(s, dtype=np.int64) for s in (recency, frequency, monetary))
-    result = np.full(np.broadcast(r, f, m).shape, config.fallback.value, dtype="<U10")
+    silence = np.asarray(days_since_last, dtype=np.float64)
+    gap = expected_gap_days(purchase_days, span_days, config.rhythm)
+    shape = np.broadcast(r, f, m, silence, gap).shape
+    result = np.full(shape, config.fallback.value, dtype="<U10")
     # Apply the rules last to first so that the earliest matching rule has the final word.
     for rule in reversed(config.rules):
-        result[rule.matches_all(r, f, m)] = rule.tier.value
+        result[np.broadcast_to(rule.matches_all(r, f, m), shape)] = rule.tier.value
+    active = np.isin(result, [tier.value for tier in ACTIVE_TIERS])
+    result[active & (silence > config.silent_after_gaps * gap)] = Tier.POTENTIAL.value
+    result[np.broadcast_to(silence >= config.churn_after_days, shape)] = Tier.FORGOTTEN.value
     return np.asarray(result, dtype=np.str_)
 
 
@@ -265,27 +350,43 @@ class LifecycleStage(StrEnum):
 class LifecycleConfig:
     """Windows in days.
 
-    churn_after_days: no purchase for this long means churned (the inactivity window of
-        DOMAIN.md section 7; a shop has no cancellations). Default one year.
+    churn_after_days: no purchase for this long means churned (the inactivity window of a
+        lost customer; a shop has no cancellations). Default one year.
+    decline_after_gaps: silent for more than this many of the customer's own expected gaps
+        (RhythmConfig) means declining, whatever the stage before: it ends exploration too,
+        so a one-time buyer does not explore for a year. Default 2 (an earlier warning than
+        the tiers' 3 gaps): with exponential gaps an active customer is that silent with
+        probability e^-2 = 14%.
     exploration_days / exploration_max_purchase_days: a customer whose first purchase is
         more recent than exploration_days, or who has bought on at most
-        exploration_max_purchase_days days, is still exploring. Defaults 90 days, 2 days.
+        exploration_max_purchase_days days, is still exploring (unless silent, above).
+        Defaults 90 days, 2 days.
     trend_window_days: frequency and spend are compared between the last window and the one
         before it. Default 90 days (a quarter against the previous quarter).
+    min_window_purchases: the windows are compared only for customers whose own rhythm
+        expects at least this many purchase days in a window (trend_window_days / expected
+        gap); for slower buyers a window holds 0 or 1 purchases by chance of timing and
+        would swing them between growth and decline, so they are mature unless silent.
+        Default 2.
     growth_ratio / decline_ratio: recent / previous ratios that count as rising (>= 1.25)
         or falling (< 0.75); between them the customer is mature (stable).
     """
 
-    churn_after_days: int = 365
+    churn_after_days: int = DEFAULT_CHURN_AFTER_DAYS
+    decline_after_gaps: float = 2.0
     exploration_days: int = 90
     exploration_max_purchase_days: int = 2
     trend_window_days: int = 90
+    min_window_purchases: float = 2.0
     growth_ratio: float = 1.25
     decline_ratio: float = 0.75
+    rhythm: RhythmConfig = field(default_factory=RhythmConfig)
 
     def __post_init__(self) -> None:
         if self.trend_window_days <= 0 or self.churn_after_days <= 0:
             raise ValueError("windows must be positive")
+        if self.decline_after_gaps <= 0 or self.min_window_purchases < 0:
+            raise ValueError("decline_after_gaps must be positive, min_window_purchases >= 0")
         if not 0.0 <= self.decline_ratio <= 1.0 <= self.growth_ratio:
             raise ValueError("need 0 <= decline_ratio <= 1 <= growth_ratio")
 
@@ -294,16 +395,18 @@ class LifecycleConfig:
 class PurchaseActivity:
     """What the lifecycle rule needs, computable in SQL as well as from a history.
 
-    Purchase days are distinct calendar days, as in the CLV summary convention.
+    Purchase days are distinct calendar days, as in the CLV summary convention; span_days is
+    the number of days from the first purchase day to the last.
     """
 
     purchase_days: int
-    days_since_first: int
-    days_since_last: int
+    days_since_first: float
+    days_since_last: float
     recent_purchase_days: int
     previous_purchase_days: int
     recent_spend: float
     previous_spend: float
+    span_days: float
 
 
 def purchase_activity(
@@ -318,7 +421,7 @@ def purchase_activity(
         if when <= as_of:
             daily[when] = daily.get(when, 0.0) + amount
     if not daily:
-        return PurchaseActivity(0, 0, 0, 0, 0, 0.0, 0.0)
+        return PurchaseActivity(0, 0, 0, 0, 0, 0.0, 0.0, 0.0)
     ages = {(as_of - when).days: spend for when, spend in daily.items()}
     window = config.trend_window_days
     recent = [spend for age, spend in ages.items() if age < window]
@@ -331,25 +434,32 @@ def purchase_activity(
         previous_purchase_days=len(previous),
         recent_spend=sum(recent),
         previous_spend=sum(previous),
+        span_days=max(ages) - min(ages),
     )
 
 
 def lifecycle_stage(activity: PurchaseActivity, config: LifecycleConfig) -> LifecycleStage:
-    """Rules in order: prospect, churned, exploration, decline, growth, else maturity.
+    """Rules in order: prospect, churned, silent (decline), exploration, too slow for the
+    windows (maturity), falling (decline), rising (growth), else maturity.
 
-    Decline (falling purchase frequency) is checked before growth so that a customer buying
-    less often but in bigger baskets is flagged rather than celebrated; a customer with no
-    purchase in either window (but not yet churned) is declining too.
+    Silence and the windows are judged against the customer's own expected gap. Decline
+    (falling purchase frequency) is checked before growth so that a customer buying less
+    often but in bigger baskets is flagged rather than celebrated.
     """
     if activity.purchase_days == 0:
         return LifecycleStage.PROSPECT
     if activity.days_since_last >= config.churn_after_days:
         return LifecycleStage.CHURNED
+    gap = float(expected_gap_days(activity.purchase_days, activity.span_days, config.rhythm))
+    if activity.days_since_last > config.decline_after_gaps * gap:
+        return LifecycleStage.DECLINE
     if (
         activity.days_since_first < config.exploration_days
         or activity.purchase_days <= config.exploration_max_purchase_days
     ):
         return LifecycleStage.EXPLORATION
+    if config.trend_window_days < config.min_window_purchases * gap:
+        return LifecycleStage.MATURITY
     recent, previous = activity.recent_purchase_days, activity.previous_purchase_days
     if recent < config.decline_ratio * previous or recent == previous == 0:
         return LifecycleStage.DECLINE
@@ -368,6 +478,7 @@ def lifecycle_stages(
     previous_purchase_days: npt.ArrayLike,
     recent_spend: npt.ArrayLike,
     previous_spend: npt.ArrayLike,
+    span_days: npt.ArrayLike,
     config: LifecycleConfig,
 ) -> StrArray:
     """Vectorised lifecycle_stage (same rules in the same order), for a whole population."""
@@ -378,6 +489,7 @@ def lifecycle_stages(
     previous = np.asarray(previous_purchase_days, dtype=np.float64)
     spend_now = np.asarray(recent_spend, dtype=np.float64)
     spend_before = np.asarray(previous_spend, dtype=np.float64)
+    gap = expected_gap_days(days, span_days, config.rhythm)
 
     def rising(now: FloatArray, before: FloatArray) -> npt.NDArray[np.bool_]:
         return (now > 0) & (now >= config.growth_ratio * before)  # as _rising
@@ -385,14 +497,18 @@ def lifecycle_stages(
     conditions = [
         days == 0,
         last >= config.churn_after_days,
+        last > config.decline_after_gaps * gap,
         (first < config.exploration_days) | (days <= config.exploration_max_purchase_days),
+        config.trend_window_days < config.min_window_purchases * gap,
         (recent < config.decline_ratio * previous) | ((recent == 0) & (previous == 0)),
         rising(recent, previous) | rising(spend_now, spend_before),
     ]
     choices = [
         LifecycleStage.PROSPECT.value,
         LifecycleStage.CHURNED.value,
+        LifecycleStage.DECLINE.value,
         LifecycleStage.EXPLORATION.value,
+        LifecycleStage.MATURITY.value,
         LifecycleStage.DECLINE.value,
         LifecycleStage.GROWTH.value,
     ]

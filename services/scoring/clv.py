@@ -13,6 +13,9 @@ Sources (cited again next to each formula):
            brucehardie.com/notes/025.
 - [GL03]   Gupta & Lehmann (2003), "Customers as Assets", Journal of Interactive Marketing
            17(1), 9-24.
+- [BDF07]  Batislam, Denizel & Filiztekin (2007), "Empirical validation and comparison of
+           models for customer base analysis", International Journal of Research in
+           Marketing 24(3), 201-209 (MBG/NBD: a customer may also drop out at time zero).
 - [DLMF]   NIST Digital Library of Mathematical Functions, chapter 15 (hypergeometric function).
 
 Time is measured in a model time unit ("day" or "week"); every parameter with a time dimension
@@ -561,6 +564,38 @@ def bgnbd_probability_alive(
     """
     x, t_x, big_t = _as_float_arrays(frequency, recency, age)
     log_odds = _log_death_odds(params, x, t_x, big_t)
+    return np.asarray(np.exp(-np.logaddexp(0.0, log_odds)), dtype=np.float64)
+
+
+def probability_alive_with_first_dropout(
+    params: BgNbdParams,
+    frequency: npt.ArrayLike,
+    recency: npt.ArrayLike,
+    age: npt.ArrayLike,
+) -> FloatArray:
+    """P(alive) that lets one-time buyers drop out: BG/NBD for repeat buyers; for x = 0
+    the MBG/NBD expression of [BDF07] evaluated at x = 0, t_x = 0 with these parameters:
+
+    P(alive | x = 0, T) = 1 / (1 + a / b ((alpha + T) / alpha)^r).
+
+    BG/NBD lets a customer drop out only after a repeat purchase, so P(alive | x = 0) = 1
+    whatever the silence. Read as Bayes' rule: the prior odds of having dropped out at the
+    first purchase are a / b (the population's mean drop-out probability per purchase,
+    E[p] = a / (a + b)), and an alive customer with rate lambda ~ Gamma(r, alpha) makes no
+    purchase in T units with probability (alpha / (alpha + T))^r (the NBD zero class,
+    [FHL05] eq. 3). It also equals the BG/NBD value of a customer who just made a first
+    repeat purchase (x = 1, t_x = T), so the answer does not jump at the first repeat. The
+    parameters are the BG/NBD fit's, not an MBG/NBD fit: an approximation to MBG/NBD that
+    keeps one model for expected purchases and CLV.
+    """
+    x, t_x, big_t = _as_float_arrays(frequency, recency, age)
+    repeat_odds = _log_death_odds(params, x, t_x, big_t)
+    first_odds = (
+        np.log(params.a)
+        - np.log(params.b)
+        + params.r * (np.log(params.alpha + big_t) - np.log(params.alpha))
+    )
+    log_odds = np.where(x > 0, repeat_odds, first_odds)
     return np.asarray(np.exp(-np.logaddexp(0.0, log_odds)), dtype=np.float64)
 
 

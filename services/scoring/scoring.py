@@ -226,7 +226,15 @@ def score(
         frequency_score=frequency,
         monetary_score=monetary,
         segment=rfm.segments_for(recency, frequency, monetary),
-        tier=classes.tiers_for(recency, frequency, monetary, config.tier),
+        tier=classes.tiers_for(
+            recency,
+            frequency,
+            monetary,
+            config.tier,
+            days_since_last=population.days_since_last,
+            purchase_days=population.purchase_days,
+            span_days=population.span_days,
+        ),
         value_class=np.asarray(value_class, dtype=np.str_),
         lifecycle=classes.lifecycle_stages(
             population.purchase_days,
@@ -236,6 +244,7 @@ def score(
             population.previous_purchase_days,
             population.recent_spend,
             population.previous_spend,
+            population.span_days,
             config.lifecycle,
         ),
         p_alive=p_alive,
@@ -256,7 +265,9 @@ def _lifetime_value(
         return missing, missing, missing, missing
     summary = population.summary(clv.DAYS_PER_UNIT[models.time_unit])
     x, t_x, age = summary.frequency, summary.recency, np.maximum(summary.age, 0.0)
-    p_alive = clv.bgnbd_probability_alive(models.bgnbd, x, t_x, age)
+    # One-time buyers may have dropped out at their first purchase (BG/NBD alone says they
+    # are certainly alive, so a purchase a year ago would read as no risk).
+    p_alive = clv.probability_alive_with_first_dropout(models.bgnbd, x, t_x, age)
     expected = clv.bgnbd_expected_purchases(models.bgnbd, float(horizon), x, t_x, age)
     if models.gamma_gamma is None:
         return p_alive, expected, missing, missing

@@ -7,8 +7,10 @@ from typing import Literal
 from pydantic import Field
 
 from services.scoring.classes import (
+    DEFAULT_TIER_RULES,
     ChurnRiskConfig,
     LifecycleConfig,
+    RhythmConfig,
     TierConfig,
     TierRule,
     ValueClassConfig,
@@ -41,6 +43,29 @@ class ScoringSettings(CommonSettings):
     scoring_churn_after_days: int = Field(
         default=365, ge=1, description="Inactivity after which a customer is churned (lost)."
     )
+    scoring_silent_after_gaps: float = Field(
+        default=3.0,
+        gt=0,
+        description="Silent for more than this many own expected gaps: not gold or developing.",
+    )
+    scoring_decline_after_gaps: float = Field(
+        default=2.0,
+        gt=0,
+        description="Silent for more than this many own expected gaps: lifecycle decline.",
+    )
+    scoring_prior_gap_days: float = Field(
+        default=60.0,
+        gt=0,
+        description="Expected gap of a one-time buyer; prior the own gap is shrunk towards.",
+    )
+    scoring_prior_gap_weight: float = Field(
+        default=1.0, gt=0, description="Weight of the prior gap, in gaps."
+    )
+    scoring_min_window_purchases: float = Field(
+        default=2.0,
+        ge=0,
+        description="Trend windows judged only when the own rhythm expects this many purchases.",
+    )
     scoring_cost_per_complaint: float = Field(default=50, ge=0)
     scoring_cost_per_interaction: float = Field(default=5, ge=0)
     scoring_mvc_top_share: float = Field(default=0.2, gt=0, le=1)
@@ -51,10 +76,16 @@ class ScoringSettings(CommonSettings):
     )
 
     def scoring_config(self) -> ScoringConfig:
-        tier = (
-            TierConfig(rules=tuple(self.scoring_tier_rules))
-            if self.scoring_tier_rules
-            else TierConfig()
+        rhythm = RhythmConfig(
+            prior_gap_days=self.scoring_prior_gap_days,
+            prior_weight=self.scoring_prior_gap_weight,
+        )
+        rules = tuple(self.scoring_tier_rules) if self.scoring_tier_rules else DEFAULT_TIER_RULES
+        tier = TierConfig(
+            rules=rules,
+            churn_after_days=self.scoring_churn_after_days,
+            silent_after_gaps=self.scoring_silent_after_gaps,
+            rhythm=rhythm,
         )
         return ScoringConfig(
             time_unit=self.scoring_time_unit,
@@ -70,7 +101,10 @@ class ScoringSettings(CommonSettings):
             ),
             lifecycle=LifecycleConfig(
                 churn_after_days=self.scoring_churn_after_days,
+                decline_after_gaps=self.scoring_decline_after_gaps,
                 trend_window_days=self.scoring_trend_window_days,
+                min_window_purchases=self.scoring_min_window_purchases,
+                rhythm=rhythm,
             ),
             churn=ChurnRiskConfig(),
         )

@@ -18,6 +18,7 @@ from services.scoring.classes import (
     LifecycleConfig,
     LifecycleStage,
     PurchaseActivity,
+    RhythmConfig,
     RiskLevel,
     Tier,
     TierConfig,
@@ -95,6 +96,62 @@ def test_vectorised_tiers_match_the_scalar_rule(config: TierConfig) -> None:
     assert classes.tiers_for(recency, frequency, monetary, config).tolist() == expected
 
 
+def test_expected_gap_by_hand() -> None:
+    # (span + 60) / (purchase days - 1 + 1): one-time 60; weekly for a year (53 days, span
+    # 364) (364 + 60) / 53 = 8; twice a day apart (1 + 60) / 2 = 30.5.
+    gaps = classes.expected_gap_days([1, 53, 2], [0, 364, 1], RhythmConfig())
+    np.testing.assert_allclose(gaps, [60.0, 8.0, 30.5])
+    heavier = RhythmConfig(prior_gap_days=30.0, prior_weight=4.0)
+    assert float(classes.expected_gap_days(5, 100, heavier)) == pytest.approx(220 / 8)
+
+
+@pytest.mark.parametrize(
+    ("silent", "purchase_days", "span", "tier"),
+    [
+        (0.0, 53, 364, Tier.GOLD),
+        (24.0, 53, 364, Tier.GOLD),  # g = 8: 24 is not more than 3 g
+        (24.5, 53, 364, Tier.POTENTIAL),  # silent past 3 own gaps: needs re-activation
+        (180.0, 1, 0, Tier.GOLD),  # a one-time buyer: g = 60, 3 g = 180
+        (180.5, 1, 0, Tier.POTENTIAL),
+        (364.9, 2, 700, Tier.GOLD),  # g = 380: still within its slow rhythm
+        (365.0, 2, 700, Tier.FORGOTTEN),  # past the churn window, whatever the rhythm
+    ],
+)
+def test_silence_bounds_the_quintile_tier(
+    silent: float, purchase_days: int, span: float, tier: Tier
+) -> None:
+    assert classes.tier_for(5, 5, 5, TierConfig(), silent, purchase_days, span) is tier
+
+
+def test_silence_leaves_potential_and_forgotten_alone() -> None:
+    # Only gold and developing are demoted by the rhythm; potential stays, forgotten stays.
+    assert classes.tier_for(5, 1, 1, TierConfig(), 300.0, 1, 0) is Tier.POTENTIAL
+    assert classes.tier_for(4, 4, 2, TierConfig(), 30.0, 53, 364) is Tier.POTENTIAL
+    assert classes.tier_for(1, 5, 5, TierConfig(), 1.0, 53, 364) is Tier.FORGOTTEN
+
+
+def test_silence_settings_move_the_bounds() -> None:
+    config = TierConfig(churn_after_days=200, silent_after_gaps=1.0)
+    assert classes.tier_for(5, 5, 5, config, 61.0, 1, 0) is Tier.POTENTIAL  # 61 > 1 x 60
+    assert classes.tier_for(5, 5, 5, config, 200.0, 2, 700) is Tier.FORGOTTEN
+    with pytest.raises(ValueError, match="positive"):
+        TierConfig(silent_after_gaps=0.0)
+
+
+def test_vectorised_silence_matches_the_scalar_rule() -> None:
+    rng = np.random.default_rng(7)
+    n = 2000
+    r, f, m = (rng.integers(1, 6, n) for _ in range(3))
+    purchase_days = rng.integers(1, 40, n)
+    span = np.where(purchase_days > 1, rng.uniform(0, 900, n), 0.0)
+    silent = rng.uniform(0, 500, n)
+    vectorised = classes.tiers_for(r, f, m, TierConfig(), silent, purchase_days, span)
+    for i in range(n):
+        args = (int(r[i]), int(f[i]), int(m[i]), TierConfig())
+        scalar = classes.tier_for(*args, float(silent[i]), int(purchase_days[i]), float(span[i]))
+        assert vectorised[i] == scalar.value
+
+
 def test_every_tier_has_a_playbook_with_its_chinese_term() -> None:
     assert set(classes.TIER_PLAYBOOKS) == set(Tier)
     assert classes.TIER_PLAYBOOKS[Tier.GOLD].name_zh == "黄金客户"
@@ -160,6 +217,8 @@ def days_ago(*ages: int, amount: float = 10.0) -> list[tuple[date, float]]:
 
 
 CONFIG = LifecycleConfig()  # churn 365, exploration 90 days / 2 purchase days, window 90
+# Expected gap g = (span + 60) / (purchase days - 1 + 1); silent (decline) past 2 g; windows
+# compared only when 90 >= 2 g, i.e. g <= 45 days.
 
 
 @pytest.mark.parametrize(
@@ -167,12 +226,16 @@ CONFIG = LifecycleConfig()  # churn 365, exploration 90 days / 2 purchase days, 
     [
         ([], LifecycleStage.PROSPECT),
         (days_ago(400, 380), LifecycleStage.CHURNED),
-        (days_ago(30, 10), LifecycleStage.EXPLORATION),  # new customer
-        (days_ago(300, 10), LifecycleStage.EXPLORATION),  # two purchase days only
-        (days_ago(200, 150, 100, 80, 40, 10), LifecycleStage.GROWTH),  # recent 3 vs previous 2
-        (days_ago(300, 170, 120, 60, 20), LifecycleStage.MATURITY),  # recent 2 vs previous 2
-        (days_ago(300, 170, 150, 120, 20), LifecycleStage.DECLINE),  # recent 1 vs previous 3
-        (days_ago(330, 300, 280, 200), LifecycleStage.DECLINE),  # nothing in 180 days
+        (days_ago(30, 10), LifecycleStage.EXPLORATION),  # new: g = 80/2 = 40, silent 10 < 80
+        (days_ago(300, 10), LifecycleStage.EXPLORATION),  # two purchase days: g = 175
+        # g = 250/6 = 41.7 (windows judged); recent 3 (80, 40, 10) vs previous 2 (150, 100)
+        (days_ago(200, 150, 100, 80, 40, 10), LifecycleStage.GROWTH),
+        # g = 340/5 = 68 > 45: too slow for 90-day windows, not silent (20 < 136): stable
+        (days_ago(300, 170, 120, 60, 20), LifecycleStage.MATURITY),
+        (days_ago(300, 170, 150, 120, 20), LifecycleStage.MATURITY),  # recent 1 vs 3, g = 68
+        # every 20 days from 340 to 100, then 60: g = 340/14 = 24.3; recent 1 vs previous 4
+        (days_ago(*range(340, 99, -20), 60), LifecycleStage.DECLINE),
+        (days_ago(330, 300, 280, 200), LifecycleStage.DECLINE),  # g = 190/4 = 47.5, 200 > 95
     ],
 )
 def test_lifecycle_stages(history: list[tuple[date, float]], stage: LifecycleStage) -> None:
@@ -181,9 +244,10 @@ def test_lifecycle_stages(history: list[tuple[date, float]], stage: LifecycleSta
 
 
 def test_rising_spend_alone_is_growth() -> None:
-    history = days_ago(300, 150, 100, amount=10.0) + days_ago(60, 20, amount=50.0)
+    # Every 20 days: 4 purchase days in each window; g = (150 + 60) / 8 = 26.25 <= 45.
+    history = days_ago(170, 150, 120, 100, amount=10.0) + days_ago(80, 60, 40, 20, amount=50.0)
     activity = classes.purchase_activity(history, AS_OF, CONFIG)
-    assert (activity.recent_purchase_days, activity.previous_purchase_days) == (2, 2)
+    assert (activity.recent_purchase_days, activity.previous_purchase_days) == (4, 4)
     assert classes.lifecycle_stage(activity, CONFIG) is LifecycleStage.GROWTH
 
 
@@ -201,14 +265,58 @@ def test_purchase_activity_merges_same_day_and_ignores_the_future() -> None:
         previous_purchase_days=1,
         recent_spend=20.0,
         previous_spend=10.0,
+        span_days=90,
     )
 
 
 def test_churn_window_is_configurable() -> None:
+    # g = (180 + 60) / 3 = 80: silent 120 < 160 and too slow for the windows: mature.
     activity = classes.purchase_activity(days_ago(300, 200, 120), AS_OF, CONFIG)
-    assert classes.lifecycle_stage(activity, CONFIG) is LifecycleStage.DECLINE
+    assert classes.lifecycle_stage(activity, CONFIG) is LifecycleStage.MATURITY
     short = LifecycleConfig(churn_after_days=100)
     assert classes.lifecycle_stage(activity, short) is LifecycleStage.CHURNED
+
+
+def test_a_regular_slow_buyer_stays_mature_between_purchases() -> None:
+    # A purchase every 120 days for three years (10 purchase days, span 1080): g =
+    # (1080 + 60) / 10 = 114 days, so 90-day windows (90 < 2 g) are not compared and the
+    # silence never exceeds 119 < 2 g. Each day of a whole cycle must read maturity; the
+    # fixed windows alone saw 1 then 0 purchases and swung growth -> maturity -> decline.
+    for offset in range(120):
+        history = days_ago(*(offset + 120 * k for k in range(10)))
+        activity = classes.purchase_activity(history, AS_OF, CONFIG)
+        assert classes.lifecycle_stage(activity, CONFIG) is LifecycleStage.MATURITY, offset
+
+
+def test_old_rules_swung_the_slow_buyer() -> None:
+    # The same buyer under fixed windows only (min_window_purchases 0). Last purchase d days
+    # ago: d = 0 sees 1 (day 0) vs 1 (day 120): maturity; d = 70 sees 1 (70) vs 0 (190 is
+    # past the previous window): growth; d = 100 sees 0 vs 1 (100): decline.
+    fixed = LifecycleConfig(min_window_purchases=0.0)
+    seen = {
+        classes.lifecycle_stage(
+            classes.purchase_activity(days_ago(*(d + 120 * k for k in range(10))), AS_OF, fixed),
+            fixed,
+        )
+        for d in (0, 70, 100)
+    }
+    assert seen == {LifecycleStage.GROWTH, LifecycleStage.MATURITY, LifecycleStage.DECLINE}
+
+
+@pytest.mark.parametrize(
+    ("silent_days", "stage"),
+    [
+        (0, LifecycleStage.EXPLORATION),
+        (120, LifecycleStage.EXPLORATION),  # g = 60: 120 is not more than 2 g
+        (121, LifecycleStage.DECLINE),
+        (300, LifecycleStage.DECLINE),
+        (364, LifecycleStage.DECLINE),
+        (365, LifecycleStage.CHURNED),
+    ],
+)
+def test_exploration_ends_with_silence(silent_days: int, stage: LifecycleStage) -> None:
+    activity = classes.purchase_activity(days_ago(silent_days), AS_OF, CONFIG)
+    assert classes.lifecycle_stage(activity, CONFIG) is stage
 
 
 def test_lifecycle_config_validation() -> None:

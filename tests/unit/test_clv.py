@@ -276,6 +276,28 @@ def test_probability_alive_does_not_overflow() -> None:
     assert float(alive) == 0.0
 
 
+def test_one_time_buyers_may_have_dropped_out() -> None:
+    # x = 0: 1 / (1 + a/b ((alpha+T)/alpha)^r). r = 0.5, alpha = 5, a = 1, b = 4:
+    # T = 0: 1 / (1 + 1/4) = 0.8; T = 15: 1 / (1 + 1/4 * 4^0.5) = 2/3.
+    # x = 1, t_x = 0, T = 15 is BG/NBD: 1 / (1 + 1/4 * 4^1.5) = 1/3; x = 1, t_x = T = 15 is
+    # 1 / (1 + 1/4) = 0.8, the value of a one-time buyer at T = 0 (no jump at the first repeat).
+    params = clv.BgNbdParams(r=0.5, alpha=5.0, a=1.0, b=4.0)
+    alive = clv.probability_alive_with_first_dropout(
+        params, [0, 0, 1, 1], [0, 0, 0, 15], [0, 15, 15, 15]
+    )
+    np.testing.assert_allclose(alive, [0.8, 2 / 3, 1 / 3, 0.8])
+
+
+def test_one_purchase_300_days_ago_on_cdnow_parameters() -> None:
+    # [FHL05]'s CDNOW fit, weeks: T = 300/7. By hand: (4.414 + 42.857)/4.414 = 10.709,
+    # ln = 2.3711, x 0.243 = 0.57618, exp = 1.7792; x a/b = 0.32688: odds 0.58159,
+    # P(alive) = 1 / 1.58159 = 0.6323. BG/NBD alone said 1.
+    params = clv.BgNbdParams(r=0.243, alpha=4.414, a=0.793, b=2.426)
+    alive = float(clv.probability_alive_with_first_dropout(params, 0, 0, 300 / 7))
+    assert alive == pytest.approx(0.6323, abs=2e-4)
+    assert float(clv.bgnbd_probability_alive(params, 0, 0, 300 / 7)) == 1.0
+
+
 def test_unconditional_expectation_hand_case() -> None:
     # r = 1, a = 2, b = 1: E[X(t)] = 2 [1 - alpha/(alpha+t) 2F1(1, 1; 2; z)] and
     # 2F1(1, 1; 2; z) = -ln(1 - z) / z; with alpha = t = 1, z = 1/2: E[X(1)] = 2 (1 - ln 2).

@@ -160,24 +160,29 @@ def test_too_few_customers_fit_nothing() -> None:
 activity = st.tuples(
     st.integers(0, 30),
     st.integers(0, 800),
-    st.integers(0, 800),
+    st.floats(0, 800),
     st.integers(0, 10),
     st.integers(0, 10),
     st.floats(0, 1000),
     st.floats(0, 1000),
+    st.floats(0, 800),
 )
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(activity, min_size=1, max_size=20))
-def test_vectorised_lifecycle_matches_the_scalar_rule(rows: list[tuple[float, ...]]) -> None:
-    config = LifecycleConfig()
+@given(
+    st.lists(activity, min_size=1, max_size=20),
+    st.sampled_from([LifecycleConfig(), LifecycleConfig(min_window_purchases=0.0)]),
+)
+def test_vectorised_lifecycle_matches_the_scalar_rule(
+    rows: list[tuple[float, ...]], config: LifecycleConfig
+) -> None:
     arrays = [np.array(col, dtype=float) for col in zip(*rows, strict=True)]
     stages = classes.lifecycle_stages(*arrays, config)
     for row, stage in zip(rows, stages, strict=True):
         expected = classes.lifecycle_stage(
             PurchaseActivity(
-                int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]), row[5], row[6]
+                int(row[0]), int(row[1]), row[2], int(row[3]), int(row[4]), row[5], row[6], row[7]
             ),
             config,
         )
