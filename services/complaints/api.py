@@ -17,6 +17,7 @@ from shared.auth import api_router
 from shared.db import Connection
 from shared.events import (
     ComplaintClosed,
+    ComplaintCustomerReplied,
     ComplaintEscalated,
     ComplaintFeedback,
     ComplaintReopened,
@@ -93,6 +94,11 @@ def _clock(view: sla.ClockView) -> ClockOut:
     )
 
 
+class WaitExpiredOut(BaseModel):
+    waiting_since: datetime
+    expired_at: datetime
+
+
 class ComplaintOut(BaseModel):
     complaint_id: str
     customer_id: str
@@ -113,6 +119,10 @@ class ComplaintOut(BaseModel):
     breached: bool
     next_due_at: datetime | None
     clocks: list[ClockOut] = Field(description="Every SLA clock, every cycle, as of now.")
+    waits_expired: list[WaitExpiredOut] = Field(
+        description="Waits on the customer that reached SLA_MAX_WAIT_HOURS: the paused clocks "
+        "resumed by themselves at expired_at."
+    )
     history: list[dict[str, Any]] = Field(description="Every event, in time order.")
 
 
@@ -131,9 +141,15 @@ async def get_complaint(
     events = (await store.load_history(res.pool, [complaint_id]))[complaint_id]
     tiers = await store.customer_tiers(res.pool, found["customer_id"])
     config = _settings(res).sla_config()
-    start = fold.new_folded(complaint_id, found["customer_id"])
+    keys, breaches = (await store.published_sla_events(res.pool, [complaint_id]))[complaint_id]
+    start = fold.new_folded(complaint_id, found["customer_id"], keys, breaches)
     state = fold.derive(start, events, tiers, config).clocks
-    views = sla.all_clock_views(state, datetime.now(UTC), config)
+    now = datetime.now(UTC)
+    views = sla.all_clock_views(state, now, config)
+    waits = [
+        WaitExpiredOut(waiting_since=since, expired_at=at)
+        for since, at in sla.expired_waits(state, now, config)
+    ]
     history = [
         {
             "id": e.id,
@@ -144,9 +160,12 @@ async def get_complaint(
         }
         for e in sorted(events, key=lambda e: (e.time, e.id))
     ]
-    fields = set(ComplaintOut.model_fields) - {"clocks", "history"}
+    fields = set(ComplaintOut.model_fields) - {"clocks", "history", "waits_expired"}
     return ComplaintOut(
-        **{k: found[k] for k in fields}, clocks=[_clock(v) for v in views], history=history
+        **{k: found[k] for k in fields},
+        clocks=[_clock(v) for v in views],
+        waits_expired=waits,
+        history=history,
     )
 
 
@@ -209,6 +228,7 @@ async def get_alerts(
 _DATA_MODELS: dict[str, type[EventData]] = {
     "respond": ComplaintResponded,
     "wait": ComplaintWaiting,
+    "customer_reply": ComplaintCustomerReplied,
     "propose": ComplaintSolutionProposed,
     "escalate": ComplaintEscalated,
     "resolve": ComplaintResolved,
@@ -227,9 +247,8 @@ def _body_model(command: str, data_model: type[EventData]) -> type[BaseModel]:
     }
     if command == "escalate":  # the level defaults to one above the current one
         fields["level"] = (int | None, Field(default=None, ge=1, le=10))
-    return create_model(
-        f"{command.capitalize()}Request", __config__=data_model.model_config, **fields
-    )
+    name = "".join(word.capitalize() for word in command.split("_"))
+    return create_model(f"{name}Request", __config__=data_model.model_config, **fields)
 
 
 class CommandAccepted(BaseModel):

@@ -203,6 +203,9 @@ COMMANDS: dict[str, tuple[str, frozenset[str]]] = {
     # command: (event type, states it is allowed in)
     "respond": ("crm.complaint.responded", ACTIVE),
     "wait": ("crm.complaint.waiting", ACTIVE - {"opened", "waiting"}),
+    # An agent records that the customer answered (phone, letter): ends a wait, and once the
+    # first response is given the customer is owed a next response.
+    "customer_reply": ("crm.complaint.customer_replied", ACTIVE),
     "propose": ("crm.complaint.solution_proposed", ACTIVE - {"opened"}),
     "escalate": ("crm.complaint.escalated", ACTIVE),
     "resolve": ("crm.complaint.resolved", ACTIVE),
@@ -216,6 +219,7 @@ _WHY = {
     "propose": "a solution is proposed after the first response",
     "close": "a complaint is closed after it is resolved",
     "reopen": "only a resolved or closed complaint can be reopened",
+    "customer_reply": "a customer's answer to a resolved complaint is recorded by reopening it",
     "feedback": "feedback is collected once the complaint is resolved",
 }
 

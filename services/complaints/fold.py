@@ -73,9 +73,15 @@ class Folded:
     last: Position | None = None
 
 
-def new_folded(complaint_id: str, customer_id: str, emitted: Iterable[str] = ()) -> Folded:
-    """Nothing applied yet; `emitted` keys SLA events already published (kept on rebuild)."""
-    clocks = sla.new_state(complaint_id, frozenset(emitted))
+def new_folded(
+    complaint_id: str,
+    customer_id: str,
+    emitted: Iterable[str] = (),
+    breaches: Iterable[tuple[str, datetime]] = (),
+) -> Folded:
+    """Nothing applied yet; `emitted` keys SLA events already published and `breaches` the
+    (key, instant) of the breaches among them (kept on rebuild: a published breach stands)."""
+    clocks = sla.new_state(complaint_id, frozenset(emitted), frozenset(breaches))
     return Folded(sla.copy_with(_BLANK, complaint_id=complaint_id, customer_id=customer_id), clocks)
 
 
@@ -128,7 +134,7 @@ def sla_events_due(
     """Warnings, breaches and escalations due by now, and clocks that stopped, as events (ids
     are the deterministic keys, so a replay or a second instance emits nothing twice)."""
     found = [_sla_event(complaint, state, e) for e in sla.due_sla_events(state, now, config)]
-    for clock in state.clocks:
+    for clock in sla.with_published_breaches(state).clocks:
         key = sla.stopped_key(complaint.complaint_id, clock)
         if clock.phase is sla.Phase.STOPPED and key not in state.emitted:
             found.append(_stopped_event(complaint, state, clock, key))
@@ -137,6 +143,13 @@ def sla_events_due(
 
 def emitted_key(event: Event) -> str:
     return event.id.removeprefix("sla:")
+
+
+def mark_published(state: sla.SlaState, events: Iterable[Event]) -> sla.SlaState:
+    """The state with the SLA events of `sla_events_due` recorded as published."""
+    kind = "crm.complaint."
+    published = [(emitted_key(e), e.type.removeprefix(kind), e.time) for e in events]
+    return sla.mark_published(state, published)
 
 
 def _common(

@@ -214,16 +214,16 @@ async def _rederive(
         for cid in ids
     }
     tiers = await store.tiers_of(conn, sorted(set(customers.values())))
+    published = await store.published_sla_events(conn, known) if known else {}
     found = {}
     for cid in ids:
         events = history[cid] if cid in stored else steps[cid]
         previous = stored.get(cid)
-        emitted = (
-            ()
-            if previous is None or previous.sla_state is None
-            else (sla.state_from_json(cid, previous.sla_state).emitted)
-        )
-        start = fold.new_folded(cid, customers[cid], emitted)
+        emitted, breaches = published.get(cid, (set(), set()))
+        if previous is not None and previous.sla_state is not None:
+            kept = sla.state_from_json(cid, previous.sla_state)
+            emitted, breaches = emitted | kept.emitted, breaches | kept.published_breaches
+        start = fold.new_folded(cid, customers[cid], emitted, breaches)
         found[cid] = fold.derive(start, events, tiers.get(customers[cid], []), config)
     return found
 
@@ -257,15 +257,18 @@ async def sweep_due(conn: Connection, now: datetime, limit: int, config: sla.Sla
         if row.sla_state is not None
     }
     states |= await _rederive(conn, [c for c in stored if c not in states], {}, stored, config)
-    already = await store.emitted_keys(conn, ids)  # kept across a rebuild of the states
+    already = await store.published_sla_events(conn, ids)  # kept across a rebuild of the states
     outgoing: list[Event] = []
     swept = []
     for cid, folded in states.items():
-        clocks = sla.copy_with(folded.clocks, emitted=folded.clocks.emitted | already[cid])
-        found = fold.sla_events_due(folded.complaint, clocks, now, config)
+        keys, breaches = already.get(cid, (set(), set()))
         clocks = sla.copy_with(
-            clocks, emitted=clocks.emitted | {fold.emitted_key(e) for e in found}
+            folded.clocks,
+            emitted=folded.clocks.emitted | keys,
+            published_breaches=folded.clocks.published_breaches | breaches,
         )
+        found = fold.sla_events_due(folded.complaint, clocks, now, config)
+        clocks = fold.mark_published(clocks, found)
         outgoing += found
         swept.append(Folded(folded.complaint, clocks, folded.last))
     await append_events(conn, outgoing)

@@ -26,6 +26,13 @@ class ComplaintsSettings(CommonSettings):
     sla_always_open: bool = Field(default=False, description="Count every hour (24x7).")
     sla_warn_share: float = Field(default=0.8, gt=0, lt=1, description="Warn at this share.")
     sla_max_escalation_level: int = Field(default=3, ge=0, le=10)
+    sla_max_wait_hours: float = Field(
+        default=72,
+        gt=0,
+        le=24 * 366,
+        description="Wall-clock hours a complaint may wait on the customer before its paused "
+        "SLA clocks resume by themselves.",
+    )
     sla_sweep_seconds: float = Field(
         default=5, ge=0.1, description="How often due SLA warnings and breaches are emitted."
     )
@@ -53,6 +60,7 @@ class ComplaintsSettings(CommonSettings):
             calendar=self.calendar(),
             warn_share=self.sla_warn_share,
             max_escalation_level=self.sla_max_escalation_level,
+            max_wait=timedelta(hours=self.sla_max_wait_hours),
         )
 
     def crisis_config(self) -> CrisisConfig:

@@ -21,10 +21,22 @@ Policies (documented here, applied in the code below)
 * ``customer_replied`` (the customer answers; not in the original list, needed to say when a
   next response is owed) ends a wait and, once a first reply exists, starts a new
   next-response cycle unless one is already running.
-* ``waiting`` pauses every running clock until the customer is back: ``customer_replied`` or
-  ``reopened`` end the wait (``ENDS_WAITING``) and resume the paused clocks; ``resolved`` and
-  ``closed`` end it by stopping everything. An agent's own message while waiting does not end
-  it: the ball is in the customer's court.
+* ``waiting`` pauses every running clock while the complaint waits on the customer. Every
+  step that puts the complaint back in the team's hands ends the wait and resumes the paused
+  clocks (``ENDS_WAITING``): ``customer_replied``, ``reopened``, ``escalated`` (someone above
+  the agent now owns it) and ``solution_proposed`` (the team acts; as an agent reply it also
+  meets the running response clocks). ``resolved`` and ``closed`` end it by stopping
+  everything. An agent's plain ``responded`` while waiting does not end it: a reminder to the
+  customer leaves the ball in the customer's court. A repeated ``waiting`` keeps the wait's
+  start (re-sending it must not extend the wait).
+* A wait is bounded: after ``SlaConfig.max_wait`` of wall-clock time (setting
+  ``SLA_MAX_WAIT_HOURS``, default 72 hours) the paused clocks resume by themselves, at the
+  instant the maximum is reached, with no event needed. Wall-clock rather than business time
+  because a customer's silence is not bound to office hours, and so a long holiday cannot
+  stretch a wait. Views, due SLA events and the schedule all see it (it happens in
+  ``_advance``, the fold's time passing); ``expired_waits`` gives (waiting since, expired at)
+  of every wait that expired, and the resumed segment starts at the expiry instant. A later
+  ``waiting`` starts a new wait.
 * ``resolved`` stops every clock (a resolution is also a reply). ``reopened`` resumes the
   resolution clock with its accumulated time (the customer's problem was not solved, so the
   time already spent counts) and starts a next-response cycle. Each running stretch is kept
@@ -36,6 +48,18 @@ Policies (documented here, applied in the code below)
 * A clock is met when it stops at or before its deadline and breached once real time passes
   the deadline (a deadline at Friday 18:00 is breached at 18:00, not on Monday morning). A
   breach is a fact: it stays on the clock after it stops, reopens or gets a looser target.
+* A published breach stands (``published_breaches``, from ``sla_breached`` fed back or
+  ``mark_emitted``). Events can arrive late: a reply whose time is before the deadline may
+  come after the sweeper already published ``sla_breached`` and ``escalated_auto``. The
+  re-derived clock would then say met while the complaint stays escalated. The breach is
+  kept rather than withdrawn: it was published and acted on (the escalation reached a team
+  lead, reports counted it), the service could not see the reply when the deadline passed,
+  and a backdated reply must not be able to erase a breach. So a clock whose breach was
+  published reports ``breached`` at the published instant, its ``sla_clock_stopped`` says
+  breached, and the escalation it caused stays consistent with it. A breach that was not yet
+  published when the late event arrived never happens. The fold's own clocks stay derived
+  from the history alone; the published breaches are laid over them when they are read
+  (views, due events, schedule), so the fold stays order-free.
 * Each breach escalates one level (``escalated_auto``), up to ``max_escalation_level``. A
   manual ``escalated`` event sets the level it names (``crm.complaint.escalated`` carries
   one), or goes one up when it names none. Levels follow from the event history and breach
@@ -136,7 +160,15 @@ class Phase(StrEnum):
 
 
 AGENT_REPLIES = frozenset({EventKind.RESPONDED, EventKind.SOLUTION_PROPOSED})
-ENDS_WAITING = frozenset({EventKind.CUSTOMER_REPLIED, EventKind.REOPENED})
+# Steps that put the complaint back in the team's hands: they end a wait (see the docstring).
+ENDS_WAITING = frozenset(
+    {
+        EventKind.CUSTOMER_REPLIED,
+        EventKind.REOPENED,
+        EventKind.ESCALATED,
+        EventKind.SOLUTION_PROPOSED,
+    }
+)
 FEEDBACK_KINDS = frozenset(EventKind(kind.value) for kind in SlaEventKind)
 # Events that still count before ``opened`` (they may share its timestamp and sort first).
 BEFORE_OPENED = frozenset({EventKind.OPENED, EventKind.PRIORITY_CHANGED, EventKind.TIER_CHANGED})
@@ -148,6 +180,7 @@ DEFAULT_PRIORITY = Priority.MEDIUM  # when ``opened`` names none
 DEFAULT_TIER = Tier.UNKNOWN
 DEFAULT_WARN_SHARE = 0.8  # warn at 80% of a target
 DEFAULT_MAX_ESCALATION_LEVEL = 3  # agent (0) -> team lead -> supervisor -> manager
+DEFAULT_MAX_WAIT = timedelta(hours=72)  # wall-clock: a wait on the customer resumes after it
 
 # Business hours: first response, next response, resolution; gold customers are served first.
 DEFAULT_TARGET_HOURS: Mapping[Priority, Mapping[str, tuple[float, float, float]]] = {
@@ -221,10 +254,13 @@ class SlaConfig:
     policies: tuple[Policy, ...] = field(default_factory=default_policies)
     warn_share: float = DEFAULT_WARN_SHARE
     max_escalation_level: int = DEFAULT_MAX_ESCALATION_LEVEL
+    max_wait: timedelta = DEFAULT_MAX_WAIT
 
     def __post_init__(self) -> None:
         if not 0 < self.warn_share < 1:
             raise ValueError("warn_share must lie strictly between 0 and 1")
+        if self.max_wait <= ZERO:
+            raise ValueError("max_wait must be positive")
         if self.max_escalation_level < 0:
             raise ValueError("max_escalation_level must not be negative")
         for priority, tier in product(Priority, Tier):
@@ -333,6 +369,10 @@ class SlaState:
     manual_escalations: tuple[tuple[datetime, int | None], ...] = ()  # (at, level named)
     emitted: frozenset[str] = frozenset()  # keys of SLA events already published
     position: tuple[datetime, str] | None = None  # the last folded event
+    waiting_since: datetime | None = None  # when the current wait began (set while waiting)
+    waits_expired: tuple[tuple[datetime, datetime], ...] = ()  # (waiting since, expired at)
+    # (key, instant) of every sla_breached published: the breach stands (see the docstring)
+    published_breaches: frozenset[tuple[str, datetime]] = frozenset()
 
     def current(self, metric: Metric) -> Clock | None:
         """The latest clock of a metric."""
@@ -348,8 +388,19 @@ _BLANK_STATE = SlaState("")
 # --------------------------------------------------------------------------- the fold
 
 
-def new_state(complaint_id: str, emitted: frozenset[str] = frozenset()) -> SlaState:
-    return copy_with(_BLANK_STATE, complaint_id=complaint_id, emitted=emitted)
+def new_state(
+    complaint_id: str,
+    emitted: frozenset[str] = frozenset(),
+    published_breaches: frozenset[tuple[str, datetime]] = frozenset(),
+) -> SlaState:
+    """An empty state; ``emitted`` and ``published_breaches`` keep what was already published
+    (a re-derived complaint keeps its record of them)."""
+    return copy_with(
+        _BLANK_STATE,
+        complaint_id=complaint_id,
+        emitted=emitted,
+        published_breaches=published_breaches,
+    )
 
 
 def fold_events(complaint_id: str, events: Iterable[ComplaintEvent], config: SlaConfig) -> SlaState:
@@ -364,7 +415,12 @@ def apply_event(state: SlaState, event: ComplaintEvent, config: SlaConfig) -> Sl
     """Fold one event. Events must come in ``(at, event_id)`` order; the same event twice in a
     row is ignored, an earlier one raises :class:`OutOfOrderEventError`."""
     if event.kind in FEEDBACK_KINDS:  # order-free: only records what was published
-        return copy_with(state, emitted=state.emitted | {event.event_id})
+        breaches = state.published_breaches
+        if event.kind is EventKind.SLA_BREACHED:
+            breaches = breaches | {(event.event_id, event.position[0])}
+        return copy_with(
+            state, emitted=state.emitted | {event.event_id}, published_breaches=breaches
+        )
     if state.position is not None and event.position <= state.position:
         if event.position == state.position:
             return state
@@ -382,7 +438,22 @@ def apply_event(state: SlaState, event: ComplaintEvent, config: SlaConfig) -> Sl
 
 def mark_emitted(state: SlaState, events: Iterable[SlaEvent]) -> SlaState:
     """Record published SLA events, for a service that keeps the state instead of refolding."""
-    return copy_with(state, emitted=state.emitted | {e.key for e in events})
+    return mark_published(state, [(e.key, e.kind, e.at) for e in events])
+
+
+def mark_published(state: SlaState, published: Iterable[tuple[str, str, datetime]]) -> SlaState:
+    """Record published SLA events given as (key, kind, instant); breaches stand from now on."""
+    published = list(published)
+    breaches = {
+        (key, at.astimezone(UTC))
+        for key, kind, at in published
+        if kind == SlaEventKind.SLA_BREACHED
+    }
+    return copy_with(
+        state,
+        emitted=state.emitted | {key for key, _, _ in published},
+        published_breaches=state.published_breaches | breaches,
+    )
 
 
 # --------------------------------------------------------------------------- event handlers
@@ -424,7 +495,7 @@ def _on_waiting(
     state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig
 ) -> SlaState:
     state = _map_clocks(state, lambda c: _pause(c, at, event.kind, config))
-    return copy_with(state, waiting=True)
+    return copy_with(state, waiting=True, waiting_since=state.waiting_since or at)
 
 
 def _on_escalated(
@@ -438,7 +509,7 @@ def _on_resolved(
     state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig
 ) -> SlaState:
     state = _map_clocks(state, lambda c: _stop(c, at, event.kind, config))
-    return copy_with(state, waiting=False)
+    return copy_with(state, waiting=False, waiting_since=None)
 
 
 def _on_reopened(
@@ -453,7 +524,7 @@ def _on_reopened(
 
 def _on_closed(state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig) -> SlaState:
     state = _map_clocks(state, lambda c: _stop(c, at, event.kind, config))
-    return copy_with(state, waiting=False, closed=True)
+    return copy_with(state, waiting=False, waiting_since=None, closed=True)
 
 
 def _on_priority_changed(
@@ -529,7 +600,22 @@ def _end_wait(state: SlaState, at: datetime) -> SlaState:
     if not state.waiting:
         return state
     state = _map_clocks(state, lambda c: _restart(c, at) if c.phase is Phase.PAUSED else c)
-    return copy_with(state, waiting=False)
+    return copy_with(state, waiting=False, waiting_since=None)
+
+
+def _wait_expiry(state: SlaState, config: SlaConfig) -> datetime | None:
+    """When the current wait reaches the maximum; None when not waiting."""
+    if not state.waiting or state.waiting_since is None:
+        return None
+    return state.waiting_since + config.max_wait
+
+
+def _expire_wait(state: SlaState, expiry: datetime) -> SlaState:
+    """End the current wait at ``expiry``, the maximum: the paused clocks resume by themselves."""
+    since = state.waiting_since
+    assert since is not None  # only called with a wait's expiry
+    state = _end_wait(state, expiry)
+    return copy_with(state, waits_expired=(*state.waits_expired, (since, expiry)))
 
 
 def _open_next_response(state: SlaState, at: datetime, config: SlaConfig) -> SlaState:
@@ -594,6 +680,12 @@ def _advance_clock(clock: Clock, at: datetime, config: SlaConfig) -> Clock:
 
 
 def _advance(state: SlaState, at: datetime, config: SlaConfig) -> SlaState:
+    """Time passes until ``at``: a wait that reaches its maximum before ``at`` ends there
+    (paused clocks neither warn nor breach, so nothing is missed before it), then warnings
+    and breaches strictly before ``at`` are recorded."""
+    expiry = _wait_expiry(state, config)
+    if expiry is not None and expiry < at:
+        state = _expire_wait(state, expiry)
     return _map_clocks(state, lambda c: _advance_clock(c, at, config))
 
 
@@ -622,7 +714,31 @@ def _as_of(state: SlaState, now: datetime, config: SlaConfig) -> tuple[SlaState,
     moment = now.astimezone(UTC)
     if state.position is not None:
         moment = max(moment, state.position[0])
-    return _advance(state, moment, config), moment
+    return with_published_breaches(_advance(state, moment, config)), moment
+
+
+def with_published_breaches(state: SlaState) -> SlaState:
+    """The state with every published breach standing on its clock, at its published instant
+    (a late event may have made the history's own clock met, or breach at another instant)."""
+    if not state.published_breaches:
+        return state
+    published: dict[str, datetime] = {}
+    for key, at in state.published_breaches:
+        published[key] = min(at, published.get(key, at))
+
+    def stand(clock: Clock) -> Clock:
+        key = event_key(state.complaint_id, clock.metric, clock.cycle, SlaEventKind.SLA_BREACHED)
+        at = published.get(key)
+        return clock if at is None or clock.breached_at == at else copy_with(clock, breached_at=at)
+
+    return _map_clocks(state, stand)
+
+
+def expired_waits(
+    state: SlaState, now: datetime, config: SlaConfig
+) -> tuple[tuple[datetime, datetime], ...]:
+    """(waiting since, expired at) of every wait that reached the maximum by ``now``."""
+    return _as_of(state, now, config)[0].waits_expired
 
 
 # --------------------------------------------------------------------------- read side
@@ -685,7 +801,9 @@ def _view(clock: Clock, now: datetime, config: SlaConfig) -> ClockView:
         status=_status(clock),
         target=clock.target,
         elapsed=elapsed,
-        remaining=max(clock.target - elapsed, ZERO),
+        # Zero once breached: a published breach stands even if a late event kept the
+        # counted time under the target.
+        remaining=ZERO if clock.breached_at is not None else max(clock.target - elapsed, ZERO),
         due_at=clock.breached_at or _reached_at(clock, clock.target, config),
         warn_at=clock.warned_at or _reached_at(clock, _warn_threshold(clock, config), config),
         breached_at=clock.breached_at,
@@ -802,6 +920,10 @@ def schedule(state: SlaState, now: datetime, config: SlaConfig) -> Schedule:
     moment = now.astimezone(UTC)
     if state.position is not None:
         moment = max(moment, state.position[0])
+    expiry = _wait_expiry(state, config)
+    if expiry is not None:  # a schedule assumes nothing else happens: the wait will expire
+        state = _expire_wait(state, expiry)
+    state = with_published_breaches(state)
     latest = {clock.metric: clock for clock in state.clocks}  # the last of each metric wins
     breached = False
     deadlines: list[datetime] = []
@@ -868,15 +990,19 @@ def state_to_json(state: SlaState) -> bytes:
             state.manual_escalations,
             sorted(state.emitted),
             state.position,
+            # Added later: optional on read (states stored before them still load).
+            state.waiting_since,
+            state.waits_expired,
+            sorted(state.published_breaches),
         ]
     )
 
 
 def state_from_json(complaint_id: str, text: bytes | str) -> SlaState:
-    priority, tier, opened_at, waiting, closed, clocks, manual, emitted, position = orjson.loads(
-        text
-    )
-    return copy_with(
+    fields = orjson.loads(text)
+    priority, tier, opened_at, waiting, closed, clocks, manual, emitted, position = fields[:9]
+    waiting_since, expired, breaches = [*fields[9:], None, None, None][:3]
+    state: SlaState = copy_with(
         _BLANK_STATE,
         complaint_id=complaint_id,
         priority=Priority(priority),
@@ -888,7 +1014,32 @@ def state_from_json(complaint_id: str, text: bytes | str) -> SlaState:
         manual_escalations=tuple((datetime.fromisoformat(at), level) for at, level in manual),
         emitted=frozenset(emitted),
         position=None if position is None else (datetime.fromisoformat(position[0]), position[1]),
+        waiting_since=_instant(waiting_since),
+        waits_expired=tuple(
+            (datetime.fromisoformat(since), datetime.fromisoformat(at))
+            for since, at in expired or ()
+        ),
+        published_breaches=frozenset(
+            (key, datetime.fromisoformat(at)) for key, at in breaches or ()
+        ),
     )
+    if state.waiting and state.waiting_since is None:  # stored before the wait's start was kept
+        state = copy_with(state, waiting_since=_paused_since(state))
+    return state
+
+
+def _paused_since(state: SlaState) -> datetime | None:
+    """When a wait stored without its start began: the latest pause by ``waiting``, else the
+    last event folded."""
+    pauses = [
+        c.segments[-1].end
+        for c in state.clocks
+        if c.phase is Phase.PAUSED and c.segments[-1].ended_by is EventKind.WAITING
+    ]
+    found = [at for at in pauses if at is not None]
+    if found:
+        return max(found)
+    return None if state.position is None else state.position[0]
 
 
 def _clock_from_json(
@@ -924,6 +1075,7 @@ def _clock_from_json(
 __all__ = [
     "AGENT_REPLIES",
     "DEFAULT_MAX_ESCALATION_LEVEL",
+    "DEFAULT_MAX_WAIT",
     "DEFAULT_PRIORITY",
     "DEFAULT_TARGET_HOURS",
     "DEFAULT_TIER",
@@ -952,12 +1104,15 @@ __all__ = [
     "default_policies",
     "due_sla_events",
     "event_key",
+    "expired_waits",
     "fold_events",
     "mark_emitted",
+    "mark_published",
     "new_state",
     "schedule",
     "select_policy",
     "state_from_json",
     "state_to_json",
     "stopped_key",
+    "with_published_breaches",
 ]

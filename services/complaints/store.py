@@ -231,14 +231,24 @@ async def due_complaints(conn: Connection, now: datetime, limit: int) -> list[tu
     return [(r[0], r[1]) for r in rows]
 
 
-async def emitted_keys(conn: Connection, complaint_ids: list[str]) -> dict[str, set[str]]:
+PublishedSla = tuple[set[str], set[tuple[str, datetime]]]
+
+
+async def published_sla_events(
+    conn: Connection | Pool, complaint_ids: list[str]
+) -> dict[str, PublishedSla]:
+    """Per complaint, the keys of the SLA events emitted and (key, instant) of its breaches
+    among them: a published breach stands even if a late event would make its clock met."""
     rows = await conn.fetch(
-        "SELECT complaint_id, key FROM sla_emitted WHERE complaint_id = ANY($1::text[])",
+        "SELECT complaint_id, key, kind, at FROM sla_emitted WHERE complaint_id = ANY($1::text[])",
         complaint_ids,
     )
-    found: dict[str, set[str]] = defaultdict(set)
+    found: dict[str, PublishedSla] = defaultdict(lambda: (set(), set()))
     for r in rows:
-        found[r[0]].add(r[1])
+        keys, breaches = found[r[0]]
+        keys.add(r[1])
+        if r[2] == "crm.complaint.sla_breached":
+            breaches.add((r[1], r[3]))
     return found
 
 
