@@ -465,6 +465,13 @@ class SlaClockStopped(SlaEventData):
     )
 
 
+class SlaWaitExpired(SlaEventData):
+    """A wait on the customer reached its maximum: this clock, paused by the wait, resumed by
+    itself at the event's time (one event per clock the wait had paused)."""
+
+    waiting_since: Timestamp
+
+
 class CrisisDetected(EventData):
     """A rate of complaints or negative signals far above the series' own baseline."""
 
@@ -520,6 +527,7 @@ EVENT_TYPES: dict[tuple[str, int], EventType] = _types(
     ("crm.complaint.sla_breached", SlaEventData, Topic.DERIVED),
     ("crm.complaint.escalated_auto", SlaEscalation, Topic.DERIVED),
     ("crm.complaint.sla_clock_stopped", SlaClockStopped, Topic.DERIVED),
+    ("crm.complaint.sla_wait_expired", SlaWaitExpired, Topic.DERIVED),
     ("crm.crisis.detected", CrisisDetected, Topic.DERIVED),
     ("crm.apikey.issued", ApiKeyIssued, Topic.KEYS),
     ("crm.apikey.revoked", ApiKeyRevoked, Topic.KEYS),

@@ -32,6 +32,7 @@ from shared.events import (
     SlaClockStopped,
     SlaEscalation,
     SlaEventData,
+    SlaWaitExpired,
     new_event,
 )
 
@@ -169,11 +170,13 @@ def _common(
 
 def _sla_event(complaint: Complaint, state: sla.SlaState, due: sla.SlaEvent) -> Event:
     common = _common(complaint, state, due.metric.value, due.cycle, due.target)
-    data: SlaEventData = (
-        SlaEscalation(**common, level=due.level or 1)
-        if due.kind is sla.SlaEventKind.ESCALATED_AUTO
-        else SlaEventData(**common)
-    )
+    data: SlaEventData
+    if due.kind is sla.SlaEventKind.ESCALATED_AUTO:
+        data = SlaEscalation(**common, level=due.level or 1)
+    elif due.kind is sla.SlaEventKind.SLA_WAIT_EXPIRED:
+        data = SlaWaitExpired(**common, waiting_since=due.waiting_since)
+    else:
+        data = SlaEventData(**common)
     return new_event(
         f"crm.complaint.{due.kind.value}",
         complaint.customer_id,

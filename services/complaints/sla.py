@@ -36,7 +36,8 @@ Policies (documented here, applied in the code below)
   stretch a wait. Views, due SLA events and the schedule all see it (it happens in
   ``_advance``, the fold's time passing); ``expired_waits`` gives (waiting since, expired at)
   of every wait that expired, and the resumed segment starts at the expiry instant. A later
-  ``waiting`` starts a new wait.
+  ``waiting`` starts a new wait. ``due_sla_events`` gives an ``sla_wait_expired`` per clock
+  the expiry resumed, at the expiry instant, so the sweeper publishes it.
 * ``resolved`` stops every clock (a resolution is also a reply). ``reopened`` resumes the
   resolution clock with its accumulated time (the customer's problem was not solved, so the
   time already spent counts) and starts a next-response cycle. Each running stretch is kept
@@ -136,12 +137,14 @@ class EventKind(StrEnum):
     SLA_WARNING = "sla_warning"
     SLA_BREACHED = "sla_breached"
     ESCALATED_AUTO = "escalated_auto"
+    SLA_WAIT_EXPIRED = "sla_wait_expired"
 
 
 class SlaEventKind(StrEnum):
     SLA_WARNING = "sla_warning"
     SLA_BREACHED = "sla_breached"
     ESCALATED_AUTO = "escalated_auto"
+    SLA_WAIT_EXPIRED = "sla_wait_expired"
 
 
 class ClockStatus(StrEnum):
@@ -824,6 +827,7 @@ class SlaEvent:
     at: datetime
     target: timedelta
     level: int | None = None  # the new escalation level, for escalated_auto
+    waiting_since: datetime | None = None  # when the wait began, for sla_wait_expired
 
 
 def due_sla_events(state: SlaState, now: datetime, config: SlaConfig) -> tuple[SlaEvent, ...]:
@@ -835,6 +839,7 @@ def due_sla_events(state: SlaState, now: datetime, config: SlaConfig) -> tuple[S
     ]
     breaches = [e for e in events if e.kind is SlaEventKind.SLA_BREACHED]
     events += _escalations(advanced, breaches, config)
+    events += _wait_expiry_events(advanced)
     fresh = (e for e in events if e.key not in state.emitted)
     return tuple(sorted(fresh, key=_event_order))
 
@@ -893,6 +898,35 @@ def _escalations(state: SlaState, breaches: list[SlaEvent], config: SlaConfig) -
     return escalations
 
 
+def _wait_expiry_events(state: SlaState) -> list[SlaEvent]:
+    """One ``sla_wait_expired`` per clock a wait paused and its expiry resumed: the segment
+    that starts at an expiry instant after one the wait ended."""
+    if not state.waits_expired:
+        return []
+    since_of = {expired_at: since for since, expired_at in state.waits_expired}
+    found = []
+    for clock in state.clocks:
+        for n in range(1, len(clock.segments)):
+            since = since_of.get(clock.segments[n].start)
+            if since is None or clock.segments[n - 1].ended_by is not EventKind.WAITING:
+                continue
+            kind = SlaEventKind.SLA_WAIT_EXPIRED
+            key = f"{event_key(state.complaint_id, clock.metric, clock.cycle, kind)}:{n}"
+            found.append(
+                SlaEvent(
+                    key=key,
+                    kind=kind,
+                    complaint_id=state.complaint_id,
+                    metric=clock.metric,
+                    cycle=clock.cycle,
+                    at=clock.segments[n].start,
+                    target=clock.target,
+                    waiting_since=since,
+                )
+            )
+    return found
+
+
 def stopped_key(complaint_id: str, clock: Clock) -> str:
     """The key of the event that reports a clock stopped (one per stop: reopened clocks stop
     again with more segments)."""
@@ -927,7 +961,7 @@ def schedule(state: SlaState, now: datetime, config: SlaConfig) -> Schedule:
     latest = {clock.metric: clock for clock in state.clocks}  # the last of each metric wins
     breached = False
     deadlines: list[datetime] = []
-    pending: list[datetime] = []
+    pending = [e.at for e in _wait_expiry_events(state) if e.key not in state.emitted]
     for clock in state.clocks:
         warn_at, due_at = clock.warned_at, clock.breached_at
         if clock.phase is Phase.RUNNING and warn_at is None and due_at is None:

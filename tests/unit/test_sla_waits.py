@@ -6,10 +6,12 @@ the office calendar (Mon-Fri 09:00-12:00 and 13:00-18:00 UTC, 8 business hours a
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 import pytest
 
+from services.complaints import fold as complaint_fold
 from services.complaints.business_time import Calendar
 from services.complaints.domain import Complaint, Rejected, decide
 from services.complaints.settings import ComplaintsSettings
@@ -34,7 +36,16 @@ from services.complaints.sla import (
     state_to_json,
     stopped_key,
 )
-from shared.events import ComplaintCustomerReplied
+from shared.events import (
+    ComplaintCustomerReplied,
+    Event,
+    SlaWaitExpired,
+    ValidationContext,
+    validate_event,
+)
+from tests.helpers import event
+
+CONTEXT = ValidationContext(future_tolerance=timedelta(days=3650))
 
 OFFICE = SlaConfig(calendar=Calendar.from_hours("UTC", "09:00-12:00,13:00-18:00"))
 
@@ -114,6 +125,7 @@ def test_a_wait_longer_than_the_maximum_resumes_the_clocks_by_itself() -> None:
     due = due_sla_events(state, at(20, 9), OFFICE)
     resolution = [(e.kind, e.at) for e in due if e.metric is Metric.RESOLUTION]
     assert resolution == [
+        (SlaEventKind.SLA_WAIT_EXPIRED, at(8, 11)),  # says so, at the expiry
         (SlaEventKind.SLA_WARNING, at(12, 13, 12)),
         (SlaEventKind.SLA_BREACHED, at(12, 18)),
         (SlaEventKind.ESCALATED_AUTO, at(12, 18)),
@@ -128,7 +140,11 @@ def test_the_queue_schedule_of_a_waiting_complaint_counts_the_expiry() -> None:
     plan = schedule(state, at(6, 9), OFFICE)
     assert plan.next_due_at == at(12, 18)  # not None: the complaint does not sort last
     assert plan.breached is False
-    assert plan.next_sla_at == at(12, 13, 12)  # the sweeper wakes for the warning
+    assert plan.next_sla_at == at(8, 11)  # the sweeper wakes at the expiry to say so
+    after = mark_published(
+        state, [(e.key, e.kind, e.at) for e in due_sla_events(state, at(8, 12), OFFICE)]
+    )
+    assert schedule(after, at(8, 12), OFFICE).next_sla_at == at(12, 13, 12)  # then the warning
 
 
 def test_the_maximum_wait_is_configurable() -> None:
@@ -182,3 +198,36 @@ def test_agents_can_record_a_customer_reply() -> None:
     assert decide(waiting, "customer_reply", reply) == "crm.complaint.customer_replied"
     with pytest.raises(Rejected, match="reopening"):
         decide(Complaint("c1", "cust", status="resolved"), "customer_reply", reply)
+
+
+def test_the_sweeper_publishes_the_expiry_of_each_clock_the_wait_paused() -> None:
+    opened = complaint_event(
+        "opened", at(5, 9), "k0", channel="email", category="delivery", priority="medium"
+    )
+    steps = [
+        opened,
+        complaint_event("responded", at(5, 10), "k1"),
+        complaint_event("customer_replied", at(5, 10, 30), "k2"),  # a next response is owed
+        complaint_event("waiting", at(5, 11), "k3"),
+    ]
+    folded = complaint_fold.derive(complaint_fold.new_folded("c1", "cust-1"), steps, [], OFFICE)
+    found = complaint_fold.sla_events_due(folded.complaint, folded.clocks, at(8, 12), OFFICE)
+    expired = [e for e in found if e.type == "crm.complaint.sla_wait_expired"]
+    assert [(e.data.metric, e.time, e.data.waiting_since) for e in expired] == [
+        ("next_response", at(8, 11), at(5, 11)),
+        ("resolution", at(8, 11), at(5, 11)),
+    ]
+    assert all(isinstance(e.data, SlaWaitExpired) for e in expired)
+    again = complaint_fold.mark_published(folded.clocks, found)
+    assert complaint_fold.sla_events_due(folded.complaint, again, at(8, 12), OFFICE) == []
+
+
+def complaint_event(kind: str, when: datetime, event_id: str, **data: Any) -> Event:
+    raw = event(
+        f"crm.complaint.{kind}",
+        "cust-1",
+        {"complaint_id": "c1", **data},
+        time=when,
+        event_id=event_id,
+    )
+    return validate_event(raw, CONTEXT)
