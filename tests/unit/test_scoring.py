@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.scoring import classes
-from services.scoring.classes import LifecycleConfig, PurchaseActivity
+from services.scoring.classes import LifecycleConfig, PurchaseActivity, RhythmConfig
 from services.scoring.clv import BgNbdParams, GammaGammaParams, simulate_bgnbd
 from services.scoring.scoring import (
     Models,
@@ -21,6 +21,7 @@ from services.scoring.scoring import (
     score,
     simple_clv,
 )
+from services.scoring.settings import ScoringSettings
 
 AS_OF = datetime(2026, 6, 30, tzinfo=UTC)
 CONFIG = ScoringConfig()
@@ -187,3 +188,16 @@ def test_vectorised_lifecycle_matches_the_scalar_rule(
             config,
         )
         assert stage == expected.value
+
+
+def test_one_churn_window_and_rhythm_setting_drive_tiers_and_lifecycle() -> None:
+    settings = ScoringSettings(
+        scoring_churn_after_days=200,
+        scoring_prior_gap_days=30.0,
+        scoring_silent_after_gaps=4.0,
+        scoring_decline_after_gaps=1.5,
+    )
+    config = settings.scoring_config()
+    assert config.tier.churn_after_days == config.lifecycle.churn_after_days == 200
+    assert config.tier.rhythm == config.lifecycle.rhythm == RhythmConfig(30.0, 1.0)
+    assert (config.tier.silent_after_gaps, config.lifecycle.decline_after_gaps) == (4.0, 1.5)
