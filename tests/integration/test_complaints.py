@@ -20,7 +20,17 @@ from services.complaints.main import app as complaints_app
 from services.complaints.projection import ComplaintsProjection
 from services.complaints.settings import ComplaintsSettings
 from shared import db
-from shared.events import ClassChanged, ComplaintEvent, Event, ValidationContext, validate_event
+from shared.events import (
+    RECORDED,
+    ClassChanged,
+    ComplaintEvent,
+    Event,
+    SlaClockStopped,
+    SlaWaitExpired,
+    ValidationContext,
+    decode_event,
+    validate_event,
+)
 from shared.settings import CommonSettings
 from tests.helpers import api_client, event, wait_until
 
@@ -350,3 +360,137 @@ async def test_agent_commands_follow_the_workflow(
     assert missing.status_code == 404
     queue = (await client.get("/v1/complaints", params={"status": "closed"})).json()
     assert [i["complaint_id"] for i in queue["items"]] == ["cmd-1"]
+
+
+# ---- issue 15: waits that cannot hang, breaches that stand ----------------------------------
+
+MONDAY_9 = NOW - timedelta(hours=3)  # NOW is Monday 12:00; the default calendar is 09-12, 13-18
+
+
+async def store_steps(pool: db.Pool, projection: ComplaintsProjection, events: list[Event]) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await projection.store(conn, events)
+
+
+async def published(pool: db.Pool, kind: str) -> list[Event]:
+    rows = await pool.fetch("SELECT body FROM events WHERE type = $1 ORDER BY seq", kind)
+    return [decode_event(str(r["body"]).encode(), RECORDED) for r in rows]
+
+
+async def test_a_breach_published_before_a_late_reply_stands(database_url: str) -> None:
+    """Medium priority: the first response is due 4 business hours after Monday 09:00, at
+    14:00. The sweep at 15:00 publishes the breach and the escalation; then a reply stamped
+    13:30 arrives. The complaint stays escalated and its clock says breached, not met."""
+    settings = ComplaintsSettings()
+    pool = await prepared_pool(database_url)
+    projection = ComplaintsProjection(settings.sla_config())
+    opened = step("opened", "late-1", MONDAY_9, channel="email", category="delivery")
+    try:
+        await store_steps(pool, projection, [opened])
+        await jobs.sweep_once(pool, settings, now=MONDAY_9 + timedelta(hours=6))
+        (escalation,) = await published(pool, "crm.complaint.escalated_auto")
+        assert escalation.time == MONDAY_9 + timedelta(hours=5)
+        await store_steps(pool, projection, [escalation])  # it comes back, as consumed
+        reply = step("responded", "late-1", MONDAY_9 + timedelta(hours=4, minutes=30))
+        await store_steps(pool, projection, [reply])
+
+        row = await pool.fetchrow("SELECT * FROM complaints WHERE complaint_id = 'late-1'")
+        assert (row["status"], row["escalation_level"], row["breached"]) == ("escalated", 1, True)
+        await jobs.sweep_once(pool, settings, now=MONDAY_9 + timedelta(hours=7))
+        stops = [
+            e.data
+            for e in await published(pool, "crm.complaint.sla_clock_stopped")
+            if isinstance(e.data, SlaClockStopped)
+        ]
+        assert [(s.metric, s.outcome, s.elapsed_seconds) for s in stops] == [
+            ("first_response", "breached", 3.5 * 3600)  # 09-12 and 13:00-13:30
+        ]
+        assert len(await published(pool, "crm.complaint.sla_breached")) == 1
+        assert len(await published(pool, "crm.complaint.escalated_auto")) == 1
+    finally:
+        await pool.close()
+
+
+async def test_a_wait_past_the_maximum_resumes_and_the_sweeper_says_so(database_url: str) -> None:
+    """Waiting from Monday 11:00 with the default 72-hour maximum: Thursday 11:00 the paused
+    resolution clock resumes by itself and the sweeper publishes it."""
+    settings = ComplaintsSettings()
+    pool = await prepared_pool(database_url)
+    projection = ComplaintsProjection(settings.sla_config())
+    steps = [
+        step("opened", "wait-1", MONDAY_9, channel="email", category="delivery"),
+        step("responded", "wait-1", MONDAY_9 + timedelta(hours=1)),
+        step("waiting", "wait-1", MONDAY_9 + timedelta(hours=2)),
+    ]
+    expiry = MONDAY_9 + timedelta(days=3, hours=2)
+    try:
+        await store_steps(pool, projection, steps)
+        row = await pool.fetchrow("SELECT * FROM complaints WHERE complaint_id = 'wait-1'")
+        # Saved as of today, months later: the resumed resolution clock ran out (22 business
+        # hours from Thursday 11:00), so the complaint is breached, not parked for good.
+        assert row["breached"] is True
+        await jobs.sweep_once(pool, settings, now=expiry + timedelta(minutes=1))
+        (said,) = await published(pool, "crm.complaint.sla_wait_expired")
+        assert isinstance(said.data, SlaWaitExpired)
+        assert (said.time, said.data.metric, said.data.waiting_since) == (
+            expiry,
+            "resolution",
+            MONDAY_9 + timedelta(hours=2),
+        )
+    finally:
+        await pool.close()
+
+
+async def test_agents_record_a_customer_reply_that_ends_the_wait(
+    client: httpx.AsyncClient, settings: CommonSettings
+) -> None:
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=100)
+    data = {"complaint_id": "cmd-2", "channel": "chat", "category": "delivery"}
+    since = start + timedelta(minutes=2)
+    steps = [
+        event("crm.complaint.opened", "cust-8", data, time=start),
+        event(
+            "crm.complaint.responded",
+            "cust-8",
+            {"complaint_id": "cmd-2"},
+            time=start + timedelta(minutes=1),
+        ),
+        event("crm.complaint.waiting", "cust-8", {"complaint_id": "cmd-2"}, time=since),
+    ]
+    conn = await asyncpg.connect(settings.database_url)
+    try:  # another system published these steps: straight into the complaints' event log
+        from shared.outbox import append_events
+
+        async with conn.transaction():
+            await conn.execute("SET LOCAL search_path TO complaints")
+            await append_events(conn, [validate_event(s, CONTEXT) for s in steps])
+    finally:
+        await conn.close()
+
+    async def waiting() -> Any:
+        response = await client.get("/v1/complaints/cmd-2")
+        body = response.json() if response.status_code == 200 else None
+        return body if body and body["status"] == "waiting" else None
+
+    body = await wait_until(waiting, what="the complaint waiting on the customer")
+    # Waiting for 100 hours: past the 72-hour maximum, the clocks resumed by themselves.
+    assert [
+        (datetime.fromisoformat(w["waiting_since"]), datetime.fromisoformat(w["expired_at"]))
+        for w in body["waits_expired"]
+    ] == [(since, since + timedelta(hours=72))]
+    resolution = next(c for c in body["clocks"] if c["metric"] == "resolution")
+    assert datetime.fromisoformat(resolution["segments"][-1]["start"]) == since + timedelta(
+        hours=72
+    )
+
+    replied = await client.post("/v1/complaints/cmd-2/customer_reply", json={"message": "ok"})
+    assert replied.status_code == 202, replied.text
+    assert replied.json()["type"] == "crm.complaint.customer_replied"
+
+    async def investigating() -> Any:
+        body = (await client.get("/v1/complaints/cmd-2")).json()
+        return body if body["status"] == "investigating" else None
+
+    body = await wait_until(investigating, what="the customer's reply folded")
+    assert body["history"][-1]["type"] == "crm.complaint.customer_replied"
+    assert (await client.post("/v1/complaints/cmd-2/resolve", json={})).status_code == 202
