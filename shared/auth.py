@@ -24,14 +24,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
 
 from shared.db import Connection, Pool
 from shared.events import (
     SCOPES,
     ApiKeyIssued,
     Event,
+    FieldError,
 )
 from shared.http import ErrorBody
 
@@ -88,6 +91,34 @@ class Principal:
 class _StoredKey:
     principal: Principal
     token_sha256: str
+
+
+# ---- signed key events ----------------------------------------------------------------------
+# A key event is honoured only with a valid signature: an HMAC-SHA256 (RFC 2104) of the event's
+# canonical JSON (sorted keys, the bytes the event store keeps) without the signature, under
+# KEY_SIGNING_SECRET, carried in a CloudEvents extension attribute. So whoever can write to
+# crm.keys (a service's relay, a misconfigured ACL) still cannot mint or revoke a key.
+
+SIGNATURE_ATTRIBUTE = "crmsignature"
+
+
+def key_event_signature(body: dict[str, Any], secret: str) -> str:
+    unsigned = {name: value for name, value in body.items() if name != SIGNATURE_ATTRIBUTE}
+    canonical = orjson.dumps(unsigned, option=orjson.OPT_SORT_KEYS)
+    return hmac.new(secret.encode(), canonical, hashlib.sha256).hexdigest()
+
+
+def key_event_refusal(event: Event, secret: SecretStr | None) -> FieldError | None:
+    """Why a key event read from crm.keys must not be honoured, or None when it may."""
+    if secret is None:
+        return FieldError(SIGNATURE_ATTRIBUTE, "KEY_SIGNING_SECRET is not set: no key is honoured")
+    claimed = (event.envelope.model_extra or {}).get(SIGNATURE_ATTRIBUTE)
+    if not isinstance(claimed, str):
+        return FieldError(SIGNATURE_ATTRIBUTE, "a key event must be signed")
+    expected = key_event_signature(event.to_json_dict(), secret.get_secret_value())
+    if not hmac.compare_digest(claimed, expected):
+        return FieldError(SIGNATURE_ATTRIBUTE, "the signature does not match (forged or altered)")
+    return None
 
 
 # ---- folding crm.keys (called by the consumer runtime in the read model's transaction) ----

@@ -287,13 +287,24 @@ def _progress(totals: Counter[str], rejected: int, started: float) -> None:
 # ---- API keys (events in ingest's event store; the relay publishes them) --------------------
 
 
+def _require_signing_secret(settings: CommonSettings) -> None:
+    if settings.key_signing_secret is None:
+        sys.exit(
+            "KEY_SIGNING_SECRET is not set: every service refuses key events without a valid "
+            "signature; set the services' secret here too"
+        )
+
+
 async def keys_create(
     settings: CommonSettings, name: str, scopes: list[str], rate_limit: float | None
 ) -> str:
+    _require_signing_secret(settings)
     pool = await open_event_store(settings.database_url)
     try:
         async with pool.acquire() as conn, conn.transaction():
-            key_id, token = await keys.issue_key(conn, name, scopes, rate_limit)
+            key_id, token = await keys.issue_key(
+                conn, name, scopes, rate_limit, secret=settings.key_signing_secret
+            )
     finally:
         await pool.close()
     print(f"key {key_id} ({name}: {', '.join(sorted(set(scopes)))})", file=sys.stderr)
@@ -303,10 +314,11 @@ async def keys_create(
 
 
 async def keys_revoke(settings: CommonSettings, key_id: str, reason: str | None) -> None:
+    _require_signing_secret(settings)
     pool = await open_event_store(settings.database_url)
     try:
         async with pool.acquire() as conn, conn.transaction():
-            found = await keys.revoke_key(conn, key_id, reason)
+            found = await keys.revoke_key(conn, key_id, reason, secret=settings.key_signing_secret)
     finally:
         await pool.close()
     if not found:

@@ -58,7 +58,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 
 from shared import kafka, metrics
-from shared.auth import store_key_events
+from shared.auth import key_event_refusal, store_key_events
 from shared.db import Connection
 from shared.events import (
     RECORDED,
@@ -470,6 +470,8 @@ class ConsumerRuntime:
                 [FieldError("type", f"{event.type} belongs on {event.topic}, not {tp.topic}")]
             )
         refusal = self._judge(event) if gateway and self._judge is not None else None
+        if tp.topic == Topic.KEYS:
+            refusal = key_event_refusal(event, self._settings.key_signing_secret)
         if refusal is not None:
             raise InvalidEvent([refusal])
         return event

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -22,6 +23,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+
+from pydantic import SecretStr
 
 from shared import keys
 from shared.embedded import Broker, Database, service_environment
@@ -97,28 +100,44 @@ def stop_all(services: list[Running]) -> None:
             service.process.kill()
 
 
-async def _active_or_new_token(database_url: str, kept: str | None) -> str:
+async def _active_or_new_token(database_url: str, kept: str | None, secret: SecretStr) -> str:
     """`kept` if the event store knows it as an active key, else a newly issued admin key."""
     pool = await open_event_store(database_url)
     try:
         async with pool.acquire() as conn, conn.transaction():
             if kept and await keys.is_active(conn, kept):
                 return kept
-            _, token = await keys.issue_key(conn, "dev-admin", ["admin"])
+            _, token = await keys.issue_key(conn, "dev-admin", ["admin"], secret=secret)
             return token
     finally:
         await pool.close()
 
 
-def admin_token(database_url: str, token_file: Path) -> str:
+def admin_token(database_url: str, token_file: Path, secret: SecretStr) -> str:
     """The dev stack's admin token, kept in `token_file` (owner-only)."""
     kept = token_file.read_text().strip() if token_file.exists() else None
-    token = asyncio.run(_active_or_new_token(database_url, kept))
+    token = asyncio.run(_active_or_new_token(database_url, kept, secret))
     if token != kept:
-        token_file.parent.mkdir(parents=True, exist_ok=True)
-        token_file.touch(mode=0o600)
-        token_file.write_text(token + "\n")
+        _keep(token_file, token)
     return token
+
+
+def signing_secret(secret_file: Path) -> SecretStr:
+    """KEY_SIGNING_SECRET from the environment, else the one kept in `secret_file` (made on
+    the first start): the keys issued stay valid across restarts of the dev stack."""
+    given = os.environ.get("KEY_SIGNING_SECRET")
+    if given:
+        return SecretStr(given)
+    if not secret_file.exists():
+        _keep(secret_file, secrets.token_urlsafe(48))
+    return SecretStr(secret_file.read_text().strip())
+
+
+def _keep(path: Path, value: str) -> None:
+    """Write a secret readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(value + "\n")
 
 
 def _without_password(url: str) -> str:
@@ -146,9 +165,13 @@ def main() -> None:
     if not database_url:
         database = Database(data / "postgres").start()
         database_url = database.dsn
-    token = admin_token(database_url, data / "admin-key")
+    secret = signing_secret(data / "key-signing-secret")
+    token = admin_token(database_url, data / "admin-key", secret)
     ports = {name: int(os.environ.get(f"{name.upper()}_PORT", port)) for name, port in SERVICES}
-    services = start_services(service_environment(bootstrap, database_url), data / "logs", ports)
+    environment = service_environment(
+        bootstrap, database_url, KEY_SIGNING_SECRET=secret.get_secret_value()
+    )
+    services = start_services(environment, data / "logs", ports)
 
     def shutdown(_signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt

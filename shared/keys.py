@@ -3,11 +3,14 @@ which the relay publishes on crm.keys for every service to fold (shared/auth.py)
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.auth import new_token, token_sha256
+from pydantic import SecretStr
+
+from shared.auth import SIGNATURE_ATTRIBUTE, key_event_signature, new_token, token_sha256
 from shared.db import Connection
 from shared.events import (
     RECORDED,
@@ -17,6 +20,7 @@ from shared.events import (
     Topic,
     decode_event,
     new_event,
+    validate_event,
 )
 from shared.outbox import append_events
 
@@ -24,7 +28,12 @@ KEY_SOURCE = "crm/keys"
 
 
 async def issue_key(
-    conn: Connection, name: str, scopes: Sequence[str], rate_limit: float | None = None
+    conn: Connection,
+    name: str,
+    scopes: Sequence[str],
+    rate_limit: float | None = None,
+    *,
+    secret: SecretStr | None,
 ) -> tuple[str, str]:
     """Record a new key in the event store (the relay publishes it): (key id, token)."""
     key_id, token = new_token()
@@ -36,35 +45,60 @@ async def issue_key(
             "rate_limit": rate_limit,
         }
     )
-    event = new_event(
-        "crm.apikey.issued",
-        key_id,
-        data,
-        source=KEY_SOURCE,
-        event_id=f"apikey:{key_id}:issued",
-        time=datetime.now(UTC),
+    event = _signed(
+        new_event(
+            "crm.apikey.issued",
+            key_id,
+            data,
+            source=KEY_SOURCE,
+            event_id=f"apikey:{key_id}:issued",
+            time=datetime.now(UTC),
+        ),
+        secret,
     )
     await append_events(conn, [event])
     return key_id, token
 
 
-async def revoke_key(conn: Connection, key_id: str, reason: str | None = None) -> bool:
+async def revoke_key(
+    conn: Connection, key_id: str, reason: str | None = None, *, secret: SecretStr | None
+) -> bool:
     """Record the revocation of an issued key; False if no such key was issued."""
     known = await conn.fetchval(
         "SELECT 1 FROM events WHERE type = 'crm.apikey.issued' AND subject = $1", key_id
     )
     if known is None:
         return False
-    event = new_event(
-        "crm.apikey.revoked",
-        key_id,
-        ApiKeyRevoked(reason=reason),
-        source=KEY_SOURCE,
-        event_id=f"apikey:{key_id}:revoked",
-        time=datetime.now(UTC),
+    event = _signed(
+        new_event(
+            "crm.apikey.revoked",
+            key_id,
+            ApiKeyRevoked(reason=reason),
+            source=KEY_SOURCE,
+            # Not derived from the key id: nobody can take the revocation's identity first.
+            event_id=f"apikey:{key_id}:revoked:{uuid.uuid4()}",
+            time=datetime.now(UTC),
+        ),
+        secret,
     )
     await append_events(conn, [event])
     return True
+
+
+def _signed(event: Event, secret: SecretStr | None) -> Event:
+    """The event with its signature attribute (see shared/auth.py)."""
+    if secret is None:
+        raise MissingSecretError(
+            "KEY_SIGNING_SECRET is not set: services would refuse the key; set the same "
+            "secret (32+ characters) for `crm keys` and every service"
+        )
+    body = event.to_json_dict()
+    body[SIGNATURE_ATTRIBUTE] = key_event_signature(body, secret.get_secret_value())
+    return validate_event(body, RECORDED)
+
+
+class MissingSecretError(RuntimeError):
+    """Keys cannot be issued or revoked without KEY_SIGNING_SECRET."""
 
 
 async def list_keys(conn: Connection) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ the variable `FOO_BAR`. Every default is documented in the README's configuratio
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -73,6 +73,15 @@ class CommonSettings(BaseSettings):
         pattern=r"^([0-9a-f]{64})?$",
         description="SHA-256 (hex) of a bootstrap admin token accepted without being issued: "
         "for automation that must create the first keys. Empty: none.",
+    )
+    key_signing_secret: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description="Secret (at least 32 characters) with which `crm keys` signs key events "
+        "(HMAC-SHA256) and every service checks them: a key event without a valid signature "
+        "is dead-lettered, so even a writer of crm.keys cannot mint or revoke a key. The same "
+        "value in every service. Unset: no issued key is accepted (the bootstrap admin key "
+        "still is); `make run` keeps one in .data/key-signing-secret.",
     )
     api_key_cache_seconds: float = Field(
         default=5.0,

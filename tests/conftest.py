@@ -21,7 +21,7 @@ import pytest
 from shared.auth import token_sha256
 from shared.embedded import Broker, Database
 from shared.settings import CommonSettings
-from tests.helpers import TEST_TOKEN
+from tests.helpers import TEST_SIGNING_SECRET, TEST_TOKEN
 
 BACKEND = os.environ.get("CRM_TEST_BACKEND", "embedded")
 _databases = itertools.count()
@@ -127,4 +127,5 @@ def settings(broker: Any, database_url: str) -> CommonSettings:
         consumer_session_timeout_ms=6000,
         metadata_max_age_ms=1000,
         admin_key_sha256=token_sha256(TEST_TOKEN),
+        key_signing_secret=TEST_SIGNING_SECRET,
     )

@@ -37,6 +37,8 @@ _ids = itertools.count()
 # The admin token every test service accepts: the fixtures set ADMIN_KEY_SHA256 to its hash.
 TEST_TOKEN = "crm_7e57000000000000_" + "t" * 43
 AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
+# The secret with which the tests' key events are signed and checked (KEY_SIGNING_SECRET).
+TEST_SIGNING_SECRET = "test-signing-secret-" + "s" * 24
 
 
 def mistyped(token: str) -> str:
@@ -96,6 +98,18 @@ def time_ns() -> int:
 def purchase(subject: str, amount: str, *, order: str | None = None, **kw: Any) -> dict[str, Any]:
     data = {"order_id": order or f"o-{next(_ids)}", "amount": amount, "currency": "USD"}
     return event("crm.purchase.completed", subject, data, **kw)
+
+
+async def produce_with_headers(
+    bootstrap: str, topic: str, value: bytes, *, key: bytes, headers: list[tuple[str, bytes]]
+) -> None:
+    """One record, as any producer with write access to the topic could send it."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value=value, key=key, headers=headers)
+    finally:
+        await producer.stop()
 
 
 async def produce_raw(bootstrap: str, topic: str, values: list[bytes], key: bytes) -> None:
@@ -161,7 +175,12 @@ class ServiceProcess:
         log = open(self.log_dir / f"{self.name}.log", "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
             [sys.executable, "-m", f"services.{self.name}"],
-            env={"ADMIN_KEY_SHA256": token_sha256(TEST_TOKEN), **self.env, "PORT": str(self.port)},
+            env={
+                "ADMIN_KEY_SHA256": token_sha256(TEST_TOKEN),
+                "KEY_SIGNING_SECRET": TEST_SIGNING_SECRET,
+                **self.env,
+                "PORT": str(self.port),
+            },
             stdout=log,
             stderr=subprocess.STDOUT,
             preexec_fn=end_with_parent,  # a killed test run leaves no service behind

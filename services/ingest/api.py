@@ -179,7 +179,7 @@ def _rate_limited(
         return None
     return error_response(
         429,
-        f"key {principal.key_id} is over its rate of {rate:g} events per second; "
+        f"this key is over its rate of {rate:g} events per second; "
         "nothing was stored, retry after Retry-After seconds",
         headers={"Retry-After": str(max(1, math.ceil(wait)))},
     )

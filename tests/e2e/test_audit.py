@@ -16,6 +16,7 @@ from shared.events import Topic
 from shared.settings import CommonSettings
 from tests.e2e.conftest import Stack
 from tests.helpers import (
+    TEST_SIGNING_SECRET,
     TEST_TOKEN,
     api_client,
     event,
@@ -41,7 +42,9 @@ async def test_logs_hold_no_secrets_and_no_personal_data(
     stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings = CommonSettings(
-        database_url=stack.database_url, kafka_bootstrap_servers=stack.broker.bootstrap
+        database_url=stack.database_url,
+        kafka_bootstrap_servers=stack.broker.bootstrap,
+        key_signing_secret=TEST_SIGNING_SECRET,
     )
     await cli.keys_create(
         settings, "agent", ["events:write", "customers:read", "complaints:act"], None
@@ -119,5 +122,6 @@ async def test_logs_hold_no_secrets_and_no_personal_data(
     for name, text in logs.items():
         assert secret not in text, f"{name} logs an API key's secret"
         assert TEST_TOKEN not in text, f"{name} logs the admin token"
+        assert TEST_SIGNING_SECRET not in text, f"{name} logs the key signing secret"
         for value in SECRETS_AND_PERSONAL:
             assert value not in text, f"{name} logs personal data: {value!r}"

@@ -18,7 +18,7 @@ from shared import rebuild
 from shared.settings import CommonSettings
 from tests.e2e.conftest import Stack
 from tests.e2e.test_pipeline import post, stream, wait_for_model
-from tests.helpers import api_client, event, wait_until
+from tests.helpers import TEST_SIGNING_SECRET, api_client, event, wait_until
 
 pytestmark = [pytest.mark.e2e]
 
@@ -74,6 +74,7 @@ async def test_rebuilds_under_traffic_fail_no_read_and_lose_nothing(stack: Stack
         topic_partitions=3,
         consumer_session_timeout_ms=6000,
         metadata_max_age_ms=1000,
+        key_signing_secret=TEST_SIGNING_SECRET,
     )
     urls = [
         f"{stack.url('scoring')}/v1/customers/{events[0]['subject']}/rfm",

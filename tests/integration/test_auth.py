@@ -5,12 +5,15 @@ travel through ingest's event store and crm.keys to every service; 401 without a
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 from fastapi import FastAPI, HTTPException
 
@@ -21,12 +24,21 @@ from services.ingest.settings import IngestSettings
 from services.reporting.main import app as reporting_app
 from services.scoring.main import app as scoring_app
 from services.scoring.settings import ScoringSettings
-from shared import cli, keys
+from shared import auth, cli, kafka, keys
 from shared.auth import KeyRing
 from shared.embedded import free_port
-from shared.outbox import open_event_store
+from shared.events import Topic
+from shared.outbox import open_event_store, relay_headers
 from shared.settings import CommonSettings
-from tests.helpers import AUTH, event, mistyped, purchase, wait_until
+from tests.helpers import (
+    AUTH,
+    event,
+    mistyped,
+    produce_with_headers,
+    purchase,
+    read_topic,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +85,9 @@ async def issue(settings: CommonSettings, scopes: list[str], **options: Any) -> 
     pool = await open_event_store(settings.database_url)
     try:
         async with pool.acquire() as conn, conn.transaction():
-            return await keys.issue_key(conn, "test", scopes, **options)
+            return await keys.issue_key(
+                conn, "test", scopes, **options, secret=settings.key_signing_secret
+            )
     finally:
         await pool.close()
 
@@ -93,18 +107,21 @@ def operations(app: FastAPI) -> list[tuple[str, str, str | None]]:
     return found
 
 
+# A read each service answers to any valid key with the scope (admin holds every scope).
+PROBES = {
+    "ingest": "/v1/schemas",
+    "scoring": "/v1/segments",
+    "complaints": "/v1/alerts",
+    "reporting": "/v1/kpis/metrics",
+}
+
+
 async def known_everywhere(clients: dict[str, httpx.AsyncClient], token: str) -> None:
     """Wait until every service knows the key (answers anything but 401 to it)."""
-    probes = {
-        "ingest": "/v1/schemas",
-        "scoring": "/v1/segments",
-        "complaints": "/v1/alerts",
-        "reporting": "/v1/kpis/metrics",
-    }
 
     async def known() -> bool:
         for name, client in clients.items():
-            if (await client.get(probes[name], headers=bearer(token))).status_code == 401:
+            if (await client.get(PROBES[name], headers=bearer(token))).status_code == 401:
                 return False
         return True
 
@@ -154,6 +171,13 @@ async def test_a_revoked_key_is_refused_everywhere_and_listed_as_revoked(
         assert (
             await clients["reporting"].get("/v1/kpis/metrics", headers=bearer(token))
         ).is_success
+        # The holder tries to take the revocation's identity first: under the key source it
+        # is refused (reserved), under its own it is an ordinary event of another identity.
+        for source, status in (("crm/keys", 422), ("pre-empt", 202)):
+            squat = purchase("cust-squat", "1.00")
+            squat.update(source=source, id=f"apikey:{key_id}:revoked")
+            posted = await clients["ingest"].post("/v1/events", json=squat, headers=bearer(token))
+            assert posted.status_code == status, posted.text
         await cli.keys_revoke(settings, key_id, "left the company")
 
         async def refused_everywhere() -> bool:
@@ -190,7 +214,8 @@ async def test_ingest_limits_each_key_to_its_rate(settings: CommonSettings) -> N
         )
         assert over.status_code == 429, over.text
         assert int(over.headers["retry-after"]) >= 1
-        assert key_id in over.json()["detail"]
+        assert "over its rate" in over.json()["detail"]
+        assert key_id not in over.text  # a key id is half of a token: not echoed
         other = await ingest.post("/v1/events", json=[purchase("rate-y", "1.00")], headers=AUTH)
         assert other.status_code == 202  # another key's budget is its own
         stored = await ingest.get("/v1/schemas", headers=bearer(slow))
@@ -215,6 +240,52 @@ async def test_key_events_cannot_be_posted(settings: CommonSettings) -> None:
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "type"
     assert "crm keys" in response.json()["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("signing", ["unsigned", "another secret"])
+async def test_a_writer_of_crm_keys_cannot_mint_a_key(
+    settings: CommonSettings, signing: str
+) -> None:
+    """A key-issued event for a token of our own, published straight to crm.keys with the
+    headers a relay writes (as a service whose credentials leaked could): every service
+    dead-letters it and refuses the token; a key issued by `crm keys` works meanwhile."""
+    key_id, token = auth.new_token()
+    forged = event(
+        "crm.apikey.issued",
+        key_id,
+        {"name": "mine", "scopes": ["admin"], "token_sha256": keys.token_sha256(token)},
+        event_id=f"apikey:{key_id}:issued",
+    )
+    forged["source"] = "crm/keys"
+    if signing == "another secret":
+        forged["crmsignature"] = hmac.new(
+            b"x" * 32, orjson.dumps(forged, option=orjson.OPT_SORT_KEYS), hashlib.sha256
+        ).hexdigest()
+    await kafka.ensure_topics(settings)
+    await produce_with_headers(
+        settings.kafka_bootstrap_servers,
+        Topic.KEYS,
+        orjson.dumps(forged),
+        key=key_id.encode(),
+        headers=relay_headers("ingest", 10**9, 1),
+    )
+    _, good = await issue(settings, ["admin"])
+    async with all_services(settings) as clients:
+        await known_everywhere(clients, good)
+
+        async def dead_lettered_by_all() -> bool:
+            letters = await read_topic(settings.kafka_bootstrap_servers, Topic.DEADLETTER)
+            refused = {
+                dict(r.headers)["crm-consumer"].decode()
+                for r in letters
+                if r.key == key_id.encode() and b"crmsignature" in dict(r.headers)["crm-error"]
+            }
+            return refused >= {"ingest-archive", "scoring", "complaints", "reporting"}
+
+        await wait_until(dead_lettered_by_all, timeout=60, what="the forged key dead-lettered")
+        for name, client in clients.items():
+            answer = await client.get(PROBES[name], headers=bearer(token))
+            assert answer.status_code == 401, (name, answer.status_code)
 
 
 async def test_a_key_store_that_cannot_be_read_answers_503_not_500() -> None:

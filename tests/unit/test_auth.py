@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from services.ingest.domain import take
-from shared.auth import ADMIN, Principal, new_token, token_sha256
-from shared.events import SCOPES, ApiKeyIssued
+from shared.auth import ADMIN, Principal, key_event_refusal, new_token, token_sha256
+from shared.events import RECORDED, SCOPES, ApiKeyIssued, validate_event
 
 
 def test_tokens_are_unique_and_carry_their_key_id() -> None:
@@ -35,6 +40,45 @@ def test_an_issued_key_event_holds_a_hash_and_known_scopes_only() -> None:
         ApiKeyIssued(name="n", scopes=["root"], token_sha256=digest)  # type: ignore[list-item]
     with pytest.raises(ValueError, match="token_sha256"):
         ApiKeyIssued(name="n", scopes=["admin"], token_sha256="crm_0123_secret")
+
+
+SECRET = SecretStr("k" * 32)
+
+
+def _key_event(**extra: object) -> dict[str, object]:
+    return {
+        "specversion": "1.0",
+        "id": "apikey:00ff00ff00ff00ff:issued",
+        "source": "crm/keys",
+        "type": "crm.apikey.issued",
+        "time": "2026-11-30T10:00:00Z",
+        "subject": "00ff00ff00ff00ff",
+        "datacontenttype": "application/json",
+        "data": {"name": "n", "scopes": ["admin"], "token_sha256": "ab" * 32},
+        **extra,
+    }
+
+
+def _hmac(body: dict[str, object], secret: str) -> str:
+    """RFC 2104 HMAC-SHA256 of the JSON with sorted keys, computed here independently."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return hmac.new(secret.encode(), canonical, hashlib.sha256).hexdigest()
+
+
+def test_a_key_event_is_honoured_only_with_the_signature_of_the_secret() -> None:
+    body = _key_event()
+    signed = validate_event({**body, "crmsignature": _hmac(body, "k" * 32)}, RECORDED)
+    assert key_event_refusal(signed, SECRET) is None
+    unsigned = validate_event(body, RECORDED)
+    assert key_event_refusal(unsigned, SECRET) is not None
+    other = validate_event({**body, "crmsignature": _hmac(body, "o" * 32)}, RECORDED)
+    assert key_event_refusal(other, SECRET) is not None
+    assert key_event_refusal(signed, None) is not None  # no secret: nothing is honoured
+    altered = dict(body, data={**body["data"], "scopes": ["reports:read"]})  # type: ignore[dict-item]
+    moved = validate_event({**altered, "crmsignature": _hmac(body, "k" * 32)}, RECORDED)
+    refusal = key_event_refusal(moved, SECRET)
+    assert refusal is not None
+    assert refusal.field == "crmsignature"
 
 
 def test_a_bucket_lets_a_burst_through_then_the_rate() -> None:
