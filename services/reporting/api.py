@@ -244,6 +244,7 @@ async def _compute(
         today=_today(settings),
         churn_after_days=settings.reporting_churn_after_days,
         churn_reasons=any(n.startswith("churn_reason_") for n in names),
+        repeat_window_days=settings.reporting_repeat_window_days,
     )
     if not needs_previous:
         periods = [Period(p.start, p.last) for p in periods]

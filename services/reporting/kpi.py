@@ -40,6 +40,7 @@ CSAT_SCALE: Final = (1, 5)
 CSAT_SATISFIED_MIN: Final = 4  # top two boxes: 4 and 5
 FEEDBACK_SCALE: Final = (1, 5)  # default scale of the complaint follow-up question (step 7)
 REPEAT_MIN_ORDERS: Final = 2
+REPEAT_WINDOW_DAYS: Final = 7  # default shortest window of the repeat purchase rate
 _ONE_MICROSECOND: Final = timedelta(microseconds=1)
 
 
@@ -100,11 +101,22 @@ def average_order_value(revenue: Decimal, orders: int) -> Decimal | None:
 
 def repeat_purchase_rate(repeat_buyers: int, buyers: int) -> Decimal | None:
     """Repeat purchase rate (复购率) = customers with 2+ orders in the window / customers with
-    1+ order in the window (both counted over the same window). A fraction in [0, 1]."""
+    1+ order in the window (both counted over the same window, `repeat_window`). A fraction
+    in [0, 1]."""
     _require_count("repeat_buyers", repeat_buyers)
     _require_count("buyers", buyers)
     _require_part("repeat_buyers", repeat_buyers, "buyers", buyers)
     return _ratio(repeat_buyers, buyers)
+
+
+def repeat_window(start: date, stop: date, days: int) -> date:
+    """The first day of a period's repeat window, which ends with the period (`stop` is
+    exclusive): the period itself, or the `days` days up to its last day when the period is
+    shorter. Two orders on different days of a week are a repeat purchase; a single day
+    would almost never hold two, so a day's rate reads its trailing window instead of ~0."""
+    if days < 1:
+        raise ValueError(f"the repeat window must be at least one day, got {days}")
+    return min(start, stop - timedelta(days=days))
 
 
 def repeat_purchase_rate_from_order_counts(order_counts: Iterable[int]) -> Decimal | None:
@@ -296,7 +308,8 @@ def p90_duration(durations: Sequence[timedelta]) -> timedelta | None:
 
 def interactions_per_customer(interactions: int, customers: int) -> Decimal | None:
     """Interactions per customer (人均互动次数) = interactions in the period / customers in the
-    population measured (the caller's slice: e.g. active customers of a tier)."""
+    population measured, the same population for both: the interactions of exactly the
+    customers counted (reporting: the customers who interacted in the period)."""
     _require_count("interactions", interactions)
     _require_count("customers", customers)
     return _ratio(interactions, customers)
@@ -433,7 +446,8 @@ KPI_REGISTRY: Final[dict[str, KpiInfo]] = {
         "Repeat purchase rate",
         "复购率",
         Unit.RATIO,
-        "customers with 2+ orders / customers with 1+ order, in the window",
+        "customers with 2+ orders / customers with 1+ order, in the window (the period, at"
+        " least REPORTING_REPEAT_WINDOW_DAYS days up to its last day)",
         _DOMAIN,
     ),
     "growth_rate": KpiInfo(
@@ -517,7 +531,7 @@ KPI_REGISTRY: Final[dict[str, KpiInfo]] = {
         "Interactions per customer",
         "人均互动次数",
         Unit.PER_CUSTOMER,
-        "interactions in the period / customers in the population",
+        "interactions in the period / the customers they are of (one population)",
         _DOMAIN,
     ),
 }

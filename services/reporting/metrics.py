@@ -47,6 +47,7 @@ class Source(StrEnum):
     """The read-model query a metric needs (one query per source and request)."""
 
     SALES = "sales"
+    REPEAT = "repeat"  # buyers and repeat buyers of each period's repeat window
     BASE = "base"  # active, starting, ending, new and lost customers
     MARKETING = "marketing"
     VALUE = "value"
@@ -61,6 +62,7 @@ _ALL = frozenset(Dimension)
 _CUSTOMER = frozenset({Dimension.TIER, Dimension.SEGMENT, Dimension.CHANNEL})
 SOURCE_DIMENSIONS: Final[dict[Source, frozenset[Dimension]]] = {
     Source.SALES: _ALL,
+    Source.REPEAT: _ALL,
     Source.BASE: _CUSTOMER,
     Source.MARKETING: frozenset({Dimension.CHANNEL}),
     Source.VALUE: frozenset({Dimension.TIER}),
@@ -81,8 +83,15 @@ class Sales:
     revenue: Decimal = Decimal(0)  # net of refunds
     orders: int = 0
     buyers: int = 0  # distinct customers with 1+ order
-    repeat_buyers: int = 0  # distinct customers with 2+ orders (kpi.REPEAT_MIN_ORDERS)
     new_buyers: int = 0  # buyers whose first purchase ever is in the period
+
+
+@dataclass
+class Repeat:
+    """The period's repeat window (kpi.repeat_window): its buyers and repeat buyers."""
+
+    buyers: int = 0  # distinct customers with 1+ order in the window
+    repeat_buyers: int = 0  # of those, with 2+ orders in it (kpi.REPEAT_MIN_ORDERS)
 
 
 @dataclass
@@ -153,6 +162,7 @@ class Cell:
     """Everything known about one (period, slice)."""
 
     sales: Sales = field(default_factory=Sales)
+    repeat: Repeat = field(default_factory=Repeat)
     base: Base = field(default_factory=Base)
     marketing: Marketing = field(default_factory=Marketing)
     value: Lifetime = field(default_factory=Lifetime)
@@ -287,15 +297,16 @@ _CATALOGUE: list[Metric] = [
     _m("buyers", "sales", "Buyers", "购买客户数", Unit.COUNT,
        "distinct customers with 1+ order (exact)", _D7, (S,), lambda c: c.sales.buyers),
     _m("new_buyers", "sales", "New buyers", "新购买客户", Unit.COUNT,
-       "buyers whose first purchase ever is in the period", _D7, (S,),
-       lambda c: c.sales.new_buyers),
+       "buyers whose first purchase ever is in the period (the new customers CAC counts)",
+       _D7, (S,), lambda c: c.sales.new_buyers),
     _m("returning_buyers", "sales", "Returning buyers", "回头客", Unit.COUNT,
        "buyers - new buyers (kpi.returning_buyers)", _D7, (S,),
        lambda c: kpi.returning_buyers(c.sales.buyers, c.sales.new_buyers)),
     _m("repeat_purchase_rate", "sales", "Repeat purchase rate", "复购率", Unit.RATIO,
-       "customers with 2+ orders / customers with 1+ order, in the period "
-       "(kpi.repeat_purchase_rate)", _D7, (S,),
-       lambda c: kpi.repeat_purchase_rate(c.sales.repeat_buyers, c.sales.buyers)),
+       "customers with 2+ orders / customers with 1+ order, both in the repeat window: the "
+       "period, or the REPORTING_REPEAT_WINDOW_DAYS days up to its last day when it is "
+       "shorter (kpi.repeat_window, kpi.repeat_purchase_rate)", _D7, (Source.REPEAT,),
+       lambda c: kpi.repeat_purchase_rate(c.repeat.repeat_buyers, c.repeat.buyers)),
     _m("revenue_growth", "sales", "Revenue growth", "营业额增长率", Unit.RATIO,
        "(revenue - previous period's) / previous period's (kpi.growth_rate)", _D7, (S,),
        lambda c: None, growth_of="revenue"),
@@ -309,11 +320,9 @@ _CATALOGUE: list[Metric] = [
     _m("marketing_spend", "acquisition", "Marketing spend", "营销费用", Unit.MONEY,
        "spend events spread evenly over the days of their period", _D7, (MK,),
        lambda c: c.marketing.spend),
-    _m("new_customers", "acquisition", "New customers", "新客户数", Unit.COUNT,
-       "customers whose first purchase ever is in the period", _D7, (B,),
-       lambda c: c.base.new),
     _m("cac", "acquisition", "Customer acquisition cost", "获客成本", Unit.MONEY,
-       "marketing spend / new customers (kpi.customer_acquisition_cost)", _D7, (MK, B),
+       "marketing spend / new customers, those whose first purchase ever is in the period "
+       "(new_buyers; kpi.customer_acquisition_cost)", _D7, (MK, B),
        lambda c: kpi.customer_acquisition_cost(c.marketing.spend, c.base.new)),
     _m("won_back_customers", "acquisition", "Won-back customers", "挽回客户数", Unit.COUNT,
        "customers not active at the start who had bought before and bought in the period",
@@ -431,9 +440,11 @@ _CATALOGUE: list[Metric] = [
        lambda c: c.interactions.customers),
     _m("interactions_per_customer", "relationship", "Interactions per customer",
        "人均互动次数", Unit.PER_CUSTOMER,
-       "interactions / active customers (kpi.interactions_per_customer)", _D7, (IN, B),
-       lambda c: kpi.interactions_per_customer(c.interactions.interactions, c.base.active),
-       dimensions=frozenset({Dimension.TIER, Dimension.SEGMENT})),
+       "interactions / the distinct customers who made them, in the period "
+       "(kpi.interactions_per_customer)", _D7, (IN,),
+       lambda c: kpi.interactions_per_customer(
+           c.interactions.interactions, c.interactions.customers
+       )),
     # Churn reasons
     *(
         _m(f"churn_reason_{reason}", "churn_reasons", f"Lost customers: {en}",

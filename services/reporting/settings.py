@@ -14,6 +14,13 @@ class ReportingSettings(CommonSettings):
         le=3660,
         description="Days without a purchase after which a customer counts as lost (churn).",
     )
+    reporting_repeat_window_days: int = Field(
+        default=7,
+        ge=1,
+        le=366,
+        description="Shortest window of the repeat purchase rate: a period shorter than this"
+        " (a day) counts repeat purchases over this many days up to its last day.",
+    )
     reporting_crisis_open_hours: float = Field(
         default=24,
         gt=0,

@@ -671,15 +671,19 @@ async def read_cells(
     today: date,
     churn_after_days: int,
     churn_reasons: bool = False,
+    repeat_window_days: int = kpi.REPEAT_WINDOW_DAYS,
 ) -> Cells:
     """The ingredients of every (period start, slice) with data; slice '' when not sliced.
 
     `today` (local) ends the customer-base counts of the current period; `churn_after_days`
-    is the inactivity window after which a customer is lost."""
+    is the inactivity window after which a customer is lost; `repeat_window_days` the
+    shortest window of the repeat purchase rate (kpi.repeat_window)."""
     cells: Cells = {}
     args: Args = (periods.starts, periods.stops)
     if Source.SALES in sources:
         await _read_sales(pool, cells, args, by)
+    if Source.REPEAT in sources:
+        await _read_repeat(pool, cells, args, by, repeat_window_days)
     if Source.BASE in sources:
         await _read_base(pool, cells, args, by, today, churn_after_days, churn_reasons)
     if Source.MARKETING in sources:
@@ -711,7 +715,7 @@ _CATEGORY_FACTS = (
 async def _read_sales(
     pool: Pool | Connection, cells: Cells, args: Args, by: Dimension | None
 ) -> None:
-    """Revenue net of refunds, orders, and exact distinct buyers, repeat and new buyers.
+    """Revenue net of refunds, orders, and exact distinct buyers and new buyers.
 
     Refunds count on their own day, in the channel and categories of their order (split by
     the order's shares), found at query time so that the order may arrive after them."""
@@ -748,19 +752,58 @@ async def _read_sales(
         + """
         SELECT pc.start, pc.slice, sum(pc.revenue) AS revenue, sum(pc.orders)::int AS orders,
                count(*) FILTER (WHERE pc.orders >= 1)::int AS buyers,
-               count(*) FILTER (WHERE pc.orders >= $3)::int AS repeat_buyers,
                count(*) FILTER (WHERE pc.orders >= 1 AND c.first_purchase_day >= pc.start)::int
                    AS new_buyers
         FROM per_customer pc LEFT JOIN customers c ON c.customer_id = pc.customer_id
         GROUP BY 1, 2""",
         *args,
-        kpi.REPEAT_MIN_ORDERS,
     )
     for r in rows:
         sales = _cell(cells, r["start"], r["slice"]).sales
         sales.revenue, sales.orders = r["revenue"], r["orders"]
-        sales.buyers, sales.repeat_buyers = r["buyers"], r["repeat_buyers"]
-        sales.new_buyers = r["new_buyers"]
+        sales.buyers, sales.new_buyers = r["buyers"], r["new_buyers"]
+
+
+async def _read_repeat(
+    pool: Pool | Connection, cells: Cells, args: Args, by: Dimension | None, days: int
+) -> None:
+    """Buyers and repeat buyers (2+ orders) of each period's repeat window (kpi.repeat_window:
+    the period, or the `days` days up to its last day when shorter), sliced as sales are.
+    Orders only: a refund takes money back, not the purchase."""
+    starts, stops = args
+    since = [
+        kpi.repeat_window(start, stop, days) for start, stop in zip(starts, stops, strict=True)
+    ]
+    table, dim = (_CATEGORY_FACTS, "category") if by is Dimension.CATEGORY else ("sales", "channel")
+    sl = _slicing(by, customer="f.customer_id", day="f.day", channel="f.dim", category="f.dim")
+    periods = (
+        "periods AS (SELECT * FROM unnest($1::date[], $2::date[], $3::date[])"
+        " AS p(start, stop, since))"
+    )
+    facts = f"""facts AS (
+        SELECT day, customer_id, {dim} AS dim, orders FROM {table}
+        WHERE day >= (SELECT min(since) FROM periods) AND day < $2[array_length($2, 1)]
+    )"""
+    per_customer = f"""per_customer AS (
+        SELECT p.start, {sl.expr} AS slice, f.customer_id, sum(f.orders) AS orders
+        FROM facts f JOIN periods p ON f.day >= p.since AND f.day < p.stop
+        {sl.join}
+        GROUP BY 1, 2, 3
+    )"""
+    ctes = ",\n".join(c for c in (periods, sl.cte, facts, per_customer) if c)
+    rows = await pool.fetch(
+        f"""WITH {ctes}
+        SELECT start, slice, count(*) FILTER (WHERE orders >= 1)::int AS buyers,
+               count(*) FILTER (WHERE orders >= $4)::int AS repeat_buyers
+        FROM per_customer GROUP BY 1, 2""",
+        starts,
+        stops,
+        since,
+        kpi.REPEAT_MIN_ORDERS,
+    )
+    for r in rows:
+        repeat = _cell(cells, r["start"], r["slice"]).repeat
+        repeat.buyers, repeat.repeat_buyers = r["buyers"], r["repeat_buyers"]
 
 
 # A customer is active on day d when they bought on a day of (d - W, d] (W = the inactivity

@@ -261,6 +261,7 @@ async def kpis(
     starts: list[date],
     by: Dimension | None = None,
     granularity: Granularity = Granularity.MONTH,
+    repeat_window_days: int = 7,
 ) -> dict[tuple[date, str], dict[str, Any]]:
     from services.reporting import kpi
     from services.reporting.metrics import METRICS, sources_of
@@ -282,6 +283,7 @@ async def kpis(
         today=TODAY,
         churn_after_days=WINDOW,
         churn_reasons=any(n.startswith("churn_reason_") for n in names),
+        repeat_window_days=repeat_window_days,
     )
     assert all(n in METRICS for n in names)
     rows = table(cells, periods, names, by)
@@ -351,7 +353,7 @@ async def test_customer_base_churn_retention_and_reasons(pool: db.Pool) -> None:
     names = [
         "customers_at_start",
         "customers_at_end",
-        "new_customers",
+        "new_buyers",
         "active_customers",
         "lost_customers",
         "churn_rate",
@@ -366,7 +368,7 @@ async def test_customer_base_churn_retention_and_reasons(pool: db.Pool) -> None:
     assert {k: found[k] for k in names} == {
         "customers_at_start": 2,
         "customers_at_end": 2,
-        "new_customers": 1,
+        "new_buyers": 1,
         "active_customers": 3,
         "lost_customers": 1,
         "churn_rate": 0.5,
@@ -440,7 +442,7 @@ async def test_satisfaction_service_and_relationship(pool: db.Pool) -> None:
         "crisis_alerts": 1,
         "interactions": 3,
         "interacting_customers": 2,
-        "interactions_per_customer": 1.0,  # 3 interactions / 3 active customers
+        "interactions_per_customer": 1.5,  # 3 interactions / the 2 customers who made them
     }
     by_category = await kpis(
         pool, ["complaints_opened", "crisis_alerts"], [MARCH], Dimension.CATEGORY
@@ -534,13 +536,13 @@ def test_sources_cover_every_metric() -> None:
 
 async def test_a_lapsed_customer_who_buys_again_is_won_back(pool: db.Pool) -> None:
     await feed(pool, validated([*march(), buy("carol", "2025-03-25", "15.00", "store", "c2")]))
-    names = ["customers_at_end", "new_customers", "won_back_customers", "retention_rate"]
+    names = ["customers_at_end", "new_buyers", "won_back_customers", "retention_rate"]
     found = (await kpis(pool, names, [MARCH]))[(MARCH, "")]
     # carol (last purchase 2024-12-01, lost on 01-30) is back: at the end, acquired again, so
     # retention stays (3 - 1 new - 1 won back) / 2 at the start.
     assert {k: found[k] for k in names} == {
         "customers_at_end": 3,
-        "new_customers": 1,
+        "new_buyers": 1,
         "won_back_customers": 1,
         "retention_rate": 0.5,
     }
@@ -642,3 +644,30 @@ async def test_stored_sla_compliance_follows_the_pure_verdicts_whatever_the_orde
     assert {w: found[(w, "")]["sla_compliance"] for w in weeks} == {
         w: round(met.get(w, 0) / (met.get(w, 0) + late.get(w, 0)), 6) for w in weeks
     }
+
+
+async def test_repeat_purchase_rate_reads_a_window_of_at_least_the_setting(
+    pool: db.Pool,
+) -> None:
+    await feed(pool, validated(march()))
+    rate = ["repeat_purchase_rate"]
+    day = date(2025, 3, 10)
+
+    async def of_day(window: int, by: Dimension | None = None) -> dict[str, Any]:
+        found = await kpis(pool, rate, [day], by, Granularity.DAY, repeat_window_days=window)
+        return {key[1]: row["repeat_purchase_rate"] for key, row in found.items()}
+
+    # Orders: alice 03-03 (web) and 03-10 (app), bob 03-05 (web), nobody else in March.
+    # The day 03-10 alone holds one order (alice): a rate of 0 whatever happens around it.
+    # Over 7 days (03-04 .. 03-10): alice once, bob once: 0 / 2.
+    assert await of_day(7) == {"": 0.0}
+    # Over 10 days (03-01 .. 03-10): alice twice, bob once: 1 / 2.
+    assert await of_day(10) == {"": 0.5}
+    # By purchase channel, over 10 days: web has alice and bob once each, app alice once.
+    assert await of_day(10, Dimension.CHANNEL) == {"web": 0.0, "app": 0.0}
+    # Weeks and months are not cut by a shorter window: the week of 03-03 has alice and bob
+    # once each (0 / 2); March has alice twice and bob once (1 / 2).
+    week = await kpis(pool, rate, [date(2025, 3, 3)], granularity=Granularity.WEEK)
+    assert week[(date(2025, 3, 3), "")]["repeat_purchase_rate"] == 0.0
+    month = await kpis(pool, rate, [MARCH])
+    assert month[(MARCH, "")]["repeat_purchase_rate"] == 0.5

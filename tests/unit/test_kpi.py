@@ -88,6 +88,50 @@ def test_repeat_purchase_rate_from_no_buyers_is_none() -> None:
 
 
 @pytest.mark.parametrize(
+    ("start", "stop", "days", "since"),
+    [
+        # A day (03-10) with a 7-day window: 03-04 .. 03-10.
+        (date(2025, 3, 10), date(2025, 3, 11), 7, date(2025, 3, 4)),
+        # A week (Mon 03-10 .. Sun 03-16) with a 7-day window: the week itself.
+        (date(2025, 3, 10), date(2025, 3, 17), 7, date(2025, 3, 10)),
+        # A month is never cut short by a shorter window.
+        (date(2025, 2, 1), date(2025, 3, 1), 7, date(2025, 2, 1)),
+        # A week with a 30-day window: 02-15 .. 03-16.
+        (date(2025, 3, 10), date(2025, 3, 17), 30, date(2025, 2, 15)),
+        # A window of one day: the period itself.
+        (date(2025, 3, 10), date(2025, 3, 11), 1, date(2025, 3, 10)),
+    ],
+)
+def test_repeat_window_is_the_period_or_longer(
+    start: date, stop: date, days: int, since: date
+) -> None:
+    assert kpi.repeat_window(start, stop, days) == since
+
+
+def test_repeat_window_needs_a_day() -> None:
+    with pytest.raises(ValueError, match="at least one day"):
+        kpi.repeat_window(date(2025, 3, 10), date(2025, 3, 11), 0)
+
+
+def test_a_days_repeat_purchase_rate_reads_its_trailing_window() -> None:
+    # Orders per customer on the days of 03-04 .. 03-10; the rate of the day 03-10.
+    orders = {
+        "ann": [date(2025, 3, 4), date(2025, 3, 10)],  # twice in the window: a repeat buyer
+        "bob": [date(2025, 3, 10)],
+        "cy": [date(2025, 3, 2), date(2025, 3, 10)],  # 03-02 is before the window: once
+        "dee": [date(2025, 3, 6), date(2025, 3, 6)],  # twice on one day of the window
+        "eve": [date(2025, 3, 11)],  # after the day
+    }
+    since, stop = kpi.repeat_window(date(2025, 3, 10), date(2025, 3, 11), 7), date(2025, 3, 11)
+    counts = [sum(since <= d < stop for d in days) for days in orders.values()]
+    # By hand: buyers of 03-04 .. 03-10 are ann, bob, cy, dee; repeat buyers ann and dee: 2 / 4.
+    assert kpi.repeat_purchase_rate_from_order_counts(counts) == D("0.5")
+    # The day alone (the old reading): ann, bob, cy bought once each on 03-10: 0 / 3.
+    day_counts = [days.count(date(2025, 3, 10)) for days in orders.values()]
+    assert kpi.repeat_purchase_rate_from_order_counts(day_counts) == D(0)
+
+
+@pytest.mark.parametrize(
     ("current", "previous", "expected"),
     [
         (120, 100, D("0.2")),

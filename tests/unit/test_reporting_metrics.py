@@ -21,6 +21,7 @@ from services.reporting.metrics import (
     Lifetime,
     Marketing,
     Period,
+    Repeat,
     Sales,
     Sla,
     Source,
@@ -37,7 +38,9 @@ D = Decimal
 def cell() -> Cell:
     """One period of a small shop, worked out by hand below."""
     return Cell(
-        sales=Sales(revenue=D("200.00"), orders=3, buyers=2, repeat_buyers=1, new_buyers=1),
+        sales=Sales(revenue=D("200.00"), orders=3, buyers=2, new_buyers=1),
+        # The period's repeat window (longer than a short period) had 4 buyers, 1 of them twice.
+        repeat=Repeat(buyers=4, repeat_buyers=1),
         base=Base(
             at_start=4,
             at_end=5,
@@ -83,14 +86,13 @@ EXPECTED: dict[str, object] = {
     "buyers": 2,
     "new_buyers": 1,
     "returning_buyers": 1,
-    "repeat_purchase_rate": D("0.5"),
+    "repeat_purchase_rate": D("0.25"),  # 1 repeat buyer / 4 buyers, both of the window
     "revenue_growth": D("0.25"),  # (200 - 160) / 160
     "orders_growth": D("-0.25"),  # (3 - 4) / 4
     "buyers_growth": D(0),
     "marketing_spend": D("300"),
-    "new_customers": 2,
     "won_back_customers": 1,
-    "cac": D(150),  # 300 / 2 new
+    "cac": D(150),  # 300 / 2 new (the base's count of first purchases)
     "active_customers": 6,
     "customers_at_start": 4,
     "customers_at_end": 5,
@@ -122,7 +124,7 @@ EXPECTED: dict[str, object] = {
     "crisis_alerts": 2,
     "interactions": 9,
     "interacting_customers": 4,
-    "interactions_per_customer": D("1.5"),  # 9 / 6 active customers
+    "interactions_per_customer": D("2.25"),  # 9 / the 4 customers who made them
     "churn_reason_price": 1,
     "churn_reason_competitor": 0,
     "churn_reason_service_quality": 0,
@@ -186,7 +188,7 @@ def test_every_metric_says_what_it_is() -> None:
         ("nps", {Dimension.TIER, Dimension.SEGMENT, Dimension.CHANNEL}),
         ("sla_compliance", set(Dimension)),
         ("crisis_alerts", {Dimension.CHANNEL, Dimension.CATEGORY}),
-        ("interactions_per_customer", {Dimension.TIER, Dimension.SEGMENT}),
+        ("interactions_per_customer", {Dimension.TIER, Dimension.SEGMENT, Dimension.CHANNEL}),
         ("interactions", {Dimension.TIER, Dimension.SEGMENT, Dimension.CHANNEL}),
     ],
 )
@@ -221,8 +223,10 @@ def test_a_table_is_dense_over_periods_and_slices() -> None:
     march, april = date(2025, 3, 1), date(2025, 4, 1)
     cells = {
         (date(2025, 2, 1), "web"): Cell(sales=Sales(revenue=D(100), orders=1, buyers=1)),
-        (march, "web"): Cell(sales=Sales(revenue=D(150), orders=2, buyers=1, repeat_buyers=1)),
-        (april, "app"): Cell(sales=Sales(revenue=D(10), orders=1, buyers=1, new_buyers=1)),
+        (march, "web"): Cell(sales=Sales(revenue=D(150), orders=2, buyers=1), repeat=Repeat(1, 1)),
+        (april, "app"): Cell(
+            sales=Sales(revenue=D(10), orders=1, buyers=1, new_buyers=1), repeat=Repeat(1, 0)
+        ),
     }
     periods = [
         Period(march, date(2025, 3, 31), date(2025, 2, 1)),
