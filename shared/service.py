@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import io
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -110,6 +112,21 @@ def resources(request: Request) -> Resources:
     return found
 
 
+def _dump_tasks_on_signal() -> None:
+    """SIGUSR1 logs where every task of the service waits (`kill -USR1 <pid>`): for an
+    operator facing a service that is up but makes no progress."""
+    loop = asyncio.get_running_loop()
+
+    def dump() -> None:
+        for task in asyncio.all_tasks(loop):
+            frames = io.StringIO()
+            task.print_stack(limit=12, file=frames)
+            log.warning("task stack", extra={"task": task.get_name(), "stack": frames.getvalue()})
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # not on every platform
+        loop.add_signal_handler(signal.SIGUSR1, dump)
+
+
 def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -118,6 +135,7 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
         # full collection walks only what requests and batches make.
         gc.freeze()
         app.state.resources = res
+        _dump_tasks_on_signal()
         try:
             yield
         finally:

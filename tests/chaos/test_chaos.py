@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import random
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -193,7 +194,19 @@ async def evidence(world: World) -> str:
                 answer = await client.get(f"{service.url}/readyz")
                 lines.append(f"{service.name} /readyz {answer.status_code}: {answer.text[:400]}")
     for service in world.services.values():
+        if service.process is not None and service.process.poll() is None:
+            service.process.send_signal(signal.SIGUSR1)  # each task's stack into its log
+
+    async def stacks_written() -> bool:
+        return all("task stack" in s.log_tail(4000) for s in world.services.values())
+
+    with contextlib.suppress(AssertionError):  # evidence only: report what there is
+        await wait_until(stacks_written, timeout=10, what="task stacks in the logs")
+    for service in world.services.values():
         warnings = [line for line in service.log_tail(2000).splitlines() if '"INFO"' not in line]
         lines.append(f"{service.name} log, warnings and errors (last 25 of {len(warnings)}):")
-        lines += [f"  {line[:300]}" for line in warnings[-25:]]
+        lines += [f"  {line[:300]}" for line in warnings[-25:] if "task stack" not in line]
+        stacks = [line for line in warnings if "task stack" in line]
+        lines.append(f"{service.name} task stacks:")
+        lines += [f"  {line[-1500:]}" for line in stacks]
     return "\n".join(lines)
