@@ -360,7 +360,12 @@ class ConsumerRuntime:
                     await _settled(in_flight)
                     in_flight = None
                     self._rewind_needed = True
-                except Exception as error:  # the loop must survive a database or broker outage
+                except (Exception, asyncio.CancelledError) as error:
+                    # The loop must survive a database or broker outage.
+                    if isinstance(error, asyncio.CancelledError) and (
+                        not kafka.cancelled_from_inside()
+                    ):
+                        raise  # the runtime is being stopped
                     await _settled(in_flight)
                     in_flight = None
                     self._rewind_needed = True
@@ -387,7 +392,7 @@ class ConsumerRuntime:
         self.status.consecutive_failures = 0
         metrics.CONSUMER_FAILURES.labels(self.name).set(0)
 
-    def _failed(self, error: Exception) -> None:
+    def _failed(self, error: BaseException) -> None:
         """Count a failed attempt; the full text goes to the log only (it may name hosts and
         users), the status keeps the error's type for readiness."""
         self.status.last_error = type(error).__name__

@@ -79,6 +79,16 @@ async def ensure_topics(settings: CommonSettings, topics: Iterable[str] = ALL_TO
         await client.close()
 
 
+def cancelled_from_inside() -> bool:
+    """Whether a CancelledError being handled comes from a future cancelled inside a client
+    (aiokafka cancels the futures of requests in flight when a broker connection drops), not
+    from a cancellation of the running task: then it is an error like any other, and a loop
+    that must survive broker outages has to treat it so (an `except Exception` lets it
+    through and the loop's task ends without a word)."""
+    task = asyncio.current_task()
+    return task is not None and not task.cancelling()
+
+
 async def ensure_topics_with(
     client: AIOKafkaAdminClient, settings: CommonSettings, topics: Iterable[str]
 ) -> list[str]:

@@ -247,6 +247,7 @@ async def _send_in_batches(
 
 @dataclass
 class RelayStatus:
+    running: bool = False  # False once the relay's task ended (it never should while serving)
     leader: bool = False
     connected: bool = False
     pending: int = 0
@@ -296,6 +297,13 @@ class OutboxRelay:
                 log.warning("outbox relay did not stop in time; cancelled")
 
     async def _run(self) -> None:
+        self.status.running = True
+        try:
+            await self._relay_until_stopped()
+        finally:
+            self.status.running = False
+
+    async def _relay_until_stopped(self) -> None:
         while not self._stopping.is_set():
             try:
                 async with self._pool.acquire() as leader_conn:
@@ -310,7 +318,12 @@ class OutboxRelay:
                         await self._lead(leader_conn)
                     finally:
                         await leader_conn.execute("SELECT pg_advisory_unlock($1)", self._lock_key)
-            except Exception as error:  # broker or database outage: events wait in the outbox
+            except (Exception, asyncio.CancelledError) as error:
+                # Broker or database outage: events wait in the outbox.
+                if isinstance(error, asyncio.CancelledError) and not kafka.cancelled_from_inside():
+                    raise  # the relay is being stopped
+                if isinstance(error, asyncio.CancelledError):
+                    log.warning("a broker call was cancelled under the relay", exc_info=True)
                 self.status.connected = False
                 self.status.last_error = f"{type(error).__name__}: {error}"
                 log.warning("outbox relay paused", extra={"error": self.status.last_error})

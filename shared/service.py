@@ -188,9 +188,9 @@ async def _supervised(task: Callable[[Resources], Awaitable[None]], res: Resourc
         try:
             await task(res)
             return
-        except asyncio.CancelledError:
-            raise
-        except Exception:
+        except (Exception, asyncio.CancelledError) as error:
+            if isinstance(error, asyncio.CancelledError) and not kafka.cancelled_from_inside():
+                raise  # the service is stopping
             log.exception("background task failed; restarting", extra={"task": task.__name__})
             await asyncio.sleep(5)
 
@@ -305,7 +305,9 @@ def _consumer_check(
 def _relay_check(
     status: RelayStatus, settings: CommonSettings, reasons: list[str]
 ) -> dict[str, Any]:
-    if status.pending > settings.outbox_backlog_limit:
+    if not status.running:
+        reasons.append("outbox relay is not running; see the log")
+    elif status.pending > settings.outbox_backlog_limit:
         reasons.append(
             f"outbox backlog of {status.pending} events is over its limit (broker slow or away)"
         )

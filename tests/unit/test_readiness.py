@@ -66,9 +66,15 @@ def test_a_consumer_that_does_not_gate_readiness_is_only_shown() -> None:
 def test_the_relay_error_shows_its_type_only() -> None:
     reasons: list[str] = []
     text = "OSError: Multiple exceptions: [Errno 111] Connect call failed ('10.0.0.5', 5432)"
-    body = _relay_check(RelayStatus(pending=11, last_error=text), SETTINGS, reasons)
+    body = _relay_check(RelayStatus(True, pending=11, last_error=text), SETTINGS, reasons)
     assert body["last_error"] == "OSError"
     assert reasons == [
         "outbox backlog of 11 events is over its limit (broker slow or away)",
     ]
-    assert _relay_check(RelayStatus(), SETTINGS, [])["last_error"] is None
+    assert _relay_check(RelayStatus(True), SETTINGS, [])["last_error"] is None
+
+
+def test_a_relay_whose_task_ended_is_not_ready() -> None:
+    reasons: list[str] = []
+    _relay_check(RelayStatus(running=False), SETTINGS, reasons)
+    assert reasons == ["outbox relay is not running; see the log"]
