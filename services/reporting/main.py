@@ -19,7 +19,7 @@ SPEC = ServiceSpec(
     migrations=Path(__file__).parent / "migrations",
     routers=[router, pages],
     projection=lambda settings: ReportingProjection(ZoneInfo(settings.timezone)),
-    description="KPIs (DOMAIN.md section 7) by day, week and month, sliced by tier, segment, "
+    description="KPIs by day, week and month, sliced by tier, segment, "
     "channel and category, folded from the event topics; crisis alerts; the dashboard at /.",
     tags=[
         {"name": "kpis", "description": "Key performance indicators and headline cards."},

@@ -249,7 +249,8 @@ class Metric:
         return _growth(base.compute(cell), base.compute(previous))
 
 
-_D7 = "DOMAIN.md section 7"
+_D7 = "common definition (README, Reporting)"
+_STEP7 = "complaint handling, step 7 (follow-up on satisfaction)"
 _NET = "net of refunds (on the refund's day)"
 
 
@@ -352,10 +353,10 @@ _CATALOGUE: list[Metric] = [
     # Value
     _m("customer_equity", "value", "Customer equity", "客户资产", Unit.MONEY,
        "sum of the tiers' predicted CLV at the period's last re-score (kpi.customer_equity)",
-       "DOMAIN.md section 3; crm.scoring.tier_summary", (V,), _equity),
+       "Blattberg & Deighton 1996; crm.scoring.tier_summary", (V,), _equity),
     _m("average_clv", "value", "Average CLV", "平均客户终身价值", Unit.MONEY,
        "customer-weighted mean of the tiers' average CLV at the period's last re-score "
-       "(kpi.average_clv)", "DOMAIN.md section 3; crm.scoring.tier_summary", (V,),
+       "(kpi.average_clv)", "Blattberg & Deighton 1996; crm.scoring.tier_summary", (V,),
        lambda c: kpi.average_clv((t.customers, t.average_clv) for t in c.value.tiers)),
     _m("scored_customers", "value", "Scored customers", "已评分客户数", Unit.COUNT,
        "customers in the period's last re-score", "crm.scoring.tier_summary", (V,),
@@ -378,10 +379,10 @@ _CATALOGUE: list[Metric] = [
     _m("complaint_feedback_score", "satisfaction", "Complaint feedback score",
        "投诉处理满意度", Unit.SCORE,
        "mean answer (1-5) to the complaint follow-up (kpi.complaint_feedback_score)",
-       "DOMAIN.md section 5, step 7", (C,),
+       _STEP7, (C,),
        lambda c: kpi.complaint_feedback_score(c.complaints.feedback)),
     _m("feedback_responses", "satisfaction", "Complaint feedback answers", "投诉回访答卷数",
-       Unit.COUNT, "answers to the complaint follow-up", "DOMAIN.md section 5, step 7", (C,),
+       Unit.COUNT, "answers to the complaint follow-up", _STEP7, (C,),
        lambda c: c.complaints.feedback.total()),
     # Service
     _m("complaints_opened", "service", "Complaints opened", "新增投诉", Unit.COUNT,
@@ -430,7 +431,7 @@ _CATALOGUE: list[Metric] = [
        "90th percentile, business seconds (kpi.p90_duration)", _D7, (SL,),
        lambda c: _seconds(kpi.p90_duration(_durations(c, "resolution")))),
     _m("crisis_alerts", "service", "Crisis alerts", "危机预警", Unit.COUNT,
-       "crisis alerts raised in the period", "DOMAIN.md section 6", (CR,),
+       "crisis alerts raised in the period", "crisis detection (complaints service)", (CR,),
        lambda c: c.crisis.alerts),
     # Relationship depth
     _m("interactions", "relationship", "Interactions", "互动次数", Unit.COUNT,
