@@ -7,11 +7,15 @@ How to use it
   ``(at, event_id)`` order) gives an :class:`SlaState`.
 * ``clock_views(state, now, config)`` gives, per metric, the status, elapsed and remaining
   business time, ``due_at``, ``warn_at`` and ``breached_at``, and the running segments.
-* ``due_sla_events(state, now, config)`` gives the ``sla_warning``, ``sla_breached`` and
-  ``escalated_auto`` events that have fallen due by ``now``, each stamped with the instant it
-  really happened, minus those already emitted. Keys are deterministic; feed the published
-  events back as complaint events (kinds ``sla_warning``, ``sla_breached``, ``escalated_auto``
-  with ``event_id`` = the key) or call ``mark_emitted``, and replays emit each once.
+* ``due_sla_events(state, now, config)`` gives the ``sla_warning``, ``sla_breached``,
+  ``escalated_auto`` and ``sla_wait_expired`` events that have fallen due by ``now``, each
+  stamped with the instant it really happened, minus those already emitted. Keys are
+  deterministic; feed the published events back as complaint events (those kinds, with
+  ``event_id`` = the key and ``at`` = the event's instant) or call ``mark_emitted`` /
+  ``mark_published``, and replays emit each once. Published breaches are kept with their
+  instant: they stand (see below).
+* ``expired_waits(state, now, config)`` gives (waiting since, expired at) of every wait on
+  the customer that reached the maximum by ``now``.
 
 Policies (documented here, applied in the code below)
 ----------------------------------------------------
