@@ -6,6 +6,11 @@ Only ingest and reporting run here: scoring's re-scores and the complaints servi
 and crisis events would add derived events of their own; this test posts the derived events
 (tier changes, tier summaries, SLA clock stops and breaches, crisis alerts) itself, exactly
 as the contract in shared/events.py describes them.
+
+SLA compliance counts each clock (complaint, metric, cycle) once: breached on the day of its
+earliest breach whether or not it ever stops, otherwise its latest stop's outcome on the stop
+day. The month holds clocks that tell the difference from counting stops: one abandoned
+after its breach, breaches whose stop falls in a later week or month, a clock stopped twice.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import csv
 import io
 import random
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -40,6 +45,10 @@ MONTH_END = date(2025, 6, 30)
 CHANNELS = ("web", "app", "store")
 CUSTOMERS = [f"cust-{i:03}" for i in range(60)]
 D = Decimal
+SLA_BREACHED = "crm.complaint.sla_breached"
+SLA_STOPPED = "crm.complaint.sla_clock_stopped"
+Clock = tuple[str, str, int]  # complaint, SLA metric, cycle
+Add = Callable[[str, str, dict[str, Any], datetime], None]  # type, subject, data, time
 
 
 @dataclass
@@ -294,7 +303,69 @@ def month_of_events(first: date, last: date, seed: int = 1) -> list[dict[str, An
                 },
                 as_of,
             )
+    add_sla_stories(add, seed)
     return out
+
+
+def at(month: int, day: int, hour: int, minute: int = 0) -> datetime:
+    """A local time in 2025."""
+    return datetime(2025, month, day, hour, minute, tzinfo=ZONE)
+
+
+SLA_TARGETS = {"first_response": 14400, "resolution": 86400}  # business seconds
+
+
+def add_sla_stories(add: Add, seed: int) -> None:
+    """Clocks told by hand whose verdict day is not the day of a stop, so that counting stop
+    events (the rule before issue 15 item 2) reads other figures for the month or its weeks:
+
+    - abandoned: the first response breaches on Tuesday 10 June and never stops;
+    - across weeks: the resolution breaches late on Sunday 15 June and stops, breached, on
+      Monday 16 June (the next week): it counts in the week of 9 June;
+    - across months: the first response breaches on Monday 30 June and stops, breached, on
+      2 July: June counts it;
+    - stopped twice: the resolution is met on Thursday 12 June, the complaint reopens and
+      is met again on Tuesday 17 June: it counts once, in the week of 16 June.
+    """
+    customer = CUSTOMERS[7]
+
+    def complaint(kind: str, cid: str, when: datetime, **more: Any) -> None:
+        add(f"crm.complaint.{kind}", customer, {"complaint_id": cid} | more, when)
+
+    def clock(kind: str, cid: str, metric: str, when: datetime, **more: Any) -> None:
+        target = SLA_TARGETS[metric]
+        data = {"metric": metric, "cycle": 0, "target_seconds": target, "category": "delivery"}
+        complaint(kind, cid, when, **data, **more)
+
+    def stop(cid: str, metric: str, when: datetime, outcome: str) -> None:
+        elapsed = SLA_TARGETS[metric] + (3600 if outcome == "breached" else -3600)
+        clock("sla_clock_stopped", cid, metric, when, outcome=outcome, elapsed_seconds=elapsed)
+
+    def opened(cid: str, when: datetime) -> None:
+        complaint("opened", cid, when, channel="hotline", category="delivery")
+
+    abandoned = f"cmp-{seed}-abandoned"
+    opened(abandoned, at(6, 10, 9))
+    clock("sla_breached", abandoned, "first_response", at(6, 10, 13))
+
+    across_weeks = f"cmp-{seed}-across-weeks"
+    opened(across_weeks, at(6, 13, 10))
+    clock("sla_breached", across_weeks, "resolution", at(6, 15, 23, 30))
+    stop(across_weeks, "resolution", at(6, 16, 11), "breached")
+    complaint("resolved", across_weeks, at(6, 16, 11))
+
+    across_months = f"cmp-{seed}-across-months"
+    opened(across_months, at(6, 30, 9))
+    clock("sla_breached", across_months, "first_response", at(6, 30, 13))
+    stop(across_months, "first_response", at(7, 2, 10), "breached")
+
+    twice = f"cmp-{seed}-stopped-twice"
+    opened(twice, at(6, 11, 10))
+    stop(twice, "resolution", at(6, 12, 15), "met")
+    complaint("resolved", twice, at(6, 12, 15))
+    complaint("reopened", twice, at(6, 13, 9))
+    stop(twice, "resolution", at(6, 17, 15), "met")
+    complaint("resolved", twice, at(6, 17, 15))
 
 
 # --------------------------------------------------------------------------- offline KPIs
@@ -308,10 +379,42 @@ def week_of(day: date) -> date:
     return day - timedelta(days=day.weekday())
 
 
+def per_clock(
+    events: list[dict[str, Any]], kind: str, pick: Callable[..., dict[str, Any]]
+) -> dict[Clock, dict[str, Any]]:
+    """Per SLA clock, its `pick` (min: earliest, max: latest) event of a kind, in the order
+    of the events' own times, then ids."""
+    found: dict[Clock, list[dict[str, Any]]] = defaultdict(list)
+    for e in events:
+        if e["type"] == kind:
+            found[(e["data"]["complaint_id"], e["data"]["metric"], e["data"]["cycle"])].append(e)
+    return {clock: pick(all_of, key=order_of) for clock, all_of in found.items()}
+
+
+def order_of(raw: dict[str, Any]) -> tuple[datetime, str]:
+    return datetime.fromisoformat(raw["time"]), raw["id"]
+
+
+def sla_verdicts_by_hand(events: list[dict[str, Any]]) -> list[tuple[date, str]]:
+    """Each SLA clock's (local day, outcome) for compliance: breached on its earliest
+    breach's day whether it stopped or not; otherwise its latest stop's day and outcome. A
+    clock running before its deadline has neither event, so no verdict."""
+    verdicts = {
+        clock: (local_day(e), "breached")
+        for clock, e in per_clock(events, SLA_BREACHED, min).items()
+    }
+    for clock, e in per_clock(events, SLA_STOPPED, max).items():
+        verdicts.setdefault(clock, (local_day(e), e["data"]["outcome"]))
+    return list(verdicts.values())
+
+
 def offline(events: list[dict[str, Any]], first: date, last: date) -> dict[str, Any]:
     """The KPIs of the period first..last, by plain arithmetic on the events."""
     within = [e for e in events if first <= local_day(e) <= last]
-    of = lambda kind: [e for e in within if e["type"] == kind]  # noqa: E731
+
+    def of(kind: str) -> list[dict[str, Any]]:
+        return [e for e in within if e["type"] == kind]
+
     purchases = of("crm.purchase.completed")
     revenue = sum((D(e["data"]["amount"]) for e in purchases), D(0)) - sum(
         (D(e["data"]["amount"]) for e in of("crm.purchase.refunded")), D(0)
@@ -339,8 +442,8 @@ def offline(events: list[dict[str, Any]], first: date, last: date) -> dict[str, 
     }
     nps = [e["data"]["score"] for e in of("crm.survey.nps")]
     csat = [e["data"]["score"] for e in of("crm.survey.csat")]
-    clocks = of("crm.complaint.sla_clock_stopped")
-    met = sum(e["data"]["outcome"] == "met" for e in clocks)
+    verdicts = [o for d, o in sla_verdicts_by_hand(events) if first <= d <= last]
+    breached = [d for d, o in sla_verdicts_by_hand(events) if o == "breached"]
     return {
         "revenue": f"{revenue:.2f}",
         "orders": len(purchases),
@@ -356,8 +459,8 @@ def offline(events: list[dict[str, Any]], first: date, last: date) -> dict[str, 
         else None,
         "csat": round(100 * sum(s >= 4 for s in csat) / len(csat), 4) if csat else None,
         "complaints_opened": len(of("crm.complaint.opened")),
-        "sla_compliance": round(met / len(clocks), 6) if clocks else None,
-        "sla_breaches": len(of("crm.complaint.sla_breached")),
+        "sla_compliance": round(verdicts.count("met") / len(verdicts), 6) if verdicts else None,
+        "sla_breaches": sum(first <= d <= last for d in breached),
         "interactions": len(of("crm.interaction.logged")),
         "crisis_alerts": len(of("crm.crisis.detected")),
         "customers_at_start": len(at_start),
