@@ -426,11 +426,12 @@ class TierSummary(EventData):
     as_of: Timestamp
     tier: Annotated[str, Field(max_length=32)]
     customers: int = Field(ge=0, le=MAX_COUNT)
-    customer_equity: Decimal = Field(
+    customer_equity: Decimal | None = Field(
+        default=None,
         ge=-MAX_TOTAL,
         le=MAX_TOTAL,
         decimal_places=6,
-        description="Sum of predicted CLV of the tier.",
+        description="Sum of predicted CLV of the tier; null when it is not known (no model).",
     )
     average_clv: Decimal | None = Field(default=None, ge=-MAX_TOTAL, le=MAX_TOTAL, decimal_places=6)
 

@@ -24,8 +24,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from services.complaints.domain import complaint_id_of, derive
 from services.reporting.domain import fold as reporting_fold
-from services.scoring.domain import PurchaseSummary, is_purchase
-from services.scoring.domain import fold as scoring_fold
+from services.scoring.domain import is_purchase
+from services.scoring.domain import summarise as scoring_summary
 from shared.auth import token_sha256
 from shared.embedded import Database, end_with_parent
 from shared.events import RECORDED, Event, decode_event
@@ -502,9 +502,9 @@ def _expected_scoring_and_complaints(events: list[Event]) -> Models:
             by_complaint[cid].append(e)
     scoring = {}
     for cid, evs in by_customer.items():
-        s = scoring_fold(PurchaseSummary(cid), evs)
-        if s.purchase_count or s.total_spent:
-            scoring[cid] = (s.purchase_count, s.total_spent)
+        # Every customer with a purchase or refund has a row (an order refunded in full: 0, 0).
+        s = scoring_summary(cid, evs)
+        scoring[cid] = (s.purchase_count, s.total_spent)
     complaints = {}
     for cid, evs in by_complaint.items():
         if any(e.type == "crm.complaint.opened" for e in evs):

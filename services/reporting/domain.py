@@ -114,7 +114,7 @@ class ClassRow:
 class TierRow:
     as_of: datetime
     customers: int
-    customer_equity: Decimal
+    customer_equity: Decimal | None  # None: not known (scoring had no lifetime-value model)
     average_clv: Decimal | None
 
 

@@ -114,7 +114,7 @@ class Marketing:
 class TierValue:
     tier: str
     customers: int
-    customer_equity: Decimal
+    customer_equity: Decimal | None  # None: not known (scoring had no lifetime-value model)
     average_clv: Decimal | None
 
 
@@ -202,8 +202,12 @@ def _lost_for(reason: str) -> Formula:
 
 
 def _equity(cell: Cell) -> Decimal | None:
-    tiers = cell.value.tiers
-    return kpi.customer_equity(t.customer_equity for t in tiers) if tiers else None
+    """Unknown (None, "not enough data") unless every tier's equity is known: a sum over the
+    tiers that have one would understate it, and read as a fall against the period before."""
+    equities = [t.customer_equity for t in cell.value.tiers]
+    if not equities or any(e is None for e in equities):
+        return None
+    return kpi.customer_equity(e for e in equities if e is not None)
 
 
 def _growth(current: Value, previous: Value) -> Decimal | None:

@@ -106,6 +106,7 @@ async def get_rfm(customer_id: CustomerId, res: Annotated[Resources, Depends(res
         now,
         ZoneInfo(settings.timezone),
         settings.scoring_trend_window_days,
+        count_zero_value=settings.scoring_count_zero_value_orders,
     )
     if found is None:
         raise HTTPException(404, f"no purchases of customer '{customer_id}'")
@@ -132,10 +133,16 @@ class RfmScore(BaseModel):
 
 class Lifetime(BaseModel):
     p_alive: float | None = Field(description="BG/NBD probability the customer is still active.")
-    expected_purchases: float | None = Field(description="Expected purchase days in the horizon.")
+    expected_purchases: float | None = Field(
+        description="Expected purchase days in the next horizon_weeks weeks."
+    )
     expected_spend: float | None = Field(description="Gamma-Gamma expected spend per purchase.")
-    predicted_clv: float | None = Field(description="Discounted CLV over the horizon.")
-    simple_clv: float = Field(description="Frequency x order value x lifespan x margin.")
+    predicted_clv: float | None = Field(
+        description="Discounted CLV over the next horizon_weeks weeks (BG/NBD x Gamma-Gamma)."
+    )
+    simple_clv: float = Field(
+        description="Average order value x orders per week x lifespan in weeks x margin."
+    )
 
 
 class CustomerScore(BaseModel):
@@ -143,7 +150,7 @@ class CustomerScore(BaseModel):
     as_of: datetime
     model_version: int | None
     time_unit: str
-    horizon: int = Field(description="CLV horizon in model time units.")
+    horizon_weeks: int = Field(description="Predictive CLV horizon, weeks (any model unit).")
     recency_days: float
     orders: int
     net_spent: float
@@ -172,7 +179,11 @@ async def _reference(res: Resources, as_of: datetime | None) -> Reference:
     cache: dict[datetime, Reference] = res.state.setdefault("references", {})
     if as_of not in cache:
         population = await store.load_population(
-            res.pool, as_of, ZoneInfo(settings.timezone), settings.scoring_trend_window_days
+            res.pool,
+            as_of,
+            ZoneInfo(settings.timezone),
+            settings.scoring_trend_window_days,
+            count_zero_value=settings.scoring_count_zero_value_orders,
         )
         cache[as_of] = await asyncio.to_thread(Reference.of, population, settings.scoring_config())
         while len(cache) > REFERENCE_CACHE:
@@ -190,21 +201,28 @@ async def get_score(
     customer_id: CustomerId,
     res: Annotated[Resources, Depends(resources)],
     as_of: AsOf = None,
-    horizon: Annotated[int | None, Query(ge=1, le=520, description="Model time units.")] = None,
+    horizon_weeks: Annotated[
+        int | None, Query(ge=1, le=520, description="Predictive CLV horizon, weeks.")
+    ] = None,
 ) -> CustomerScore:
     settings = _settings(res)
     zone = ZoneInfo(settings.timezone)
     instant = parse_as_of(as_of, zone)
     at = instant or datetime.now(UTC)
     population = await store.load_population(
-        res.pool, at, zone, settings.scoring_trend_window_days, [customer_id]
+        res.pool,
+        at,
+        zone,
+        settings.scoring_trend_window_days,
+        [customer_id],
+        count_zero_value=settings.scoring_count_zero_value_orders,
     )
     if population.size == 0:
         raise HTTPException(404, f"customer '{customer_id}' has no purchases up to {at:%Y-%m-%d}")
     reference = await _reference(res, instant)
     models = await store.latest_models(res.pool)
     config = settings.scoring_config()
-    scores = score(population, reference, models, config, horizon)
+    scores = score(population, reference, models, config, horizon_weeks)
     row = scores.row(0)
     tier = Tier(str(row["tier"]))
     playbook = TIER_PLAYBOOKS[tier]
@@ -213,7 +231,7 @@ async def get_score(
         as_of=at,
         model_version=models.version if models else None,
         time_unit=models.time_unit if models else config.time_unit,
-        horizon=horizon or config.horizon,
+        horizon_weeks=horizon_weeks or config.horizon_weeks,
         recency_days=float(population.days_since_last[0]),
         orders=int(population.orders[0]),
         net_spent=float(population.net_spent[0]),
@@ -355,7 +373,11 @@ async def get_segments(
         groups = await store.segment_stats(res.pool)
         return Segments(as_of=None, **groups)
     population = await store.load_population(
-        res.pool, instant, zone, settings.scoring_trend_window_days
+        res.pool,
+        instant,
+        zone,
+        settings.scoring_trend_window_days,
+        count_zero_value=settings.scoring_count_zero_value_orders,
     )
     config = settings.scoring_config()
     models = await store.latest_models(res.pool)
@@ -420,7 +442,13 @@ async def fit_model(
     config = settings.scoring_config()
     if request.time_unit:
         config = type(config)(**{**config.__dict__, "time_unit": request.time_unit})
-    population = await store.load_population(res.pool, at, zone, settings.scoring_trend_window_days)
+    population = await store.load_population(
+        res.pool,
+        at,
+        zone,
+        settings.scoring_trend_window_days,
+        count_zero_value=settings.scoring_count_zero_value_orders,
+    )
     models, fitted = await fit_and_save(res.pool, population, config)
     if models is None:
         raise HTTPException(409, f"too few customers to fit ({fitted.customers})")

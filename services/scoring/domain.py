@@ -5,8 +5,8 @@ everything scoring answers is derived from those tables when it is read: RFM and
 population's statistics in SQL (store.py), scores from them in `scoring.py`, the profile by
 `profile_of` in time order (so a late update lands where it belongs).
 
-`PurchaseSummary` is the definition of one customer's RFM facts as a fold over events,
-order-independent (min, max, sums): the offline reference the read model is checked against.
+`summarise` is the definition of one customer's RFM facts over events, order-independent:
+the offline reference the read model is checked against.
 """
 
 from __future__ import annotations
@@ -40,25 +40,57 @@ class PurchaseSummary:
     total_spent: Decimal = Decimal(0)  # net of refunds, in the reporting currency
 
 
-def apply(state: PurchaseSummary, event: Event) -> PurchaseSummary:
-    data = event.data
-    if isinstance(data, PurchaseCompleted):
-        return replace(
-            state,
-            first_purchase_at=min(filter(None, (state.first_purchase_at, event.time))),
-            last_purchase_at=max(filter(None, (state.last_purchase_at, event.time))),
-            purchase_count=state.purchase_count + 1,
-            total_spent=state.total_spent + data.value,
-        )
-    if isinstance(data, PurchaseRefunded):
-        return replace(state, total_spent=state.total_spent - data.value)
-    return state
+def summarise(
+    customer_id: str, events: Iterable[Event], *, count_zero_value: bool = False
+) -> PurchaseSummary:
+    """One customer's RFM facts by the rules the read model applies in SQL (store.py
+    `_BUYERS`), computed offline and order-independently: the reference it is checked against.
+
+    An order (source, order_id) counts once (its first event by time and id, whatever other
+    event ids repeat it); the refunds of its order_id net out of its value; an order whose
+    net value is not positive is no purchase (an order of value 0 is one only with
+    `count_zero_value`). total_spent is net of every refund, whether its order counts or not.
+    """
+    placed: dict[tuple[str, str], Event] = {}  # by (source, order_id)
+    refunds: dict[str, Decimal] = {}
+    spent = Decimal(0)
+    for event in events:
+        data = event.data
+        if isinstance(data, PurchaseRefunded):
+            refunds[data.order_id] = refunds.get(data.order_id, Decimal(0)) + data.value
+            spent -= data.value
+        elif isinstance(data, PurchaseCompleted):
+            order = (event.envelope.source, data.order_id)
+            known = placed.get(order)
+            if known is None or (event.time, event.id) < (known.time, known.id):
+                placed[order] = event
+    purchases = []
+    for (_, order_id), event in placed.items():
+        value = _value(event)
+        spent += value
+        net = value - refunds.get(order_id, Decimal(0))
+        if net > 0 or (count_zero_value and value == 0):
+            purchases.append(event.time)
+    return PurchaseSummary(
+        customer_id,
+        first_purchase_at=min(purchases, default=None),
+        last_purchase_at=max(purchases, default=None),
+        purchase_count=len(purchases),
+        total_spent=spent,
+    )
 
 
 def fold(state: PurchaseSummary, events: Iterable[Event]) -> PurchaseSummary:
-    for event in events:
-        state = apply(state, event)
-    return state
+    """`summarise` from an empty summary (the rules need every order's events together, so
+    there is no fold from a non-empty one)."""
+    if state != PurchaseSummary(state.customer_id):
+        raise ValueError("fold starts from an empty summary")
+    return summarise(state.customer_id, events)
+
+
+def _value(event: Event) -> Decimal:
+    assert isinstance(event.data, PurchaseCompleted)
+    return event.data.value
 
 
 def is_purchase(event: Event) -> bool:

@@ -107,7 +107,13 @@ async def _rescore_locked(conn: Connection, settings: ScoringSettings, as_of: da
     started = time.perf_counter()
     config = settings.scoring_config()
     zone = ZoneInfo(settings.timezone)
-    population = await store.load_population(conn, as_of, zone, settings.scoring_trend_window_days)
+    population = await store.load_population(
+        conn,
+        as_of,
+        zone,
+        settings.scoring_trend_window_days,
+        count_zero_value=settings.scoring_count_zero_value_orders,
+    )
     models = await _current_models(conn, population, settings)
     reference = Reference.of(population, config)
     scores = await asyncio.to_thread(score, population, reference, models, config)
@@ -170,7 +176,8 @@ def _tier_summaries(
     events = []
     for tier, values in sorted(totals.items()):
         known = [v for v in values if not np.isnan(v)]
-        equity = Decimal(str(round(sum(known), 2)))
+        # No predictive CLV (no Gamma-Gamma model yet): equity unknown, not 0.
+        equity = Decimal(str(round(sum(known), 2))) if known else None
         average = Decimal(str(round(sum(known) / len(known), 2))) if known else None
         data = TierSummary(
             as_of=as_of,

@@ -34,10 +34,14 @@ class ScoringConfig:
     """Model and rule settings. Defaults are documented in the README's configuration table."""
 
     time_unit: TimeUnit = "week"
-    horizon: int = 52  # CLV horizon, in time units
+    # In weeks whatever the model's unit: a model fitted in days predicts over the same time.
+    horizon_weeks: int = 52
     discount_rate: float = 0.0018  # per time unit: about 10% a year in weeks
     margin: float = 1.0  # share of revenue that is margin; 1.0 gives revenue CLV
-    expected_lifespan: float = 156.0  # time units, for the simple CLV (3 years in weeks)
+    # Simple CLV: the lifespan used until the base has enough ended lifetimes to measure it,
+    # and the least time over which a purchase rate is measured.
+    expected_lifespan_weeks: float = 156.0
+    min_observation_days: float = 90.0
     tier: TierConfig = field(default_factory=TierConfig)
     value: ValueClassConfig = field(default_factory=ValueClassConfig)
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
@@ -113,6 +117,7 @@ class Reference:
     frequency: FloatArray
     monetary: FloatArray
     mvc_threshold: float
+    simple: SimpleClvBase | None = None  # None: a run stored before it was kept
 
     @classmethod
     def of(cls, population: Population, config: ScoringConfig) -> Reference:
@@ -127,6 +132,7 @@ class Reference:
             frequency=np.sort(population.orders),
             monetary=np.sort(population.net_spent),
             mvc_threshold=threshold,
+            simple=simple_clv_base(population, config),
         )
 
     @property
@@ -190,7 +196,7 @@ def score(
     reference: Reference,
     models: Models | None,
     config: ScoringConfig,
-    horizon: int | None = None,
+    horizon_weeks: int | None = None,
 ) -> Scores:
     """Score `population` against `reference` (pass Reference.of(population) for a batch)."""
     recency = rfm.quintile_scores(-population.days_since_last, reference.recency, presorted=True)
@@ -210,7 +216,7 @@ def score(
         ),
     )
     p_alive, expected, spend, predicted = _lifetime_value(
-        population, models, config, config.horizon if horizon is None else horizon
+        population, models, config, config.horizon_weeks if horizon_weeks is None else horizon_weeks
     )
     churn = classes.churn_risk(
         np.nan_to_num(p_alive, nan=1.0),
@@ -251,61 +257,128 @@ def score(
         expected_purchases=expected,
         expected_spend=spend,
         predicted_clv=predicted,
-        simple_clv=simple_clv(population, config),
+        simple_clv=simple_clv(
+            population, config, reference.simple or simple_clv_base(population, config)
+        ),
         churn_risk=churn,
         churn_level=classes.churn_risk_levels(churn, config.churn),
     )
 
 
 def _lifetime_value(
-    population: Population, models: Models | None, config: ScoringConfig, horizon: int
+    population: Population, models: Models | None, config: ScoringConfig, horizon_weeks: int
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     missing = np.full(population.size, np.nan)
     if models is None or models.bgnbd is None or population.size == 0:
         return missing, missing, missing, missing
-    summary = population.summary(clv.DAYS_PER_UNIT[models.time_unit])
+    model_unit_days = clv.DAYS_PER_UNIT[models.time_unit]
+    summary = population.summary(model_unit_days)
     x, t_x, age = summary.frequency, summary.recency, np.maximum(summary.age, 0.0)
     # One-time buyers may have dropped out at their first purchase (BG/NBD alone says they
     # are certainly alive, so a purchase a year ago would read as no risk).
     p_alive = clv.probability_alive_with_first_dropout(models.bgnbd, x, t_x, age)
-    expected = clv.bgnbd_expected_purchases(models.bgnbd, float(horizon), x, t_x, age)
+    # The horizon is a length of time: in a model fitted in days a week is 7 of its units,
+    # so a day model and a week model look equally far ahead.
+    week = DAYS_PER_WEEK / model_unit_days
+    expected = clv.bgnbd_expected_purchases(models.bgnbd, horizon_weeks * week, x, t_x, age)
     if models.gamma_gamma is None:
         return p_alive, expected, missing, missing
     spend = clv.gamma_gamma_expected_spend(models.gamma_gamma, x, summary.monetary)
-    # The configured rate is per configured unit; a model fitted in another unit (an
-    # on-demand fit with time_unit=day) discounts at the equivalent rate per its own unit.
-    ratio = clv.DAYS_PER_UNIT[models.time_unit] / config.unit_days
+    # Discounted per week whatever the model's unit; the configured rate is per configured
+    # unit, so it becomes the equivalent weekly rate.
+    weekly_rate = (1 + config.discount_rate) ** (DAYS_PER_WEEK / config.unit_days) - 1
     predicted = clv.predictive_clv(
         models.bgnbd,
         x,
         t_x,
         age,
         spend,
-        horizon_periods=horizon,
-        discount_rate=(1 + config.discount_rate) ** ratio - 1,
+        horizon_periods=horizon_weeks,
+        discount_rate=weekly_rate,
         margin=config.margin,
+        period_length=week,
     )
     return p_alive, expected, spend, predicted
 
 
-def simple_clv(population: Population, config: ScoringConfig) -> FloatArray:
-    """Average purchase frequency x average order value x expected lifespan x margin.
+DAYS_PER_WEEK = 7.0
 
-    The textbook formula (DOMAIN.md section 3, "simple"), per customer: the customer's own
-    purchase rate per time unit over the time since the first purchase (at least one unit)
-    and own average order value.
+
+@dataclass(frozen=True)
+class SimpleClvBase:
+    """The population averages of the simple CLV, as of a re-score.
+
+    order_value: the base's net spend / its orders. weekly_rate: the base's orders / the
+    weeks its customers were observed, each for at least the minimum observation period (a
+    customer who bought today has not shown a rate of one order a week). lifespan_weeks:
+    measured from the base (`measured`) or the configured default.
     """
-    units_observed = np.maximum(population.days_since_first / config.unit_days, 1.0)
-    rate = population.orders / units_observed
-    average_order = np.divide(
+
+    order_value: float
+    weekly_rate: float
+    lifespan_weeks: float
+    measured: bool
+
+
+MIN_ENDED_LIFETIMES = 20  # ended lifetimes from which the base's lifespan is measured
+
+
+def simple_clv_base(population: Population, config: ScoringConfig) -> SimpleClvBase:
+    """Population averages for the simple CLV (see `simple_clv`)."""
+    orders = float(population.orders.sum())
+    observed_weeks = np.maximum(population.days_since_first, config.min_observation_days)
+    weeks = float(observed_weeks.sum()) / DAYS_PER_WEEK
+    lifespan, measured = measured_lifespan_weeks(population, config)
+    return SimpleClvBase(
+        order_value=float(population.net_spent.sum()) / orders if orders else 0.0,
+        weekly_rate=orders / weeks if weeks else 0.0,
+        lifespan_weeks=lifespan,
+        measured=measured,
+    )
+
+
+def measured_lifespan_weeks(population: Population, config: ScoringConfig) -> tuple[float, bool]:
+    """Mean customer lifespan, weeks: total active time / ended lifetimes, else the default.
+
+    A lifetime runs from the first to the last purchase and has ended when the customer is
+    silent for longer than the churn window; lifetimes still running count with their time
+    so far (censored). With a constant hazard this is the maximum-likelihood mean of an
+    exponential lifetime under right censoring (the "average lifespan = 1 / churn rate" of
+    the textbook simple CLV, measured). Needs MIN_ENDED_LIFETIMES ended lifetimes and some
+    active time; else SCORING_EXPECTED_LIFESPAN_WEEKS.
+    """
+    ended = int((population.days_since_last > config.tier.churn_after_days).sum())
+    active_weeks = float(population.span_days.sum()) / DAYS_PER_WEEK
+    if ended < MIN_ENDED_LIFETIMES or active_weeks <= 0:
+        return config.expected_lifespan_weeks, False
+    return active_weeks / ended, True
+
+
+def simple_clv(population: Population, config: ScoringConfig, base: SimpleClvBase) -> FloatArray:
+    """Simple CLV = average purchase value x purchase frequency x customer lifespan x margin.
+
+    The textbook undiscounted formula (Kumar & Reinartz, Customer Relationship Management,
+    ch. "customer value metrics": CLV = average purchase value x purchase frequency x
+    customer lifespan; with margin, Gupta & Lehmann 2003), in weeks: frequency is orders per
+    week, lifespan in weeks (`measured_lifespan_weeks`). Value and frequency are the
+    population's averages (`base`), except for a customer observed for at least
+    SCORING_MIN_OBSERVATION_DAYS since the first purchase, whose own average order value
+    and own rate (orders / weeks since the first purchase) have been measured over long
+    enough to stand for the customer. A customer who bought once today gets the base's
+    value, not 52 orders a year.
+    """
+    observed = population.days_since_first >= config.min_observation_days
+    weeks = np.maximum(population.days_since_first, 1.0) / DAYS_PER_WEEK
+    own_rate = population.orders / weeks
+    own_value = np.divide(
         population.net_spent,
         population.orders,
         out=np.zeros(population.size),
         where=population.orders > 0,
     )
-    return np.asarray(
-        rate * average_order * config.expected_lifespan * config.margin, dtype=np.float64
-    )
+    rate = np.where(observed, own_rate, base.weekly_rate)
+    value = np.where(observed, own_value, base.order_value)
+    return np.asarray(rate * value * base.lifespan_weeks * config.margin, dtype=np.float64)
 
 
 RISK_ORDER = {"low": 0, "medium": 1, "high": 2}

@@ -23,13 +23,25 @@ class ScoringSettings(CommonSettings):
     scoring_time_unit: Literal["day", "week"] = Field(
         default="week", description="Time unit of the lifetime-value models."
     )
-    scoring_horizon: int = Field(default=52, ge=1, le=520, description="CLV horizon, units.")
+    scoring_horizon_weeks: int = Field(
+        default=52, ge=1, le=520, description="Predictive CLV horizon, weeks (any model unit)."
+    )
     scoring_discount_rate: float = Field(
         default=0.0018, ge=0, lt=1, description="Discount rate per time unit (10%/yr weekly)."
     )
     scoring_margin: float = Field(default=1.0, gt=0, le=1, description="Margin share of revenue.")
-    scoring_expected_lifespan: float = Field(
-        default=156, gt=0, description="Lifespan for the simple CLV, in time units."
+    scoring_expected_lifespan_weeks: float = Field(
+        default=156,
+        gt=0,
+        description="Simple CLV lifespan, weeks, until the base has 20 ended lifetimes.",
+    )
+    scoring_min_observation_days: float = Field(
+        default=90,
+        ge=7,
+        description="Simple CLV: a customer's own rate and value count after this many days.",
+    )
+    scoring_count_zero_value_orders: bool = Field(
+        default=False, description="Orders of value 0 count as purchases (free samples)."
     )
     scoring_rescore_seconds: float = Field(
         default=300, ge=1, description="Period of the re-score that moves recency with time."
@@ -89,10 +101,11 @@ class ScoringSettings(CommonSettings):
         )
         return ScoringConfig(
             time_unit=self.scoring_time_unit,
-            horizon=self.scoring_horizon,
+            horizon_weeks=self.scoring_horizon_weeks,
             discount_rate=self.scoring_discount_rate,
             margin=self.scoring_margin,
-            expected_lifespan=self.scoring_expected_lifespan,
+            expected_lifespan_weeks=self.scoring_expected_lifespan_weeks,
+            min_observation_days=self.scoring_min_observation_days,
             tier=tier,
             value=ValueClassConfig(
                 cost_per_complaint=self.scoring_cost_per_complaint,

@@ -15,7 +15,7 @@ import numpy as np
 
 from services.scoring.clv import BgNbdParams, GammaGammaParams
 from services.scoring.domain import History, PurchaseSummary
-from services.scoring.scoring import Models, Population, Reference, Scores
+from services.scoring.scoring import Models, Population, Reference, Scores, SimpleClvBase
 from shared.db import Connection, Pool
 
 # ---- write side: what a batch adds (projection.py runs the flow) ---------------------------
@@ -117,37 +117,56 @@ async def _insert_new(conn: Connection, table: _Table, rows: list[tuple[Any, ...
 # ---- read side: RFM and the population ----------------------------------------------------
 
 # Every customer's purchase statistics as of $1 (an instant) whose local day is $2; $3 is the
-# trend window in days; $4 restricts to some customers (NULL: everyone). The one derivation
-# of RFM: GET /rfm and the scores both read `buyers`.
+# trend window in days; $4 restricts to some customers (NULL: everyone); $5: orders of value 0
+# count as purchases. The one derivation of RFM: GET /rfm and the scores both read `buyers`.
+# A purchase is an order, once: the same order_id from the same source under another event id
+# counts once (its first event; an id is unique within its source, as an event's is); the
+# refunds of the order_id (up to $1, from any source: a payment system may send them) net out
+# of its value; an order refunded in full
+# is no purchase (no recency, frequency, first purchase), nor one of value 0 unless $5. Money
+# spent (net_spent) is every order's amount and every refund, whether the order counts or not.
 _BUYERS = """
-daily AS (
-    SELECT customer_id, day,
-           sum(amount) FILTER (WHERE NOT is_refund) AS bought,
-           sum(amount) AS net,
-           count(*) FILTER (WHERE NOT is_refund) AS orders,
-           min(time) FILTER (WHERE NOT is_refund) AS first_at,
-           max(time) FILTER (WHERE NOT is_refund) AS last_at
+placed AS (
+    SELECT DISTINCT ON (customer_id, source, order_id) customer_id, order_id, time, day, amount
     FROM purchases
-    WHERE time <= $1 AND ($4::text[] IS NULL OR customer_id = ANY($4::text[]))
-    GROUP BY customer_id, day
+    WHERE NOT is_refund AND time <= $1
+      AND ($4::text[] IS NULL OR customer_id = ANY($4::text[]))
+    ORDER BY customer_id, source, order_id, time, event_id
+), refunded AS (
+    SELECT customer_id, order_id, sum(amount) AS amount
+    FROM purchases
+    WHERE is_refund AND time <= $1 AND ($4::text[] IS NULL OR customer_id = ANY($4::text[]))
+    GROUP BY customer_id, order_id
+), spent AS (
+    SELECT customer_id, sum(amount) AS amount FROM (
+        SELECT customer_id, amount FROM placed UNION ALL SELECT customer_id, amount FROM refunded
+    ) money GROUP BY customer_id
+), counted AS (
+    SELECT p.customer_id, p.day, p.time, p.amount + coalesce(r.amount, 0) AS net
+    FROM placed p LEFT JOIN refunded r USING (customer_id, order_id)
+    WHERE p.amount + coalesce(r.amount, 0) > 0 OR ($5::bool AND p.amount = 0)
+), daily AS (
+    SELECT customer_id, day, sum(net) AS bought, count(*) AS orders,
+           min(time) AS first_at, max(time) AS last_at
+    FROM counted GROUP BY customer_id, day
 ), buyers AS (
-    SELECT customer_id,
-           min(day) FILTER (WHERE orders > 0) AS first_day,
-           max(day) FILTER (WHERE orders > 0) AS last_day,
-           count(*) FILTER (WHERE orders > 0) AS purchase_days,
+    SELECT d.customer_id,
+           min(day) AS first_day,
+           max(day) AS last_day,
+           count(*) AS purchase_days,
            sum(orders) AS orders,
-           sum(net) AS net_spent,
-           sum(bought) FILTER (WHERE orders > 0) AS bought,
+           min(s.amount) AS net_spent,
+           sum(bought) AS bought,
            min(first_at) AS first_at,
            max(last_at) AS last_at,
-           count(*) FILTER (WHERE orders > 0 AND day > $2::date - $3::int) AS recent_days,
-           count(*) FILTER (WHERE orders > 0 AND day <= $2::date - $3::int
-                                             AND day > $2::date - 2 * $3::int) AS previous_days,
+           count(*) FILTER (WHERE day > $2::date - $3::int) AS recent_days,
+           count(*) FILTER (WHERE day <= $2::date - $3::int
+                              AND day > $2::date - 2 * $3::int) AS previous_days,
            coalesce(sum(bought) FILTER (WHERE day > $2::date - $3::int), 0) AS recent_spend,
            coalesce(sum(bought) FILTER (WHERE day <= $2::date - $3::int
                                          AND day > $2::date - 2 * $3::int), 0) AS previous_spend
-    FROM daily GROUP BY customer_id
-    HAVING count(*) FILTER (WHERE orders > 0) > 0
+    FROM daily d JOIN spent s ON s.customer_id = d.customer_id
+    GROUP BY d.customer_id
 )"""
 
 _RFM = f"""
@@ -159,11 +178,17 @@ FROM buyers
 
 
 async def load_rfm(
-    conn: Connection | Pool, customer_id: str, as_of: datetime, zone: tzinfo, window_days: int
+    conn: Connection | Pool,
+    customer_id: str,
+    as_of: datetime,
+    zone: tzinfo,
+    window_days: int,
+    *,
+    count_zero_value: bool = False,
 ) -> PurchaseSummary | None:
     """One customer's RFM facts as of `as_of`, as the scores see them; None if no purchase."""
     local_day: date = as_of.astimezone(zone).date()
-    row = await conn.fetchrow(_RFM, as_of, local_day, window_days, [customer_id])
+    row = await conn.fetchrow(_RFM, as_of, local_day, window_days, [customer_id], count_zero_value)
     return PurchaseSummary(**dict(row)) if row else None
 
 
@@ -227,10 +252,12 @@ async def load_population(
     zone: tzinfo,
     window_days: int,
     customers: list[str] | None = None,
+    *,
+    count_zero_value: bool = False,
 ) -> Population:
     """Every customer who bought up to `as_of` (or just `customers`), with their statistics."""
     local_day: date = as_of.astimezone(zone).date()
-    rows = await conn.fetch(_POPULATION, as_of, local_day, window_days, customers)
+    rows = await conn.fetch(_POPULATION, as_of, local_day, window_days, customers, count_zero_value)
     if len(rows) < POPULATION_IN_THREAD:
         return _population_of(rows, as_of)
     return await asyncio.to_thread(_population_of, rows, as_of)  # the loop keeps serving
@@ -285,7 +312,9 @@ async def save_run(
 ) -> int:
     run_id: int = await conn.fetchval(
         "INSERT INTO score_runs (as_of, model_version, customers, recency, frequency, monetary,"
-        " mvc_threshold, seconds) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING run_id",
+        " mvc_threshold, seconds, simple_order_value, simple_weekly_rate, simple_lifespan_weeks,"
+        " simple_lifespan_measured)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING run_id",
         as_of,
         models.version if models else None,
         reference.size,
@@ -294,6 +323,11 @@ async def save_run(
         reference.monetary.tobytes(),
         reference.mvc_threshold,
         seconds,
+        *(
+            (simple.order_value, simple.weekly_rate, simple.lifespan_weeks, simple.measured)
+            if (simple := reference.simple)
+            else (None, None, None, None)
+        ),
     )
     return run_id
 
@@ -307,6 +341,14 @@ async def latest_reference(conn: Connection | Pool) -> tuple[int, datetime, Refe
         frequency=np.frombuffer(row["frequency"], dtype=np.float64),
         monetary=np.frombuffer(row["monetary"], dtype=np.float64),
         mvc_threshold=row["mvc_threshold"],
+        simple=None
+        if row["simple_order_value"] is None
+        else SimpleClvBase(
+            order_value=row["simple_order_value"],
+            weekly_rate=row["simple_weekly_rate"],
+            lifespan_weeks=row["simple_lifespan_weeks"],
+            measured=row["simple_lifespan_measured"],
+        ),
     )
     return row["run_id"], row["as_of"], reference
 

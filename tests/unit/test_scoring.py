@@ -20,6 +20,7 @@ from services.scoring.scoring import (
     fit_models,
     score,
     simple_clv,
+    simple_clv_base,
 )
 from services.scoring.settings import ScoringSettings
 
@@ -103,13 +104,15 @@ def test_simple_clv_by_hand() -> None:
     pop = Population(
         **{
             **pop.__dict__,
-            "orders": np.array([4.0]),
-            "net_spent": np.array([200.0]),
-            "days_since_first": np.array([28.0]),
+            "orders": np.array([26.0]),
+            "net_spent": np.array([1300.0]),
+            "days_since_first": np.array([182.0]),
+            "days_since_last": np.array([3.0]),
         }
     )
-    # 4 orders in 4 weeks = 1 a week; 50 an order; 156 weeks; margin 1.
-    assert simple_clv(pop, CONFIG)[0] == 1.0 * 50.0 * 156.0
+    # Observed 26 weeks (over the 90-day minimum): 26 orders = 1 a week; 50 an order; no
+    # ended lifetime, so the default 156 weeks; margin 1.
+    assert simple_clv(pop, CONFIG, simple_clv_base(pop, CONFIG))[0] == 1.0 * 50.0 * 156.0
 
 
 def test_changes_report_new_classes_and_rising_risk_only() -> None:

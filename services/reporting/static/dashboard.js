@@ -12,6 +12,7 @@
       month: "Month", updated: "Updated", tiers: "By tier, this period",
       alerts: "Open crisis alerts", footer: "Definitions and sources of every KPI:",
       none: "No open alert", vsPrevious: "vs previous", noData: "no data", tier: "Tier",
+      notEnoughData: "not enough data",
       error: "Cannot load the data", keyPrompt: "API key (scope reports:read)", keyUse: "Use",
       keyRefused: "The key was refused", alertText: (a) =>
         `${a.count} complaints in ${a.dimension} “${a.value}” (expected ${a.baseline.toFixed(1)})`,
@@ -21,7 +22,7 @@
       title: "客户关系绩效指标", period: "周期", day: "日", week: "周", month: "月",
       updated: "更新于", tiers: "按客户层级（本期）", alerts: "未解除的危机预警",
       footer: "各指标的定义与来源：", none: "暂无预警", vsPrevious: "较上期", noData: "无数据",
-      tier: "层级", error: "数据加载失败", keyPrompt: "API 密钥（权限 reports:read）", keyUse: "使用",
+      notEnoughData: "数据不足", tier: "层级", error: "数据加载失败", keyPrompt: "API 密钥（权限 reports:read）", keyUse: "使用",
       keyRefused: "密钥被拒绝", alertText: (a) =>
         `${{ category: "类别", channel: "渠道", product: "产品" }[a.dimension] || a.dimension}` +
         `“${a.value}”出现 ${a.count} 起投诉（预期 ${a.baseline.toFixed(1)}）`,
@@ -140,7 +141,10 @@
       }
       el.innerHTML = '<div class="label"></div><div class="value"></div><div class="change"></div>';
       el.querySelector(".label").textContent = label(card);
-      el.querySelector(".value").textContent = format(card.value, card.unit);
+      // A value the data cannot give yet (customer equity before any lifetime-value model)
+      // says so rather than showing 0 or a dash.
+      el.querySelector(".value").textContent =
+        card.value === null ? t("notEnoughData") : format(card.value, card.unit);
       const changeEl = el.querySelector(".change");
       changeEl.textContent = change;
       if (direction) changeEl.classList.add(direction);
@@ -223,7 +227,9 @@
           bar.style.width = `${Math.round((60 * (Number(row.revenue) || 0)) / maxRevenue)}px`;
           td.appendChild(bar);
         }
-        td.appendChild(document.createTextNode(format(row[m.name], m.unit)));
+        const cell = row[m.name];
+        td.appendChild(document.createTextNode(
+          cell === null ? t("notEnoughData") : format(cell, m.unit)));
         tr.appendChild(td);
       }
       body.appendChild(tr);
