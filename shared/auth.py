@@ -12,15 +12,19 @@ every service folds them into that service's own `api_keys` table.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import hmac
 import logging
+import math
 import re
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -37,19 +41,33 @@ from shared.events import (
     FieldError,
 )
 from shared.http import ErrorBody
+from shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 
 ADMIN = "admin"  # holds every scope
 BOOTSTRAP_KEY_ID = "bootstrap"  # the key of ADMIN_KEY_SHA256
 _TOKEN = re.compile(r"^crm_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
-_CACHE_LIMIT = 10_000  # distinct key ids remembered before the cache starts afresh
+_CACHE_LIMIT = 10_000  # keys remembered; beyond it the least recently used is forgotten
+ADDRESS_LIMIT = 10_000  # client addresses whose failed authentications are counted
+# How often a service writes a key's last use (per key and instance): a write per request
+# would cost more than the request.
+LAST_USED_EVERY = timedelta(minutes=1)
 LOOKUP_TIMEOUT_SECONDS = 2.0
 _NO_HASH = "0" * 64  # compared against when a key is unknown, so timing tells nothing
 
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "No API key, or not a valid one."},
+    401: {
+        "model": ErrorBody,
+        "description": "No API key, or not a valid one (the detail "
+        "says whether it is unknown, revoked or expired).",
+    },
     403: {"model": ErrorBody, "description": "The key lacks the scope this operation needs."},
+    429: {
+        "model": ErrorBody,
+        "description": "Too many failed authentications from this address; retry after "
+        "Retry-After seconds.",
+    },
     503: {
         "model": ErrorBody,
         "description": "The key store (the database) cannot be read now; retry after "
@@ -88,9 +106,77 @@ class Principal:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """Why a token is not accepted (said in the 401)."""
+
+    reason: str
+
+
+UNKNOWN = Refusal("the API key is not valid (unknown, revoked or mistyped)")
+EXPIRED = Refusal("the API key has expired")
+
+
+@dataclass
 class _StoredKey:
     principal: Principal
     token_sha256: str
+    expires_at: datetime | None
+    last_used_at: datetime | None  # as this instance last wrote or read it
+    looked_up: float  # time.monotonic() of the lookup
+
+
+class TokenBuckets:
+    """Token buckets by key (the token bucket of Turner, 1986; RFC 2697 with one bucket),
+    at most `limit` of them, least recently used first in line for eviction.
+
+    A full bucket is what an unknown key starts with, so forgetting one changes nothing:
+    eviction takes full buckets among the oldest. Only when none of those is full (a flood
+    of new keys, each in debt) is the oldest forgotten anyway: memory stays bounded, and a
+    forgotten key is no better off than a new one."""
+
+    EVICTION_SCAN = 64  # oldest buckets looked at per eviction: O(1), not O(limit)
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        # key -> (tokens, monotonic time of `tokens`, rate, capacity)
+        self._buckets: OrderedDict[str, tuple[float, float, float, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def wait(self, key: str, cost: float, rate: float, capacity: float, now: float) -> float:
+        """Seconds until `cost` fits (0: now), without taking it. A cost over the capacity
+        fits a full bucket (and leaves it in debt): the long-run rate still holds."""
+        tokens = self._tokens(key, capacity, now)
+        if cost <= tokens or tokens >= capacity:
+            return 0.0
+        return (min(cost, capacity) - tokens) / rate
+
+    def take(self, key: str, cost: float, rate: float, capacity: float, now: float) -> float:
+        """Charge `cost` if it fits and return 0, else the seconds until it does."""
+        waiting = self.wait(key, cost, rate, capacity, now)
+        tokens = self._tokens(key, capacity, now) - (cost if waiting == 0 else 0)
+        if key not in self._buckets and len(self._buckets) >= self._limit:
+            self._evict(now)
+        self._buckets[key] = (tokens, now, rate, capacity)
+        self._buckets.move_to_end(key)
+        return waiting
+
+    def _tokens(self, key: str, capacity: float, now: float) -> float:
+        found = self._buckets.get(key)
+        if found is None:
+            return capacity
+        tokens, at, rate, _ = found
+        return min(capacity, tokens + (now - at) * rate)
+
+    def _evict(self, now: float) -> None:
+        for scanned, (key, (tokens, at, rate, capacity)) in enumerate(self._buckets.items()):
+            if tokens + (now - at) * rate >= capacity:
+                del self._buckets[key]  # and stop iterating at once
+                return
+            if scanned + 1 >= self.EVICTION_SCAN:
+                break
+        self._buckets.popitem(last=False)
 
 
 # ---- signed key events ----------------------------------------------------------------------
@@ -129,11 +215,12 @@ async def store_key_events(conn: Connection, events: Sequence[Event]) -> None:
         if isinstance(event.data, ApiKeyIssued):
             await conn.execute(
                 "INSERT INTO api_keys "
-                "(key_id, name, scopes, token_sha256, rate_limit, issued_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6) "
+                "(key_id, name, scopes, token_sha256, rate_limit, issued_at, expires_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7) "
                 "ON CONFLICT (key_id) DO UPDATE SET name = EXCLUDED.name, "
                 "scopes = EXCLUDED.scopes, token_sha256 = EXCLUDED.token_sha256, "
-                "rate_limit = EXCLUDED.rate_limit, issued_at = EXCLUDED.issued_at "
+                "rate_limit = EXCLUDED.rate_limit, issued_at = EXCLUDED.issued_at, "
+                "expires_at = EXCLUDED.expires_at "
                 "WHERE api_keys.token_sha256 IS NULL",  # an id is issued once
                 event.subject,
                 event.data.name,
@@ -141,6 +228,7 @@ async def store_key_events(conn: Connection, events: Sequence[Event]) -> None:
                 event.data.token_sha256,
                 event.data.rate_limit,
                 event.time,
+                event.data.expires_at,
             )
         else:
             await conn.execute(
@@ -157,33 +245,56 @@ async def store_key_events(conn: Connection, events: Sequence[Event]) -> None:
 
 class KeyRing:
     """The keys a service accepts: its `api_keys` table behind a short cache, plus the
-    bootstrap admin key of the settings."""
+    bootstrap admin key of the settings.
+
+    Only keys found are cached (least recently used forgotten first): an unknown id is looked
+    up each time, so a key issued a moment after a refused try works as soon as it is folded,
+    and a flood of made-up ids cannot push good keys out. What bounds the lookups of unknown
+    ids is the per-address limit on failed authentications (`require`)."""
 
     def __init__(self, pool: Pool, admin_key_sha256: str, cache_seconds: float) -> None:
         self._pool = pool
         self._admin_key_sha256 = admin_key_sha256
         self._cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, _StoredKey | None]] = {}
+        self._cache: OrderedDict[str, _StoredKey] = OrderedDict()
+        self._writes: set[asyncio.Task[None]] = set()  # last-used writes in flight
 
-    async def authenticate(self, token: str) -> Principal | None:
+    async def authenticate(self, token: str, *, look_up: bool = True) -> Principal | Refusal:
+        """The key's principal, or why it is refused. With `look_up` False only the cache is
+        asked (the caller's address is over its failed-authentication budget)."""
         digest = token_sha256(token)
         if self._admin_key_sha256 and hmac.compare_digest(digest, self._admin_key_sha256):
             return Principal(BOOTSTRAP_KEY_ID, frozenset({ADMIN}))
         match = _TOKEN.match(token)
-        stored = await self._lookup(match.group(1)) if match else None
+        stored = None
+        if match is not None:
+            stored = self._cached(match.group(1))
+            if stored is None and look_up:
+                stored = await self._lookup(match.group(1))
         expected = stored.token_sha256 if stored is not None else _NO_HASH
-        if hmac.compare_digest(digest, expected) and stored is not None:
-            return stored.principal
-        return None
+        if not hmac.compare_digest(digest, expected) or stored is None:
+            return UNKNOWN
+        now = datetime.now(UTC)
+        if stored.expires_at is not None and stored.expires_at <= now:
+            return EXPIRED
+        self._note_use(stored, now)
+        return stored.principal
+
+    def _cached(self, key_id: str) -> _StoredKey | None:
+        found = self._cache.get(key_id)
+        if found is None:
+            return None
+        if time.monotonic() - found.looked_up >= self._cache_seconds:
+            del self._cache[key_id]
+            return None
+        self._cache.move_to_end(key_id)
+        return found
 
     async def _lookup(self, key_id: str) -> _StoredKey | None:
-        now = time.monotonic()
-        cached = self._cache.get(key_id)
-        if cached is not None and now - cached[0] < self._cache_seconds:
-            return cached[1]
         try:
             row = await self._pool.fetchrow(
-                "SELECT scopes, token_sha256, rate_limit FROM api_keys "
+                "SELECT scopes, token_sha256, rate_limit, expires_at, last_used_at "
+                "FROM api_keys "
                 "WHERE key_id = $1 AND revoked_at IS NULL AND token_sha256 IS NOT NULL",
                 key_id,
                 timeout=LOOKUP_TIMEOUT_SECONDS,
@@ -194,18 +305,42 @@ class KeyRing:
             raise HTTPException(
                 503, "the key store cannot be read now; retry", headers={"Retry-After": "2"}
             ) from None
-        found = (
-            None
-            if row is None
-            else _StoredKey(
-                Principal(key_id, frozenset(row["scopes"]), row["rate_limit"]),
-                row["token_sha256"],
-            )
+        if row is None:
+            return None
+        found = _StoredKey(
+            Principal(key_id, frozenset(row["scopes"]), row["rate_limit"]),
+            row["token_sha256"],
+            row["expires_at"],
+            row["last_used_at"],
+            time.monotonic(),
         )
         if len(self._cache) >= _CACHE_LIMIT:
-            self._cache.clear()
-        self._cache[key_id] = (now, found)
+            self._cache.popitem(last=False)
+        self._cache[key_id] = found
         return found
+
+    def _note_use(self, stored: _StoredKey, now: datetime) -> None:
+        """Write the key's last use in this service's `api_keys`, at most once a minute per
+        key here: in the background, so a slow database does not slow the request."""
+        if stored.last_used_at is not None and now - stored.last_used_at < LAST_USED_EVERY:
+            return
+        stored.last_used_at = now
+        write = asyncio.create_task(self._write_last_use(stored.principal.key_id, now))
+        self._writes.add(write)
+        write.add_done_callback(self._writes.discard)
+
+    async def _write_last_use(self, key_id: str, now: datetime) -> None:
+        try:
+            await self._pool.execute(
+                "UPDATE api_keys SET last_used_at = $2 WHERE key_id = $1 "
+                "AND (last_used_at IS NULL OR last_used_at < $2)",
+                key_id,
+                now,
+                timeout=LOOKUP_TIMEOUT_SECONDS,
+            )
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as error:
+            # Last use is a hint for whoever prunes keys: a lost write is caught up next time.
+            log.warning("cannot note an API key's use", extra={"error": type(error).__name__})
 
 
 def api_router(scope: str, **options: Any) -> APIRouter:
@@ -228,27 +363,64 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
     ) -> Principal:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise _unauthorised("no API key: send `Authorization: Bearer <key>`")
-        ring: KeyRing = request.app.state.resources.keys
-        principal = await ring.authenticate(credentials.credentials)
-        if principal is None:
+        res = request.app.state.resources
+        ring: KeyRing = res.keys
+        failures: FailedAuthentications = res.state.setdefault(
+            "failed_authentications", FailedAuthentications(request.app.state.settings)
+        )
+        address = request.client.host if request.client else "unknown"
+        wait = failures.wait(address)
+        verdict = await ring.authenticate(credentials.credentials, look_up=wait == 0)
+        if isinstance(verdict, Refusal):
             # The key id, never the token: enough to find who mistyped or kept a revoked key.
             match = _TOKEN.match(credentials.credentials)
             log.info(
                 "request refused: key not valid",
-                extra={"key_id": match.group(1) if match else None, "path": request.url.path},
+                extra={
+                    "key_id": match.group(1) if match else None,
+                    "path": request.url.path,
+                    "reason": verdict.reason,
+                    "throttled": wait > 0,
+                },
             )
-            raise _unauthorised("the API key is not valid (unknown, revoked or mistyped)")
-        if not principal.may(scope):
+            if wait > 0:
+                raise HTTPException(
+                    429,
+                    "too many failed authentications from this address; retry after "
+                    "Retry-After seconds",
+                    headers={"Retry-After": str(max(1, math.ceil(wait)))},
+                )
+            failures.fail(address)
+            raise _unauthorised(verdict.reason)
+        if not verdict.may(scope):
             log.info(
                 "request refused: missing scope",
-                extra={"key_id": principal.key_id, "scope": scope, "path": request.url.path},
+                extra={"key_id": verdict.key_id, "scope": scope, "path": request.url.path},
             )
             raise HTTPException(403, f"the key lacks the scope '{scope}'")
-        request.state.principal = principal
-        return principal
+        request.state.principal = verdict
+        return verdict
 
     authorised.__name__ = f"require_{scope.replace(':', '_')}"
     return authorised
+
+
+class FailedAuthentications:
+    """Failed authentications per client address, a token bucket each: AUTH_FAILURE_BURST at
+    once, then AUTH_FAILURES_PER_MINUTE. An address over it gets 429 for any key not already
+    cached, without a database lookup: a flood of made-up keys costs the database little."""
+
+    def __init__(self, settings: CommonSettings) -> None:
+        self._rate = settings.auth_failures_per_minute / 60
+        self._capacity = float(settings.auth_failure_burst)
+        self._buckets = TokenBuckets(ADDRESS_LIMIT)
+
+    def wait(self, address: str) -> float:
+        """Seconds until this address may fail again (0: now)."""
+        return self._buckets.wait(address, 1, self._rate, self._capacity, time.monotonic())
+
+    def fail(self, address: str) -> None:
+        self._buckets.take(address, 1, self._rate, self._capacity, time.monotonic())
 
 
 def _unauthorised(reason: str) -> HTTPException:

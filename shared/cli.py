@@ -5,6 +5,7 @@
     crm replay-deadletter [--dry-run]  re-publish dead letters that are valid now
     crm import purchases FILE.csv --map amount=Total --map subject=CustomerID ...
     crm keys create --name NAME --scope SCOPE [--scope ...] [--rate-limit N]
+                    [--expires-in DAYS | --expires-at TIME]
     crm keys revoke KEY_ID | crm keys list
     crm rebuild scoring|complaints|reporting [--max-lag N]
 
@@ -22,6 +23,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -296,18 +298,29 @@ def _require_signing_secret(settings: CommonSettings) -> None:
 
 
 async def keys_create(
-    settings: CommonSettings, name: str, scopes: list[str], rate_limit: float | None
+    settings: CommonSettings,
+    name: str,
+    scopes: list[str],
+    rate_limit: float | None,
+    expires_at: datetime | None = None,
 ) -> str:
     _require_signing_secret(settings)
     pool = await open_event_store(settings.database_url)
     try:
         async with pool.acquire() as conn, conn.transaction():
             key_id, token = await keys.issue_key(
-                conn, name, scopes, rate_limit, secret=settings.key_signing_secret
+                conn,
+                name,
+                scopes,
+                rate_limit,
+                secret=settings.key_signing_secret,
+                expires_at=expires_at,
             )
     finally:
         await pool.close()
     print(f"key {key_id} ({name}: {', '.join(sorted(set(scopes)))})", file=sys.stderr)
+    if expires_at is not None:
+        print(f"it expires at {expires_at.isoformat(timespec='seconds')}", file=sys.stderr)
     print("the token is shown this once; services accept it within seconds:", file=sys.stderr)
     print(token)
     return token
@@ -333,16 +346,43 @@ async def keys_list(settings: CommonSettings) -> None:
             issued = await keys.list_keys(conn)
     finally:
         await pool.close()
-    print(f"{'key id':<17} {'name':<24} {'scopes':<44} {'issued':<20} revoked")
+    print(
+        f"{'key id':<17} {'name':<24} {'scopes':<44} {'issued':<17} {'expires':<17} "
+        f"{'last used':<17} revoked"
+    )
     for key in issued:
-        issued_at = key.get("issued_at")
-        revoked = key["revoked_at"]
         print(
             f"{key['key_id']:<17} {key.get('name', '?'):<24} "
             f"{','.join(key.get('scopes', [])):<44} "
-            f"{issued_at.strftime('%Y-%m-%d %H:%M') if issued_at else '?':<20} "
-            f"{revoked.strftime('%Y-%m-%d %H:%M') if revoked else '-'}"
+            f"{_minute(key.get('issued_at'), '?'):<17} "
+            f"{_minute(key.get('expires_at'), 'never'):<17} "
+            f"{_minute(key.get('last_used_at'), '-'):<17} "
+            f"{_minute(key['revoked_at'], '-')}"
         )
+
+
+def _minute(at: datetime | None, otherwise: str) -> str:
+    """A time in the list, in UTC to the minute."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if at is not None else otherwise
+
+
+def _expiry(args: argparse.Namespace) -> datetime | None:
+    """The expiry `--expires-in DAYS` or `--expires-at TIME` asks for (None: never)."""
+    if args.expires_in is not None:
+        if not args.expires_in > 0:
+            sys.exit("--expires-in must be a positive number of days")
+        return datetime.now(UTC) + timedelta(days=args.expires_in)
+    if args.expires_at is None:
+        return None
+    try:
+        at = datetime.fromisoformat(args.expires_at)
+    except ValueError:
+        sys.exit(f"--expires-at {args.expires_at!r} is not an ISO 8601 time")
+    if at.tzinfo is None:
+        sys.exit("--expires-at needs a UTC offset, e.g. 2027-01-31T00:00:00Z")
+    if at <= datetime.now(UTC):
+        sys.exit("--expires-at is in the past: the key would never work")
+    return at
 
 
 # ---- rebuild -------------------------------------------------------------------------------
@@ -409,6 +449,13 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--rate-limit", type=float, default=None, help="events per second to ingest"
     )
+    expiry = create.add_mutually_exclusive_group()
+    expiry.add_argument(
+        "--expires-in", type=float, default=None, metavar="DAYS", help="expire after DAYS days"
+    )
+    expiry.add_argument(
+        "--expires-at", default=None, metavar="TIME", help="expire at an ISO 8601 time with offset"
+    )
     revoke = key_commands.add_parser("revoke", help="revoke a key everywhere")
     revoke.add_argument("key_id")
     revoke.add_argument("--reason", default=None)
@@ -445,7 +492,8 @@ def main(argv: list[str] | None = None) -> None:
         )
         asyncio.run(import_file(settings, args.kind, args.file, mapping))
     elif args.command == "keys" and args.keys_command == "create":
-        asyncio.run(keys_create(settings, args.name, args.scope, args.rate_limit))
+        expires_at = _expiry(args)
+        asyncio.run(keys_create(settings, args.name, args.scope, args.rate_limit, expires_at))
     elif args.command == "keys" and args.keys_command == "revoke":
         asyncio.run(keys_revoke(settings, args.key_id, args.reason))
     elif args.command == "keys":

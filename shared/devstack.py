@@ -5,8 +5,10 @@ database. PostgreSQL data stays under ./.data; the embedded broker keeps topics 
 so each start is a broker data loss that the outbox relay repairs by publishing the event
 store again.
 
-The first start issues an admin API key (scope admin), keeps its token in .data/admin-key
-(readable by the owner only) and prints it at every start, with the dashboard's address.
+The first start issues an admin API key (scope admin) and a reports:read key for the
+dashboard, keeps their tokens in .data/admin-key and .data/dashboard-key (readable by the
+owner only) and prints them at every start; the dashboard's address carries the reports:read
+key, never the admin one.
 """
 
 from __future__ import annotations
@@ -100,26 +102,41 @@ def stop_all(services: list[Running]) -> None:
             service.process.kill()
 
 
-async def _active_or_new_token(database_url: str, kept: str | None, secret: SecretStr) -> str:
-    """`kept` if the event store knows it as an active key, else a newly issued admin key."""
+async def _active_or_new_token(
+    database_url: str, kept: str | None, secret: SecretStr, name: str, scope: str
+) -> str:
+    """`kept` if the event store knows it as an active key, else a newly issued key."""
     pool = await open_event_store(database_url)
     try:
         async with pool.acquire() as conn, conn.transaction():
             if kept and await keys.is_active(conn, kept):
                 return kept
-            _, token = await keys.issue_key(conn, "dev-admin", ["admin"], secret=secret)
+            _, token = await keys.issue_key(conn, name, [scope], secret=secret)
             return token
     finally:
         await pool.close()
 
 
-def admin_token(database_url: str, token_file: Path, secret: SecretStr) -> str:
-    """The dev stack's admin token, kept in `token_file` (owner-only)."""
+def kept_token(
+    database_url: str, token_file: Path, secret: SecretStr, name: str, scope: str
+) -> str:
+    """A dev stack key with one scope, kept in `token_file` (owner-only)."""
     kept = token_file.read_text().strip() if token_file.exists() else None
-    token = asyncio.run(_active_or_new_token(database_url, kept, secret))
+    token = asyncio.run(_active_or_new_token(database_url, kept, secret, name, scope))
     if token != kept:
         _keep(token_file, token)
     return token
+
+
+def admin_token(database_url: str, token_file: Path, secret: SecretStr) -> str:
+    """The dev stack's admin token, kept in `token_file` (owner-only)."""
+    return kept_token(database_url, token_file, secret, "dev-admin", "admin")
+
+
+def dashboard_token(database_url: str, token_file: Path, secret: SecretStr) -> str:
+    """The key the dashboard link carries: reports:read only, so a link pasted into a chat
+    or kept in a browser's history gives no more than the dashboard shows."""
+    return kept_token(database_url, token_file, secret, "dev-dashboard", "reports:read")
 
 
 def signing_secret(secret_file: Path) -> SecretStr:
@@ -167,6 +184,7 @@ def main() -> None:
         database_url = database.dsn
     secret = signing_secret(data / "key-signing-secret")
     token = admin_token(database_url, data / "admin-key", secret)
+    reader = dashboard_token(database_url, data / "dashboard-key", secret)
     ports = {name: int(os.environ.get(f"{name.upper()}_PORT", port)) for name, port in SERVICES}
     environment = service_environment(
         bootstrap, database_url, KEY_SIGNING_SECRET=secret.get_secret_value()
@@ -186,7 +204,8 @@ def main() -> None:
             state = "NOT READY" if service.name in late else "ready"
             print(f"{service.name:<11} {service.url}  (docs {service.url}/docs)  {state}")
         print(f"admin key   {token}  (kept in {data / 'admin-key'})")
-        print(f"dashboard   http://127.0.0.1:{ports['reporting']}/#key={token}")
+        print(f"dashboard   http://127.0.0.1:{ports['reporting']}/#key={reader}")
+        print(f"            (a reports:read key, kept in {data / 'dashboard-key'})")
         print("Ctrl-C stops everything.", flush=True)
         while all(s.process.poll() is None for s in services):
             time.sleep(0.5)  # supervising children until Ctrl-C

@@ -400,6 +400,9 @@ class ApiKeyIssued(EventData):
     token_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     # Events per second this key may send to ingest; none: the ingest default.
     rate_limit: float | None = Field(default=None, gt=0, le=1_000_000)
+    # After this instant every service refuses the key; none: it never expires. Optional, so
+    # the key events stored before expiry existed still validate.
+    expires_at: Timestamp | None = None
 
 
 class ApiKeyRevoked(EventData):
@@ -434,6 +437,9 @@ class TierSummary(EventData):
         description="Sum of predicted CLV of the tier; null when it is not known (no model).",
     )
     average_clv: Decimal | None = Field(default=None, ge=-MAX_TOTAL, le=MAX_TOTAL, decimal_places=6)
+    horizon_weeks: int | None = Field(
+        default=None, ge=1, le=520, description="Horizon of the predicted CLV (older events: none)."
+    )
 
 
 SlaMetric = Literal["first_response", "next_response", "resolution"]

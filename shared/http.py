@@ -133,10 +133,51 @@ async def _unexpected_error(request: Request, error: Exception) -> Response:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """The error format, and the headers every response carries (errors included)."""
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(SecurityHeadersMiddleware)
     _document_errors(app)
+
+
+# Every response: no MIME sniffing, no framing, no referrer leaving with a link.
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+)
+# API responses hold personal data (customers, complaints) or keys' views of it: no cache,
+# shared or private, may keep them.
+NO_STORE = (b"cache-control", b"no-store")
+API_PREFIX = "/v1/"
+
+
+class SecurityHeadersMiddleware:
+    """Adds SECURITY_HEADERS to every response and `Cache-Control: no-store` to those of
+    /v1, unless the route set its own (a page's Content-Security-Policy is its own: see the
+    reporting dashboard)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = list(SECURITY_HEADERS)
+        if scope["path"].startswith(API_PREFIX):
+            extra.append(NO_STORE)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(name, value) for name, value in extra if name not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from pydantic import SecretStr
 
 from shared.auth import SIGNATURE_ATTRIBUTE, key_event_signature, new_token, token_sha256
@@ -34,15 +35,19 @@ async def issue_key(
     rate_limit: float | None = None,
     *,
     secret: SecretStr | None,
+    expires_at: datetime | None = None,
+    made: tuple[str, str] | None = None,
 ) -> tuple[str, str]:
-    """Record a new key in the event store (the relay publishes it): (key id, token)."""
-    key_id, token = new_token()
+    """Record a new key in the event store (the relay publishes it): (key id, token).
+    `made`: a (key id, token) from `new_token()` to issue instead of a fresh one."""
+    key_id, token = made or new_token()
     data = ApiKeyIssued.model_validate(
         {
             "name": name,
             "scopes": sorted(set(scopes)),
             "token_sha256": token_sha256(token),
             "rate_limit": rate_limit,
+            "expires_at": expires_at,
         }
     )
     event = _signed(
@@ -102,19 +107,52 @@ class MissingSecretError(RuntimeError):
 
 
 async def list_keys(conn: Connection) -> list[dict[str, Any]]:
-    """Every key issued, oldest first, as its events describe it (no hashes)."""
+    """Every key issued, oldest first, as its events describe it (no hashes), with its last
+    use as the services noted it."""
     rows = await conn.fetch(
         "SELECT body FROM events WHERE topic = $1 ORDER BY seq", Topic.KEYS.value
     )
-    return describe([decode_event(r["body"].encode(), RECORDED) for r in rows])
+    described = describe([decode_event(r["body"].encode(), RECORDED) for r in rows])
+    last_used = await last_uses(conn)
+    for key in described:
+        key["last_used_at"] = last_used.get(key["key_id"])
+    return described
+
+
+# The schemas whose services note when a key was used (each in its own api_keys table).
+SERVICE_SCHEMAS = ("ingest", "scoring", "complaints", "reporting")
+
+
+async def last_uses(conn: Connection) -> dict[str, datetime]:
+    """Each key's latest use across the services' schemas this connection may read: a
+    schema it may not read (a deployment with one database role per service) or a service
+    never started is skipped, so the time shown is the latest the reader can see."""
+    latest: dict[str, datetime] = {}
+    for schema in SERVICE_SCHEMAS:
+        try:
+            rows = await conn.fetch(
+                f'SELECT key_id, last_used_at FROM "{schema}".api_keys '
+                "WHERE last_used_at IS NOT NULL"
+            )
+        except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError):
+            continue  # that service never ran here, or not since last-use existed
+        except asyncpg.InsufficientPrivilegeError:
+            continue
+        for row in rows:
+            seen = latest.get(row["key_id"])
+            latest[row["key_id"]] = max(seen, row["last_used_at"]) if seen else row["last_used_at"]
+    return latest
 
 
 async def is_active(conn: Connection, token: str) -> bool:
-    """Whether `token` belongs to a key issued and not revoked in this event store."""
+    """Whether `token` belongs to a key issued, not revoked and not expired in this event
+    store."""
     found = await conn.fetchval(
         "SELECT 1 FROM events i WHERE i.type = 'crm.apikey.issued' "
-        "AND i.body -> 'data' ->> 'token_sha256' = $1 AND NOT EXISTS ("
-        "SELECT 1 FROM events r WHERE r.type = 'crm.apikey.revoked' AND r.subject = i.subject)",
+        "AND i.body -> 'data' ->> 'token_sha256' = $1 "
+        "AND coalesce((i.body -> 'data' ->> 'expires_at')::timestamptz > now(), true) "
+        "AND NOT EXISTS (SELECT 1 FROM events r "
+        "WHERE r.type = 'crm.apikey.revoked' AND r.subject = i.subject)",
         token_sha256(token),
     )
     return found is not None
@@ -131,6 +169,7 @@ def describe(events: Sequence[Event]) -> list[dict[str, Any]]:
                 scopes=list(event.data.scopes),
                 rate_limit=event.data.rate_limit,
                 issued_at=event.time,
+                expires_at=event.data.expires_at,
             )
         else:
             revoked: datetime | None = entry["revoked_at"]

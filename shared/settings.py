@@ -89,3 +89,17 @@ class CommonSettings(BaseSettings):
         description="How long a service trusts a key it looked up; a revocation takes effect "
         "within this time plus the broker's delivery.",
     )
+    auth_failure_burst: int = Field(
+        default=20,
+        ge=1,
+        description="Failed authentications (unknown, revoked or expired key) a client "
+        "address may make at once; beyond them and AUTH_FAILURES_PER_MINUTE it gets 429 with "
+        "Retry-After, without a database lookup, for any key the service has not cached. The "
+        "address is the peer's, or the X-Forwarded-For of a proxy uvicorn trusts "
+        "(FORWARDED_ALLOW_IPS).",
+    )
+    auth_failures_per_minute: float = Field(
+        default=60,
+        gt=0,
+        description="How fast an address's budget of failed authentications refills.",
+    )

@@ -15,15 +15,13 @@ from pydantic import BaseModel, Field
 
 from services.ingest.domain import (
     BodyError,
-    Bucket,
     EventError,
     decode_body,
-    take,
     validate_batch,
 )
 from services.ingest.settings import IngestSettings
 from services.ingest.store import Conflict, Unavailable, store_batch
-from shared.auth import Principal, api_router, require
+from shared.auth import Principal, TokenBuckets, api_router, require
 from shared.events import KNOWN_TYPE_NAMES, Envelope
 from shared.http import ErrorBody, error_response
 from shared.schemas import all_schemas, asyncapi
@@ -170,11 +168,9 @@ def _rate_limited(
     """429 with Retry-After when the key has sent more than its rate (per instance)."""
     rate = principal.rate_limit or settings.rate_limit_events_per_second
     capacity = max(rate * settings.rate_limit_burst_seconds, settings.max_batch)
-    buckets: dict[str, Bucket] = res.state.setdefault("rate_buckets", {})
-    if len(buckets) > RATE_BUCKETS_LIMIT:  # full buckets of idle keys are the default anyway
-        buckets.clear()
-    bucket, wait = take(buckets.get(principal.key_id), events, rate, capacity, time.monotonic())
-    buckets[principal.key_id] = bucket
+    # Bounded; when full, a full bucket (an idle key's, the default anyway) goes first.
+    buckets: TokenBuckets = res.state.setdefault("rate_buckets", TokenBuckets(RATE_BUCKETS_LIMIT))
+    wait = buckets.take(principal.key_id, events, rate, capacity, time.monotonic())
     if wait == 0:
         return None
     return error_response(

@@ -502,6 +502,15 @@ _STATIC_TYPES = {
 }
 
 
+# The page loads its scripts and styles from /static only (its configuration is a JSON data
+# block, which is not script); scripts set element styles through the CSSOM, which style-src
+# does not govern. No framing: the page holds a key.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
 @pages.get("/", response_class=HTMLResponse)
 async def dashboard(res: Annotated[Resources, Depends(resources)]) -> HTMLResponse:
     settings = _settings(res)
@@ -512,7 +521,11 @@ async def dashboard(res: Annotated[Resources, Depends(resources)]) -> HTMLRespon
         }
     ).decode()
     page = (STATIC / "index.html").read_text(encoding="utf-8")
-    return HTMLResponse(page.replace("{{CONFIG}}", config))
+    return HTMLResponse(
+        page.replace("{{CONFIG}}", config),
+        # The page carries a key in its address (#key=...): no copy of it anywhere.
+        headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY, "Cache-Control": "no-store"},
+    )
 
 
 @pages.get("/static/{name:path}")

@@ -11,8 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from services.ingest.domain import take
-from shared.auth import ADMIN, Principal, key_event_refusal, new_token, token_sha256
+from shared.auth import (
+    ADMIN,
+    Principal,
+    TokenBuckets,
+    key_event_refusal,
+    new_token,
+    token_sha256,
+)
 from shared.events import RECORDED, SCOPES, ApiKeyIssued, validate_event
 
 
@@ -82,30 +88,57 @@ def test_a_key_event_is_honoured_only_with_the_signature_of_the_secret() -> None
 
 
 def test_a_bucket_lets_a_burst_through_then_the_rate() -> None:
-    bucket, wait = take(None, 100, rate=10, capacity=100, now=0.0)
-    assert (wait, bucket.tokens) == (0, 0)
-    bucket, wait = take(bucket, 10, rate=10, capacity=100, now=0.5)
-    assert wait == pytest.approx(0.5)  # 5 tokens back, 5 more needed at 10/s
-    assert bucket.tokens == pytest.approx(5)
-    bucket, wait = take(bucket, 10, rate=10, capacity=100, now=1.0)
-    assert (wait, bucket.tokens) == (0, pytest.approx(0))
+    buckets = TokenBuckets(10)
+    assert buckets.take("k", 100, rate=10, capacity=100, now=0.0) == 0
+    # 5 tokens back after 0.5 s, 5 more needed at 10/s
+    assert buckets.take("k", 10, rate=10, capacity=100, now=0.5) == pytest.approx(0.5)
+    assert buckets.take("k", 10, rate=10, capacity=100, now=1.0) == 0
+    assert buckets.wait("k", 1, rate=10, capacity=100, now=1.0) == pytest.approx(0.1)
 
 
 def test_a_refused_charge_takes_nothing() -> None:
-    bucket, _ = take(None, 3, rate=1, capacity=5, now=0.0)
-    after, wait = take(bucket, 4, rate=1, capacity=5, now=0.0)
-    assert after.tokens == 2
-    assert wait == pytest.approx(2.0)
+    buckets = TokenBuckets(10)
+    buckets.take("k", 3, rate=1, capacity=5, now=0.0)
+    assert buckets.take("k", 4, rate=1, capacity=5, now=0.0) == pytest.approx(2.0)
+    assert buckets.take("k", 2, rate=1, capacity=5, now=0.0) == 0  # the 2 left are still there
 
 
 def test_a_charge_over_capacity_waits_for_a_full_bucket_and_leaves_a_debt() -> None:
-    bucket, _ = take(None, 4, rate=1, capacity=5, now=0.0)
-    refused, wait = take(bucket, 8, rate=1, capacity=5, now=0.0)
-    assert wait == pytest.approx(4.0)  # until the bucket is full, not forever
-    passed, wait = take(refused, 8, rate=1, capacity=5, now=4.0)
-    assert (wait, passed.tokens) == (0, pytest.approx(-3))
-    _, wait = take(passed, 1, rate=1, capacity=5, now=5.0)
-    assert wait == pytest.approx(3.0)
+    buckets = TokenBuckets(10)
+    buckets.take("k", 4, rate=1, capacity=5, now=0.0)
+    assert buckets.take("k", 8, rate=1, capacity=5, now=0.0) == pytest.approx(4.0)
+    assert buckets.take("k", 8, rate=1, capacity=5, now=4.0) == 0  # full: passes, 3 in debt
+    assert buckets.take("k", 1, rate=1, capacity=5, now=5.0) == pytest.approx(3.0)
+
+
+def test_waiting_does_not_take() -> None:
+    buckets = TokenBuckets(10)
+    for _ in range(3):
+        assert buckets.wait("k", 5, rate=1, capacity=5, now=0.0) == 0
+    assert buckets.take("k", 5, rate=1, capacity=5, now=0.0) == 0
+    assert buckets.wait("k", 1, rate=1, capacity=5, now=0.0) == pytest.approx(1.0)
+
+
+def test_a_flood_of_new_keys_evicts_full_buckets_not_one_in_debt() -> None:
+    buckets = TokenBuckets(100)
+    buckets.take("debtor", 5, rate=1, capacity=5, now=0.0)  # empty: 5 s to refill
+    for n in range(1000):
+        buckets.take(f"new-{n}", 1, rate=1000, capacity=1, now=0.001 * n)
+        assert len(buckets) <= 100
+    # Each newcomer's bucket was full again a millisecond later: those went, the debtor stayed.
+    assert buckets.wait("debtor", 1, rate=1, capacity=5, now=1.0) == pytest.approx(0.0)
+    assert buckets.take("debtor", 5, rate=1, capacity=5, now=1.0) == pytest.approx(4.0)
+
+
+def test_when_every_bucket_is_in_debt_the_least_recently_used_goes() -> None:
+    buckets = TokenBuckets(3)
+    for key in ("a", "b", "c"):
+        buckets.take(key, 5, rate=1, capacity=5, now=0.0)
+    buckets.take("a", 1, rate=1, capacity=5, now=0.0)  # refused, but "a" is the latest used
+    buckets.take("d", 5, rate=1, capacity=5, now=0.0)
+    assert len(buckets) == 3
+    assert buckets.wait("b", 5, rate=1, capacity=5, now=0.0) == 0  # forgotten: full again
+    assert buckets.wait("a", 5, rate=1, capacity=5, now=0.0) == pytest.approx(5.0)
 
 
 @given(
@@ -117,11 +150,10 @@ def test_no_more_than_capacity_plus_rate_times_time_gets_through(
     requests: list[tuple[int, float]],
 ) -> None:
     rate, capacity, largest = 10.0, 40.0, 50
-    now, passed, bucket = 0.0, 0, None
+    now, passed, buckets = 0.0, 0, TokenBuckets(10)
     for cost, gap in requests:
         now += gap
-        bucket, wait = take(bucket, cost, rate, capacity, now)
-        if wait == 0:
+        if buckets.take("k", cost, rate, capacity, now) == 0:
             passed += cost
     # a charge over the capacity may pass on a full bucket: at most largest - capacity more
     assert passed <= capacity + rate * now + (largest - capacity) + 1e-6
