@@ -477,14 +477,33 @@ async def stored_events(dsn: str) -> list[Event]:
     the complaint topic that no client sent)."""
     conn = await asyncpg.connect(dsn)
     try:
-        rows = await conn.fetch(
-            "SELECT body FROM ingest.events UNION ALL "
-            "SELECT body FROM complaints.events "
-            "WHERE type = 'crm.complaint.escalated_auto'"
-        )
+        return await _stored_events(conn)
     finally:
         await conn.close()
+
+
+async def _stored_events(conn: asyncpg.Connection) -> list[Event]:
+    rows = await conn.fetch(
+        "SELECT body FROM ingest.events UNION ALL "
+        "SELECT body FROM complaints.events "
+        "WHERE type = 'crm.complaint.escalated_auto'"
+    )
     return [decode_event(r["body"].encode(), RECORDED) for r in rows]
+
+
+async def model_differences(dsn: str) -> list[str]:
+    """Differences between the read models and the offline fold of the stored events, both
+    read in one snapshot (REPEATABLE READ): the services keep writing (the SLA sweeper emits
+    escalations, which the complaints fold applies) and two separate reads would compare
+    two different moments."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            events = await _stored_events(conn)
+            actual = await _actual_models(conn)
+    finally:
+        await conn.close()
+    return differences(expected_models(events), actual)
 
 
 def expected_models(events: list[Event], zone: tzinfo = UTC) -> Models:
@@ -548,12 +567,15 @@ async def actual_models(dsn: str) -> Models:
     """The read models as the services' tables hold them (same shapes as `expected_models`)."""
     conn = await asyncpg.connect(dsn)
     try:
-        return {
-            name: _by_key(await conn.fetch(query), keys)
-            for name, (query, keys) in READ_MODELS.items()
-        }
+        return await _actual_models(conn)
     finally:
         await conn.close()
+
+
+async def _actual_models(conn: asyncpg.Connection) -> Models:
+    return {
+        name: _by_key(await conn.fetch(query), keys) for name, (query, keys) in READ_MODELS.items()
+    }
 
 
 def _by_key(rows: list[asyncpg.Record], keys: int) -> dict[Any, Any]:

@@ -27,11 +27,9 @@ from shared.settings import CommonSettings
 from tests.helpers import (
     Feed,
     ServiceProcess,
-    actual_models,
     api_client,
-    differences,
-    expected_models,
     mixed_stream,
+    model_differences,
     postgres_outage,
     stored_events,
     wait_until,
@@ -133,15 +131,12 @@ async def test_nothing_lost_or_counted_twice_under_faults(world: World) -> None:
     assert {e.id for e in stored} >= set(feed.accepted)  # every accepted event is stored
 
     async def settled() -> bool:
-        expected = expected_models(await stored_events(world.dsn))
-        return not differences(expected, await actual_models(world.dsn))
+        return not await model_differences(world.dsn)
 
     try:
         await wait_until(settled, timeout=180, what="read models equal to the offline fold")
     except AssertionError:
-        diff = differences(
-            expected_models(await stored_events(world.dsn)), await actual_models(world.dsn)
-        )
+        diff = await model_differences(world.dsn)
         pytest.fail(
             f"{len(diff)} differences after faults {world.faults}:\n"
             + "\n".join(diff[:30])

@@ -22,11 +22,9 @@ from shared.embedded import Database
 from tests.e2e.conftest import Stack
 from tests.helpers import (
     Feed,
-    actual_models,
     caught_up,
-    differences,
-    expected_models,
     mixed_stream,
+    model_differences,
     start_postgres,
     stop_postgres,
     stored_events,
@@ -93,9 +91,8 @@ async def test_postgres_stopped_twice_under_traffic_skips_no_event(
     opened = feed.count("crm.complaint.opened")
 
     async def settled() -> bool:
-        expected = expected_models(await stored_events(stack.database_url))
         counts = await counted(stack.database_url)
-        equal = not differences(expected, await actual_models(stack.database_url))
+        equal = not await model_differences(stack.database_url)
         return equal and counts == (purchases, purchases, opened)
 
     # Caught up by readiness; the last batch may still be committing: a bounded wait.
@@ -106,10 +103,7 @@ async def test_postgres_stopped_twice_under_traffic_skips_no_event(
         f"accepted {purchases} purchases; scoring counts {scoring}, reporting {reporting}"
     )
     assert complaints == opened, f"accepted {opened} complaints; complaints holds {complaints}"
-    diff = differences(
-        expected_models(await stored_events(stack.database_url)),
-        await actual_models(stack.database_url),
-    )
+    diff = await model_differences(stack.database_url)
     assert not diff, f"{len(diff)} differences from the offline fold:\n" + "\n".join(diff[:30])
     print(
         f"\noutages: {len(feed.accepted)} events accepted, {purchases} purchases; "
