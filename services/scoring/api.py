@@ -352,6 +352,7 @@ class GroupStats(BaseModel):
 
 class Segments(BaseModel):
     as_of: datetime | None
+    horizon_weeks: int = Field(description="Horizon of average_clv (predicted CLV), weeks.")
     segments: dict[str, GroupStats]
     tiers: dict[str, GroupStats]
 
@@ -371,7 +372,7 @@ async def get_segments(
     instant = parse_as_of(as_of, zone)
     if instant is None:
         groups = await store.segment_stats(res.pool)
-        return Segments(as_of=None, **groups)
+        return Segments(as_of=None, horizon_weeks=settings.scoring_horizon_weeks, **groups)
     population = await store.load_population(
         res.pool,
         instant,
@@ -386,6 +387,7 @@ async def get_segments(
     )
     return Segments(
         as_of=instant,
+        horizon_weeks=config.horizon_weeks,
         segments=_group(scores.segment, population.net_spent, scores.predicted_clv),
         tiers=_group(scores.tier, population.net_spent, scores.predicted_clv),
     )

@@ -129,7 +129,7 @@ async def _rescore_locked(conn: Connection, settings: ScoringSettings, as_of: da
             chunk = found[start : start + EVENTS_PER_APPEND]
             await append_events(conn, await _change_events(chunk, as_of, run_id))
         summaries = await asyncio.to_thread(
-            _tier_summaries, scores.tier, scores.predicted_clv, as_of, run_id
+            _tier_summaries, scores.tier, scores.predicted_clv, as_of, run_id, config.horizon_weeks
         )
         await append_events(conn, summaries)
     log.info(
@@ -168,7 +168,11 @@ def _change_event(change: Change, as_of: datetime, run_id: int) -> Event:
 
 
 def _tier_summaries(
-    tiers: np.ndarray[Any, Any], clv: np.ndarray[Any, Any], as_of: datetime, run_id: int
+    tiers: np.ndarray[Any, Any],
+    clv: np.ndarray[Any, Any],
+    as_of: datetime,
+    run_id: int,
+    horizon_weeks: int,
 ) -> list[Event]:
     totals: dict[str, list[float]] = defaultdict(list)
     for tier, value in zip(tiers.tolist(), clv.tolist(), strict=True):
@@ -185,6 +189,7 @@ def _tier_summaries(
             customers=len(values),
             customer_equity=equity,
             average_clv=average,
+            horizon_weeks=horizon_weeks,
         )
         events.append(
             new_event(

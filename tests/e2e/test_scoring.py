@@ -154,6 +154,24 @@ async def test_scores_of_a_posted_history(stack: Stack) -> None:
             assert got["lifetime"]["predicted_clv"] == pytest.approx(
                 want["predicted_clv"], rel=1e-9
             )
+            assert got["lifetime"]["simple_clv"] == pytest.approx(want["simple_clv"], rel=1e-9)
+            assert got["horizon_weeks"] == config.horizon_weeks
+
+        # A horizon asked for is in weeks, and said so in the answer.
+        cid = str(population.customer_id[7])
+        half_year = score(
+            population, Reference.of(population, config), models, config, horizon_weeks=26
+        ).row(7)
+        got = (
+            await scoring.get(
+                f"/v1/customers/{cid}/score",
+                params={"as_of": AS_OF_DAY.isoformat(), "horizon_weeks": 26},
+            )
+        ).json()
+        assert got["horizon_weeks"] == 26
+        assert got["lifetime"]["expected_purchases"] == pytest.approx(
+            half_year["expected_purchases"], rel=1e-9
+        )
 
         view = (await scoring.get("/v1/customers/s-1")).json()
         assert view["profile"]["name"] == "Li Wei"

@@ -178,15 +178,16 @@ def test_expected_purchases_of_a_new_customer_by_hand() -> None:
 
 def test_tier_summary_without_lifetime_values_carries_no_equity() -> None:
     tiers = np.array(["gold", "gold", "potential"])
-    events = _tier_summaries(tiers, np.full(3, np.nan), AS_OF, run_id=1)
+    events = _tier_summaries(tiers, np.full(3, np.nan), AS_OF, run_id=1, horizon_weeks=52)
     for event in events:
         assert isinstance(event.data, TierSummary)
         assert event.data.customer_equity is None
         assert event.data.average_clv is None
-    known = _tier_summaries(tiers, np.array([100.0, 50.5, 7.25]), AS_OF, run_id=2)
+    known = _tier_summaries(tiers, np.array([100.0, 50.5, 7.25]), AS_OF, 2, horizon_weeks=26)
     data = {e.data.tier: e.data for e in known if isinstance(e.data, TierSummary)}
     assert data["gold"].customer_equity == Decimal("150.5")
     assert data["potential"].customer_equity == Decimal("7.25")
+    assert data["gold"].horizon_weeks == 26
 
 
 def test_old_tier_summaries_stay_valid() -> None:
