@@ -1,5 +1,5 @@
 """Business-hours calendars: how much working time lies between two instants, and when a
-given amount of working time runs out (DOMAIN.md section 5: SLA time counts in business hours
+given amount of working time runs out (SLA time counts in business hours
 of a calendar with a time zone, working hours and holidays).
 
 Pure code: no I/O. The standard library's ``zoneinfo`` is enough; no third-party library is

@@ -1,4 +1,4 @@
-"""Crisis detection (DOMAIN.md section 6): per category, product or channel, notice an hourly
+"""Crisis detection: per category, product or channel, notice an hourly
 complaint rate far above the series' own seasonal baseline and raise one alert with evidence.
 
 Method

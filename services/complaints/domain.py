@@ -4,7 +4,7 @@ and an agent's command is checked against that state before it becomes an event.
 Ordering by (time, event id) rather than arrival makes a late event re-derive the state it
 belongs to, and makes the result the same whatever order the broker delivered in.
 
-The states follow the seven handling steps (DOMAIN.md section 5): opened -> acknowledged
+The states follow the seven steps of complaint handling: opened -> acknowledged
 (first response: listen, thank, apologise) -> investigating (details collected) -> solution
 proposed (with a promised date) -> resolved -> closed after the customer's feedback; besides
 them waiting (on the customer: pauses the SLA clocks), escalated (level 1..n) and reopened.

@@ -1,4 +1,4 @@
-"""Complaint service levels (DOMAIN.md section 5): first response, next response and
+"""Complaint service levels: first response, next response and
 resolution clocks in business time, as a pure left fold over a complaint's events.
 
 How to use it

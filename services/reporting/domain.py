@@ -552,7 +552,7 @@ def spread(amount: Decimal, first: date, last: date) -> list[tuple[date, Decimal
 # --------------------------------------------------------------------------- churn reasons
 
 CHURN_REASONS: Final = ("price", "competitor", "service_quality", "product_quality", "other")
-# A complaint's category as a churn reason (DOMAIN.md sections 5 and 7): what went wrong in
+# A complaint's category as a churn reason: what went wrong in
 # the service is a service-quality reason, a faulty product a product-quality one, a billing
 # dispute a price one.
 COMPLAINT_REASON: Final = {
@@ -569,14 +569,14 @@ COMPLAINT_REASON: Final = {
 def churn_reason(
     recorded: str | None, last_complaint_category: str | None, last_refund_reason: str | None
 ) -> str:
-    """Why a lost customer left (DOMAIN.md section 7: price, competitor, service quality,
+    """Why a lost customer left (price, competitor, service quality,
     product quality, other), from what was recorded, in order of authority:
 
     1. the reason on the customer's record (`reason` of crm.customer.registered/.updated, set
        when a customer is marked lapsed or reluctant);
     2. else the category of their last complaint up to the loss, as `COMPLAINT_REASON` maps it;
     3. else the reason of their last refund up to the loss;
-    4. else "unknown" (nothing recorded: silence is itself the signal, DOMAIN.md section 5).
+    4. else "unknown" (nothing recorded: silence is itself the signal).
     """
     if recorded in CHURN_REASONS:
         return recorded

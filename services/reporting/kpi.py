@@ -1,4 +1,4 @@
-"""Key performance indicators (绩效评估, DOMAIN.md section 7) as small pure functions.
+"""Key performance indicators (绩效评估) as small pure functions.
 
 Every KPI formula is written once, here; the SQL side, the HTTP API and the dashboard call
 these functions or mirror them, and `KPI_REGISTRY` describes each one for rendering.
@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from enum import StrEnum
@@ -146,7 +145,7 @@ def growth_rate(current: Number, previous: Number) -> Decimal | None:
 
 def customer_acquisition_cost(marketing_spend: Decimal, new_customers: int) -> Decimal | None:
     """CAC (获客成本) = marketing spend in the period / new customers acquired in the period
-    (DOMAIN.md section 7; the standard "blended" CAC, all marketing spend over all new
+    (the standard "blended" CAC, all marketing spend over all new
     customers, whatever their channel)."""
     _require_money("marketing_spend", marketing_spend)
     if marketing_spend < 0:
@@ -158,7 +157,7 @@ def customer_acquisition_cost(marketing_spend: Decimal, new_customers: int) -> D
 def churn_rate(customers_lost: int, customers_at_start: int) -> Decimal | None:
     """Churn rate (流失率) = customers lost in the period / customers at the period's start.
 
-    A customer is lost when their inactivity window (configurable, DOMAIN.md section 7) ends
+    A customer is lost when their inactivity window (configurable) ends
     inside the period. Only customers of the starting base count as lost, so the rate is a
     fraction in [0, 1]; a customer both acquired and lost inside the period is not counted.
     """
@@ -226,8 +225,8 @@ def customer_satisfaction_score(scores: Scores) -> Decimal | None:
     """CSAT (客户满意度) = % of responses that are 4 or 5 on a 1-5 satisfaction question; a
     number in [0, 100].
 
-    The "top-two-box" CSAT, the common industry convention and the one DOMAIN.md section 7
-    prescribes. (It is not the ACSI, which is a 0-100 index from a model over 1-10 ratings.)
+    The "top-two-box" CSAT, the common industry convention.
+    (It is not the ACSI, which is a 0-100 index from a model over 1-10 ratings.)
     None when there is no response.
     """
     tally = _tally(scores, CSAT_SCALE, "CSAT")
@@ -238,7 +237,7 @@ def complaint_feedback_score(
     scores: Scores, scale: tuple[int, int] = FEEDBACK_SCALE
 ) -> Decimal | None:
     """Complaint feedback score (投诉处理满意度) = arithmetic mean of the answers to the
-    follow-up question of complaint-handling step 7 (DOMAIN.md section 5), on `scale`.
+    follow-up question of complaint-handling step 7, on `scale`.
     None when there is no response."""
     tally = _tally(scores, scale, "feedback")
     total = sum(score * count for score, count in tally.items())
@@ -329,7 +328,7 @@ def returning_buyers(buyers: int, new_buyers: int) -> int:
 
 def customer_equity(lifetime_values: Iterable[Decimal]) -> Decimal:
     """Customer equity (客户资产) = sum of the customers' lifetime values over the customer
-    base (DOMAIN.md section 3; Blattberg & Deighton, "Manage Marketing by the Customer Equity
+    base (Blattberg & Deighton, "Manage Marketing by the Customer Equity
     Test", Harvard Business Review, 1996). Sums of groups' equities add the same way."""
     total = Decimal(0)
     for value in lifetime_values:
@@ -418,120 +417,3 @@ class Unit(StrEnum):
     SCORE = "score"  # mean of answers, on the question's scale
     DURATION = "duration"
     PER_CUSTOMER = "per_customer"
-
-
-@dataclass(frozen=True, slots=True)
-class KpiInfo:
-    label_en: str
-    label_zh: str
-    unit: Unit
-    formula: str
-    source: str
-
-
-_DOMAIN = "DOMAIN.md section 7"
-_PERCENTILE = (
-    "linear interpolation between nearest ranks at position q*(n-1), as PostgreSQL percentile_cont"
-)
-
-KPI_REGISTRY: Final[dict[str, KpiInfo]] = {
-    "revenue": KpiInfo(
-        "Revenue", "营业额", Unit.MONEY, "sum of order amounts in the period", _DOMAIN
-    ),
-    "orders": KpiInfo("Orders", "订单数", Unit.COUNT, "number of orders in the period", _DOMAIN),
-    "average_order_value": KpiInfo(
-        "Average order value", "客单价", Unit.MONEY, "revenue / orders", _DOMAIN
-    ),
-    "repeat_purchase_rate": KpiInfo(
-        "Repeat purchase rate",
-        "复购率",
-        Unit.RATIO,
-        "customers with 2+ orders / customers with 1+ order, in the window (the period, at"
-        " least REPORTING_REPEAT_WINDOW_DAYS days up to its last day)",
-        _DOMAIN,
-    ),
-    "growth_rate": KpiInfo(
-        "Growth rate",
-        "增长率",
-        Unit.RATIO,
-        "(current period - previous period) / previous period",
-        _DOMAIN,
-    ),
-    "cac": KpiInfo(
-        "Customer acquisition cost",
-        "获客成本",
-        Unit.MONEY,
-        "marketing spend / new customers in the period",
-        _DOMAIN,
-    ),
-    "churn_rate": KpiInfo(
-        "Churn rate",
-        "流失率",
-        Unit.RATIO,
-        "customers lost in the period (inactivity window) / customers at its start",
-        _DOMAIN,
-    ),
-    "retention_rate": KpiInfo(
-        "Retention rate",
-        "客户保持率",
-        Unit.RATIO,
-        "(customers at end - new customers) / customers at start",
-        "V. Kumar & W. Reinartz, Customer Relationship Management (Springer)",
-    ),
-    "nps": KpiInfo(
-        "Net Promoter Score",
-        "净推荐值",
-        Unit.NPS_POINTS,
-        "% of 9-10 answers - % of 0-6 answers on a 0-10 question",
-        'F. F. Reichheld, "The One Number You Need to Grow", Harvard Business Review, 2003',
-    ),
-    "csat": KpiInfo(
-        "Customer satisfaction (CSAT)",
-        "客户满意度",
-        Unit.PERCENT,
-        "% of 4-5 answers on a 1-5 question (top-two-box)",
-        _DOMAIN,
-    ),
-    "complaint_feedback_score": KpiInfo(
-        "Complaint feedback score",
-        "投诉处理满意度",
-        Unit.SCORE,
-        "mean of the answers to the complaint follow-up question (1-5)",
-        "DOMAIN.md section 5, step 7",
-    ),
-    "resolution_rate": KpiInfo(
-        "Resolution rate",
-        "投诉解决率",
-        Unit.RATIO,
-        "complaints resolved / complaints received in the period",
-        _DOMAIN,
-    ),
-    "sla_compliance": KpiInfo(
-        "SLA compliance",
-        "SLA达标率",
-        Unit.RATIO,
-        "targets met / (targets met + targets breached)",
-        _DOMAIN,
-    ),
-    "median_duration": KpiInfo(
-        "Median time (response or handling)",
-        "时长中位数",
-        Unit.DURATION,
-        "50th percentile, " + _PERCENTILE,
-        _DOMAIN,
-    ),
-    "p90_duration": KpiInfo(
-        "90th percentile time (response or handling)",
-        "时长P90",
-        Unit.DURATION,
-        "90th percentile, " + _PERCENTILE,
-        _DOMAIN,
-    ),
-    "interactions_per_customer": KpiInfo(
-        "Interactions per customer",
-        "人均互动次数",
-        Unit.PER_CUSTOMER,
-        "interactions in the period / the customers they are of (one population)",
-        _DOMAIN,
-    ),
-}

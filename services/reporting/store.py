@@ -808,7 +808,7 @@ async def _read_repeat(
 
 # A customer is active on day d when they bought on a day of (d - W, d] (W = the inactivity
 # window, REPORTING_CHURN_AFTER_DAYS), and lost on day p + W after a purchase day p not
-# followed by another within W days (DOMAIN.md section 7: nothing is cancelled in a shop).
+# followed by another within W days (nothing is cancelled in a shop).
 # Per period [start, last] (last = today for the current period):
 #   at_start: active on start - 1;   at_end: active on last;   active: on any day of it;
 #   new: first purchase ever in it;  lost: at_start and lost on a day of it;

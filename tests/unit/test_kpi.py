@@ -466,39 +466,6 @@ def test_local_date_rejects_naive_timestamps() -> None:
         kpi.local_date(datetime(2024, 1, 1), UTC)
 
 
-# --------------------------------------------------------------------------- registry
-
-
-def test_registry_entries_are_complete() -> None:
-    for name, info in kpi.KPI_REGISTRY.items():
-        assert name.isidentifier()
-        assert isinstance(info.unit, kpi.Unit)
-        assert all((info.label_en, info.label_zh, info.formula, info.source)), name
-        assert any("\u4e00" <= char <= "\u9fff" for char in info.label_zh), name
-
-
-def test_registry_covers_every_kpi_of_the_domain() -> None:
-    expected = {
-        "revenue",
-        "orders",
-        "average_order_value",
-        "repeat_purchase_rate",
-        "growth_rate",
-        "cac",
-        "churn_rate",
-        "retention_rate",
-        "nps",
-        "csat",
-        "complaint_feedback_score",
-        "resolution_rate",
-        "sla_compliance",
-        "median_duration",
-        "p90_duration",
-        "interactions_per_customer",
-    }
-    assert set(kpi.KPI_REGISTRY) == expected
-
-
 # --------------------------------------------------------------------------- properties
 
 nps_scores = st.lists(st.integers(0, 10), min_size=1)
