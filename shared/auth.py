@@ -365,9 +365,11 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
             raise _unauthorised("no API key: send `Authorization: Bearer <key>`")
         res = request.app.state.resources
         ring: KeyRing = res.keys
-        failures: FailedAuthentications = res.state.setdefault(
-            "failed_authentications", FailedAuthentications(request.app.state.settings)
-        )
+        failures: FailedAuthentications | None = res.state.get("failed_authentications")
+        if failures is None:
+            failures = res.state["failed_authentications"] = FailedAuthentications(
+                request.app.state.settings
+            )
         address = request.client.host if request.client else "unknown"
         wait = failures.wait(address)
         verdict = await ring.authenticate(credentials.credentials, look_up=wait == 0)
