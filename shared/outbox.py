@@ -269,7 +269,7 @@ class OutboxRelay:
         self._pool = pool
         self._lock_key = zlib.crc32(f"outbox-relay:{schema}".encode())
         self._log_name = schema  # named in every record it publishes (relay_headers)
-        self._canary = f"crm.relay.{schema}"  # a topic only this log's relay writes
+        self._canary = f"{kafka.RELAY_CANARY_PREFIX}{schema}"  # only this log's relay writes it
         self._batch_size = batch_size
         self._check_interval = check_interval
         self._wakeup = asyncio.Event()
