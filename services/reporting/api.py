@@ -230,15 +230,19 @@ async def _compute(
     granularity: Granularity,
     names: list[str],
     by: Dimension | None,
+    *,
+    partial: bool = False,
 ) -> list[dict[str, Any]]:
+    """`partial`: each period counts its days up to its `last` only (a period so far)."""
     settings = _settings(res)
     needs_previous = any(METRICS[n].growth_of for n in names)
     starts = {p.start for p in periods}
     if needs_previous:
         starts |= {p.previous for p in periods if p.previous is not None}
+    last = {p.start: p.last for p in periods} if partial else None
     cells = await store.read_cells(
         res.pool,
-        store.Periods.of(starts, granularity),
+        store.Periods.of(starts, granularity, last),
         by,
         sources_of(names),
         today=_today(settings),
@@ -371,8 +375,16 @@ class Card(BaseModel):
 class Summary(BaseModel):
     period: Granularity
     start: date
-    end: date
+    end: date = Field(description="The last day counted: today while the period runs.")
     previous_start: date
+    previous_end: date = Field(
+        description="The last day of the period before that is compared: as many days from "
+        "its start as the current period has had so far (capped at its end)."
+    )
+    basis: Literal["period_to_date", "whole_periods"] = Field(
+        description="period_to_date: the period so far against the same days of the one "
+        "before; whole_periods: a period that is over against the whole one before."
+    )
     currency: str
     cards: list[Card]
     open_crisis_alerts: int
@@ -403,7 +415,8 @@ def _card(name: str, current: dict[str, Any], previous: dict[str, Any]) -> Card:
 @router.get(
     "/kpis/summary",
     response_model=Summary,
-    summary="Headline cards: this day, week or month so far against the one before",
+    summary="Headline cards: this day, week or month so far against the same days of the "
+    "one before",
     responses=BAD_INPUT,
 )
 async def get_summary(
@@ -421,17 +434,22 @@ async def get_summary(
     day = on or today
     if day < EARLIEST or day > today + timedelta(days=FUTURE_DAYS):
         raise invalid("query.date", f"outside {EARLIEST}..{FUTURE_DAYS} days from now")
-    start = kpi.period_start(day, period)
-    previous_start = kpi.period_start(start - timedelta(days=1), period)
-    end = kpi.next_period_start(start, period) - timedelta(days=1)
-    periods = [Period(previous_start, start - timedelta(days=1)), Period(start, end)]
-    before, current = await _compute(res, periods, period, list(SUMMARY_METRICS), None)
+    compared = kpi.like_for_like(day, today, period)
+    periods = [
+        Period(compared.previous_start, compared.previous_end),
+        Period(compared.start, compared.end),
+    ]
+    before, current = await _compute(
+        res, periods, period, list(SUMMARY_METRICS), None, partial=True
+    )
     open_alerts = await store.crisis_alerts(res.pool, open_since=_open_since(settings), limit=1000)
     return Summary(
         period=period,
-        start=start,
-        end=end,
-        previous_start=previous_start,
+        start=compared.start,
+        end=compared.end,
+        previous_start=compared.previous_start,
+        previous_end=compared.previous_end,
+        basis=compared.basis,
         currency=settings.reporting_currency,
         cards=[_card(name, current, before) for name in SUMMARY_METRICS],
         open_crisis_alerts=len(open_alerts),

@@ -21,11 +21,12 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
-from typing import Final
+from typing import Final, Literal
 
 Number = int | Decimal
 Scores = Iterable[int] | Mapping[int, int]
@@ -417,3 +418,31 @@ class Unit(StrEnum):
     SCORE = "score"  # mean of answers, on the question's scale
     DURATION = "duration"
     PER_CUSTOMER = "per_customer"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The days a headline card counts and the days it compares them with."""
+
+    start: date
+    end: date  # the last day counted: today in a period still running
+    previous_start: date
+    previous_end: date
+    basis: Literal["period_to_date", "whole_periods"]
+
+
+def like_for_like(day: date, today: date, granularity: Granularity) -> Comparison:
+    """The period containing `day` so far (up to `today`) against the same number of days
+    from the start of the period before, capped at that period's end: a month on its 10th
+    compares the 1st-10th with the 1st-10th of the month before, not with all of it (which
+    would make every month look down early on); March 31 compares with the whole of
+    February. A period already over compares whole periods (so does a day: days are not cut
+    by the hour)."""
+    start = period_start(day, granularity)
+    end = next_period_start(start, granularity) - timedelta(days=1)
+    previous_start = period_start(start - timedelta(days=1), granularity)
+    if today >= end:
+        return Comparison(start, end, previous_start, start - timedelta(days=1), "whole_periods")
+    so_far = max(today, start) - start
+    previous_end = min(previous_start + so_far, start - timedelta(days=1))
+    return Comparison(start, max(today, start), previous_start, previous_end, "period_to_date")

@@ -23,9 +23,9 @@ chosen from this module (the dimension is an enum), never request input.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -597,9 +597,21 @@ class Periods:
     stops: list[date]  # exclusive
 
     @classmethod
-    def of(cls, starts: Iterable[date], granularity: kpi.Granularity) -> Periods:
+    def of(
+        cls,
+        starts: Iterable[date],
+        granularity: kpi.Granularity,
+        last: Mapping[date, date] | None = None,
+    ) -> Periods:
+        """Whole periods from their starts; `last` ends some of them early (inclusive)."""
         ordered = sorted(set(starts))
-        return cls(ordered, [kpi.next_period_start(s, granularity) for s in ordered])
+        stops = [kpi.next_period_start(s, granularity) for s in ordered]
+        if last:
+            stops = [
+                min(stop, last[s] + timedelta(days=1)) if s in last else stop
+                for s, stop in zip(ordered, stops, strict=True)
+            ]
+        return cls(ordered, stops)
 
 
 _PERIODS = "periods AS (SELECT * FROM unnest($1::date[], $2::date[]) AS p(start, stop))"

@@ -569,3 +569,35 @@ def test_period_starts_cover_the_range_without_gaps(
     assert starts[-1] == kpi.period_start(last, granularity)
     for earlier, later in pairwise(starts):
         assert kpi.next_period_start(earlier, granularity) == later
+
+
+# --------------------------------------------------------------------------- headline cards
+
+
+@pytest.mark.parametrize(
+    ("day", "today", "granularity", "expected"),
+    [
+        # The 10th of March: the 1st-10th against the 1st-10th of February.
+        ("2026-03-10", "2026-03-10", "month", ("03-01", "03-10", "02-01", "02-10", "to_date")),
+        # The 30th: February has no 30th, so all of it.
+        ("2026-03-30", "2026-03-30", "month", ("03-01", "03-30", "02-01", "02-28", "to_date")),
+        # The month's last day: the whole month against the whole month before.
+        ("2026-03-31", "2026-03-31", "month", ("03-01", "03-31", "02-01", "02-28", "whole")),
+        # A month already over, asked for later.
+        ("2026-02-15", "2026-03-10", "month", ("02-01", "02-28", "01-01", "01-31", "whole")),
+        # Wednesday: Monday-Wednesday against Monday-Wednesday of the week before.
+        ("2026-11-25", "2026-11-25", "week", ("11-23", "11-25", "11-16", "11-18", "to_date")),
+        # A day is not cut by the hour: today against yesterday.
+        ("2026-11-25", "2026-11-25", "day", ("11-25", "11-25", "11-24", "11-24", "whole")),
+    ],
+)
+def test_headline_cards_compare_like_for_like(
+    day: str, today: str, granularity: str, expected: tuple[str, ...]
+) -> None:
+    got = kpi.like_for_like(
+        date.fromisoformat(day), date.fromisoformat(today), kpi.Granularity(granularity)
+    )
+    basis = {"to_date": "period_to_date", "whole": "whole_periods"}[expected[4]]
+    dates = [date.fromisoformat(f"2026-{md}") for md in expected[:4]]
+    assert (got.start, got.end, got.previous_start, got.previous_end) == tuple(dates)
+    assert got.basis == basis
