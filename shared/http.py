@@ -133,11 +133,10 @@ async def _unexpected_error(request: Request, error: Exception) -> Response:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """The error format, and the headers every response carries (errors included)."""
+    """The error format."""
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
-    app.add_middleware(SecurityHeadersMiddleware)
     _document_errors(app)
 
 

@@ -27,7 +27,12 @@ from shared import db, kafka, logs
 from shared.auth import KeyRing
 from shared.consumer import ConsumerRuntime, ConsumerStatus, Projection
 from shared.events import ValidationContext
-from shared.http import LatencyMiddleware, install_error_handlers, operations_router
+from shared.http import (
+    LatencyMiddleware,
+    SecurityHeadersMiddleware,
+    install_error_handlers,
+    operations_router,
+)
 from shared.outbox import OutboxRelay, RelayStatus
 from shared.settings import CommonSettings
 
@@ -150,6 +155,7 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    app.add_middleware(SecurityHeadersMiddleware)  # every response, errors included
     app.add_middleware(LatencyMiddleware)
     app.include_router(operations_router(lambda: _readiness(app, spec)))
     for router in spec.routers:
