@@ -112,29 +112,3 @@ def validate_batch(
                 EventError(index, event.id, "id", "appears earlier in the batch with other content")
             )
     return events, errors
-
-
-# ---- per-key rate limit -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Bucket:
-    """A key's token bucket: `tokens` events it may send, as of monotonic time `at`."""
-
-    tokens: float
-    at: float
-
-
-def take(
-    bucket: Bucket | None, cost: int, rate: float, capacity: float, now: float
-) -> tuple[Bucket, float]:
-    """Charge `cost` events to a token bucket refilled at `rate` per second up to `capacity`
-    (the token bucket of Turner, 1986; as in RFC 2697 with one bucket). Returns the bucket
-    after the charge and 0, or the bucket unchanged and the seconds until the charge fits.
-
-    A charge over the capacity passes when the bucket is full and leaves it in debt, so it
-    waits at most one full refill, and the long-run rate still holds."""
-    tokens = capacity if bucket is None else min(capacity, bucket.tokens + (now - bucket.at) * rate)
-    if cost <= tokens or tokens >= capacity:
-        return Bucket(tokens - cost, now), 0.0
-    return Bucket(tokens, now), (min(cost, capacity) - tokens) / rate
