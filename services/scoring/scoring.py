@@ -342,10 +342,12 @@ def measured_lifespan_weeks(population: Population, config: ScoringConfig) -> tu
 
     A lifetime runs from the first to the last purchase and has ended when the customer is
     silent for longer than the churn window; lifetimes still running count with their time
-    so far (censored). With a constant hazard this is the maximum-likelihood mean of an
-    exponential lifetime under right censoring (the "average lifespan = 1 / churn rate" of
-    the textbook simple CLV, measured). Needs MIN_ENDED_LIFETIMES ended lifetimes and some
-    active time; else SCORING_EXPECTED_LIFESPAN_WEEKS.
+    so far (right-censored, up to their last purchase). With a constant churn hazard this is
+    the maximum-likelihood mean of an exponential lifetime under right censoring, ended
+    lifetimes / total time at risk inverted (Lawless, Statistical Models and Methods for
+    Lifetime Data, 2003): the textbook "average lifespan = 1 / churn rate", measured. Needs
+    MIN_ENDED_LIFETIMES ended lifetimes and some active time; else
+    SCORING_EXPECTED_LIFESPAN_WEEKS.
     """
     ended = int((population.days_since_last > config.tier.churn_after_days).sum())
     active_weeks = float(population.span_days.sum()) / DAYS_PER_WEEK
@@ -357,15 +359,15 @@ def measured_lifespan_weeks(population: Population, config: ScoringConfig) -> tu
 def simple_clv(population: Population, config: ScoringConfig, base: SimpleClvBase) -> FloatArray:
     """Simple CLV = average purchase value x purchase frequency x customer lifespan x margin.
 
-    The textbook undiscounted formula (Kumar & Reinartz, Customer Relationship Management,
-    ch. "customer value metrics": CLV = average purchase value x purchase frequency x
-    customer lifespan; with margin, Gupta & Lehmann 2003), in weeks: frequency is orders per
-    week, lifespan in weeks (`measured_lifespan_weeks`). Value and frequency are the
-    population's averages (`base`), except for a customer observed for at least
-    SCORING_MIN_OBSERVATION_DAYS since the first purchase, whose own average order value
-    and own rate (orders / weeks since the first purchase) have been measured over long
-    enough to stand for the customer. A customer who bought once today gets the base's
-    value, not 52 orders a year.
+    The common undiscounted form (as in Kumar & Reinartz, Customer Relationship Management,
+    Springer 2012, on customer value metrics: CLV = average purchase value x purchase
+    frequency x customer lifespan; margin as in Gupta & Lehmann 2003), in weeks: frequency
+    is orders per week, lifespan in weeks (`measured_lifespan_weeks`). Value and frequency
+    are the population's averages (`base`), except for a customer observed for at least
+    SCORING_MIN_OBSERVATION_DAYS since the first purchase, whose own average order value and
+    own rate (orders / weeks since the first purchase) have been measured over long enough
+    to stand for the customer. A customer who bought once today gets the base's rate, not
+    52 orders a year.
     """
     observed = population.days_since_first >= config.min_observation_days
     weeks = np.maximum(population.days_since_first, 1.0) / DAYS_PER_WEEK
