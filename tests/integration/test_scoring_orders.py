@@ -12,10 +12,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.scoring import store
+from services.scoring import rescore, store
 from services.scoring.domain import PurchaseSummary, summarise
 from services.scoring.main import SPEC
 from services.scoring.projection import ScoringProjection
+from services.scoring.scoring import SimpleClvBase
+from services.scoring.settings import ScoringSettings
 from shared import db
 from shared.events import RECORDED, Event, validate_event
 from tests.helpers import event
@@ -105,3 +107,16 @@ async def test_the_summary_view_and_the_offline_definition_agree(pool: db.Pool) 
     for customer in ("a", "b"):
         offline = summarise(customer, [e for e in HISTORY if e.subject == customer])
         assert (offline.purchase_count, offline.total_spent) == found[customer]
+
+
+async def test_a_rescore_keeps_the_simple_clv_averages_for_live_scores(pool: db.Pool) -> None:
+    assert await rescore.rescore(pool, ScoringSettings(timezone="UTC"), AS_OF)
+    found = await store.latest_reference(pool)
+    assert found is not None
+    # One buyer, a: 2 orders for 150 over 9 days, observed for the 90-day minimum: 2 orders
+    # in 90 / 7 weeks; 75 an order; no ended lifetime, so the default 156 weeks.
+    assert found[2].simple == SimpleClvBase(
+        order_value=75.0, weekly_rate=2 / (90 / 7), lifespan_weeks=156.0, measured=False
+    )
+    simple = await pool.fetchval("SELECT simple_clv FROM customer_scores WHERE customer_id = 'a'")
+    assert simple == pytest.approx(2 / (90 / 7) * 75 * 156)
