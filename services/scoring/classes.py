@@ -1,6 +1,6 @@
 """Customer classes: tier, value class, lifecycle stage, MAN lead class, churn risk.
 
-Pure rules (DOMAIN.md sections 2-4). Every number is a documented default in a frozen config
+Pure rules. Every number is a documented default in a frozen config
 dataclass; the service builds the configs from its settings and passes them in.
 """
 
@@ -522,7 +522,7 @@ def _rising(recent: float, previous: float, config: LifecycleConfig) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
-# Leads: the MAN rule (DOMAIN.md section 4)
+# Leads: the MAN rule (money, authority, need)
 # --------------------------------------------------------------------------------------------
 
 
@@ -537,7 +537,7 @@ class LeadAction(StrEnum):
 
 @dataclass(frozen=True)
 class ManLead:
-    code: str  # upper case = has it, as DOMAIN.md writes it: "M+A+N", "M+a+N", ..., "m+a+n"
+    code: str  # upper case = has it, as the MAN notation writes it: "M+A+N", "M+a+N", ..., "m+a+n"
     money: bool
     authority: bool
     need: bool
@@ -620,7 +620,7 @@ def churn_risk(
     """Churn risk in [0, 1]:  1 - P(alive) (1 - w sqrt(fall_purchases fall_interactions)).
 
     P(alive) (BG/NBD) reads only purchase timing and reacts slowly for customers with a long
-    regular history. DOMAIN.md section 2 names the earlier warning: purchase frequency and
+    regular history. The earlier warning is purchase frequency and
     interaction frequency falling together. The geometric mean of the two falls is zero
     unless both fall, so a customer who only moved to self-service (fewer interactions) or
     only had a quiet quarter (fewer purchases) is not flagged, and equals the common fall

@@ -995,7 +995,7 @@ def simple_clv(
 ) -> float:
     """Simple CLV: purchases per period x average order value x lifespan (periods) x margin.
 
-    The textbook undiscounted formula (DOMAIN.md section 3): frequency and lifespan must use
+    The textbook undiscounted formula: frequency and lifespan must use
     the same period; margin is the share of revenue kept (1.0 = revenue CLV).
     """
     return purchase_frequency * average_order_value * lifespan * margin
@@ -1015,7 +1015,8 @@ def retention_clv(margin_per_period: float, retention_rate: float, discount_rate
 
 
 def customer_equity(clv: npt.ArrayLike) -> float:
-    """Customer equity (客户资产): the sum of CLV over the customer base (DOMAIN.md section 3)."""
+    """Customer equity (客户资产): the sum of CLV over the customer base (Blattberg &
+    Deighton 1996)."""
     return float(np.sum(np.asarray(clv, dtype=np.float64)))
 
 

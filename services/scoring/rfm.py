@@ -1,6 +1,6 @@
 """RFM scoring (Arthur Hughes) and the named RFM segments. Pure, vectorised with numpy.
 
-Scores are 1-5 by quintile of the current customer population, 5 best (DOMAIN.md section 3):
+Scores are 1-5 by quintile of the current customer population, 5 best:
 most recent, most frequent, highest spend.
 
 Ties: a value's score comes from its mid-rank percentile, the share of the population strictly
