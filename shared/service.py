@@ -128,7 +128,8 @@ def _dump_tasks_on_signal() -> None:
             task.print_stack(limit=12, file=frames)
             log.warning("task stack", extra={"task": task.get_name(), "stack": frames.getvalue()})
 
-    with contextlib.suppress(NotImplementedError, RuntimeError):  # not on every platform
+    # Not on every platform, and only from the main thread (tests run apps in threads too).
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
         loop.add_signal_handler(signal.SIGUSR1, dump)
 
 
