@@ -28,6 +28,7 @@ from services.scoring.scoring import (
     simple_clv,
     simple_clv_base,
 )
+from services.scoring.store import POPULATION_FIELDS
 from shared.events import TierSummary
 
 AS_OF = datetime(2026, 6, 30, tzinfo=UTC)
@@ -38,26 +39,7 @@ def customers(**columns: list[float]) -> Population:
     """A population from the columns given; the others are 0 (they play no part here)."""
     n = len(next(iter(columns.values())))
     zeros = np.zeros(n)
-    fields: dict[str, Any] = dict.fromkeys(
-        [
-            "days_since_last",
-            "days_since_first",
-            "orders",
-            "net_spent",
-            "purchase_days",
-            "span_days",
-            "repeat_spend",
-            "recent_purchase_days",
-            "previous_purchase_days",
-            "recent_spend",
-            "previous_spend",
-            "recent_interactions",
-            "previous_interactions",
-            "interactions",
-            "complaints",
-        ],
-        zeros,
-    )
+    fields: dict[str, Any] = dict.fromkeys(POPULATION_FIELDS, zeros)
     fields |= {name: np.asarray(values, dtype=np.float64) for name, values in columns.items()}
     ids = np.array([f"c{i}" for i in range(n)], dtype=object)
     return Population(as_of=AS_OF, customer_id=ids, **fields)

@@ -13,6 +13,7 @@ import pytest
 
 from services.scoring.clv import BgNbdParams
 from services.scoring.scoring import Models, Population, Reference, ScoringConfig, score
+from services.scoring.store import POPULATION_FIELDS
 
 CONFIG = ScoringConfig()  # defaults: churn 365 days, 3 gaps (tiers), 2 gaps (lifecycle), prior 60
 NOW = datetime(2026, 6, 30, tzinfo=UTC)
@@ -73,23 +74,7 @@ def population(histories: dict[str, list[tuple[int, float]]], idle_days: int) ->
     )
 
 
-STAT_NAMES = [
-    "days_since_last",
-    "days_since_first",
-    "orders",
-    "net_spent",
-    "purchase_days",
-    "span_days",
-    "repeat_spend",
-    "recent_purchase_days",
-    "previous_purchase_days",
-    "recent_spend",
-    "previous_spend",
-    "recent_interactions",
-    "previous_interactions",
-    "interactions",
-    "complaints",
-]
+STAT_NAMES = POPULATION_FIELDS  # the statistics a Population holds, in its order
 
 
 def rescored(idle_days: int) -> dict[str, dict[str, object]]:
