@@ -14,6 +14,8 @@ from enum import StrEnum
 import numpy as np
 import numpy.typing as npt
 
+from services.scoring.rfm import SEGMENT_LABELS, Segment
+
 FloatArray = npt.NDArray[np.float64]
 StrArray = npt.NDArray[np.str_]
 
@@ -52,8 +54,10 @@ TIER_PLAYBOOKS: dict[Tier, TierPlaybook] = {
     ),
     Tier.POTENTIAL: TierPlaybook(
         Tier.POTENTIAL,
-        "潜在客户",
-        "Needs activation.",
+        # 潜力客户: a buyer with potential to re-activate; 潜在客户 would mean a prospect who
+        # never bought (the lifecycle stage prospect).
+        "潜力客户",
+        "Needs re-activation.",
         ("care", "greetings", "exclusive offers"),
     ),
     Tier.FORGOTTEN: TierPlaybook(
@@ -250,16 +254,22 @@ VALUE_CLASS_NAMES_ZH: dict[ValueClass, str] = {
 
 @dataclass(frozen=True)
 class ValueClassConfig:
-    """Unit costs are in the shop's currency; the defaults are placeholders of a plausible
-    order (a complaint costs about an hour of an agent plus goodwill, an interaction a few
-    minutes) and should be set from the service's settings.
+    """What a customer costs to serve, in the shop's currency, and the MVC share.
+
+    The value-class rule weighs the value a customer brings (margin, not revenue) against
+    the cost to serve them. Only serving costs count: the agent time a complaint and an
+    interaction take. Lost goodwill is not a serving cost (it is future value lost, which
+    the lifetime value and churn risk already read). The defaults price an agent hour at 25:
+    cost_per_complaint 25, about an hour for the seven handling steps from listening to the
+    follow-up; cost_per_interaction 2, about five minutes. Set them from the service's own
+    costs.
 
     mvc_top_share: the share of the population, ranked by net value, that is MVC; 0.2
     follows the Pareto rule that about a fifth of customers bring most of the value.
     """
 
-    cost_per_complaint: float = 50.0
-    cost_per_interaction: float = 5.0
+    cost_per_complaint: float = 25.0
+    cost_per_interaction: float = 2.0
     mvc_top_share: float = 0.2
 
     def __post_init__(self) -> None:
@@ -275,6 +285,28 @@ def cost_to_serve(
     return np.asarray(
         np.asarray(complaints, dtype=np.float64) * config.cost_per_complaint
         + np.asarray(interactions, dtype=np.float64) * config.cost_per_interaction,
+        dtype=np.float64,
+    )
+
+
+def net_values(
+    revenue: npt.ArrayLike,
+    complaints: npt.ArrayLike,
+    interactions: npt.ArrayLike,
+    config: ValueClassConfig,
+    margin: float = 1.0,
+    strategic_values: npt.ArrayLike = 0.0,
+) -> FloatArray:
+    """margin x revenue + strategic value - cost to serve: what the customer brings, net.
+
+    revenue is net spend (or a revenue CLV); margin is the share of revenue that is margin
+    (SCORING_MARGIN), so a customer is compared with their cost by the value they bring,
+    not by what they paid.
+    """
+    return np.asarray(
+        margin * np.asarray(revenue, dtype=np.float64)
+        + np.asarray(strategic_values, dtype=np.float64)
+        - cost_to_serve(complaints, interactions, config),
         dtype=np.float64,
     )
 
@@ -298,38 +330,37 @@ def value_class(
     """BZ when the customer costs more than they bring (net < 0), MVC when the net value
     (actual + strategic value - cost to serve) is positive and reaches the threshold, else STC.
 
-    actual_value is net spend or CLV, as the caller chooses; strategic_value is value not in
-    the spend (referrals, a reference customer), in currency, estimated by the caller;
-    threshold comes from mvc_threshold over the same net values.
+    actual_value is the margin the customer brought (margin x net spend) or a margin CLV, as
+    the caller chooses; strategic_value is value not in the spend (referrals, a reference
+    customer), in currency, estimated by the caller; threshold comes from mvc_threshold over
+    the same net values.
     """
     net = actual_value + strategic_value - serving_cost
-    if net < 0:
-        return ValueClass.BZ
-    if net > 0 and net >= threshold:
-        return ValueClass.MVC
-    return ValueClass.STC
+    return ValueClass(str(classes_of_net_values(np.asarray([net]), threshold)[0]))
 
 
-def value_classes(
-    actual_values: npt.ArrayLike,
-    complaints: npt.ArrayLike,
-    interactions: npt.ArrayLike,
-    config: ValueClassConfig = ValueClassConfig(),
-    strategic_values: npt.ArrayLike = 0.0,
-) -> tuple[StrArray, float]:
-    """Classify a population (see value_class); returns the codes and the MVC threshold."""
-    net = (
-        np.asarray(actual_values, dtype=np.float64)
-        + np.asarray(strategic_values, dtype=np.float64)
-        - cost_to_serve(complaints, interactions, config)
-    )
-    threshold = mvc_threshold(net, config)
+def classes_of_net_values(net: FloatArray, threshold: float) -> StrArray:
+    """The rule of value_class over an array of net values."""
     classes = np.where(
         net < 0,
         ValueClass.BZ.value,
         np.where((net > 0) & (net >= threshold), ValueClass.MVC.value, ValueClass.STC.value),
     )
-    return np.asarray(classes, dtype=np.str_), threshold
+    return np.asarray(classes, dtype=np.str_)
+
+
+def value_classes(
+    revenue: npt.ArrayLike,
+    complaints: npt.ArrayLike,
+    interactions: npt.ArrayLike,
+    config: ValueClassConfig = ValueClassConfig(),
+    strategic_values: npt.ArrayLike = 0.0,
+    margin: float = 1.0,
+) -> tuple[StrArray, float]:
+    """Classify a population by net_values; returns the codes and the MVC threshold."""
+    net = net_values(revenue, complaints, interactions, config, margin, strategic_values)
+    threshold = mvc_threshold(net, config)
+    return classes_of_net_values(net, threshold), threshold
 
 
 # --------------------------------------------------------------------------------------------
@@ -652,3 +683,79 @@ def churn_risk_levels(risk: npt.ArrayLike, config: ChurnRiskConfig = ChurnRiskCo
         np.where(values >= config.medium_threshold, RiskLevel.MEDIUM.value, RiskLevel.LOW.value),
     )
     return np.asarray(levels, dtype=np.str_)
+
+
+# --------------------------------------------------------------------------------------------
+# Labels: every code scoring answers with, in English and in the Chinese the users speak
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Label:
+    en: str
+    zh: str
+
+
+# RFM segments (the English names are rfm.SEGMENT_LABELS). 潜力 (has potential) for a buyer,
+# as for the potential tier; 潜在 is kept for prospects who never bought.
+SEGMENT_NAMES_ZH: dict[Segment, str] = {
+    Segment.CHAMPIONS: "冠军客户",
+    Segment.LOYAL: "忠诚客户",
+    Segment.POTENTIAL_LOYALIST: "潜力忠诚客户",
+    Segment.NEW: "新客户",
+    Segment.PROMISING: "有望客户",
+    Segment.NEED_ATTENTION: "需关注客户",
+    Segment.ABOUT_TO_SLEEP: "将沉睡客户",
+    Segment.AT_RISK: "流失风险客户",
+    Segment.CANT_LOSE_THEM: "不能失去的客户",
+    Segment.HIBERNATING: "沉睡客户",
+    Segment.LOST: "流失客户",
+}
+
+_TIER_NAMES_EN = {
+    Tier.GOLD: "Gold",
+    Tier.DEVELOPING: "Developing",
+    Tier.POTENTIAL: "Potential",
+    Tier.FORGOTTEN: "Forgotten",
+}
+_VALUE_CLASS_NAMES_EN = {
+    ValueClass.MVC: "Most valuable customer",
+    ValueClass.STC: "Second-tier customer",
+    ValueClass.BZ: "Below-zero customer",
+}
+_LIFECYCLE_NAMES = {
+    LifecycleStage.PROSPECT: ("Prospect", "潜在期"),
+    LifecycleStage.EXPLORATION: ("Exploration", "探索期"),
+    LifecycleStage.GROWTH: ("Growth", "成长期"),
+    LifecycleStage.MATURITY: ("Maturity", "成熟期"),
+    LifecycleStage.DECLINE: ("Decline", "衰退期"),
+    LifecycleStage.CHURNED: ("Churned", "流失"),
+}
+_RISK_NAMES = {
+    RiskLevel.LOW: ("Low risk", "低风险"),
+    RiskLevel.MEDIUM: ("Medium risk", "中风险"),
+    RiskLevel.HIGH: ("High risk", "高风险"),
+}
+
+# The kinds of code, by the name of the field that carries them in scoring's answers.
+LABELS: dict[str, dict[str, Label]] = {
+    "segment": {s.value: Label(SEGMENT_LABELS[s], SEGMENT_NAMES_ZH[s]) for s in Segment},
+    "tier": {t.value: Label(_TIER_NAMES_EN[t], TIER_PLAYBOOKS[t].name_zh) for t in Tier},
+    "value_class": {
+        v.value: Label(_VALUE_CLASS_NAMES_EN[v], VALUE_CLASS_NAMES_ZH[v]) for v in ValueClass
+    },
+    "lifecycle": {stage.value: Label(*_LIFECYCLE_NAMES[stage]) for stage in LifecycleStage},
+    "churn_level": {level.value: Label(*_RISK_NAMES[level]) for level in RiskLevel},
+}
+
+
+def labelled(row: dict[str, object]) -> dict[str, object]:
+    """The row with `<field>_label_en` and `<field>_label_zh` beside each coded field it has
+    (fields added, none renamed, so existing clients read the row as before)."""
+    extra: dict[str, object] = {}
+    for field_name, names in LABELS.items():
+        code = row.get(field_name)
+        if isinstance(code, str) and code in names:
+            extra[f"{field_name}_label_en"] = names[code].en
+            extra[f"{field_name}_label_zh"] = names[code].zh
+    return row | extra

@@ -121,9 +121,7 @@ class Reference:
 
     @classmethod
     def of(cls, population: Population, config: ScoringConfig) -> Reference:
-        net_value = population.net_spent - classes.cost_to_serve(
-            population.complaints, population.interactions, config.value
-        )
+        net_value = value_net_of(population, config)
         threshold = (
             classes.mvc_threshold(net_value, config.value) if population.size else float("inf")
         )
@@ -174,6 +172,17 @@ def _plain(value: object) -> object:
     return value
 
 
+def value_net_of(population: Population, config: ScoringConfig) -> FloatArray:
+    """What each customer brought, net: margin (SCORING_MARGIN) x net spend - cost to serve."""
+    return classes.net_values(
+        population.net_spent,
+        population.complaints,
+        population.interactions,
+        config.value,
+        margin=config.margin,
+    )
+
+
 def fit_models(population: Population, config: ScoringConfig) -> FittedModels:
     """BG/NBD on every customer observed for some time; Gamma-Gamma on repeat buyers."""
     summary = population.summary(config.unit_days)
@@ -202,18 +211,8 @@ def score(
     recency = rfm.quintile_scores(-population.days_since_last, reference.recency, presorted=True)
     frequency = rfm.quintile_scores(population.orders, reference.frequency, presorted=True)
     monetary = rfm.quintile_scores(population.net_spent, reference.monetary, presorted=True)
-    serving_cost = classes.cost_to_serve(
-        population.complaints, population.interactions, config.value
-    )
-    net_value = population.net_spent - serving_cost
-    value_class = np.where(
-        net_value < 0,
-        classes.ValueClass.BZ.value,
-        np.where(
-            (net_value > 0) & (net_value >= reference.mvc_threshold),
-            classes.ValueClass.MVC.value,
-            classes.ValueClass.STC.value,
-        ),
+    value_class = classes.classes_of_net_values(
+        value_net_of(population, config), reference.mvc_threshold
     )
     p_alive, expected, spend, predicted = _lifetime_value(
         population, models, config, config.horizon_weeks if horizon_weeks is None else horizon_weeks
@@ -241,7 +240,7 @@ def score(
             purchase_days=population.purchase_days,
             span_days=population.span_days,
         ),
-        value_class=np.asarray(value_class, dtype=np.str_),
+        value_class=value_class,
         lifecycle=classes.lifecycle_stages(
             population.purchase_days,
             population.days_since_first,

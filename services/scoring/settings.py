@@ -29,7 +29,13 @@ class ScoringSettings(CommonSettings):
     scoring_discount_rate: float = Field(
         default=0.0018, ge=0, lt=1, description="Discount rate per time unit (10%/yr weekly)."
     )
-    scoring_margin: float = Field(default=1.0, gt=0, le=1, description="Margin share of revenue.")
+    scoring_margin: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="Margin share of revenue: CLV, and the value weighed against the cost to "
+        "serve in the value class (1.0: revenue).",
+    )
     scoring_expected_lifespan_weeks: float = Field(
         default=156,
         gt=0,
@@ -78,9 +84,17 @@ class ScoringSettings(CommonSettings):
         ge=0,
         description="Trend windows judged only when the own rhythm expects this many purchases.",
     )
-    scoring_cost_per_complaint: float = Field(default=50, ge=0)
-    scoring_cost_per_interaction: float = Field(default=5, ge=0)
-    scoring_mvc_top_share: float = Field(default=0.2, gt=0, le=1)
+    scoring_cost_per_complaint: float = Field(
+        default=25,
+        ge=0,
+        description="Cost to serve one complaint: about an hour of an agent at 25 an hour.",
+    )
+    scoring_cost_per_interaction: float = Field(
+        default=2, ge=0, description="Cost to serve one interaction: about five agent minutes."
+    )
+    scoring_mvc_top_share: float = Field(
+        default=0.2, gt=0, le=1, description="Share of customers, by net value, that is MVC."
+    )
     scoring_tier_rules: list[TierRule] | None = Field(
         default=None,
         description="Tier rules as JSON, first match wins, e.g. "

@@ -26,6 +26,7 @@ from services.scoring.classes import (
     ValueClass,
     ValueClassConfig,
 )
+from services.scoring.rfm import Segment
 
 ALL_SCORES = list(itertools.product(range(1, 6), repeat=3))
 AS_OF = date(2024, 12, 31)
@@ -156,6 +157,8 @@ def test_every_tier_has_a_playbook_with_its_chinese_term() -> None:
     assert set(classes.TIER_PLAYBOOKS) == set(Tier)
     assert classes.TIER_PLAYBOOKS[Tier.GOLD].name_zh == "黄金客户"
     assert classes.TIER_PLAYBOOKS[Tier.FORGOTTEN].name_zh == "被遗忘客户"
+    # 潜力客户 (has potential), not 潜在客户 (a prospect who never bought).
+    assert classes.TIER_PLAYBOOKS[Tier.POTENTIAL].name_zh == "潜力客户"
     assert "dedicated agent" in classes.TIER_PLAYBOOKS[Tier.GOLD].actions
     assert "win-back campaign" in classes.TIER_PLAYBOOKS[Tier.FORGOTTEN].actions
 
@@ -205,6 +208,42 @@ def test_value_class_config_validation() -> None:
 
 def test_chinese_value_class_names() -> None:
     assert classes.VALUE_CLASS_NAMES_ZH[ValueClass.BZ] == "负值客户"
+
+
+def test_every_code_has_an_english_and_a_chinese_label() -> None:
+    kinds = {
+        "segment": {s.value for s in Segment},
+        "tier": {t.value for t in Tier},
+        "value_class": {v.value for v in ValueClass},
+        "lifecycle": {stage.value for stage in LifecycleStage},
+        "churn_level": {level.value for level in RiskLevel},
+    }
+    assert {kind: set(names) for kind, names in classes.LABELS.items()} == kinds
+    for names in classes.LABELS.values():
+        for label in names.values():
+            assert label.en.isascii()
+            assert label.en
+            assert not label.zh.isascii()
+    # Only the prospect stage (never bought) is 潜在; no buyer's label says it.
+    prospects = [
+        (kind, code)
+        for kind, names in classes.LABELS.items()
+        for code, label in names.items()
+        if "潜在" in label.zh
+    ]
+    assert prospects == [("lifecycle", "prospect")]
+
+
+def test_labelled_adds_sibling_fields_and_keeps_the_codes() -> None:
+    row = {"tier": "potential", "value_class": "bz", "lifecycle": "exploration", "x": 1}
+    assert classes.labelled(row) == row | {
+        "tier_label_en": "Potential",
+        "tier_label_zh": "潜力客户",
+        "value_class_label_en": "Below-zero customer",
+        "value_class_label_zh": "负值客户",
+        "lifecycle_label_en": "Exploration",
+        "lifecycle_label_zh": "探索期",
+    }
 
 
 # --------------------------------------------------------------------------------------------

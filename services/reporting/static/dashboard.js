@@ -26,7 +26,7 @@
       keyRefused: "密钥被拒绝", alertText: (a) =>
         `${{ category: "类别", channel: "渠道", product: "产品" }[a.dimension] || a.dimension}` +
         `“${a.value}”出现 ${a.count} 起投诉（预期 ${a.baseline.toFixed(1)}）`,
-      tierNames: { gold: "黄金客户", developing: "发展客户", potential: "潜在客户", forgotten: "被遗忘客户", unscored: "未评分" },
+      tierNames: { gold: "黄金客户", developing: "发展客户", potential: "潜力客户", forgotten: "被遗忘客户", unscored: "未评分" },
     },
   };
   const CHART_SCALE = { month: ["week", 26], week: ["day", 42], day: ["day", 30] };
