@@ -14,7 +14,7 @@ from fastapi import Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
 from services.scoring import store
-from services.scoring.classes import TIER_PLAYBOOKS, Tier, man_lead_class
+from services.scoring.classes import LABELS, TIER_PLAYBOOKS, Tier, labelled, man_lead_class
 from services.scoring.domain import profile_of
 from services.scoring.rescore import fit_and_save, refresh_reference
 from services.scoring.scoring import Reference, score
@@ -129,6 +129,8 @@ class RfmScore(BaseModel):
     monetary: int = Field(ge=1, le=5)
     code: str = Field(examples=["545"])
     segment: str = Field(examples=["champions"])
+    segment_label_en: str = Field(examples=["Champions"])
+    segment_label_zh: str = Field(examples=["冠军客户"])
 
 
 class Lifetime(BaseModel):
@@ -156,12 +158,20 @@ class CustomerScore(BaseModel):
     net_spent: float
     rfm: RfmScore
     tier: str
+    tier_label_en: str = Field(examples=["Potential"])
+    tier_label_zh: str = Field(examples=["潜力客户"])
     tier_playbook: dict[str, Any]
     value_class: str
+    value_class_label_en: str = Field(examples=["Second-tier customer"])
+    value_class_label_zh: str = Field(examples=["二级客户"])
     lifecycle: str
+    lifecycle_label_en: str = Field(examples=["Maturity"])
+    lifecycle_label_zh: str = Field(examples=["成熟期"])
     lifetime: Lifetime
     churn_risk: float
     churn_level: str
+    churn_level_label_en: str = Field(examples=["Low risk"])
+    churn_level_label_zh: str = Field(examples=["低风险"])
 
 
 async def _reference(res: Resources, as_of: datetime | None) -> Reference:
@@ -223,7 +233,7 @@ async def get_score(
     models = await store.latest_models(res.pool)
     config = settings.scoring_config()
     scores = score(population, reference, models, config, horizon_weeks)
-    row = scores.row(0)
+    row = labelled(scores.row(0))
     tier = Tier(str(row["tier"]))
     playbook = TIER_PLAYBOOKS[tier]
     return CustomerScore(
@@ -241,15 +251,23 @@ async def get_score(
             monetary=row["monetary_score"],
             code=f"{row['recency_score']}{row['frequency_score']}{row['monetary_score']}",
             segment=row["segment"],
+            segment_label_en=row["segment_label_en"],
+            segment_label_zh=row["segment_label_zh"],
         ),
         tier=tier.value,
+        tier_label_en=row["tier_label_en"],
+        tier_label_zh=row["tier_label_zh"],
         tier_playbook={
             "name_zh": playbook.name_zh,
             "who": playbook.who,
             "actions": list(playbook.actions),
         },
         value_class=row["value_class"],
+        value_class_label_en=row["value_class_label_en"],
+        value_class_label_zh=row["value_class_label_zh"],
         lifecycle=row["lifecycle"],
+        lifecycle_label_en=row["lifecycle_label_en"],
+        lifecycle_label_zh=row["lifecycle_label_zh"],
         lifetime=Lifetime(
             p_alive=row["p_alive"],
             expected_purchases=row["expected_purchases"],
@@ -259,6 +277,8 @@ async def get_score(
         ),
         churn_risk=row["churn_risk"],
         churn_level=row["churn_level"],
+        churn_level_label_en=row["churn_level_label_en"],
+        churn_level_label_zh=row["churn_level_label_zh"],
     )
 
 
@@ -269,7 +289,9 @@ class CustomerView(BaseModel):
     profile: dict[str, Any]
     registered_at: datetime | None
     lead: dict[str, Any] | None
-    scores: dict[str, Any] | None = Field(description="From the latest re-score.")
+    scores: dict[str, Any] | None = Field(
+        description="From the latest re-score; each code with its `<field>_label_en/_zh`."
+    )
     counts: dict[str, int]
     latest_purchases: list[dict[str, Any]]
     latest_interactions: list[dict[str, Any]]
@@ -295,6 +317,8 @@ async def get_customer(
     if profile.lead is not None:
         man = man_lead_class(profile.lead["money"], profile.lead["authority"], profile.lead["need"])
         lead = {**profile.lead, "class": man.code, "action": man.action.value, "advice": man.advice}
+    if found["scores"] is not None:
+        found["scores"] = labelled(found["scores"])
     return CustomerView(
         customer_id=customer_id,
         profile=profile.fields,
@@ -308,7 +332,9 @@ SortKey = Literal["clv", "churn_risk", "monetary", "recency"]
 
 
 class CustomerPage(BaseModel):
-    items: list[dict[str, Any]]
+    items: list[dict[str, Any]] = Field(
+        description="Latest scores; each code with its `<field>_label_en` and `_label_zh`."
+    )
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
 
 
@@ -341,10 +367,12 @@ async def list_customers(
     next_cursor = None
     if last is not None and len(items) == limit:
         next_cursor = encode_cursor(*last)
-    return CustomerPage(items=items, next_cursor=next_cursor)
+    return CustomerPage(items=[labelled(i) for i in items], next_cursor=next_cursor)
 
 
 class GroupStats(BaseModel):
+    label_en: str | None = Field(default=None, description="The code's name (None: unknown).")
+    label_zh: str | None = None
     customers: int
     revenue: float = Field(description="Net spend of the group's customers.")
     average_clv: float | None
@@ -372,7 +400,12 @@ async def get_segments(
     instant = parse_as_of(as_of, zone)
     if instant is None:
         groups = await store.segment_stats(res.pool)
-        return Segments(as_of=None, horizon_weeks=settings.scoring_horizon_weeks, **groups)
+        return Segments(
+            as_of=None,
+            horizon_weeks=settings.scoring_horizon_weeks,
+            segments=_with_labels("segment", groups["segments"]),
+            tiers=_with_labels("tier", groups["tiers"]),
+        )
     population = await store.load_population(
         res.pool,
         instant,
@@ -388,9 +421,23 @@ async def get_segments(
     return Segments(
         as_of=instant,
         horizon_weeks=config.horizon_weeks,
-        segments=_group(scores.segment, population.net_spent, scores.predicted_clv),
-        tiers=_group(scores.tier, population.net_spent, scores.predicted_clv),
+        segments=_with_labels(
+            "segment", _group(scores.segment, population.net_spent, scores.predicted_clv)
+        ),
+        tiers=_with_labels("tier", _group(scores.tier, population.net_spent, scores.predicted_clv)),
     )
+
+
+def _with_labels(kind: str, groups: dict[str, Any]) -> dict[str, GroupStats]:
+    """Each group's stats with the English and Chinese name of its code."""
+    result = {}
+    for code, stats in groups.items():
+        fields = stats.model_dump() if isinstance(stats, GroupStats) else dict(stats)
+        label = LABELS[kind].get(code)
+        if label is not None:
+            fields |= {"label_en": label.en, "label_zh": label.zh}
+        result[code] = GroupStats(**fields)
+    return result
 
 
 def _group(
