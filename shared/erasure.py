@@ -4,6 +4,14 @@ A `crm.customer.erased` event records the customer in the service's `erasures` t
 event of that customer up to the erasure instant is then kept without personal data
 (`events.redact_body`), whether it was stored before, arrives late, or comes back in a
 replay. Events after the erasure instant belong to a new relationship and are kept whole.
+
+Besides the data fields `redact_body` removes, a redacted event loses its CloudEvents
+extension attributes (a sender may put anything there) but those the contract reads, and an
+interaction's topic and outcome (free text of up to 64 characters, no aggregate uses them).
+Kept: ids (the customer's too: late and replayed events are recognised by it), `source`
+(identity and order identity are (source, id)), times, amounts, labels, a complaint's
+product (crisis detection counts by it), and the erasure event whole (the record of the
+erasure). What stays is listed, with reasons, in the README's Security section.
 """
 
 from __future__ import annotations
@@ -11,10 +19,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from shared.auth import SIGNATURE_ATTRIBUTE
 from shared.db import Connection
 from shared.events import (
     ERASED_TYPE,
     RECORDED,
+    SCHEMA_VERSION_ATTRIBUTE,
     Event,
     decode_event,
     redact_body,
@@ -53,8 +63,18 @@ def is_erased(event: Event, erasures: dict[str, datetime]) -> bool:
     return erased_at is not None and event.type != ERASED_TYPE and event.time <= erased_at
 
 
+# Extension attributes a redacted event keeps: those the contract itself interprets.
+KEPT_EXTENSIONS = frozenset({SCHEMA_VERSION_ATTRIBUTE, SIGNATURE_ATTRIBUTE, "redacted"})
+# Free text that `redact_body` leaves, by event type.
+FREE_TEXT = {"crm.interaction.logged": ("topic", "outcome")}
+
+
 def redacted(event: Event) -> Event:
-    return validate_event(redact_body(event.to_json_dict()), RECORDED)
+    extensions = set(event.envelope.model_extra or {}) - KEPT_EXTENSIONS
+    body = {k: v for k, v in event.to_json_dict().items() if k not in extensions}
+    free_text = FREE_TEXT.get(event.type, ())
+    body["data"] = {k: v for k, v in body["data"].items() if k not in free_text}
+    return validate_event(redact_body(body), RECORDED)
 
 
 async def without_erased_data(conn: Connection, events: Sequence[Event]) -> list[Event]:
