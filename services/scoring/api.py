@@ -13,7 +13,7 @@ import numpy as np
 from fastapi import Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
-from services.scoring import store
+from services.scoring import rfm, store
 from services.scoring.classes import LABELS, TIER_PLAYBOOKS, Tier, labelled, man_lead_class
 from services.scoring.domain import profile_of
 from services.scoring.rescore import fit_and_save, refresh_reference
@@ -80,6 +80,65 @@ def parse_as_of(value: str | None, zone: ZoneInfo) -> datetime | None:
     return instant
 
 
+class RfmScore(BaseModel):
+    recency: int = Field(ge=1, le=5, description="5 = most recent.")
+    frequency: int = Field(ge=1, le=5)
+    monetary: int = Field(ge=1, le=5)
+    code: str = Field(examples=["545"])
+    segment: str = Field(examples=["champions"])
+    segment_label_en: str = Field(examples=["Champions"])
+    segment_label_zh: str = Field(examples=["冠军客户"])
+
+
+class ScoreReference(BaseModel):
+    """The population a customer's scores are ranked against."""
+
+    run_id: int | None = Field(description="The re-score that measured it; null: none yet.")
+    as_of: datetime | None = Field(description="When that re-score measured it.")
+    customers: int = Field(
+        description="Buyers in it. 0: no re-score has seen a buyer yet, so the customer is "
+        "ranked against themselves alone (every score 3) until the next one."
+    )
+
+
+NO_REFERENCE = ScoreReference(run_id=None, as_of=None, customers=0)
+
+
+async def _last_reference(res: Resources) -> tuple[ScoreReference, Reference | None]:
+    """The last re-score's population (None if it saw no buyer), cached; reloaded while the
+    cached one is empty (a query of one small row), as another instance may have re-scored."""
+    cached = res.state.get("reference")
+    if cached is None or not cached[2].size:
+        await refresh_reference(res)
+        cached = res.state.get("reference")
+    if cached is None or not cached[2].size:
+        return NO_REFERENCE, None
+    run_id, as_of, reference = cached
+    return ScoreReference(run_id=run_id, as_of=as_of, customers=reference.size), reference
+
+
+def rfm_score(
+    days_since_last: float, orders: float, net_spent: float, reference: Reference | None
+) -> RfmScore:
+    """R, F and M ranked against `reference`; with none, against the customer alone."""
+    r_ref, f_ref, m_ref = (
+        (reference.recency, reference.frequency, reference.monetary)
+        if reference is not None
+        else ([-days_since_last], [orders], [net_spent])
+    )
+    recency = int(rfm.quintile_scores([-days_since_last], r_ref, presorted=True)[0])
+    frequency = int(rfm.quintile_scores([orders], f_ref, presorted=True)[0])
+    monetary = int(rfm.quintile_scores([net_spent], m_ref, presorted=True)[0])
+    scored = {
+        "recency": recency,
+        "frequency": frequency,
+        "monetary": monetary,
+        "code": rfm.rfm_code(recency, frequency, monetary),
+        "segment": rfm.segment_for(recency, frequency, monetary).value,
+    }
+    return RfmScore.model_validate(labelled(scored))
+
+
 class Rfm(BaseModel):
     customer_id: str = Field(examples=["customer-42"])
     first_purchase_at: datetime | None
@@ -87,14 +146,21 @@ class Rfm(BaseModel):
     recency_days: float | None = Field(description="Days since the last purchase.")
     frequency: int = Field(description="Number of purchases.")
     monetary: Decimal = Field(description="Total spent, net of refunds, reporting currency.")
+    scores: RfmScore = Field(
+        description="R, F and M 1-5: these purchases (up to now) ranked against `reference`."
+    )
+    reference: ScoreReference
 
 
 @router.get(
     "/customers/{customer_id}/rfm",
     response_model=Rfm,
-    summary="Recency, frequency and monetary value of one customer",
+    summary="Recency, frequency and monetary value of one customer, and their 1-5 scores",
     description="Derived from the customer's purchases up to now, as the scores derive them: "
-    "frequency counts purchases (refunds are not purchases), monetary is net of refunds.",
+    "frequency counts purchases (refunds are not purchases), monetary is net of refunds. "
+    "Current as soon as a purchase is applied: the scores rank these values against the "
+    "population of the last re-score, which the re-score refreshes every "
+    "SCORING_RESCORE_SECONDS.",
     responses=NOT_FOUND,
 )
 async def get_rfm(customer_id: CustomerId, res: Annotated[Resources, Depends(resources)]) -> Rfm:
@@ -108,11 +174,10 @@ async def get_rfm(customer_id: CustomerId, res: Annotated[Resources, Depends(res
         settings.scoring_trend_window_days,
         count_zero_value=settings.scoring_count_zero_value_orders,
     )
-    if found is None:
+    if found is None or found.last_purchase_at is None:
         raise HTTPException(404, f"no purchases of customer '{customer_id}'")
-    recency = None
-    if found.last_purchase_at is not None:
-        recency = (now - found.last_purchase_at).total_seconds() / 86_400
+    recency = (now - found.last_purchase_at).total_seconds() / 86_400
+    run, reference = await _last_reference(res)
     return Rfm(
         customer_id=customer_id,
         first_purchase_at=found.first_purchase_at,
@@ -120,17 +185,9 @@ async def get_rfm(customer_id: CustomerId, res: Annotated[Resources, Depends(res
         recency_days=recency,
         frequency=found.purchase_count,
         monetary=found.total_spent,
+        scores=rfm_score(recency, found.purchase_count, float(found.total_spent), reference),
+        reference=run,
     )
-
-
-class RfmScore(BaseModel):
-    recency: int = Field(ge=1, le=5, description="5 = most recent.")
-    frequency: int = Field(ge=1, le=5)
-    monetary: int = Field(ge=1, le=5)
-    code: str = Field(examples=["545"])
-    segment: str = Field(examples=["champions"])
-    segment_label_en: str = Field(examples=["Champions"])
-    segment_label_zh: str = Field(examples=["冠军客户"])
 
 
 class Lifetime(BaseModel):
@@ -290,7 +347,11 @@ class CustomerView(BaseModel):
     registered_at: datetime | None
     lead: dict[str, Any] | None
     scores: dict[str, Any] | None = Field(
-        description="From the latest re-score; each code with its `<field>_label_en/_zh`."
+        description="The latest re-score's (`source`: re-score), or, when the customer has "
+        "a fact it may not have seen, scored now against its population (`source`: live); "
+        "`scored_as_of` says when, `reference_customers` against how many buyers (0: no "
+        "re-score has seen one yet, so the customer is ranked against themselves alone). "
+        "Null while no purchase counts. Each code with its `<field>_label_en/_zh`."
     )
     counts: dict[str, int]
     latest_purchases: list[dict[str, Any]]
@@ -317,8 +378,8 @@ async def get_customer(
     if profile.lead is not None:
         man = man_lead_class(profile.lead["money"], profile.lead["authority"], profile.lead["need"])
         lead = {**profile.lead, "class": man.code, "action": man.action.value, "advice": man.advice}
-    if found["scores"] is not None:
-        found["scores"] = labelled(found["scores"])
+    scores = await _current_scores(res, customer_id, found.pop("scores"), found.pop("latest_fact"))
+    found["scores"] = labelled(scores) if scores is not None else None
     return CustomerView(
         customer_id=customer_id,
         profile=profile.fields,
@@ -326,6 +387,65 @@ async def get_customer(
         lead=lead,
         **found,
     )
+
+
+# A fact is applied with its transaction's start time (applied_at) but becomes visible at its
+# commit: one that started before a re-score loaded its population can still be missing from
+# it. Folding transactions last well under this, so facts applied up to this long before the
+# load are treated as possibly missing (the customer is scored live: the same answer, at the
+# cost of one customer's statistics).
+COMMIT_MARGIN = timedelta(minutes=5)
+
+
+def _snapshot_is_current(snapshot: dict[str, Any] | None, latest: dict[str, Any]) -> bool:
+    """Whether the re-score saw every fact of the customer's: each applied before it loaded
+    its population (with the margin) and dated no later than its as_of."""
+    if snapshot is None:
+        return False
+    applied, happened = latest.get("latest_applied_at"), latest.get("latest_fact_at")
+    return (applied is None or applied < snapshot["loaded_at"] - COMMIT_MARGIN) and (
+        happened is None or happened <= snapshot["scored_as_of"]
+    )
+
+
+async def _current_scores(
+    res: Resources,
+    customer_id: str,
+    snapshot: dict[str, Any] | None,
+    latest_fact: dict[str, Any],
+) -> dict[str, Any] | None:
+    """The re-score's scores if no fact of the customer's can be missing from them; else the
+    customer scored now from their facts against the last re-score's population, as
+    GET /score does (one customer's statistics: one indexed query)."""
+    if snapshot is not None and _snapshot_is_current(snapshot, latest_fact):
+        return {k: v for k, v in snapshot.items() if k != "loaded_at"} | {"source": "re-score"}
+    settings = _settings(res)
+    now = datetime.now(UTC)
+    population = await store.load_population(
+        res.pool,
+        now,
+        ZoneInfo(settings.timezone),
+        settings.scoring_trend_window_days,
+        [customer_id],
+        count_zero_value=settings.scoring_count_zero_value_orders,
+    )
+    if population.size == 0:
+        return None  # no purchase counts (for example every order refunded)
+    run, reference = await _last_reference(res)
+    config = settings.scoring_config()
+    models = await store.latest_models(res.pool)
+    row = score(population, reference or Reference.of(population, config), models, config).row(0)
+    days_since_last = float(population.days_since_last[0])
+    return row | {
+        "run_id": run.run_id,
+        "rfm_code": f"{row['recency_score']}{row['frequency_score']}{row['monetary_score']}",
+        "net_spent": Decimal(str(float(population.net_spent[0]))),
+        "orders": int(population.orders[0]),
+        "last_purchase_at": now - timedelta(days=days_since_last),
+        "scored_as_of": now,
+        "reference_customers": run.customers,
+        "source": "live",
+    }
 
 
 SortKey = Literal["clv", "churn_risk", "monetary", "recency"]

@@ -107,6 +107,7 @@ async def _rescore_locked(conn: Connection, settings: ScoringSettings, as_of: da
     started = time.perf_counter()
     config = settings.scoring_config()
     zone = ZoneInfo(settings.timezone)
+    loaded_at = await store.database_clock(conn)  # before the load's snapshot is taken
     population = await store.load_population(
         conn,
         as_of,
@@ -119,7 +120,8 @@ async def _rescore_locked(conn: Connection, settings: ScoringSettings, as_of: da
     scores = await asyncio.to_thread(score, population, reference, models, config)
     async with conn.transaction():
         previous = await store.previous_classes(conn)
-        run_id = await store.save_run(conn, as_of, models, reference, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        run_id = await store.save_run(conn, as_of, models, reference, seconds, loaded_at)
         await store.save_scores(conn, run_id, scores, population)
         found = await asyncio.to_thread(changes, previous, scores)
         del previous

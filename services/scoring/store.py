@@ -277,6 +277,12 @@ def _population_of(rows: list[asyncpg.Record], as_of: datetime) -> Population:
     return Population(as_of=as_of, customer_id=ids, **columns)
 
 
+async def database_clock(conn: Connection | Pool) -> datetime:
+    """The database's time now (the clock fact rows' applied_at are stamped with)."""
+    now: datetime = await conn.fetchval("SELECT clock_timestamp()")
+    return now
+
+
 async def latest_models(conn: Connection | Pool) -> Models | None:
     row = await conn.fetchrow("SELECT * FROM clv_models ORDER BY version DESC LIMIT 1")
     return models_of(row) if row else None
@@ -309,12 +315,14 @@ async def save_run(
     models: Models | None,
     reference: Reference,
     seconds: float,
+    loaded_at: datetime | None = None,
 ) -> int:
+    """`loaded_at`: when the run loaded its population (facts applied after are not in it)."""
     run_id: int = await conn.fetchval(
         "INSERT INTO score_runs (as_of, model_version, customers, recency, frequency, monetary,"
         " mvc_threshold, seconds, simple_order_value, simple_weekly_rate, simple_lifespan_weeks,"
-        " simple_lifespan_measured)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING run_id",
+        " simple_lifespan_measured, loaded_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING run_id",
         as_of,
         models.version if models else None,
         reference.size,
@@ -328,6 +336,7 @@ async def save_run(
             if (simple := reference.simple)
             else (None, None, None, None)
         ),
+        loaded_at,
     )
     return run_id
 
@@ -444,8 +453,25 @@ _LATEST = {
 }
 
 
+# Of a customer's facts that scores derive from (purchases, refunds, interactions,
+# complaints): the latest event time and the latest time one was applied (each read within
+# the customer's rows of its table's (customer_id, time, ...) key).
+_LATEST_FACT = """
+SELECT greatest(
+           (SELECT max(time) FROM purchases WHERE customer_id = $1),
+           (SELECT max(time) FROM interactions WHERE customer_id = $1),
+           (SELECT max(time) FROM complaints WHERE customer_id = $1)) AS latest_fact_at,
+       greatest(
+           (SELECT max(applied_at) FROM purchases WHERE customer_id = $1),
+           (SELECT max(applied_at) FROM interactions WHERE customer_id = $1),
+           (SELECT max(applied_at) FROM complaints WHERE customer_id = $1)) AS latest_applied_at
+"""
+
+
 async def customer_view(pool: Pool, customer_id: str, latest: int) -> dict[str, Any] | None:
-    """Profile events, latest scores, counts and the latest of each kind; None if unknown."""
+    """Profile events, the re-score's scores (with its as_of and when it loaded its
+    population), when the latest fact the scores derive from happened and was applied, counts
+    and the latest of each kind; None if unknown."""
     async with pool.acquire() as conn:
         counts = await conn.fetchrow(
             "SELECT (SELECT count(*) FROM purchases WHERE customer_id = $1 AND NOT is_refund)"
@@ -462,11 +488,15 @@ async def customer_view(pool: Pool, customer_id: str, latest: int) -> dict[str, 
             "SELECT body FROM customer_events WHERE customer_id = $1 ORDER BY time", customer_id
         )
         scores = await conn.fetchrow(
-            "SELECT * FROM customer_scores WHERE customer_id = $1", customer_id
+            "SELECT s.*, r.as_of AS scored_as_of, r.customers AS reference_customers,"
+            " coalesce(r.loaded_at, r.as_of) AS loaded_at FROM customer_scores s"
+            " JOIN score_runs r USING (run_id) WHERE s.customer_id = $1",
+            customer_id,
         )
         view: dict[str, Any] = {
             "profile_events": [r["body"] for r in profile_events],
             "scores": dict(scores) if scores else None,
+            "latest_fact": dict(await conn.fetchrow(_LATEST_FACT, customer_id) or {}),
             "counts": {k: v for k, v in counts.items() if k != "profile_events"},
         }
         for key, query in _LATEST.items():
