@@ -142,6 +142,7 @@ async def replay_deadletter(settings: CommonSettings, dry_run: bool) -> None:
     """Re-publish each dead letter that validates now (a fix of the contract or of a
     producer's data) to its source topic; consumers drop ids they applied already."""
     context = validation_context(settings)
+    erased = await _erasures(settings)
     client = kafka.consumer(settings, None)
     producer = kafka.producer(settings)
     await client.start()
@@ -162,7 +163,7 @@ async def replay_deadletter(settings: CommonSettings, dry_run: bool) -> None:
             batches = await client.getmany(timeout_ms=1000)
             for records in batches.values():
                 for record in records:
-                    counts[await _replay(record, context, producer, dry_run)] += 1
+                    counts[await _replay(record, context, producer, dry_run, erased)] += 1
             for tp in tps:
                 highwater = client.highwater(tp)
                 if highwater is not None and await client.position(tp) >= highwater:
@@ -176,15 +177,36 @@ async def replay_deadletter(settings: CommonSettings, dry_run: bool) -> None:
     print(", ".join(f"{kind}: {n}" for kind, n in sorted(counts.items())) or "no dead letters")
 
 
-async def _replay(record: Any, context: ValidationContext, producer: Any, dry_run: bool) -> str:
+async def _erasures(settings: CommonSettings) -> dict[str, datetime]:
+    """Customers erased, and when (the event store's record)."""
+    pool = await open_event_store(settings.database_url)
+    try:
+        if await pool.fetchval("SELECT to_regclass('erasures')") is None:
+            return {}  # ingest never ran here: nobody was erased
+        rows = await pool.fetch("SELECT customer_id, erased_at FROM erasures")
+    finally:
+        await pool.close()
+    return {r["customer_id"]: r["erased_at"] for r in rows}
+
+
+async def _replay(
+    record: Any,
+    context: ValidationContext,
+    producer: Any,
+    dry_run: bool,
+    erased: dict[str, datetime],
+) -> str:
     headers = dict(record.headers)
     source = headers.get("crm-source-topic", b"").decode()
     if source not in {t.value for t in SOURCE_TOPICS}:
         return "skipped (no source topic)"
     try:
-        decode_event(record.value or b"", context)
+        event = decode_event(record.value or b"", context)
     except InvalidEvent:
         return "still invalid"
+    if event.subject in erased and event.time <= erased[event.subject]:
+        # Its personal data must not travel again: the dead letter holds the original bytes.
+        return "skipped (customer erased)"
     if not dry_run:
         await producer.send(source, value=record.value, key=record.key)
     return "would re-publish" if dry_run else "re-published"

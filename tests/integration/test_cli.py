@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import orjson
 import pytest
 
-from shared import cli, rebuild
+from shared import cli, db, rebuild
 from shared.events import Topic
+from shared.outbox import EVENT_STORE_SCHEMA, open_event_store
 from shared.settings import CommonSettings
-from tests.helpers import produce_raw, purchase
+from tests.helpers import produce_raw, purchase, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -59,11 +61,19 @@ async def test_topics_and_replay_of_dead_letters(
 
     await kafka.ensure_topics(settings)
     good = orjson.dumps(purchase("c-1", "3.00"))
+    # A customer erased after the event: its dead letter must not travel again.
+    of_erased = orjson.dumps(purchase("c-gone", "4.00", time=datetime.now(UTC) - timedelta(days=2)))
+    pool = await open_event_store(settings.database_url)
+    try:
+        await db.migrate(pool, EVENT_STORE_SCHEMA, db.CONSUMER_MIGRATIONS)  # as ingest does
+        await pool.execute("INSERT INTO erasures (customer_id, erased_at) VALUES ('c-gone', now())")
+    finally:
+        await pool.close()
     headers_topic = Topic.PURCHASES.value.encode()
     producer = kafka.producer(settings)
     await producer.start()
     try:
-        for value in (good, b"{broken"):
+        for value in (good, b"{broken", of_erased):
             await producer.send_and_wait(
                 Topic.DEADLETTER,
                 value=value,
@@ -79,10 +89,15 @@ async def test_topics_and_replay_of_dead_letters(
     assert "crm.deadletter" in listing
     assert [
         line.split()[-1] for line in listing.splitlines() if line.startswith("crm.deadletter")
-    ] == ["2"]
+    ] == ["3"]
 
     await cli.replay_deadletter(settings, dry_run=False)
-    assert capsys.readouterr().out.strip() == "re-published: 1, still invalid: 1"
+    assert (
+        capsys.readouterr().out.strip()
+        == "re-published: 1, skipped (customer erased): 1, still invalid: 1"
+    )
+    republished = await read_topic(settings.kafka_bootstrap_servers, Topic.PURCHASES)
+    assert [r.value for r in republished] == [good, good]  # the raw one, then the replay
 
 
 async def test_rebuild_refuses_ingest_and_a_service_never_started(
