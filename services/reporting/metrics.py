@@ -253,7 +253,9 @@ class Metric:
         return _growth(base.compute(cell), base.compute(previous))
 
 
-_D7 = "common definition (README, Reporting)"
+# Where a KPI has no published source, its definition is the product's own, written down in
+# the repository with the rest of the domain rules.
+_D7 = "docs/domain.md, KPIs"
 _STEP7 = "complaint handling, step 7 (follow-up on satisfaction)"
 _NET = "net of refunds (on the refund's day)"
 
