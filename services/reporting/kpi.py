@@ -171,12 +171,15 @@ def churn_rate(customers_lost: int, customers_at_start: int) -> Decimal | None:
 def retention_rate(
     customers_at_end: int, new_customers: int, customers_at_start: int
 ) -> Decimal | None:
-    """Retention rate (客户保持率/留存率) = (customers at end - new customers) / customers at start.
+    """Retention rate (客户保持率/留存率) = (customers at end - customers acquired) / customers at
+    start.
 
     The definition given in V. Kumar & W. Reinartz, "Customer Relationship Management"
-    (Springer), the usual textbook form (E - N) / S. It is not 1 - churn_rate in general: new
-    customers lost inside the period lower it, and it can then even be negative. Count
-    customers at end and new customers with the same inactivity window as churn.
+    (Springer), the usual textbook form (E - N) / S. N counts every customer who joined the
+    base in the period: new ones and ones won back (the caller passes both), since neither
+    was retained from the start. It is not 1 - churn_rate in general: customers acquired and
+    lost inside the period lower it, and it can then even be negative. Count customers at end
+    and acquired customers with the same inactivity window as churn.
     """
     _require_count("customers_at_end", customers_at_end)
     _require_count("new_customers", new_customers)

@@ -256,7 +256,7 @@ class Metric:
 # Where a KPI has no published source, its definition is the product's own, written down in
 # the repository with the rest of the domain rules.
 _D7 = "docs/domain.md, KPIs"
-_STEP7 = "complaint handling, step 7 (follow-up on satisfaction)"
+_STEP7 = "docs/domain.md, Complaint handling (step 7: follow-up on satisfaction)"
 _NET = "net of refunds (on the refund's day)"
 
 
@@ -437,7 +437,7 @@ _CATALOGUE: list[Metric] = [
        "90th percentile, business seconds (kpi.p90_duration)", _D7, (SL,),
        lambda c: _seconds(kpi.p90_duration(_durations(c, "resolution")))),
     _m("crisis_alerts", "service", "Crisis alerts", "危机预警", Unit.COUNT,
-       "crisis alerts raised in the period", "crisis detection (complaints service)", (CR,),
+       "crisis alerts raised in the period", "docs/domain.md, Crises", (CR,),
        lambda c: c.crisis.alerts),
     # Relationship depth
     _m("interactions", "relationship", "Interactions", "互动次数", Unit.COUNT,
