@@ -53,7 +53,7 @@ class ScoringProjection:
         if profiled or erasing:
             await store.lock_stripes(conn, *lock_plan(profiled, erasing))
         if erasing:
-            await store.delete_profile_events(conn, await record_erasures(conn, events))
+            await store.erase_personal_data(conn, await record_erasures(conn, events))
         erasures = await erasures_for(conn, list(profiled)) if profiled else {}
         await store.insert_history(conn, history_of(events, self._zone, erasures))
 

@@ -39,12 +39,21 @@ async def lock_stripes(conn: Connection, stripes: Sequence[int], exclusive: Sequ
     )
 
 
-async def delete_profile_events(conn: Connection, erased: dict[str, datetime]) -> None:
-    """The profile is personal data: an erasure deletes it; purchases and counts stay."""
+async def erase_personal_data(conn: Connection, erased: dict[str, datetime]) -> None:
+    """The profile and an interaction's free-text topic are personal data: an erasure deletes
+    them up to its instant; purchases, counts and the interactions' labels stay."""
     await conn.execute(
         "DELETE FROM customer_events c USING unnest($1::text[], $2::timestamptz[]) "
         "AS e(customer_id, erased_at) WHERE c.customer_id = e.customer_id "
         "AND c.time <= e.erased_at",
+        list(erased),
+        list(erased.values()),
+    )
+    await conn.execute(
+        "UPDATE interactions i SET topic = NULL "
+        "FROM unnest($1::text[], $2::timestamptz[]) AS e(customer_id, erased_at) "
+        "WHERE i.customer_id = e.customer_id AND i.time <= e.erased_at "
+        "AND i.topic IS NOT NULL",
         list(erased),
         list(erased.values()),
     )

@@ -65,6 +65,12 @@ async def test_erasure_removes_extension_attributes_and_interaction_free_text(
         assert EXTENSION not in tables[store], store
         assert TOPIC not in tables[store], store
         assert OUTCOME not in tables[store], store
+    assert TOPIC not in tables['"scoring"."interactions"']  # scoring's own read model too
+    async with api_client(timeout=10) as client:
+        view = await client.get(f"{stack.url('scoring')}/v1/customers/{CUSTOMER}")
+    assert view.status_code == 200
+    assert view.json()["latest_interactions"], "the interaction itself stays, its text goes"
+    assert TOPIC not in view.text
     registration = await stack.fetch(
         "SELECT body::jsonb AS body FROM ingest.events WHERE type = 'crm.customer.registered'"
     )
