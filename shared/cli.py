@@ -9,9 +9,11 @@
     crm keys revoke KEY_ID | crm keys list
     crm rebuild scoring|complaints|reporting [--max-lag N]
 
-Reads KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL like the services. `import` goes through the
-same validation as POST /v1/events into ingest's event store (the relay publishes it); event
-ids come from the rows, so running an import twice stores nothing twice.
+Reads KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL like the services; with neither set, it uses
+the settings of the dev stack `make run` keeps running (CRM_DATA_DIR/stack.env). `import`
+goes through the same validation as POST /v1/events into ingest's event store (the relay
+publishes it); event ids come from the rows, so running an import twice stores nothing
+twice.
 """
 
 from __future__ import annotations
@@ -19,17 +21,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import logging
+import os
 import sys
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaConnectionError
 
-from shared import db, kafka, keys, rebuild
+from shared import db, devstack, kafka, keys, rebuild
 from shared.events import (
     SCOPES,
     SOURCE_TOPICS,
@@ -496,9 +503,137 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+# What each command connects to: (PostgreSQL, the broker).
+NEEDS = {
+    "topics": (False, True),
+    "lag": (True, True),
+    "replay-deadletter": (True, True),
+    "import": (True, False),
+    "keys": (True, False),
+    "rebuild": (True, True),
+}
+CONNECT_TIMEOUT = 10.0
+# Errors that mean a connection failed (or broke) rather than a bug: one line, no traceback.
+DATABASE_CONNECTION_ERRORS = (
+    ConnectionError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.InvalidCatalogNameError,
+)
+
+
+class Unreachable(Exception):
+    """A database or broker `crm` cannot connect to; the message is the one line to show."""
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    settings = CommonSettings()
+    settings, stack_env = _settings()
+    database, broker = NEEDS[args.command]
+    try:
+        asyncio.run(_reach(settings, stack_env, database=database, broker=broker))
+        _run(args, settings)
+    except Unreachable as error:
+        sys.exit(str(error))
+    except KafkaConnectionError as error:  # the broker went away while the command ran
+        sys.exit(_broker_unreachable(settings, stack_env, error))
+    except DATABASE_CONNECTION_ERRORS as error:  # so did PostgreSQL
+        sys.exit(_database_unreachable(settings, stack_env, error))
+
+
+def _settings() -> tuple[CommonSettings, Path | None]:
+    """The environment's settings; with neither DATABASE_URL nor KAFKA_BOOTSTRAP_SERVERS set,
+    the running dev stack's (and the stack.env file they came from), where there is one."""
+    if os.environ.get("DATABASE_URL") or os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        return CommonSettings(), None
+    stack_env = devstack.data_dir() / devstack.STACK_ENV
+    try:
+        stack = devstack.read_stack_env(stack_env)
+    except FileNotFoundError:
+        return CommonSettings(), None
+    print(f"crm: using the dev stack's settings from {stack_env}", file=sys.stderr)
+    given: dict[str, Any] = {
+        name.lower(): value
+        for name, value in stack.items()
+        if name in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "KEY_SIGNING_SECRET")
+        and not os.environ.get(name)  # a secret set in this shell still wins
+    }
+    return CommonSettings(**given), stack_env
+
+
+async def _reach(
+    settings: CommonSettings, stack_env: Path | None, *, database: bool, broker: bool
+) -> None:
+    """Connect once to what the command needs, so a failure names the one it could not reach
+    before the command has done anything."""
+    if database:
+        try:
+            conn = await asyncpg.connect(settings.database_url, timeout=CONNECT_TIMEOUT)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as error:
+            raise Unreachable(_database_unreachable(settings, stack_env, error)) from error
+        await conn.close()
+    if broker:
+        client = kafka.admin(settings)
+        library_log = logging.getLogger("aiokafka")
+        level = library_log.level
+        library_log.setLevel(logging.CRITICAL)  # its warning would be a second line
+        try:
+            await client.start()
+        except KafkaConnectionError as error:
+            raise Unreachable(_broker_unreachable(settings, stack_env, error)) from error
+        finally:
+            await client.close()
+            library_log.setLevel(level)
+
+
+def _database_unreachable(
+    settings: CommonSettings, stack_env: Path | None, error: BaseException
+) -> str:
+    url = devstack.without_password(settings.database_url)
+    hint = _where_to_point(stack_env, "DATABASE_URL", "postgresql://USER:PASSWORD@HOST:5432/DB")
+    return f"crm: cannot reach PostgreSQL at {url}: {_reason(settings, error)}; {hint}"
+
+
+def _broker_unreachable(
+    settings: CommonSettings, stack_env: Path | None, error: BaseException
+) -> str:
+    hint = _where_to_point(stack_env, "KAFKA_BOOTSTRAP_SERVERS", "HOST:9092")
+    return (
+        f"crm: cannot reach the Kafka broker at {settings.kafka_bootstrap_servers}: "
+        f"{_reason(settings, error)}; {hint}"
+    )
+
+
+def _where_to_point(stack_env: Path | None, variable: str, example: str) -> str:
+    if stack_env is not None:
+        return (
+            f"these are the dev stack's settings from {stack_env}: is `make run` still up? "
+            f"Or set {variable} (e.g. {example})"
+        )
+    return f"set {variable} (e.g. {example}), or start the dev stack with `make run`"
+
+
+def _reason(settings: CommonSettings, error: BaseException) -> str:
+    """What went wrong, without a password the error text may quote."""
+    if isinstance(error, KafkaConnectionError):
+        return "no broker answered there"  # its text only lists the addresses it tried
+    reason = " ".join(str(error).split()) or type(error).__name__
+    for secret in (settings.database_url, _password(settings.database_url)):
+        if secret:
+            reason = reason.replace(secret, "***")
+    return reason
+
+
+def _password(url: str) -> str | None:
+    try:
+        return urllib.parse.urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def _run(args: argparse.Namespace, settings: CommonSettings) -> None:
     if args.command == "topics":
         asyncio.run(topics(settings))
     elif args.command == "lag":

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from shared.outbox import open_event_store
 SERVICES = (("ingest", 8001), ("scoring", 8002), ("complaints", 8003), ("reporting", 8004))
 SERVICE_NAMES = tuple(name for name, _ in SERVICES)
 READY_TIMEOUT = 60.0
+STACK_ENV = "stack.env"  # the running stack's settings, for `crm` in another shell
 
 
 @dataclass
@@ -157,7 +159,29 @@ def _keep(path: Path, value: str) -> None:
     path.write_text(value + "\n")
 
 
-def _without_password(url: str) -> str:
+def data_dir() -> Path:
+    """CRM_DATA_DIR (default .data): the dev stack's database, keys, logs and settings."""
+    return Path(os.environ.get("CRM_DATA_DIR", ".data")).resolve()
+
+
+def write_stack_env(path: Path, settings: dict[str, str]) -> None:
+    """Keep the running stack's settings in `path` (owner-only: it holds the signing secret),
+    one NAME=value a line, quoted for a shell (`set -a; . .data/stack.env`)."""
+    path.unlink(missing_ok=True)  # a file a killed run left may have other permissions
+    _keep(path, "\n".join(f"{name}={shlex.quote(value)}" for name, value in settings.items()))
+
+
+def read_stack_env(path: Path) -> dict[str, str]:
+    """The settings `write_stack_env` kept in `path`."""
+    settings = {}
+    for line in path.read_text().splitlines():
+        name, equals, value = line.partition("=")
+        if equals and name.strip():
+            settings[name.strip()] = "".join(shlex.split(value))
+    return settings
+
+
+def without_password(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     if not parts.password:
         return url
@@ -166,7 +190,7 @@ def _without_password(url: str) -> str:
 
 
 def main() -> None:
-    data = Path(os.environ.get("CRM_DATA_DIR", ".data")).resolve()
+    data = data_dir()
     broker: Broker | None = None
     database: Database | None = None
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
@@ -197,7 +221,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)  # even if started with SIGINT ignored (nohup, &)
     try:
-        print(f"broker    {bootstrap}\ndatabase  {_without_password(database_url)}")
+        print(f"broker    {bootstrap}\ndatabase  {without_password(database_url)}")
         print(f"logs      {data / 'logs'}")
         late = wait_ready(services)
         for service in services:
@@ -206,6 +230,15 @@ def main() -> None:
         print(f"admin key   {token}  (kept in {data / 'admin-key'})")
         print(f"dashboard   http://127.0.0.1:{ports['reporting']}/#key={reader}")
         print(f"            (a reports:read key, kept in {data / 'dashboard-key'})")
+        write_stack_env(
+            data / STACK_ENV,
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "DATABASE_URL": database_url,
+                "KEY_SIGNING_SECRET": secret.get_secret_value(),
+            },
+        )
+        print(f"settings    {data / STACK_ENV}  (`crm` in another shell reads them)")
         print("Ctrl-C stops everything.", flush=True)
         while all(s.process.poll() is None for s in services):
             time.sleep(0.5)  # supervising children until Ctrl-C
@@ -217,6 +250,7 @@ def main() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("\nstopping...")
     finally:
+        (data / STACK_ENV).unlink(missing_ok=True)  # nothing listens there any more
         stop_all(services)
         if broker is not None:
             broker.stop()
