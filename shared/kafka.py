@@ -6,10 +6,13 @@ import asyncio
 import functools
 import logging
 from collections.abc import Iterable
+from pathlib import Path
 
 import aiokafka.client
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import AbstractTokenProvider
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.helpers import create_ssl_context
 from aiokafka.protocol.metadata import MetadataRequest
 
 from shared.events import SOURCE_TOPICS, Topic
@@ -29,9 +32,61 @@ aiokafka.client.MetadataRequest = functools.partial(
 )
 
 
+class StaticTokenProvider(AbstractTokenProvider):  # type: ignore[misc]  # untyped base
+    """OAUTHBEARER with a token given in the environment: valid until the process restarts."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    async def token(self) -> str:
+        return self._token
+
+
+class TokenFileProvider(AbstractTokenProvider):  # type: ignore[misc]  # untyped base
+    """OAUTHBEARER with a token read from a file at every (re)authentication: whatever
+    renews the file (a sidecar, a projected service-account token) renews our token."""
+
+    def __init__(self, path: str) -> None:
+        self._path = Path(path)
+
+    async def token(self) -> str:
+        return self._path.read_text().strip()
+
+
+def security_options(settings: CommonSettings) -> dict[str, object]:
+    """The aiokafka arguments for TLS and SASL; every client is built with them."""
+    options: dict[str, object] = {"security_protocol": settings.kafka_security_protocol}
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        # Verifies the broker's certificate and host name, against the system CAs if no file.
+        options["ssl_context"] = create_ssl_context(
+            cafile=settings.kafka_ssl_cafile,
+            certfile=settings.kafka_ssl_certfile,
+            keyfile=settings.kafka_ssl_keyfile,
+        )
+    mechanism = settings.kafka_sasl_mechanism
+    if mechanism is None:
+        return options
+    options["sasl_mechanism"] = mechanism
+    if mechanism == "OAUTHBEARER":
+        options["sasl_oauth_token_provider"] = _token_provider(settings)
+    else:
+        assert settings.kafka_sasl_password is not None  # the settings' validator saw to it
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    return options
+
+
+def _token_provider(settings: CommonSettings) -> AbstractTokenProvider:
+    if settings.kafka_sasl_oauth_token_file is not None:
+        return TokenFileProvider(settings.kafka_sasl_oauth_token_file)
+    assert settings.kafka_sasl_oauth_token is not None  # the settings' validator saw to it
+    return StaticTokenProvider(settings.kafka_sasl_oauth_token.get_secret_value())
+
+
 def producer(settings: CommonSettings, **overrides: object) -> AIOKafkaProducer:
     options: dict[str, object] = {
         "bootstrap_servers": settings.kafka_bootstrap_servers,
+        **security_options(settings),
         # Tansu cannot serve InitProducerId; duplicates are removed downstream by event id.
         "enable_idempotence": False,
         "acks": "all",
@@ -49,6 +104,7 @@ def consumer(
 ) -> AIOKafkaConsumer:
     options: dict[str, object] = {
         "bootstrap_servers": settings.kafka_bootstrap_servers,
+        **security_options(settings),
         "group_id": group_id,
         "enable_auto_commit": False,
         # Offsets live in PostgreSQL; a partition we have no offset for starts at the beginning.
@@ -65,7 +121,9 @@ def consumer(
 
 def admin(settings: CommonSettings) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=10_000
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        request_timeout_ms=10_000,
+        **security_options(settings),
     )
 
 

@@ -6,8 +6,13 @@ the variable `FOO_BAR`. Every default is documented in the README's configuratio
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
 
 
 class CommonSettings(BaseSettings):
@@ -103,3 +108,68 @@ class CommonSettings(BaseSettings):
         gt=0,
         description="How fast an address's budget of failed authentications refills.",
     )
+    kafka_security_protocol: KafkaSecurityProtocol = Field(
+        default="PLAINTEXT",
+        description="How clients talk to the brokers: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or "
+        "SASL_SSL (SASL over TLS: what managed clusters use).",
+    )
+    kafka_ssl_cafile: str | None = Field(
+        default=None,
+        description="PEM file of the CAs that may sign the brokers' certificates (SSL and "
+        "SASL_SSL). Unset: the system's CAs. Host names are always checked.",
+    )
+    kafka_ssl_certfile: str | None = Field(
+        default=None, description="PEM client certificate, for brokers that require mutual TLS."
+    )
+    kafka_ssl_keyfile: str | None = Field(
+        default=None, description="PEM private key of KAFKA_SSL_CERTFILE (unencrypted)."
+    )
+    kafka_sasl_mechanism: KafkaSaslMechanism | None = Field(
+        default=None,
+        description="SASL mechanism with SASL_PLAINTEXT or SASL_SSL: SCRAM-SHA-256, "
+        "SCRAM-SHA-512, PLAIN (user name and password) or OAUTHBEARER (a bearer token).",
+    )
+    kafka_sasl_username: str | None = Field(
+        default=None, description="User name for SCRAM and PLAIN."
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, description="Password for SCRAM and PLAIN."
+    )
+    kafka_sasl_oauth_token: SecretStr | None = Field(
+        default=None,
+        description="OAUTHBEARER: a fixed bearer token. It cannot be refreshed without a "
+        "restart; prefer KAFKA_SASL_OAUTH_TOKEN_FILE.",
+    )
+    kafka_sasl_oauth_token_file: str | None = Field(
+        default=None,
+        description="OAUTHBEARER: a file holding the bearer token, read again at every "
+        "(re)authentication, so a sidecar or a projected volume can renew it.",
+    )
+
+    @model_validator(mode="after")
+    def _kafka_security_is_complete(self) -> CommonSettings:
+        """Refuse at start-up what would otherwise fail at the first broker connection, or
+        silently send a password to a broker that did not ask for one."""
+        uses_sasl = self.kafka_security_protocol.startswith("SASL_")
+        mechanism = self.kafka_sasl_mechanism
+        if uses_sasl and mechanism is None:
+            raise ValueError(f"{self.kafka_security_protocol} needs KAFKA_SASL_MECHANISM")
+        if not uses_sasl and mechanism is not None:
+            raise ValueError("KAFKA_SASL_MECHANISM needs a SASL_* KAFKA_SECURITY_PROTOCOL")
+        if mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512") and (
+            not self.kafka_sasl_username or self.kafka_sasl_password is None
+        ):
+            raise ValueError(f"{mechanism} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
+        token_sources = (self.kafka_sasl_oauth_token, self.kafka_sasl_oauth_token_file)
+        if mechanism == "OAUTHBEARER" and sum(s is not None for s in token_sources) != 1:
+            raise ValueError(
+                "OAUTHBEARER needs one of KAFKA_SASL_OAUTH_TOKEN and KAFKA_SASL_OAUTH_TOKEN_FILE"
+            )
+        tls_files = (self.kafka_ssl_cafile, self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
+        if self.kafka_security_protocol in ("PLAINTEXT", "SASL_PLAINTEXT") and any(tls_files):
+            raise ValueError(
+                f"KAFKA_SSL_* files given but {self.kafka_security_protocol} uses no TLS"
+            )
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            raise ValueError("KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together")
+        return self
