@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -115,8 +116,6 @@ def dev_stack(tmp_path: Path) -> Iterator[DevStack]:
 
 async def test_crm_in_a_second_shell_finds_the_running_dev_stack(dev_stack: DevStack) -> None:
     stack_env = dev_stack.data / "stack.env"
-    assert stat.S_IMODE(stack_env.stat().st_mode) == 0o600  # it holds the signing secret
-
     admin = (dev_stack.data / "admin-key").read_text().strip()
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{dev_stack.ports['ingest']}",
@@ -138,15 +137,16 @@ async def test_crm_in_a_second_shell_finds_the_running_dev_stack(dev_stack: DevS
     assert shown.stdout.split()[:5] == ["consumer", "topic", "applied", "up", "to"]
     assert f"using the dev stack's settings from {stack_env}" in shown.stderr
     assert "Traceback" not in shown.stderr
+    assert stat.S_IMODE(stack_env.stat().st_mode) == 0o600  # it holds the signing secret
 
     assert dev_stack.stop() == 0
     assert not stack_env.exists()  # a stopped stack leaves nothing `crm` would try
 
 
-def test_an_unreachable_database_is_one_line_without_its_password() -> None:
+def test_an_unreachable_database_is_one_line_without_its_password(broker: Any) -> None:
     port = free_port()  # nothing listens there
     url = f"postgresql://crm:pw-not-shown@127.0.0.1:{port}/crm"
-    shown = crm("lag", env=second_shell(DATABASE_URL=url, KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1"))
+    shown = crm("lag", env=second_shell(DATABASE_URL=url, KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap))
     assert shown.returncode == 1
     assert shown.stdout == ""
     assert shown.stderr.count("\n") == 1, shown.stderr
