@@ -35,6 +35,7 @@ from typing import Any
 import asyncpg
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError
+from pydantic import ValidationError
 
 from shared import db, devstack, kafka, keys, rebuild
 from shared.events import (
@@ -530,7 +531,10 @@ class Unreachable(Exception):
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    settings, stack_env = _settings()
+    try:
+        settings, stack_env = _settings()
+    except ValidationError as error:  # its text would quote the values, secrets included
+        sys.exit("crm: " + "; ".join(f"{_variable(e['loc'])}: {e['msg']}" for e in error.errors()))
     database, broker = NEEDS[args.command]
     try:
         asyncio.run(_reach(settings, stack_env, database=database, broker=broker))
@@ -541,6 +545,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(_broker_unreachable(settings, stack_env, error))
     except DATABASE_CONNECTION_ERRORS as error:  # so did PostgreSQL
         sys.exit(_database_unreachable(settings, stack_env, error))
+
+
+def _variable(location: tuple[int | str, ...]) -> str:
+    """The environment variable a settings error is about."""
+    return "_".join(str(part) for part in location).upper()
 
 
 def _settings() -> tuple[CommonSettings, Path | None]:

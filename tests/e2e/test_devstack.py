@@ -165,3 +165,12 @@ def test_an_unreachable_broker_is_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in shown.stderr
     assert f"cannot reach the Kafka broker at 127.0.0.1:{port}" in shown.stderr
     assert "set KAFKA_BOOTSTRAP_SERVERS" in shown.stderr
+
+
+def test_an_invalid_setting_is_one_line_without_its_value() -> None:
+    shell = second_shell(DATABASE_URL="postgresql://crm@127.0.0.1:1/crm", KEY_SIGNING_SECRET="x-7q")
+    shown = crm("keys", "list", env=shell)
+    assert shown.returncode == 1
+    assert shown.stderr.count("\n") == 1, shown.stderr
+    assert shown.stderr.startswith("crm: KEY_SIGNING_SECRET: ")
+    assert "x-7q" not in shown.stderr
