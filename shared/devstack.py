@@ -9,6 +9,10 @@ The first start issues an admin API key (scope admin) and a reports:read key for
 dashboard, keeps their tokens in .data/admin-key and .data/dashboard-key (readable by the
 owner only) and prints them at every start; the dashboard's address carries the reports:read
 key, never the admin one.
+
+While it runs, .data/stack.env (owner-only) holds the stack's KAFKA_BOOTSTRAP_SERVERS,
+DATABASE_URL and KEY_SIGNING_SECRET, so `crm` in another shell finds it; a clean stop
+removes the file.
 """
 
 from __future__ import annotations
