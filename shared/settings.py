@@ -20,7 +20,8 @@ class CommonSettings(BaseSettings):
 
     database_url: str = Field(
         default="postgresql://postgres@127.0.0.1:5432/postgres",
-        description="PostgreSQL DSN. `make run` sets it to the embedded server.",
+        description="PostgreSQL DSN. `make run` sets it to the embedded server. For TLS add "
+        "`?sslmode=verify-full&sslrootcert=/path/ca.pem` (deploy/README.md, Transport).",
     )
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated."
