@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, tzinfo
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from shared.erasure import is_erased
 from shared.events import (
@@ -102,16 +102,21 @@ PROFILE_KINDS = frozenset({CustomerRegistered, CustomerUpdated, LeadAssessed})
 
 
 def personal_data(events: Iterable[Event]) -> tuple[set[str], set[str]]:
-    """The customers whose profile events, and those whose erasures, `events` hold."""
+    """The customers whose events carry personal data (profile events, an interaction's free
+    text), and those whose erasures, `events` hold."""
     profiled: set[str] = set()
     erasing: set[str] = set()
     for e in events:
         kind = type(e.data)
-        if kind in PROFILE_KINDS:
+        if kind in PROFILE_KINDS or (kind is InteractionLogged and _has_topic(e)):
             profiled.add(e.subject)
         elif kind is CustomerErased:
             erasing.add(e.subject)
     return profiled, erasing
+
+
+def _has_topic(event: Event) -> bool:
+    return cast(InteractionLogged, event.data).topic is not None
 
 
 # One row per event and table, in the column order of store.py's tables (it writes each list
@@ -135,7 +140,8 @@ class History:
 
 def history_of(events: Iterable[Event], zone: tzinfo, erasures: dict[str, datetime]) -> History:
     """The rows `events` add; profile events of erased customers (up to their erasure) are
-    left out. `day` is the purchase's calendar day in the deployment's time zone."""
+    left out, and so is an interaction's free-text topic. `day` is the purchase's calendar
+    day in the deployment's time zone."""
     history = History()
     # Dispatch on the exact class: an isinstance test of a union goes through the ABC
     # machinery, several times per event on the hot path.
@@ -165,7 +171,7 @@ def history_of(events: Iterable[Event], zone: tzinfo, erasures: dict[str, dateti
                     data.channel,
                     data.direction,
                     data.sentiment,
-                    data.topic,
+                    None if is_erased(e, erasures) else data.topic,  # free text: personal
                 )
             )
         elif type(data) is ComplaintOpened:
