@@ -3,7 +3,7 @@
 Profiles, with cProfile and in-process, what every event costs in pure Python: ingest's
 validation of a batch, a consumer's decoding of a record, and complaints' fold of one
 opening into a complaint's stored state (workflow and SLA clocks). Writes
-bench/results/profile.txt; the README's benchmark section cites it for what bounds the
+bench/results/profile.txt; docs/benchmarks.md cites it for what bounds the
 figures.
 """
 

@@ -11,7 +11,7 @@ interaction's topic and outcome (free text of up to 64 characters, no aggregate 
 Kept: ids (the customer's too: late and replayed events are recognised by it), `source`
 (identity and order identity are (source, id)), times, amounts, labels, a complaint's
 product (crisis detection counts by it), and the erasure event whole (the record of the
-erasure). What stays is listed, with reasons, in the README's Security section.
+erasure). What stays is listed, with reasons, in docs/security.md (Right to erasure).
 """
 
 from __future__ import annotations

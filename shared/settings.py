@@ -1,7 +1,7 @@
 """Configuration shared by every service, read from environment variables.
 
 Each service subclasses `CommonSettings` with its own fields; a field `foo_bar` is read from
-the variable `FOO_BAR`. Every default is documented in the README's configuration table.
+the variable `FOO_BAR`. Every default is documented in docs/configuration.md.
 """
 
 from __future__ import annotations
