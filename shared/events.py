@@ -343,6 +343,21 @@ class ComplaintPriorityChanged(ComplaintEvent):
     priority: Priority
 
 
+# The handling steps that have no event of their own (propose is solution_proposed, carry out
+# is resolved); follow_up is also done by the customer's feedback.
+RecordedStep = Literal["listen", "thank", "apologise", "promise", "follow_up"]
+
+
+class ComplaintStepDone(ComplaintEvent):
+    """An agent did one of the seven handling steps (the others have their own events)."""
+
+    step: RecordedStep
+    agent_id: Identifier | None = None
+    note: LongText | None = Field(
+        default=None, description="What was said or collected (the restated complaint, details)."
+    )
+
+
 class SurveyNps(EventData):
     score: int = Field(ge=0, le=10)
     survey_id: Identifier | None = None
@@ -479,6 +494,11 @@ class SlaWaitExpired(SlaEventData):
     waiting_since: Timestamp
 
 
+CrisisCounted = Literal["complaints", "nps_detractors", "csat_negative", "negative_interactions"]
+SeverityLevel = Literal["low", "medium", "high"]
+CrisisStage = Literal["identify", "respond", "control", "recover"]
+
+
 class CrisisDetected(EventData):
     """A rate of complaints or negative signals far above the series' own baseline."""
 
@@ -490,6 +510,44 @@ class CrisisDetected(EventData):
     baseline: float = Field(ge=0, le=MAX_COUNT, description="Expected count over the window.")
     score: float = Field(description="Poisson CUSUM value that crossed the decision interval.")
     decision_interval: float
+    # Issue 15 item 7 (optional: alerts raised before it carry none of these).
+    counted: CrisisCounted | None = Field(
+        default=None, description="What `count` counts: complaints, or which negative signal."
+    )
+    customers: int | None = Field(default=None, ge=0, le=MAX_COUNT, description="Distinct.")
+    channels: int | None = Field(default=None, ge=0, le=MAX_COUNT, description="Distinct.")
+    ratio: float | None = Field(default=None, ge=0, description="count / baseline.")
+    magnitude: int | None = Field(default=None, ge=1, le=3, description="严重程度, 1-3.")
+    reach: int | None = Field(default=None, ge=1, le=3, description="影响范围, 1-3.")
+    severity: SeverityLevel | None = None
+
+
+class CrisisStageChanged(EventData):
+    """An agent moved a crisis alert to its next handling stage (identify, respond, control,
+    recover); `count` is what the series had counted from the alert's window start through
+    the hour of the change."""
+
+    alert_id: Annotated[str, Field(min_length=1, max_length=256)]
+    dimension: Annotated[str, Field(max_length=32)]
+    value: Annotated[str, Field(max_length=128)]
+    previous: CrisisStage
+    stage: CrisisStage
+    count: int = Field(ge=0, le=MAX_COUNT)
+    agent_id: Identifier | None = None
+    note: LongText | None = None
+    difficulty: SeverityLevel | None = Field(default=None, description="处理难度, as judged.")
+
+
+class CustomerSilentAfterComplaint(EventData):
+    """No purchase and no contact from the customer in the `silent_days` after a resolved
+    complaint (a churn signal); the event's time is the end of that silence."""
+
+    complaint_id: Identifier
+    resolved_at: Timestamp
+    silent_days: int = Field(ge=1, le=3660)
+    last_activity_at: Timestamp | None = Field(
+        default=None, description="The customer's last purchase or contact before it."
+    )
 
 
 @dataclass(frozen=True)
@@ -523,6 +581,7 @@ EVENT_TYPES: dict[tuple[str, int], EventType] = _types(
     ("crm.complaint.solution_proposed", ComplaintSolutionProposed, Topic.COMPLAINTS),
     ("crm.complaint.customer_replied", ComplaintCustomerReplied, Topic.COMPLAINTS),
     ("crm.complaint.priority_changed", ComplaintPriorityChanged, Topic.COMPLAINTS),
+    ("crm.complaint.step_done", ComplaintStepDone, Topic.COMPLAINTS),
     ("crm.survey.nps", SurveyNps, Topic.SURVEYS),
     ("crm.survey.csat", SurveyCsat, Topic.SURVEYS),
     ("crm.marketing.spend", MarketingSpend, Topic.MARKETING),
@@ -536,6 +595,8 @@ EVENT_TYPES: dict[tuple[str, int], EventType] = _types(
     ("crm.complaint.sla_clock_stopped", SlaClockStopped, Topic.DERIVED),
     ("crm.complaint.sla_wait_expired", SlaWaitExpired, Topic.DERIVED),
     ("crm.crisis.detected", CrisisDetected, Topic.DERIVED),
+    ("crm.crisis.stage_changed", CrisisStageChanged, Topic.DERIVED),
+    ("crm.customer.silent_after_complaint", CustomerSilentAfterComplaint, Topic.DERIVED),
     ("crm.apikey.issued", ApiKeyIssued, Topic.KEYS),
     ("crm.apikey.revoked", ApiKeyRevoked, Topic.KEYS),
 )
