@@ -13,7 +13,7 @@ import numpy as np
 from fastapi import Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
-from services.scoring import rfm, store
+from services.scoring import rfm, store, validation
 from services.scoring.classes import LABELS, TIER_PLAYBOOKS, Tier, labelled, man_lead_class
 from services.scoring.domain import profile_of
 from services.scoring.rescore import fit_and_save, refresh_reference
@@ -642,3 +642,187 @@ def _model_body(row: dict[str, Any]) -> dict[str, Any]:
             "customers": row["gamma_gamma_customers"],
         },
     }
+
+
+class ValidationGroup(BaseModel):
+    repeat_purchases: int = Field(
+        description="Repeat purchase days in the calibration period (the last group: at least "
+        "this many, `open_ended`)."
+    )
+    open_ended: bool
+    label: str = Field(examples=["0", "7+"])
+    customers: int
+    actual_mean: float = Field(description="Mean holdout purchase days per customer, actual.")
+    predicted_mean: float = Field(description="Mean holdout purchase days, as predicted.")
+    actual_total: float
+    predicted_total: float
+
+
+class ValidationPeriod(BaseModel):
+    start: date = Field(description="First day (local), inclusive.")
+    end: date = Field(description="Last day (local), inclusive.")
+    days: int
+    weeks: float
+
+
+class ValidationErrors(BaseModel):
+    mean_absolute_error: float = Field(
+        description="Mean over customers of |predicted - actual| holdout purchase days."
+    )
+    root_mean_squared_error: float = Field(description="Per customer, purchase days.")
+    actual_total: float = Field(description="Holdout purchase days of the whole cohort.")
+    predicted_total: float
+    total_error: float | None = Field(
+        description="(predicted - actual) / actual of the totals; null when nothing was bought."
+    )
+
+
+class ModelValidation(BaseModel):
+    model: Literal["bgnbd"] = Field(
+        default="bgnbd", description="The purchase model scoring uses: BG/NBD."
+    )
+    time_unit: Literal["day", "week"] = Field(description="Unit of alpha, t_x and T.")
+    unit: Literal["purchase days"] = Field(
+        default="purchase days",
+        description="What is counted: distinct days with a purchase, as the model counts.",
+    )
+    calibration: ValidationPeriod
+    holdout: ValidationPeriod
+    customers: int = Field(description="Customers who bought in the calibration period.")
+    customers_new_in_holdout: int = Field(
+        description="First bought in the holdout: not in the comparison (nothing to predict from)."
+    )
+    parameters: dict[str, float] = Field(
+        description="BG/NBD r, alpha (in time_unit), a, b fitted on the calibration period, "
+        "and the log-likelihood."
+    )
+    groups: list[ValidationGroup]
+    errors: ValidationErrors
+
+
+DateParam = Annotated[
+    date | None, Query(description="A day, YYYY-MM-DD (its end, in the deployment's time zone).")
+]
+
+
+@router.get(
+    "/models/clv/validation",
+    response_model=ModelValidation,
+    summary="How well the purchase model predicts this base: calibration/holdout test",
+    description="Fits BG/NBD on the purchases up to `calibration_end` and predicts each "
+    "customer's purchase days from then up to `holdout_end` from their calibration history "
+    "alone ([FHL05] eq. 10), then compares with what they bought, grouped by repeat purchase "
+    "days in the calibration period (0, 1, ..., top_group+), as in the conditional-expectation "
+    "figure of Fader, Hardie and Lee (2005), with the per-customer errors and the totals. "
+    "Defaults: holdout_end today, calibration_end the middle day of the history (from the "
+    "first purchase to holdout_end). One fit per request (seconds on a large base); an "
+    "instance runs one validation at a time.",
+    tags=["models"],
+    responses=BAD_INPUT | {409: {"model": ErrorBody, "description": "Too few customers."}},
+)
+async def validate_model(
+    res: Annotated[Resources, Depends(resources)],
+    calibration_end: DateParam = None,
+    holdout_end: DateParam = None,
+    top_group: Annotated[
+        int, Query(ge=1, le=50, description="Repeat purchases of the open-ended last group.")
+    ] = validation.DEFAULT_TOP_GROUP,
+) -> ModelValidation:
+    settings = _settings(res)
+    zone = ZoneInfo(settings.timezone)
+    today = datetime.now(zone).date()
+    last_day = holdout_end or today
+    if last_day > today:
+        raise invalid("query.holdout_end", "is in the future")
+    first_day = await store.first_purchase_day(res.pool)
+    if first_day is None or first_day >= last_day:
+        raise HTTPException(409, "no purchase history before holdout_end to validate on")
+    split = calibration_end or first_day + (last_day - first_day) / 2
+    if not first_day <= split < last_day:
+        raise invalid(
+            "query.calibration_end", "must lie from the first purchase day to before holdout_end"
+        )
+    async with res.state.setdefault("validation_lock", asyncio.Lock()):
+        found, new_in_holdout = await _validate(res, split, last_day, top_group)
+    if found is None:
+        raise HTTPException(409, "too few customers in the calibration period to fit")
+    return _validation_body(found, new_in_holdout, first_day, split, last_day)
+
+
+def _end_of_day(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day + timedelta(days=1), time(), zone) - timedelta(microseconds=1)
+
+
+async def _validate(
+    res: Resources, split: date, last_day: date, top_group: int
+) -> tuple[validation.Validation | None, int]:
+    settings = _settings(res)
+    zone = ZoneInfo(settings.timezone)
+    count_zero = settings.scoring_count_zero_value_orders
+    calibration = await store.load_population(
+        res.pool,
+        _end_of_day(split, zone),
+        zone,
+        settings.scoring_trend_window_days,
+        count_zero_value=count_zero,
+    )
+    holdout = await store.holdout_purchase_days(
+        res.pool, split, _end_of_day(last_day, zone), zone, count_zero_value=count_zero
+    )
+    known = set(calibration.customer_id.tolist())
+    new_in_holdout = sum(1 for customer in holdout if customer not in known)
+    actual = [holdout.get(customer, 0) for customer in calibration.customer_id.tolist()]
+    found = await asyncio.to_thread(
+        validation.validate_purchase_model,
+        calibration,
+        actual,
+        float((last_day - split).days),
+        settings.scoring_config(),
+        top_group,
+    )
+    return found, new_in_holdout
+
+
+def _validation_body(
+    found: validation.Validation, new_in_holdout: int, first_day: date, split: date, last_day: date
+) -> ModelValidation:
+    params = found.fit.params
+    return ModelValidation(
+        time_unit=found.time_unit,
+        calibration=_period(first_day, split),
+        holdout=_period(split + timedelta(days=1), last_day),
+        customers=found.customers,
+        customers_new_in_holdout=new_in_holdout,
+        parameters={
+            "r": params.r,
+            "alpha": params.alpha,
+            "a": params.a,
+            "b": params.b,
+            "log_likelihood": found.fit.log_likelihood,
+        },
+        groups=[
+            ValidationGroup(
+                repeat_purchases=g.repeat_purchases,
+                open_ended=g.open_ended,
+                label=f"{g.repeat_purchases}+" if g.open_ended else str(g.repeat_purchases),
+                customers=g.customers,
+                actual_mean=g.actual_mean,
+                predicted_mean=g.predicted_mean,
+                actual_total=g.actual_total,
+                predicted_total=g.predicted_total,
+            )
+            for g in found.groups
+        ],
+        errors=ValidationErrors(
+            mean_absolute_error=found.mean_absolute_error,
+            root_mean_squared_error=found.root_mean_squared_error,
+            actual_total=found.actual_total,
+            predicted_total=found.predicted_total,
+            total_error=found.total_error,
+        ),
+    )
+
+
+def _period(start: date, end: date) -> ValidationPeriod:
+    days = (end - start).days + 1
+    return ValidationPeriod(start=start, end=end, days=days, weeks=days / 7)

@@ -286,6 +286,37 @@ def _population_of(rows: list[asyncpg.Record], as_of: datetime) -> Population:
     return Population(as_of=as_of, customer_id=ids, **columns)
 
 
+# Each customer's purchase days after the local day $6 (the calibration period's last) up
+# to $1 (arguments of _BUYERS otherwise): the holdout purchases a model validation compares
+# with its prediction, counted as the population counts them (orders once, net of refunds).
+_HOLDOUT = f"""
+WITH {_BUYERS}
+SELECT customer_id, count(*) AS days FROM daily WHERE day > $6::date GROUP BY customer_id
+"""
+
+
+async def holdout_purchase_days(
+    conn: Connection | Pool,
+    calibration_day: date,
+    holdout_end: datetime,
+    zone: tzinfo,
+    *,
+    count_zero_value: bool = False,
+) -> dict[str, int]:
+    """Purchase days per customer after `calibration_day` up to `holdout_end`."""
+    local_day: date = holdout_end.astimezone(zone).date()
+    rows = await conn.fetch(
+        _HOLDOUT, holdout_end, local_day, 1, None, count_zero_value, calibration_day
+    )
+    return {r["customer_id"]: int(r["days"]) for r in rows}
+
+
+async def first_purchase_day(conn: Connection | Pool) -> date | None:
+    """The calendar day of the base's first purchase (None: no purchase yet)."""
+    day: date | None = await conn.fetchval("SELECT min(day) FROM purchases WHERE NOT is_refund")
+    return day
+
+
 async def database_clock(conn: Connection | Pool) -> datetime:
     """The database's time now (the clock fact rows' applied_at are stamped with)."""
     now: datetime = await conn.fetchval("SELECT clock_timestamp()")
