@@ -20,10 +20,12 @@ from pydantic import BaseModel, BeforeValidator, Field
 from services.reporting import kpi, store
 from services.reporting.kpi import Granularity, Unit
 from services.reporting.metrics import (
+    COHORT_RETENTION,
     METRICS,
     SUMMARY_METRICS,
     Dimension,
     Period,
+    cohort_rows,
     sources_of,
     table,
 )
@@ -352,6 +354,96 @@ async def get_kpis(
 )
 async def get_metrics() -> list[MetricInfo]:
     return [_info(n) for n in METRICS]
+
+
+# --------------------------------------------------------------------------- cohorts
+
+MAX_COHORTS = 120  # months
+DEFAULT_COHORTS = 12
+
+
+class CohortDefinition(BaseModel):
+    name: str
+    label_en: str
+    label_zh: str
+    unit: Unit
+    formula: str
+    source: str
+
+
+class Cohort(BaseModel):
+    cohort: date = Field(description="First day of the cohort's month (first purchase).")
+    customers: int = Field(description="Customers whose first purchase ever is in that month.")
+    active: list[int] = Field(
+        description="Index k: of those, the customers who bought in month cohort + k, from "
+        "k = 0 (the cohort's own month) to the current month."
+    )
+    retention: list[float | None] = Field(
+        description="Index k: active[k] / customers (null for an empty cohort)."
+    )
+
+
+class CohortMatrix(BaseModel):
+    from_: date = Field(alias="from", description="The first cohort month.")
+    to: date = Field(description="The last cohort month.")
+    current_month: date = Field(
+        description="Today's month (local): the last column of every row, counted so far."
+    )
+    definition: CohortDefinition
+    cohorts: list[Cohort]
+
+
+@router.get(
+    "/kpis/cohorts",
+    response_model=CohortMatrix,
+    summary="Cohort retention matrix: first-purchase month x months since, the share of the "
+    "cohort that bought in each month",
+    responses=BAD_INPUT,
+)
+async def get_cohorts(
+    res: Annotated[Resources, Depends(resources)],
+    first: Annotated[
+        IsoDate | None,
+        Query(
+            alias="from",
+            description="A day of the first cohort month; default: 11 months before `to`.",
+            examples=["2025-01-01"],
+        ),
+    ] = None,
+    last: Annotated[
+        IsoDate | None,
+        Query(
+            alias="to",
+            description="A day of the last cohort month (at most the current one); default: "
+            "today (local).",
+            examples=["2025-12-01"],
+        ),
+    ] = None,
+) -> CohortMatrix:
+    current = _today(_settings(res)).replace(day=1)
+    to = (last or current).replace(day=1)
+    if to > current:
+        raise invalid("query.to", "after the current month: its cohorts have no purchases yet")
+    start = (
+        first.replace(day=1) if first else max(kpi.add_months(to, 1 - DEFAULT_COHORTS), EARLIEST)
+    )
+    if start < EARLIEST:
+        raise invalid("query.from", f"before {EARLIEST}")
+    if to < start:
+        raise invalid("query.to", "before 'from'")
+    months = kpi.period_starts(start, to, Granularity.MONTH)
+    if len(months) > MAX_COHORTS:
+        raise invalid("query.to", f"at most {MAX_COHORTS} cohort months")
+    counts = await store.cohort_counts(res.pool, start, to)
+    return CohortMatrix.model_validate(
+        {
+            "from": start,
+            "to": to,
+            "current_month": current,
+            "definition": CohortDefinition(**COHORT_RETENTION),
+            "cohorts": cohort_rows(counts.sizes, counts.active, months, current),
+        }
+    )
 
 
 # --------------------------------------------------------------------------- summary

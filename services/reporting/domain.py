@@ -213,11 +213,14 @@ class Batch:
     orders: dict[tuple[str, str], Order] = field(default_factory=dict)  # earliest wins
     refunds: list[Refund] = field(default_factory=list)
     first_purchase: dict[str, date] = field(default_factory=dict)  # least wins
+    customer_months: set[tuple[str, date]] = field(default_factory=set)  # (customer, month)
     acquisition_channel: dict[str, Latest] = field(default_factory=dict)
     churn_reason: dict[str, Latest] = field(default_factory=dict)
     classes: dict[tuple[str, str, date], ClassRow] = field(default_factory=dict)
     tier_summaries: dict[tuple[str, date], TierRow] = field(default_factory=dict)
     interactions: dict[tuple[date, str, str], list[int]] = field(default_factory=dict)
+    # Per (day, customer, channel, handled_by, mode): interactions (additive).
+    interaction_kinds: dict[tuple[date, str, str, str, str], int] = field(default_factory=dict)
     surveys: dict[tuple[date, str, str, str, int], int] = field(default_factory=dict)
     complaint_customers: dict[str, str] = field(default_factory=dict)
     openings: dict[str, Opening] = field(default_factory=dict)  # earliest wins
@@ -302,6 +305,7 @@ def _purchase(batch: Batch, event: Event, data: PurchaseCompleted, day: date, _:
     first = batch.first_purchase.get(customer)
     if first is None or day < first:
         batch.first_purchase[customer] = day
+    batch.customer_months.add((customer, day.replace(day=1)))
     order = Order(event.time, event.id, channel, categories, fractions)
     known = batch.orders.get((customer, data.order_id))
     if known is None or (order.completed_at, order.event_id) < (known.completed_at, known.event_id):
@@ -346,6 +350,17 @@ def _interaction(batch: Batch, event: Event, data: InteractionLogged, day: date,
     counts = batch.interactions.setdefault((day, event.subject, data.channel), [0, 0])
     counts[0] += 1
     counts[1] += data.sentiment == "negative"
+    kind = (day, event.subject, data.channel, data.handled_by, contact_mode(data.synchronous))
+    batch.interaction_kinds[kind] = batch.interaction_kinds.get(kind, 0) + 1
+
+
+def contact_mode(synchronous: bool | None) -> str:
+    """How a contact took place, as the interaction recorded it: synchronous (both sides
+    at once: a call, a live chat), asynchronous (email, messages), or unknown when the
+    event did not say."""
+    if synchronous is None:
+        return UNKNOWN
+    return "synchronous" if synchronous else "asynchronous"
 
 
 def _survey(batch: Batch, event: Event, data: SurveyNps | SurveyCsat, day: date, _: tzinfo) -> None:

@@ -318,6 +318,59 @@ def interactions_per_customer(interactions: int, customers: int) -> Decimal | No
     return _ratio(interactions, customers)
 
 
+def contact_share(part: int, whole: int) -> Decimal | None:
+    """A kind of contact's share of the contacts it is counted among (bot-handled share =
+    interactions handled by a bot / interactions with a recorded handler; synchronous share =
+    synchronous / (synchronous + asynchronous), contacts whose mode was not recorded left
+    out of both), a fraction in [0, 1]."""
+    _require_count("part", part)
+    _require_count("whole", whole)
+    _require_part("part", part, "whole", whole)
+    return _ratio(part, whole)
+
+
+def complaints_per_thousand_orders(complaints: int, orders: int) -> Decimal | None:
+    """Complaint rate (每千单投诉率) = complaints opened in the period / orders placed in the
+    period x 1,000. A rate against the volume of business, as regulators publish complaint
+    figures per 1,000 accounts or sales (UK FCA firm-level complaints data, "context"
+    tables); orders as the base is this product's. Not a share: a complaint need not be
+    about an order of the same period, so it can exceed 1,000."""
+    _require_count("complaints", complaints)
+    _require_count("orders", orders)
+    return _ratio(complaints * 1000, orders)
+
+
+# --------------------------------------------------------------------------- cohorts
+
+
+def months_between(first: date, later: date) -> int:
+    """Whole calendar months from `first`'s month to `later`'s (June to August: 2)."""
+    return (later.year - first.year) * 12 + later.month - first.month
+
+
+def add_months(first: date, months: int) -> date:
+    """The first day of the month `months` after `first`'s (negative: before)."""
+    index = first.year * 12 + first.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def cohort_retention(active: int, cohort_size: int) -> Decimal | None:
+    """Cohort retention (同期群留存率) of cohort f in month f + k = customers of the cohort
+    who bought in month f + k / customers in the cohort, a fraction in [0, 1]; 1 for k = 0.
+
+    The cohort is the customers whose first purchase ever falls in month f (local calendar),
+    followed month by month: the cohort analysis of Fader & Hardie, "Forecasting Repeat
+    Sales at CDNOW: A Case Study", Interfaces 31(3), 2001, which tracks a cohort of new
+    customers defined by the period of their first purchase, and the "retention table" of
+    acquisition-cohort analysis. A customer counts in every month they bought in, returning
+    after a gap included (not "still active since the start"), so the shares need not fall.
+    """
+    _require_count("active", active)
+    _require_count("cohort_size", cohort_size)
+    _require_part("active", active, "cohort_size", cohort_size)
+    return _ratio(active, cohort_size)
+
+
 # --------------------------------------------------------------------------- buyers, value
 
 
@@ -421,6 +474,7 @@ class Unit(StrEnum):
     SCORE = "score"  # mean of answers, on the question's scale
     DURATION = "duration"
     PER_CUSTOMER = "per_customer"
+    PER_THOUSAND_ORDERS = "per_1000_orders"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from services.reporting.api import pages, router
 from services.reporting.projection import ReportingProjection
 from services.reporting.settings import ReportingSettings
+from shared.http import REVALIDATE
 from shared.service import ServiceSpec, create_app, serve
 
 SPEC = ServiceSpec(
@@ -26,6 +27,7 @@ SPEC = ServiceSpec(
         {"name": "alerts", "description": "Crisis alerts folded from crm.derived."},
     ],
     settings_type=ReportingSettings,
+    api_cache_control=REVALIDATE,  # aggregates only: browsers keep and revalidate (ETag)
 )
 
 

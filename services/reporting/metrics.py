@@ -155,6 +155,11 @@ class Interactions:
     interactions: int = 0
     customers: int = 0  # distinct customers who interacted
     negative: int = 0
+    # From interaction_kinds (migrations/005): who handled the contact and how.
+    by_human: int = 0
+    by_bot: int = 0
+    synchronous: int = 0
+    asynchronous: int = 0  # the rest of interaction_kinds' contacts did not say
 
 
 @dataclass
@@ -400,6 +405,14 @@ _CATALOGUE: list[Metric] = [
        "of the complaints opened in the period, those resolved now (not reopened since) "
        "(kpi.resolution_rate)", _D7, (C,),
        lambda c: kpi.resolution_rate(c.complaints.opened_resolved, c.complaints.opened)),
+    _m("complaints_per_1000_orders", "service", "Complaints per 1,000 orders", "每千单投诉率",
+       Unit.PER_THOUSAND_ORDERS,
+       "complaints opened in the period / orders in the period x 1,000 "
+       "(kpi.complaints_per_thousand_orders)",
+       "per 1,000 of the business's volume as in the UK FCA's firm-level complaints data; "
+       "orders as the base: docs/domain.md, KPIs", (S, C),
+       lambda c: kpi.complaints_per_thousand_orders(c.complaints.opened, c.sales.orders),
+       dimensions=frozenset({Dimension.TIER, Dimension.SEGMENT})),
     _m("sla_compliance", "service", "SLA compliance", "SLA达标率", Unit.RATIO,
        "clocks met / (met + breached), all SLA metrics: a breached clock counts on its "
        "breach day, stopped or not, a met one on its stop day, each clock once "
@@ -451,6 +464,31 @@ _CATALOGUE: list[Metric] = [
        "(kpi.interactions_per_customer)", _D7, (IN,),
        lambda c: kpi.interactions_per_customer(
            c.interactions.interactions, c.interactions.customers
+       )),
+    _m("interactions_by_human", "relationship", "Contacts handled by people", "人工处理互动",
+       Unit.COUNT, "interactions handled by a person (handled_by = human)", _D7, (IN,),
+       lambda c: c.interactions.by_human),
+    _m("interactions_by_bot", "relationship", "Contacts handled by bots", "机器人处理互动",
+       Unit.COUNT, "interactions handled by a bot (handled_by = bot)", _D7, (IN,),
+       lambda c: c.interactions.by_bot),
+    _m("bot_share", "relationship", "Bot-handled share", "机器人处理占比", Unit.RATIO,
+       "interactions handled by a bot / interactions handled by a bot or a person "
+       "(kpi.contact_share); who handled a contact, not whether the bot resolved it",
+       _D7, (IN,),
+       lambda c: kpi.contact_share(
+           c.interactions.by_bot, c.interactions.by_bot + c.interactions.by_human
+       )),
+    _m("interactions_synchronous", "relationship", "Synchronous contacts", "同步互动",
+       Unit.COUNT, "interactions where both sides took part at once (a call, a live chat: "
+       "synchronous = true)", _D7, (IN,), lambda c: c.interactions.synchronous),
+    _m("interactions_asynchronous", "relationship", "Asynchronous contacts", "异步互动",
+       Unit.COUNT, "interactions answered later (email, messages: synchronous = false)",
+       _D7, (IN,), lambda c: c.interactions.asynchronous),
+    _m("synchronous_share", "relationship", "Synchronous share", "同步互动占比", Unit.RATIO,
+       "synchronous / (synchronous + asynchronous) interactions; those whose mode was not "
+       "recorded are in neither (kpi.contact_share)", _D7, (IN,),
+       lambda c: kpi.contact_share(
+           c.interactions.synchronous, c.interactions.synchronous + c.interactions.asynchronous
        )),
     # Churn reasons
     *(
@@ -545,4 +583,46 @@ def table(
                 metric = METRICS[name]
                 row[name] = present(metric.value(cell, previous), metric.unit)
             rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------- cohorts
+
+COHORT_RETENTION: Final = {
+    "name": "cohort_retention",
+    "label_en": "Cohort retention",
+    "label_zh": "同期群留存率",
+    "unit": Unit.RATIO,
+    "formula": "of the customers whose first purchase ever is in month f (the cohort), the "
+    "share who bought in month f + k, k = 0, 1, 2, ... months since (kpi.cohort_retention); "
+    "a customer counts in every month they bought in, so a share can rise again",
+    "source": 'P. S. Fader & B. G. S. Hardie, "Forecasting Repeat Sales at CDNOW: A Case '
+    'Study", Interfaces 31(3), 2001 (cohorts of new customers by first purchase)',
+}
+
+
+def cohort_rows(
+    sizes: Mapping[date, int],
+    active: Mapping[tuple[date, date], int],
+    months: list[date],
+    current: date,
+) -> list[dict[str, Any]]:
+    """One row per cohort month in `months` (first days, ascending): its customers and, for
+    k = 0 .. the months up to `current` (the month of today, counted so far), the buyers of
+    month f + k among them and their share (None for an empty cohort)."""
+    rows = []
+    for cohort in months:
+        size = sizes.get(cohort, 0)
+        counts = [
+            active.get((cohort, kpi.add_months(cohort, k)), 0)
+            for k in range(kpi.months_between(cohort, current) + 1)
+        ]
+        rows.append(
+            {
+                "cohort": cohort,
+                "customers": size,
+                "active": counts,
+                "retention": [present(kpi.cohort_retention(n, size), Unit.RATIO) for n in counts],
+            }
+        )
     return rows

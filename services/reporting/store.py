@@ -192,6 +192,14 @@ async def _write_sales(conn: Connection, batch: Batch) -> None:
             for (day, customer, category), d in batch.item_category_sales.items()
         ],
     )
+    # Keyed: a month with a purchase is a fact, written once.
+    await _insert(
+        conn,
+        "INSERT INTO customer_months "
+        + _rows("customer_id text", "month date")
+        + " ORDER BY 1, 2 ON CONFLICT DO NOTHING",
+        [{"customer_id": c, "month": month} for c, month in batch.customer_months],
+    )
     # Keyed, earliest completion wins: decided in the conflict clause against the locked row.
     await _insert(
         conn,
@@ -373,6 +381,32 @@ async def _write_activity(conn: Connection, batch: Batch) -> None:
                 "negative": negative,
             }
             for (day, customer, channel), (n, negative) in batch.interactions.items()
+        ],
+    )
+    await _insert(
+        conn,
+        "INSERT INTO interaction_kinds "
+        + _rows(
+            "day date",
+            "customer_id text",
+            "channel text",
+            "handled_by text",
+            "mode text",
+            "interactions int",
+        )
+        + " ORDER BY 1, 2, 3, 4, 5"
+        " ON CONFLICT (day, customer_id, channel, handled_by, mode) DO UPDATE SET"
+        " interactions = interaction_kinds.interactions + EXCLUDED.interactions",
+        [
+            {
+                "day": day,
+                "customer_id": customer,
+                "channel": channel,
+                "handled_by": handled_by,
+                "mode": mode,
+                "interactions": n,
+            }
+            for (day, customer, channel, handled_by, mode), n in batch.interaction_kinds.items()
         ],
     )
     await _insert(
@@ -1117,6 +1151,67 @@ async def _read_interactions(
         found = _cell(cells, r["start"], r["slice"]).interactions
         found.interactions, found.customers = r["n"], r["customers"]
         found.negative = r["negative"]
+    await _read_contact_kinds(pool, cells, args, by)
+
+
+async def _read_contact_kinds(
+    pool: Pool | Connection, cells: Cells, args: Args, by: Dimension | None
+) -> None:
+    """Interactions by who handled them (human, bot) and how (synchronous, asynchronous),
+    from `interaction_kinds` (migrations/005), sliced as interactions are."""
+    sl = _slicing(by, customer="i.customer_id", day="i.day", channel="i.channel")
+    for r in await pool.fetch(
+        f"""{_with(sl.cte)}
+        SELECT p.start, {sl.expr} AS slice,
+               sum(i.interactions) FILTER (WHERE i.handled_by = 'human')::int AS human,
+               sum(i.interactions) FILTER (WHERE i.handled_by = 'bot')::int AS bot,
+               sum(i.interactions) FILTER (WHERE i.mode = 'synchronous')::int AS synchronous,
+               sum(i.interactions) FILTER (WHERE i.mode = 'asynchronous')::int AS asynchronous
+        FROM interaction_kinds i JOIN periods p ON i.day >= p.start AND i.day < p.stop
+        {sl.join} GROUP BY 1, 2""",
+        *args,
+    ):
+        kinds = _cell(cells, r["start"], r["slice"]).interactions
+        kinds.by_human, kinds.by_bot = r["human"] or 0, r["bot"] or 0
+        kinds.synchronous, kinds.asynchronous = r["synchronous"] or 0, r["asynchronous"] or 0
+
+
+# --------------------------------------------------------------------------- cohorts
+
+
+@dataclass(frozen=True)
+class CohortCounts:
+    sizes: dict[date, int]  # cohort month -> customers whose first purchase is in it
+    active: dict[tuple[date, date], int]  # (cohort month, month) -> of those, buyers in it
+
+
+async def cohort_counts(pool: Pool | Connection, first: date, last: date) -> CohortCounts:
+    """The cohorts whose first purchase month is first..last (first days of months), their
+    sizes, and for every month from the cohort's own on, how many of each bought in it
+    (`customers` and `customer_months`, both kept by the fold). A customer's cohort is read
+    at query time from their first purchase, so a late earlier purchase moves them to their
+    true cohort."""
+    cohorts = """cohorts AS (
+        SELECT customer_id, date_trunc('month', first_purchase_day)::date AS cohort
+        FROM customers
+        WHERE first_purchase_day >= $1::date
+          AND first_purchase_day < ($2::date + interval '1 month')::date
+    )"""
+    # One statement, so one snapshot: a cohort never has more buyers than customers.
+    rows = await pool.fetch(
+        f"""WITH {cohorts}
+        SELECT cohort, NULL::date AS month, count(*)::int AS n FROM cohorts GROUP BY 1
+        UNION ALL
+        SELECT c.cohort, m.month, count(*)::int
+        FROM cohorts c JOIN customer_months m
+          ON m.customer_id = c.customer_id AND m.month >= c.cohort
+        GROUP BY 1, 2""",
+        first,
+        last,
+    )
+    sizes = {r["cohort"]: r["n"] for r in rows if r["month"] is None}
+    active = {(r["cohort"], r["month"]): r["n"] for r in rows if r["month"] is not None}
+    return CohortCounts(sizes, active)
 
 
 # --------------------------------------------------------------------------- alerts, daily

@@ -285,6 +285,42 @@ def test_interactions_and_survey_answers_are_counted() -> None:
     assert batch.surveys == {(day, "c1", "nps", UNKNOWN, 9): 2, (day, "c1", "csat", "app", 4): 1}
 
 
+def test_contacts_are_counted_by_who_handled_them_and_how() -> None:
+    def talk(channel: str, **more: Any) -> Event:
+        data: dict[str, Any] = {"channel": channel, "direction": "inbound", **more}
+        return ev("crm.interaction.logged", "c1", data, "2025-03-03T10:00:00+00:00")
+
+    batch = fold(
+        [
+            talk("chat", handled_by="bot", synchronous=True),
+            talk("chat", handled_by="bot", synchronous=True),
+            talk("chat", synchronous=True),  # a person by default
+            talk("email", synchronous=False),
+            talk("email"),  # the mode not recorded
+        ],
+        UTC,
+    )
+    day = date(2025, 3, 3)
+    assert batch.interaction_kinds == {
+        (day, "c1", "chat", "bot", "synchronous"): 2,
+        (day, "c1", "chat", "human", "synchronous"): 1,
+        (day, "c1", "email", "human", "asynchronous"): 1,
+        (day, "c1", "email", "human", UNKNOWN): 1,
+    }
+
+
+def test_a_purchase_marks_its_customer_and_local_month() -> None:
+    batch = fold(
+        [
+            buy("c1", "2025-02-28T17:00:00+00:00", "10", order="a"),  # 1 March in Shanghai
+            buy("c1", "2025-03-20T10:00:00+00:00", "10", order="b"),
+            buy("c2", "2025-02-10T10:00:00+00:00", "10", order="c"),
+        ],
+        SHANGHAI,
+    )
+    assert batch.customer_months == {("c1", date(2025, 3, 1)), ("c2", date(2025, 2, 1))}
+
+
 # --------------------------------------------------------------------------- complaints, SLA
 
 

@@ -27,6 +27,7 @@ from services.reporting.metrics import (
     Source,
     Surveys,
     TierValue,
+    cohort_rows,
     present,
     sources_of,
     table,
@@ -68,7 +69,16 @@ def cell() -> Cell:
             breaches=4,
         ),
         crisis=Crisis(alerts=2),
-        interactions=Interactions(interactions=9, customers=4, negative=1),
+        # Of the 9 contacts, 3 by a bot; 4 synchronous, 2 asynchronous, 3 not saying.
+        interactions=Interactions(
+            interactions=9,
+            customers=4,
+            negative=1,
+            by_human=6,
+            by_bot=3,
+            synchronous=4,
+            asynchronous=2,
+        ),
     )
 
 
@@ -125,6 +135,13 @@ EXPECTED: dict[str, object] = {
     "interactions": 9,
     "interacting_customers": 4,
     "interactions_per_customer": D("2.25"),  # 9 / the 4 customers who made them
+    "interactions_by_human": 6,
+    "interactions_by_bot": 3,
+    "bot_share": D(3) / D(9),  # 3 bot / (3 bot + 6 human)
+    "interactions_synchronous": 4,
+    "interactions_asynchronous": 2,
+    "synchronous_share": D(4) / D(6),  # the 3 without a mode are left out
+    "complaints_per_1000_orders": D(4000) / D(3),  # 4 opened / 3 orders x 1,000
     "churn_reason_price": 1,
     "churn_reason_competitor": 0,
     "churn_reason_service_quality": 0,
@@ -190,6 +207,10 @@ def test_every_metric_says_what_it_is() -> None:
         ("crisis_alerts", {Dimension.CHANNEL, Dimension.CATEGORY}),
         ("interactions_per_customer", {Dimension.TIER, Dimension.SEGMENT, Dimension.CHANNEL}),
         ("interactions", {Dimension.TIER, Dimension.SEGMENT, Dimension.CHANNEL}),
+        ("bot_share", {Dimension.TIER, Dimension.SEGMENT, Dimension.CHANNEL}),
+        ("synchronous_share", {Dimension.TIER, Dimension.SEGMENT, Dimension.CHANNEL}),
+        # A complaint's channel (hotline) and category (delivery) are not an order's.
+        ("complaints_per_1000_orders", {Dimension.TIER, Dimension.SEGMENT}),
     ],
 )
 def test_slices_are_those_every_source_knows(name: str, slices: set[Dimension]) -> None:
@@ -249,3 +270,17 @@ def test_a_table_is_dense_over_periods_and_slices() -> None:
         {"period": april, "period_end": date(2025, 4, 30), "orders": 0},
     ]  # unsliced cells are under the slice ''
     assert table({}, periods, ["orders"], Dimension.TIER) == []
+
+
+def test_cohort_rows_from_hand_counted_cohorts() -> None:
+    """Cohort May 2025: 4 customers; 2 of them bought in June, none in July, 1 in August
+    (today's month). June: 2 customers, 1 back in August. July: none."""
+    may, june, july, august = (date(2025, m, 1) for m in (5, 6, 7, 8))
+    sizes = {may: 4, june: 2}
+    active = {(may, may): 4, (may, june): 2, (may, august): 1, (june, june): 2, (june, august): 1}
+    rows = cohort_rows(sizes, active, [may, june, july], august)
+    assert rows == [
+        {"cohort": may, "customers": 4, "active": [4, 2, 0, 1], "retention": [1.0, 0.5, 0.0, 0.25]},
+        {"cohort": june, "customers": 2, "active": [2, 0, 1], "retention": [1.0, 0.0, 0.5]},
+        {"cohort": july, "customers": 0, "active": [0, 0], "retention": [None, None]},
+    ]
