@@ -79,7 +79,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from itertools import product
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
@@ -255,13 +255,31 @@ def select_policy(policies: Iterable[Policy], priority: Priority, tier: Tier) ->
     raise LookupError(f"no SLA policy matches priority={priority} tier={tier}")
 
 
+class PolicyRules(Protocol):
+    """Versioned policies and calendars (``policies.PolicyBook``): a complaint takes the rules
+    in force when it was opened; a clock keeps the key of its calendar's version."""
+
+    def choose(self, priority: Priority, tier: Tier, opened_at: datetime) -> tuple[Targets, str]:
+        """Targets and calendar key for a complaint opened at ``opened_at``."""
+        ...
+
+    def calendar(self, key: str) -> Calendar:
+        """The calendar of a version key (LookupError when unknown)."""
+        ...
+
+
 @dataclass(frozen=True)
 class SlaConfig:
+    """``rules``, when given, decides targets and calendars; without it every complaint gets
+    ``policies`` on ``calendar`` (clocks stored before rules existed, with no calendar key,
+    still count on ``calendar``)."""
+
     calendar: Calendar = DEFAULT_CALENDAR
     policies: tuple[Policy, ...] = field(default_factory=default_policies)
     warn_share: float = DEFAULT_WARN_SHARE
     max_escalation_level: int = DEFAULT_MAX_ESCALATION_LEVEL
     max_wait: timedelta = DEFAULT_MAX_WAIT
+    rules: PolicyRules | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.warn_share < 1:
@@ -282,6 +300,21 @@ class SlaConfig:
     def targets(self, priority: Priority, tier: Tier) -> Targets:
         chosen: dict[tuple[Priority, Tier], Targets] = self.__dict__["_targets"]
         return chosen[(priority, tier)]
+
+    def choose(self, priority: Priority, tier: Tier, opened_at: datetime) -> tuple[Targets, str]:
+        """Targets and calendar key of a complaint opened at ``opened_at``."""
+        if self.rules is None:
+            return self.targets(priority, tier), ""
+        return self.rules.choose(priority, tier, opened_at)
+
+    def calendar_of(self, clock: Clock) -> Calendar:
+        """The calendar a clock counts on: the version it started with."""
+        return self.calendar_by_key(clock.calendar)
+
+    def calendar_by_key(self, key: str) -> Calendar:
+        if not key or self.rules is None:
+            return self.calendar
+        return self.rules.calendar(key)
 
 
 # --------------------------------------------------------------------------- events and state
@@ -345,6 +378,7 @@ class Clock:
     segments: tuple[Segment, ...]
     warned_at: datetime | None = None
     breached_at: datetime | None = None
+    calendar: str = ""  # the calendar version's key (PolicyRules); "": SlaConfig.calendar
 
     @property
     def accumulated(self) -> timedelta:
@@ -472,10 +506,10 @@ def _on_opened(state: SlaState, event: ComplaintEvent, at: datetime, config: Sla
     if state.opened_at is not None:  # a second ``opened`` changes nothing
         return state
     priority, tier = event.priority or state.priority, event.tier or state.tier
-    targets = config.targets(priority, tier)
+    targets, calendar = config.choose(priority, tier, at)
     clocks = (
-        _start(Metric.FIRST_RESPONSE, 0, targets, at),
-        _start(Metric.RESOLUTION, 0, targets, at),
+        _start(Metric.FIRST_RESPONSE, 0, targets, at, calendar),
+        _start(Metric.RESOLUTION, 0, targets, at, calendar),
     )
     return copy_with(state, opened_at=at, priority=priority, tier=tier, clocks=clocks)
 
@@ -537,13 +571,14 @@ def _on_closed(state: SlaState, event: ComplaintEvent, at: datetime, config: Sla
 def _on_priority_changed(
     state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig
 ) -> SlaState:
-    return _retarget(copy_with(state, priority=event.priority or state.priority), config)
+    state = copy_with(state, priority=event.priority or state.priority)
+    return _retarget(state, at, event.kind, config)
 
 
 def _on_tier_changed(
     state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig
 ) -> SlaState:
-    return _retarget(copy_with(state, tier=event.tier or state.tier), config)
+    return _retarget(copy_with(state, tier=event.tier or state.tier), at, event.kind, config)
 
 
 _HANDLERS: Mapping[EventKind, Handler] = {
@@ -563,16 +598,21 @@ _HANDLERS: Mapping[EventKind, Handler] = {
 # --------------------------------------------------------------------------- clock transitions
 
 
-def _start(metric: Metric, cycle: int, targets: Targets, at: datetime) -> Clock:
+def _start(metric: Metric, cycle: int, targets: Targets, at: datetime, calendar: str) -> Clock:
     segment = copy_with(_BLANK_SEGMENT, start=at)
     return copy_with(
-        _BLANK_CLOCK, metric=metric, cycle=cycle, target=targets.of(metric), segments=(segment,)
+        _BLANK_CLOCK,
+        metric=metric,
+        cycle=cycle,
+        target=targets.of(metric),
+        segments=(segment,),
+        calendar=calendar,
     )
 
 
 def _close_segment(clock: Clock, at: datetime, reason: EventKind, config: SlaConfig) -> Clock:
     last = clock.segments[-1]
-    elapsed = business_elapsed(config.calendar, last.start, at)
+    elapsed = business_elapsed(config.calendar_of(clock), last.start, at)
     closed = copy_with(last, end=at, elapsed=elapsed, ended_by=reason)
     return copy_with(clock, segments=(*clock.segments[:-1], closed))
 
@@ -631,16 +671,31 @@ def _open_next_response(state: SlaState, at: datetime, config: SlaConfig) -> Sla
     if latest is not None and latest.phase is not Phase.STOPPED:
         return state
     cycle = 1 if latest is None else latest.cycle + 1
-    clock = _start(Metric.NEXT_RESPONSE, cycle, config.targets(state.priority, state.tier), at)
+    targets, calendar = config.choose(state.priority, state.tier, state.opened_at or at)
+    clock = _start(Metric.NEXT_RESPONSE, cycle, targets, at, calendar)
     return copy_with(state, clocks=(*state.clocks, clock))
 
 
-def _retarget(state: SlaState, config: SlaConfig) -> SlaState:
-    targets = config.targets(state.priority, state.tier)
-    return _map_clocks(
-        state,
-        lambda c: c if c.phase is Phase.STOPPED else copy_with(c, target=targets.of(c.metric)),
-    )
+def _retarget(state: SlaState, at: datetime, reason: EventKind, config: SlaConfig) -> SlaState:
+    """Every clock not stopped takes the targets of the complaint's new priority or tier, from
+    the rules in force when it was opened. A policy on another calendar counts the time up to
+    now on the old one: the running segment ends here and a new one starts on the new one."""
+    if state.opened_at is None:
+        return state  # no clock yet: ``opened`` chooses with the priority and tier it finds
+    targets, calendar = config.choose(state.priority, state.tier, state.opened_at)
+
+    def retarget(clock: Clock) -> Clock:
+        if clock.phase is Phase.STOPPED:
+            return clock
+        moved = clock.calendar != calendar and (
+            config.calendar_of(clock) != config.calendar_by_key(calendar)
+        )
+        if moved and clock.phase is Phase.RUNNING:
+            clock = _close_segment(clock, at, reason, config)
+            clock = copy_with(clock, segments=(*clock.segments, Segment(at)))
+        return copy_with(clock, target=targets.of(clock.metric), calendar=calendar)
+
+    return _map_clocks(state, retarget)
 
 
 # --------------------------------------------------------------------------- time passing
@@ -652,7 +707,7 @@ def _warn_threshold(clock: Clock, config: SlaConfig) -> timedelta:
 
 def _elapsed_at(clock: Clock, at: datetime, config: SlaConfig) -> timedelta:
     since = clock.running_since
-    running = ZERO if since is None else business_elapsed(config.calendar, since, at)
+    running = ZERO if since is None else business_elapsed(config.calendar_of(clock), since, at)
     return clock.accumulated + running
 
 
@@ -662,14 +717,14 @@ def _reached_at(clock: Clock, threshold: timedelta, config: SlaConfig) -> dateti
     if since is None:
         return None
     need = max(threshold - clock.accumulated, ZERO)
-    return add_business_time(config.calendar, since, need)
+    return add_business_time(config.calendar_of(clock), since, need)
 
 
 def _warning_and_deadline(clock: Clock, config: SlaConfig) -> tuple[datetime, datetime]:
     """_reached_at of the warning threshold and of the target, for a running clock."""
     since, spent = clock.segments[-1].start, clock.accumulated
     needs = (max(_warn_threshold(clock, config) - spent, ZERO), max(clock.target - spent, ZERO))
-    warn_at, due_at = add_business_times(config.calendar, since, needs)
+    warn_at, due_at = add_business_times(config.calendar_of(clock), since, needs)
     return warn_at, due_at
 
 
@@ -1014,6 +1069,7 @@ def state_to_json(state: SlaState) -> bytes:
             [[s.start, s.end, _micros(s.elapsed), s.ended_by] for s in c.segments],
             c.warned_at,
             c.breached_at,
+            c.calendar,  # added later: optional on read
         ]
         for c in state.clocks
     ]
@@ -1088,6 +1144,7 @@ def _clock_from_json(
     segments: list[list[Any]],
     warned_at: str | None,
     breached_at: str | None,
+    calendar: str = "",
 ) -> Clock:
     return copy_with(
         _BLANK_CLOCK,
@@ -1107,6 +1164,7 @@ def _clock_from_json(
         ),
         warned_at=_instant(warned_at),
         breached_at=_instant(breached_at),
+        calendar=calendar,
     )
 
 
@@ -1128,6 +1186,7 @@ __all__ = [
     "OutOfOrderEventError",
     "Phase",
     "Policy",
+    "PolicyRules",
     "Priority",
     "Schedule",
     "Segment",
