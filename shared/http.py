@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import logging
 import time
@@ -146,19 +147,25 @@ SECURITY_HEADERS = (
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
 )
-# API responses hold personal data (customers, complaints) or keys' views of it: no cache,
-# shared or private, may keep them.
-NO_STORE = (b"cache-control", b"no-store")
+# What an API response may be kept as. Personal data (customers, complaints) and keys' views
+# of it: no cache, shared or private, may keep it. A service serving only aggregates may say
+# `private, no-cache` instead: a browser keeps its copy and revalidates it with the ETag.
+NO_STORE = "no-store"
+REVALIDATE = "private, no-cache"
 API_PREFIX = "/v1/"
+# An ETag is computed over bodies up to this size; a larger one (a long CSV export) is
+# streamed through as it comes, without one.
+ETAG_MAX_BODY = 4 * 1024 * 1024
 
 
 class SecurityHeadersMiddleware:
-    """Adds SECURITY_HEADERS to every response and `Cache-Control: no-store` to those of
+    """Adds SECURITY_HEADERS to every response and the service's Cache-Control to those of
     /v1, unless the route set its own (a page's Content-Security-Policy is its own: see the
     reporting dashboard)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, cache_control: str = NO_STORE) -> None:
         self.app = app
+        self.cache_control = (b"cache-control", cache_control.encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -166,7 +173,7 @@ class SecurityHeadersMiddleware:
             return
         extra = list(SECURITY_HEADERS)
         if scope["path"].startswith(API_PREFIX):
-            extra.append(NO_STORE)
+            extra.append(self.cache_control)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -177,6 +184,81 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def entity_tag(body: bytes) -> bytes:
+    """A strong validator (RFC 9110 section 8.8.3) of a response body: equal bodies, equal
+    tags. BLAKE2b cut to 128 bits: collisions are not a concern for a cache validator."""
+    return b'"' + hashlib.blake2b(body, digest_size=16).hexdigest().encode() + b'"'
+
+
+def _matches(if_none_match: bytes, tag: bytes) -> bool:
+    """RFC 9110 section 13.1.2: a list of tags or `*`, compared weakly (W/ ignored)."""
+    candidates = {t.strip().removeprefix(b"W/") for t in if_none_match.split(b",")}
+    return b"*" in candidates or tag in candidates
+
+
+class EntityTagMiddleware:
+    """ETag on every successful GET of /v1, and 304 Not Modified with no body when the
+    request's If-None-Match names the current one: a client that polls (the dashboard, a
+    front end) re-downloads a read model only when it changed."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not (
+            scope["type"] == "http"
+            and scope["method"] in ("GET", "HEAD")
+            and scope["path"].startswith(API_PREFIX)
+        ):
+            await self.app(scope, receive, send)
+            return
+        if_none_match = dict(scope["headers"]).get(b"if-none-match")
+        start: Message | None = None
+        chunks: list[bytes] = []
+        size = 0
+        passing_through = False
+
+        async def buffered(message: Message) -> None:
+            nonlocal start, size, passing_through
+            if passing_through:
+                await send(message)
+            elif message["type"] == "http.response.start":
+                start = message
+                if message["status"] != 200:
+                    passing_through = True
+                    await send(message)
+            elif message["type"] == "http.response.body":
+                assert start is not None
+                chunks.append(message.get("body", b""))
+                size += len(chunks[-1])
+                if size > ETAG_MAX_BODY:  # too big to hold: send what is held, stream the rest
+                    passing_through = True
+                    await send(start)
+                    await send({**message, "body": b"".join(chunks)})
+                elif not message.get("more_body", False):
+                    await self._finish(start, b"".join(chunks), if_none_match, send)
+            else:
+                await send(message)
+
+        await self.app(scope, receive, buffered)
+
+    @staticmethod
+    async def _finish(start: Message, body: bytes, if_none_match: bytes | None, send: Send) -> None:
+        tag = entity_tag(body)
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"etag"]
+        headers.append((b"etag", tag))
+        if if_none_match is not None and _matches(if_none_match, tag):
+            # 304 carries the validator and the caching headers, no body (RFC 9110 15.4.5).
+            kept = [
+                (k, v) for k, v in headers if k.lower() not in (b"content-length", b"content-type")
+            ]
+            await send({"type": "http.response.start", "status": 304, "headers": kept})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}

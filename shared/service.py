@@ -28,6 +28,8 @@ from shared.auth import KeyRing
 from shared.consumer import ConsumerRuntime, ConsumerStatus, Projection
 from shared.events import ValidationContext
 from shared.http import (
+    NO_STORE,
+    EntityTagMiddleware,
     LatencyMiddleware,
     SecurityHeadersMiddleware,
     install_error_handlers,
@@ -71,6 +73,9 @@ class ServiceSpec:
     # models, emitted-event marks): `crm rebuild` carries them over to the rebuilt schema,
     # with the event log and outbox of a service that publishes.
     kept_on_rebuild: tuple[str, ...] = ()
+    # Cache-Control of its /v1 answers: `no-store` where they hold personal data; a service
+    # of aggregates only may let browsers keep and revalidate them (shared.http.REVALIDATE).
+    api_cache_control: str = NO_STORE
 
     def migration_directories(self) -> list[Path]:
         """The service's own migrations, the consumer runtime's (every service consumes, at
@@ -156,7 +161,9 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    app.add_middleware(SecurityHeadersMiddleware)  # every response, errors included
+    app.add_middleware(EntityTagMiddleware)
+    # every response, errors included
+    app.add_middleware(SecurityHeadersMiddleware, cache_control=spec.api_cache_control)
     app.add_middleware(LatencyMiddleware)
     app.include_router(operations_router(lambda: _readiness(app, spec)))
     for router in spec.routers:
