@@ -14,7 +14,7 @@ import pytest
 from services.reporting import domain, store
 from services.reporting.kpi import Granularity
 from services.reporting.main import SPEC
-from services.reporting.metrics import Dimension, Period, Source, table
+from services.reporting.metrics import Dimension, Period, Source, cohort_rows, table
 from shared import db
 from shared.events import Event, ValidationContext, validate_event
 from tests.helpers import event
@@ -200,18 +200,20 @@ def march() -> list[dict[str, Any]]:
             {"amount": "45.00", "currency": "USD", "channel": "social"},
             at("2025-02-25"),
         ),
-        # Interactions: 3 in March by 2 customers.
+        # Interactions: 3 in March by 2 customers: alice's email answered by a bot
+        # (asynchronous), her call by a person (synchronous), bob's email by a person (its
+        # mode not recorded).
         *(
             ev(
                 "crm.interaction.logged",
                 who,
-                {"channel": channel, "direction": "inbound", "sentiment": sentiment},
+                {"channel": channel, "direction": "inbound", "sentiment": sentiment} | kind,
                 at("2025-03-18"),
             )
-            for who, channel, sentiment in (
-                ("alice", "email", "positive"),
-                ("alice", "phone", "neutral"),
-                ("bob", "email", "negative"),
+            for who, channel, sentiment, kind in (
+                ("alice", "email", "positive", {"handled_by": "bot", "synchronous": False}),
+                ("alice", "phone", "neutral", {"synchronous": True}),
+                ("bob", "email", "negative", {"handled_by": "human"}),
             )
         ),
         # Two re-scores in March: the last one (03-31) has no potential tier any more.
@@ -671,3 +673,110 @@ async def test_repeat_purchase_rate_reads_a_window_of_at_least_the_setting(
     assert week[(date(2025, 3, 3), "")]["repeat_purchase_rate"] == 0.0
     month = await kpis(pool, rate, [MARCH])
     assert month[(MARCH, "")]["repeat_purchase_rate"] == 0.5
+
+
+async def test_contacts_by_handler_and_mode_and_complaints_per_1000_orders(pool: db.Pool) -> None:
+    await feed(pool, validated(march()))
+    names = [
+        "interactions_by_human",
+        "interactions_by_bot",
+        "bot_share",
+        "interactions_synchronous",
+        "interactions_asynchronous",
+        "synchronous_share",
+        "complaints_per_1000_orders",
+    ]
+    found = (await kpis(pool, names, [MARCH]))[(MARCH, "")]
+    assert {k: found[k] for k in names} == {
+        "interactions_by_human": 2,  # alice's call, bob's email
+        "interactions_by_bot": 1,  # alice's email
+        "bot_share": round(1 / 3, 6),
+        "interactions_synchronous": 1,
+        "interactions_asynchronous": 1,
+        "synchronous_share": 0.5,  # bob's email, of no recorded mode, is in neither
+        "complaints_per_1000_orders": round(2 * 1000 / 3, 4),  # c1, c2 / a1, a2, b2
+    }
+    by_channel = await kpis(
+        pool, ["bot_share", "interactions_by_human"], [MARCH], Dimension.CHANNEL
+    )
+    assert {
+        c: (r["bot_share"], r["interactions_by_human"]) for (_, c), r in by_channel.items()
+    } == {
+        "email": (0.5, 1),
+        "phone": (0.0, 1),
+    }
+    # By tier: alice (gold all March) ordered twice; bob's 03-05 order was as potential, his
+    # complaint of 03-20 as gold; dave, never classed, complained (c1) without an order.
+    by_tier = await kpis(pool, ["complaints_per_1000_orders"], [MARCH], Dimension.TIER)
+    assert {t: r["complaints_per_1000_orders"] for (_, t), r in by_tier.items()} == {
+        "gold": 500.0,  # 1 complaint / 2 orders
+        "potential": 0.0,
+        "unscored": None,  # 1 complaint, no order
+    }
+
+
+async def test_cohort_matrix_of_the_month(pool: db.Pool) -> None:
+    """march(): carol first bought in December 2024 (only then), dave in January 2025
+    (only then), bob in February and again in March, alice in March. Today is in April."""
+    await feed(pool, validated(march()))
+    december, april = date(2024, 12, 1), date(2025, 4, 1)
+    counts = await store.cohort_counts(pool, december, MARCH)
+    months = [december, date(2025, 1, 1), FEBRUARY, MARCH]
+    assert [
+        (r["cohort"], r["customers"], r["retention"])
+        for r in cohort_rows(counts.sizes, counts.active, months, april)
+    ] == [
+        (december, 1, [1.0, 0.0, 0.0, 0.0, 0.0]),
+        (date(2025, 1, 1), 1, [1.0, 0.0, 0.0, 0.0]),
+        (FEBRUARY, 1, [1.0, 1.0, 0.0]),
+        (MARCH, 1, [1.0, 0.0]),
+    ]
+
+
+def cohorts_by_brute_force(
+    raw: list[dict[str, Any]], zone: Any
+) -> tuple[dict[date, int], dict[tuple[date, date], int]]:
+    """Cohort sizes and active counts straight from the purchase events."""
+    months: dict[str, set[date]] = {}
+    for e in raw:
+        if e["type"] == "crm.purchase.completed":
+            day = datetime.fromisoformat(e["time"]).astimezone(zone).date()
+            months.setdefault(e["subject"], set()).add(day.replace(day=1))
+    sizes: dict[date, int] = {}
+    active: dict[tuple[date, date], int] = {}
+    for bought in months.values():
+        cohort = min(bought)
+        sizes[cohort] = sizes.get(cohort, 0) + 1
+        for month in bought:
+            active[(cohort, month)] = active.get((cohort, month), 0) + 1
+    return sizes, active
+
+
+async def test_cohorts_match_brute_force_whatever_the_order_and_a_late_first_purchase(
+    pool: db.Pool,
+) -> None:
+    rng = random.Random(11)
+    first_day = date(2024, 9, 1)
+    raw = [
+        buy(
+            f"k{rng.randrange(40)}",
+            str(first_day + timedelta(days=rng.randrange(200))),
+            "10.00",
+            rng.choice(["web", "app"]),
+            f"o{n}",
+        )
+        for n in range(300)
+    ]
+    await feed(pool, validated(rng.sample(raw, len(raw))), batch_size=17)
+    first, last = date(2024, 9, 1), date(2025, 3, 1)
+    counts = await store.cohort_counts(pool, first, last)
+    sizes, active = cohorts_by_brute_force(raw, UTC)
+    assert counts.sizes == sizes
+    assert counts.active == active
+    # A purchase of August 2024 by k3, arriving last, moves k3 to the August cohort.
+    late = buy("k3", "2024-08-20", "5.00", "web", "late")
+    await feed(pool, validated([late]))
+    sizes, active = cohorts_by_brute_force([*raw, late], UTC)
+    counts = await store.cohort_counts(pool, date(2024, 8, 1), last)
+    assert counts.sizes == sizes and counts.active == active
+    assert sizes[date(2024, 8, 1)] == 1
