@@ -12,6 +12,7 @@ from pydantic import Field, PrivateAttr, model_validator
 
 from services.complaints.business_time import Calendar, Holiday
 from services.complaints.crisis import CrisisConfig
+from services.complaints.crisis_severity import SeverityConfig
 from services.complaints.domain import SkippableStep
 from services.complaints.policies import (
     DEFAULT_CALENDAR_NAME,
@@ -80,6 +81,25 @@ class ComplaintsSettings(CommonSettings):
     crisis_decision_interval: float = Field(default=12.0, gt=0)
     crisis_min_count: int = Field(default=10, ge=0, description="Complaints in an alert window.")
     crisis_cooldown_hours: float = Field(default=24, ge=0)
+    crisis_severity_ratios: tuple[float, float] = Field(
+        default=(3.0, 6.0), description="Count/baseline from which magnitude is 2, then 3."
+    )
+    crisis_severity_customers: tuple[int, int] = Field(
+        default=(10, 50), description="Distinct customers from which reach is 2, then 3."
+    )
+    crisis_severity_channels: tuple[int, int] = Field(
+        default=(2, 3), description="Distinct channels from which reach is 2, then 3."
+    )
+    silence_after_complaint_days: int = Field(
+        default=30,
+        ge=1,
+        le=3660,
+        description="Days without a purchase or contact after a resolved complaint that make "
+        "a churn signal (crm.customer.silent_after_complaint).",
+    )
+    silence_check_seconds: float = Field(
+        default=60, ge=0.1, description="How often silences after complaints are looked for."
+    )
     complaint_steps_skippable: list[SkippableStep] = Field(
         default=[],
         description="Handling steps agents may skip (JSON list of listen, thank, apologise, "
@@ -149,6 +169,13 @@ class ComplaintsSettings(CommonSettings):
             warn_share=self.sla_warn_share,
             max_escalation_level=self.sla_max_escalation_level,
             max_wait=timedelta(hours=self.sla_max_wait_hours),
+        )
+
+    def severity_config(self) -> SeverityConfig:
+        return SeverityConfig(
+            ratio_steps=self.crisis_severity_ratios,
+            customer_steps=self.crisis_severity_customers,
+            channel_steps=self.crisis_severity_channels,
         )
 
     def crisis_config(self) -> CrisisConfig:
