@@ -193,11 +193,18 @@ def month_of_events(first: date, last: date, seed: int = 1) -> list[dict[str, An
             {"score": rng.randrange(1, 6)},
             _when(rng, rng.choice(days), now),
         )
-    for _ in range(120):
+    for n in range(120):
+        # Every third contact by a bot; calls and chats synchronous, emails asynchronous,
+        # every fifth contact without a recorded mode.
+        channel = rng.choice(["email", "phone", "chat"])
+        contact: dict[str, Any] = {"channel": channel, "direction": "inbound"}
+        contact["handled_by"] = "bot" if n % 3 == 0 else "human"
+        if n % 5:
+            contact["synchronous"] = channel != "email"
         add(
             "crm.interaction.logged",
             rng.choice(CUSTOMERS),
-            {"channel": rng.choice(["email", "phone", "chat"]), "direction": "inbound"},
+            contact,
             _when(rng, rng.choice(days), now),
         )
     for n in range(20):
@@ -442,6 +449,11 @@ def offline(events: list[dict[str, Any]], first: date, last: date) -> dict[str, 
     }
     nps = [e["data"]["score"] for e in of("crm.survey.nps")]
     csat = [e["data"]["score"] for e in of("crm.survey.csat")]
+    contacts = [e["data"] for e in of("crm.interaction.logged")]
+    by_bot = sum(c.get("handled_by") == "bot" for c in contacts)
+    synchronous = sum(c.get("synchronous") is True for c in contacts)
+    asynchronous = sum(c.get("synchronous") is False for c in contacts)
+    complaints = len(of("crm.complaint.opened"))
     verdicts = [o for d, o in sla_verdicts_by_hand(events) if first <= d <= last]
     breached = [d for d, o in sla_verdicts_by_hand(events) if o == "breached"]
     return {
@@ -462,6 +474,17 @@ def offline(events: list[dict[str, Any]], first: date, last: date) -> dict[str, 
         "sla_compliance": round(verdicts.count("met") / len(verdicts), 6) if verdicts else None,
         "sla_breaches": sum(first <= d <= last for d in breached),
         "interactions": len(of("crm.interaction.logged")),
+        "interactions_by_bot": by_bot,
+        "interactions_by_human": len(contacts) - by_bot,
+        "bot_share": round(by_bot / len(contacts), 6) if contacts else None,
+        "interactions_synchronous": synchronous,
+        "interactions_asynchronous": asynchronous,
+        "synchronous_share": round(synchronous / (synchronous + asynchronous), 6)
+        if synchronous + asynchronous
+        else None,
+        "complaints_per_1000_orders": round(complaints * 1000 / len(purchases), 4)
+        if purchases
+        else None,
         "crisis_alerts": len(of("crm.crisis.detected")),
         "customers_at_start": len(at_start),
         "customers_at_end": len(at_end),
@@ -471,6 +494,41 @@ def offline(events: list[dict[str, Any]], first: date, last: date) -> dict[str, 
         if at_start
         else None,
     }
+
+
+def month_of(day: date) -> date:
+    return day.replace(day=1)
+
+
+def cohorts_by_hand(
+    events: list[dict[str, Any]], first: date, last: date, current: date
+) -> list[dict[str, Any]]:
+    """The cohort rows first..last (months): each customer's cohort is the local month of
+    their first purchase; month k counts the cohort's customers who bought in it."""
+    bought: dict[str, set[date]] = defaultdict(set)
+    for e in events:
+        if e["type"] == "crm.purchase.completed":
+            bought[e["subject"]].add(month_of(local_day(e)))
+    rows = []
+    cohort = first
+    while cohort <= last:
+        members = [m for m in bought.values() if min(m) == cohort]
+        months = []
+        month = cohort
+        while month <= current:
+            months.append(month)
+            month = month_of(month + timedelta(days=32))
+        active = [sum(month in m for m in members) for month in months]
+        rows.append(
+            {
+                "cohort": str(cohort),
+                "customers": len(members),
+                "active": active,
+                "retention": [round(n / len(members), 6) if members else None for n in active],
+            }
+        )
+        cohort = month_of(cohort + timedelta(days=32))
+    return rows
 
 
 METRICS = [
@@ -485,6 +543,13 @@ METRICS = [
     "sla_compliance",
     "sla_breaches",
     "interactions",
+    "interactions_by_bot",
+    "interactions_by_human",
+    "bot_share",
+    "interactions_synchronous",
+    "interactions_asynchronous",
+    "synchronous_share",
+    "complaints_per_1000_orders",
     "crisis_alerts",
     "customers_at_start",
     "customers_at_end",
@@ -590,6 +655,18 @@ async def test_a_month_of_events_reads_back_as_kpis(reporting: Reporting) -> Non
         assert [w["revenue"] for i, w in enumerate(expected_weeks) if i != 1] == [
             r["revenue"] for i, r in enumerate(weekly["rows"]) if i != 1
         ]
+
+        # The cohort retention matrix, against the events' purchases month by month.
+        cohorts = await client.get(
+            "/v1/kpis/cohorts", params={"from": "2025-02-01", "to": str(MONTH)}
+        )
+        assert cohorts.status_code == 200, cohorts.text
+        body = cohorts.json()
+        assert body["cohorts"] == cohorts_by_hand(
+            [*events, late], date(2025, 2, 1), MONTH, date.fromisoformat(body["current_month"])
+        )
+        assert body["current_month"] == str(datetime.now(ZONE).date().replace(day=1))
+        assert "Fader" in body["definition"]["source"]
 
         # The headline cards, the alerts, the skeleton's daily endpoint and the page.
         summary = (
