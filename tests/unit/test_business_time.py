@@ -21,6 +21,7 @@ from services.complaints.business_time import (
     business_elapsed,
     parse_shifts,
 )
+from services.complaints.policies import CalendarRule
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -355,3 +356,56 @@ def test_elapsed_matches_a_minute_by_minute_count(start: datetime, minutes: int)
     expected = sum(_open_by_the_minute(calendar, moment) for moment in steps)
     end = first + timedelta(minutes=minutes)
     assert business_elapsed(calendar, first, end) == timedelta(minutes=expected)
+
+
+# --------------------------------------------------------------------------- calendars as data
+# Expectations from the State Council's 2026 schedule (National Day): 1-7 October off, with
+# Sunday 20 September and Saturday 10 October worked instead (调休). Hand-counted hours.
+
+CHINA = CalendarRule(
+    "cn-support", "Asia/Shanghai", "09:00-12:00,13:00-18:00", (0, 1, 2, 3, 4), country="CN"
+).calendar()
+
+
+def beijing(month: int, day: int, hour: int = 0) -> datetime:
+    return datetime(2026, month, day, hour, tzinfo=SHANGHAI)
+
+
+def test_national_day_holidays_come_from_the_library() -> None:
+    # Wednesday 30 September 17:00: one hour that day, then closed until Thursday 8 October.
+    opened = beijing(9, 30, 17)
+    assert add_business_time(CHINA, opened, hours(8)) == beijing(10, 8, 17)
+    assert business_elapsed(CHINA, opened, beijing(10, 8, 9)) == hours(1)
+
+
+def test_a_make_up_saturday_is_a_working_day() -> None:
+    # Friday 9 October 17:00 plus 4 hours: 1 on Friday, 3 on the worked Saturday morning.
+    assert add_business_time(CHINA, beijing(10, 9, 17), hours(4)) == beijing(10, 10, 12)
+    # Sunday 20 September is worked too; Saturday 19th is not.
+    assert business_elapsed(CHINA, beijing(9, 19), beijing(9, 21)) == hours(8)
+
+
+def test_explicit_dates_beat_the_library() -> None:
+    rule = CalendarRule(
+        "cn-support",
+        "Asia/Shanghai",
+        "09:00-18:00",
+        (0, 1, 2, 3, 4),
+        country="CN",
+        holidays=(date(2026, 10, 10),),  # the make-up Saturday given back
+        working_days=(date(2026, 10, 7),),  # a holiday worked after all
+    )
+    calendar = rule.calendar()
+    assert business_elapsed(calendar, beijing(10, 10), beijing(10, 11)) == hours(0)
+    assert business_elapsed(calendar, beijing(10, 7), beijing(10, 8)) == hours(9)
+    assert business_elapsed(calendar, beijing(10, 6), beijing(10, 7)) == hours(0)
+
+
+def test_the_zone_decides_what_nine_to_six_means() -> None:
+    # 09:00-18:00 in Beijing is 01:00-10:00 UTC; in UTC it is 09:00-18:00 UTC (17:00-02:00
+    # in Beijing). Monday 2 March 2026, 00:30 UTC, two business hours.
+    in_beijing = CalendarRule("cn", "Asia/Shanghai", "09:00-18:00").calendar()
+    in_utc = CalendarRule("utc", "UTC", "09:00-18:00").calendar()
+    start = datetime(2026, 3, 2, 0, 30, tzinfo=UTC)
+    assert add_business_time(in_beijing, start, hours(2)) == datetime(2026, 3, 2, 3, tzinfo=UTC)
+    assert add_business_time(in_utc, start, hours(2)) == datetime(2026, 3, 2, 11, tzinfo=UTC)
