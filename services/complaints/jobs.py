@@ -1,4 +1,5 @@
-"""Complaints' schedulers: the SLA sweep and the crisis detectors.
+"""Complaints' schedulers: the SLA sweep and the crisis detectors (the silence sweep, with
+its own consumer, is `silence_flow.watch_silence`).
 
 Deadlines are stored, not kept in memory: the sweep asks PostgreSQL which complaints have an
 SLA event due (`next_sla_at <= now`) and emits what they owe, so after a restart every breach that
@@ -13,7 +14,8 @@ import logging
 import zlib
 from datetime import UTC, datetime
 
-from services.complaints.projection import evaluate_crisis, sweep_due
+from services.complaints.crisis_flow import evaluate_crisis
+from services.complaints.projection import sweep_due
 from services.complaints.settings import ComplaintsSettings
 from shared.db import Pool
 from shared.service import Resources
@@ -44,7 +46,9 @@ async def detect_once(pool: Pool, settings: ComplaintsSettings, now: datetime | 
     async with pool.acquire() as conn, conn.transaction():
         if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", CRISIS_LOCK):
             return 0
-        return await evaluate_crisis(conn, now or datetime.now(UTC), settings.crisis_config())
+        return await evaluate_crisis(
+            conn, now or datetime.now(UTC), settings.crisis_config(), settings.severity_config()
+        )
 
 
 async def sweep_sla(res: Resources) -> None:

@@ -155,3 +155,14 @@ def is_silent(watch: Watch, silent_days: int, now: datetime) -> bool:
 def signal_id(customer_id: str, watch: Watch) -> str:
     """Deterministic: the same silence is the same event, however often it is found."""
     return f"silence:{customer_id}:{watch.complaint_id}:{watch.resolved_at.isoformat()}"
+
+
+def take_due(
+    state: CustomerSilence, silent_days: int, now: datetime
+) -> tuple[list[Watch], CustomerSilence]:
+    """The windows that had ended in silence by `now` (to be signalled), and the state
+    without every window that had ended (signalled or not, it is done)."""
+    ended = [w for w in state.watches if w.due_at(silent_days) <= now]
+    silent = [w for w in ended if is_silent(w, silent_days, now)]
+    running = tuple(w for w in state.watches if w.due_at(silent_days) > now)
+    return silent, replace(state, watches=running)
