@@ -212,15 +212,7 @@ async def list_complaints(
     return QueuePage(items=items, next_cursor=next_cursor)
 
 
-@router.get(
-    "/alerts", summary="Crisis alerts with their evidence", tags=["alerts"], responses=BAD_INPUT
-)
-async def get_alerts(
-    res: Annotated[Resources, Depends(resources)],
-    start: Annotated[Timestamp | None, Query(alias="from")] = None,
-    end: Annotated[Timestamp | None, Query(alias="to")] = None,
-) -> list[dict[str, Any]]:
-    return await store.alerts(res.pool, start, end)
+# Crisis alerts (paged), their stages and timeline: crisis_api.py.
 
 
 # ---- agent commands -----------------------------------------------------------------------
