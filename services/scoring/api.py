@@ -13,11 +13,28 @@ import numpy as np
 from fastapi import Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
-from services.scoring import rfm, store, validation
-from services.scoring.classes import LABELS, TIER_PLAYBOOKS, Tier, labelled, man_lead_class
+from services.scoring import explain, rfm, store, validation
+from services.scoring.classes import (
+    LABELS,
+    TIER_PLAYBOOKS,
+    LeadAction,
+    LifecycleStage,
+    ManLead,
+    Tier,
+    labelled,
+    man_lead_class,
+)
 from services.scoring.domain import profile_of
-from services.scoring.rescore import fit_and_save, refresh_reference
-from services.scoring.scoring import Reference, score
+from services.scoring.rescore import fit_and_save, money_terms, refresh_reference
+from services.scoring.scoring import (
+    Population,
+    Reference,
+    Scores,
+    ScoringConfig,
+    annual_rate,
+    score,
+    simple_clv_base,
+)
 from services.scoring.settings import ScoringSettings
 from shared.auth import api_router, require
 from shared.events import CUSTOMER_ID_PATTERN, EARLIEST_TIME, RECORDED, decode_event
@@ -145,7 +162,8 @@ class Rfm(BaseModel):
     last_purchase_at: datetime | None
     recency_days: float | None = Field(description="Days since the last purchase.")
     frequency: int = Field(description="Number of purchases.")
-    monetary: Decimal = Field(description="Total spent, net of refunds, reporting currency.")
+    monetary: Decimal = Field(description="Total spent, net of refunds, in `currency`.")
+    currency: str = Field(description="The reporting currency (ISO 4217).", examples=["USD"])
     scores: RfmScore = Field(
         description="R, F and M 1-5: these purchases (up to now) ranked against `reference`."
     )
@@ -185,34 +203,96 @@ async def get_rfm(customer_id: CustomerId, res: Annotated[Resources, Depends(res
         recency_days=recency,
         frequency=found.purchase_count,
         monetary=found.total_spent,
+        currency=settings.reporting_currency,
         scores=rfm_score(recency, found.purchase_count, float(found.total_spent), reference),
         reference=run,
     )
 
 
 class Lifetime(BaseModel):
+    currency: str = Field(description="Currency of every amount here (reporting currency).")
+    horizon_weeks: int = Field(description="Horizon of expected_purchases and predicted_clv.")
     p_alive: float | None = Field(description="BG/NBD probability the customer is still active.")
     expected_purchases: float | None = Field(
         description="Expected purchase days in the next horizon_weeks weeks."
     )
-    expected_spend: float | None = Field(description="Gamma-Gamma expected spend per purchase.")
+    expected_spend: float | None = Field(
+        description="Gamma-Gamma expected spend per purchase day, in currency."
+    )
     predicted_clv: float | None = Field(
-        description="Discounted CLV over the next horizon_weeks weeks (BG/NBD x Gamma-Gamma)."
+        description="Discounted CLV over the next horizon_weeks weeks (BG/NBD x Gamma-Gamma), "
+        "in currency (values.predictive)."
     )
     simple_clv: float = Field(
-        description="Average order value x orders per week x lifespan in weeks x margin."
+        description="Average order value x orders per week x lifespan in weeks x margin, in "
+        "currency (values.simple)."
     )
+    values: dict[str, dict[str, Any]] = Field(
+        description="Each lifetime value by kind, with what it means: `historical` (net spend "
+        "to date), `simple` (undiscounted, over the base's measured lifespan), `predictive` "
+        "(over horizon_weeks, discounted at discount_rate_per_week); each with its amount, "
+        "currency and definition."
+    )
+
+
+def lifetime_values(
+    row: dict[str, Any],
+    terms: store.MoneyTerms | None,
+    lifespan_weeks: float | None,
+    lifespan_measured: bool | None,
+) -> dict[str, dict[str, Any]]:
+    """Historical, simple and predictive CLV of a scored row, each saying what it is.
+
+    `terms` None (a re-score stored before they were kept): currency, horizon and rate are
+    unknown, and said so (null)."""
+    currency = terms.currency if terms else None
+    weekly = terms.discount_rate_per_week if terms else None
+    return {
+        "historical": {
+            "amount": _float(row.get("net_spent")),
+            "currency": currency,
+            "definition": "Net spend to date: every order once, net of its refunds.",
+        },
+        "simple": {
+            "amount": row.get("simple_clv"),
+            "currency": currency,
+            "lifespan_weeks": lifespan_weeks,
+            "lifespan_measured": lifespan_measured,
+            "margin": terms.margin if terms else None,
+            "discounted": False,
+            "definition": "Average order value x orders per week x lifespan (weeks) x margin, "
+            "undiscounted (the base's averages until the customer has been observed for "
+            "SCORING_MIN_OBSERVATION_DAYS).",
+        },
+        "predictive": {
+            "amount": row.get("predicted_clv"),
+            "currency": currency,
+            "horizon_weeks": terms.horizon_weeks if terms else None,
+            "discount_rate_per_week": weekly,
+            "annual_discount_rate": annual_rate(weekly) if weekly is not None else None,
+            "margin": terms.margin if terms else None,
+            "discounted": True,
+            "definition": "Expected purchase days in each week of the horizon (BG/NBD) x "
+            "expected spend per purchase day (Gamma-Gamma) x margin, discounted weekly; null "
+            "without a spend model.",
+        },
+    }
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 class CustomerScore(BaseModel):
     customer_id: str
     as_of: datetime
     model_version: int | None
-    time_unit: str
+    time_unit: str = Field(description="Time unit the purchase model was fitted in.")
     horizon_weeks: int = Field(description="Predictive CLV horizon, weeks (any model unit).")
-    recency_days: float
+    currency: str = Field(description="Currency of net_spent and every lifetime value.")
+    recency_days: float = Field(description="Days since the last purchase.")
     orders: int
-    net_spent: float
+    net_spent: float = Field(description="Net of refunds, in currency.")
     rfm: RfmScore
     tier: str
     tier_label_en: str = Field(examples=["Potential"])
@@ -229,6 +309,10 @@ class CustomerScore(BaseModel):
     churn_level: str
     churn_level_label_en: str = Field(examples=["Low risk"])
     churn_level_label_zh: str = Field(examples=["低风险"])
+    explanations: dict[str, dict[str, Any]] = Field(
+        description="Per class (segment, tier, value_class, lifecycle, churn_level): the "
+        "`code`, the `rule` that decided it, the `numbers` it used and `text_en`/`text_zh`."
+    )
 
 
 async def _reference(res: Resources, as_of: datetime | None) -> Reference:
@@ -293,12 +377,21 @@ async def get_score(
     row = labelled(scores.row(0))
     tier = Tier(str(row["tier"]))
     playbook = TIER_PLAYBOOKS[tier]
+    terms = money_terms(settings)
+    if horizon_weeks is not None:
+        terms = store.MoneyTerms(
+            terms.currency, horizon_weeks, terms.discount_rate_per_week, terms.margin
+        )
+    simple = reference.simple or simple_clv_base(population, config)
+    facts = explain.facts_of(population, scores, 0, reference.mvc_threshold)
     return CustomerScore(
         customer_id=customer_id,
         as_of=at,
         model_version=models.version if models else None,
         time_unit=models.time_unit if models else config.time_unit,
-        horizon_weeks=horizon_weeks or config.horizon_weeks,
+        horizon_weeks=terms.horizon_weeks,
+        currency=terms.currency,
+        explanations=explain.explain_all(facts, config),
         recency_days=float(population.days_since_last[0]),
         orders=int(population.orders[0]),
         net_spent=float(population.net_spent[0]),
@@ -326,6 +419,14 @@ async def get_score(
         lifecycle_label_en=row["lifecycle_label_en"],
         lifecycle_label_zh=row["lifecycle_label_zh"],
         lifetime=Lifetime(
+            currency=terms.currency,
+            horizon_weeks=terms.horizon_weeks,
+            values=lifetime_values(
+                row | {"net_spent": float(population.net_spent[0])},
+                terms,
+                simple.lifespan_weeks,
+                simple.measured,
+            ),
             p_alive=row["p_alive"],
             expected_purchases=row["expected_purchases"],
             expected_spend=row["expected_spend"],
@@ -343,26 +444,49 @@ class CustomerView(BaseModel):
     """Everything about one customer in one read, so no team keeps its own silo."""
 
     customer_id: str
-    profile: dict[str, Any]
+    profile: dict[str, Any] = Field(
+        description="The customer record; `strategic_value` (reporting currency) is value "
+        "beyond the spend that value classes add to the margin."
+    )
     registered_at: datetime | None
-    lead: dict[str, Any] | None
+    lead: dict[str, Any] | None = Field(
+        description="The latest MAN assessment: `class`, the `action` of the MAN rule, "
+        "`advice` (English) and `advice_zh`."
+    )
+    lifecycle: str = Field(
+        description="The lifecycle stage: the scores' stage, or `prospect` while no purchase "
+        "counts (registered or assessed, never bought)."
+    )
+    lifecycle_label_en: str
+    lifecycle_label_zh: str
+    currency: str = Field(description="Currency of every amount in this view.")
     scores: dict[str, Any] | None = Field(
         description="The latest re-score's (`source`: re-score), or, when the customer has "
         "a fact it may not have seen, scored now against its population (`source`: live); "
         "`scored_as_of` says when, `reference_customers` against how many buyers (0: no "
         "re-score has seen one yet, so the customer is ranked against themselves alone). "
-        "Null while no purchase counts. Each code with its `<field>_label_en/_zh`."
+        "Null while no purchase counts. Each code with its `<field>_label_en/_zh`; "
+        "`lifetime_values` says what each CLV is (currency, horizon, discount rate)."
+    )
+    explanations: dict[str, dict[str, Any]] = Field(
+        description="Per class (segment, tier, value_class, lifecycle, churn_level, man): the "
+        "`code`, the `rule` that decided it, the `numbers` it used and `text_en`/`text_zh`."
+    )
+    surveys: dict[str, Any] = Field(
+        description="Per kind (nps 0-10, csat 1-5): responses, latest score and time, "
+        "average, and the customer's promoter/detractor (NPS) or satisfied (CSAT) answers."
     )
     counts: dict[str, int]
     latest_purchases: list[dict[str, Any]]
     latest_interactions: list[dict[str, Any]]
     latest_complaints: list[dict[str, Any]]
+    latest_surveys: list[dict[str, Any]]
 
 
 @router.get(
     "/customers/{customer_id}",
     response_model=CustomerView,
-    summary="The unified customer view: profile, scores, counts and latest activity",
+    summary="The unified customer view: profile, lead, scores explained, surveys, latest activity",
     responses=NOT_FOUND,
 )
 async def get_customer(
@@ -374,19 +498,63 @@ async def get_customer(
     if found is None:
         raise HTTPException(404, f"nothing known of customer '{customer_id}'")
     profile = profile_of(decode_event(b.encode(), RECORDED) for b in found.pop("profile_events"))
-    lead = None
+    lead, explanations = None, {}
     if profile.lead is not None:
         man = man_lead_class(profile.lead["money"], profile.lead["authority"], profile.lead["need"])
-        lead = {**profile.lead, "class": man.code, "action": man.action.value, "advice": man.advice}
-    scores = await _current_scores(res, customer_id, found.pop("scores"), found.pop("latest_fact"))
-    found["scores"] = labelled(scores) if scores is not None else None
+        lead = {**profile.lead, **_lead_fields(man)}
+        explanations["man"] = explain.explain_man(man).as_dict()
+    scores, explained = await _current_scores(
+        res, customer_id, found.pop("scores"), found.pop("latest_fact")
+    )
+    if scores is None:
+        explained = {"lifecycle": explain.explain_prospect().as_dict()}
+    stage = scores["lifecycle"] if scores else LifecycleStage.PROSPECT.value
+    label = LABELS["lifecycle"][stage]
     return CustomerView(
         customer_id=customer_id,
         profile=profile.fields,
         registered_at=profile.registered_at,
         lead=lead,
+        lifecycle=stage,
+        lifecycle_label_en=label.en,
+        lifecycle_label_zh=label.zh,
+        currency=_settings(res).reporting_currency,
+        scores=labelled(scores) if scores is not None else None,
+        explanations=explained | explanations,
+        surveys=_survey_summary(found.pop("survey_summary")),
         **found,
     )
+
+
+def _lead_fields(man: ManLead) -> dict[str, Any]:
+    return {
+        "class": man.code,
+        "action": man.action.value,
+        "advice": man.advice,
+        "advice_zh": explain.man_action_zh(man.action),
+    }
+
+
+def _survey_summary(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each kind's answers; the shares are those the satisfaction KPIs read."""
+    summary: dict[str, Any] = {}
+    for kind, row in rows.items():
+        answers = {k: row[k] for k in ("responses", "latest_score", "latest_at", "average_score")}
+        if kind == "nps":
+            score = row["latest_score"]
+            answers |= {
+                "promoters": row["promoters"],
+                "detractors": row["detractors"],
+                "latest_category": "promoter"
+                if score >= 9
+                else "detractor"
+                if score <= 6
+                else "passive",
+            }
+        else:
+            answers |= {"satisfied": row["satisfied"]}
+        summary[kind] = answers
+    return summary
 
 
 # A fact is applied with its transaction's start time (applied_at) but becomes visible at its
@@ -408,44 +576,93 @@ def _snapshot_is_current(snapshot: dict[str, Any] | None, latest: dict[str, Any]
     )
 
 
+_TERM_COLUMNS = ("currency", "horizon_weeks", "discount_rate_per_week", "margin")
+
+
 async def _current_scores(
     res: Resources,
     customer_id: str,
     snapshot: dict[str, Any] | None,
     latest_fact: dict[str, Any],
-) -> dict[str, Any] | None:
+) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
     """The re-score's scores if no fact of the customer's can be missing from them; else the
     customer scored now from their facts against the last re-score's population, as
-    GET /score does (one customer's statistics: one indexed query)."""
+    GET /score does (one customer's statistics: one indexed query). With the explanation of
+    each class, from the customer's statistics as of the scores' instant."""
     if snapshot is not None and _snapshot_is_current(snapshot, latest_fact):
-        return {k: v for k, v in snapshot.items() if k != "loaded_at"} | {"source": "re-score"}
-    settings = _settings(res)
+        terms = (
+            store.MoneyTerms(*(snapshot[c] for c in _TERM_COLUMNS))
+            if snapshot.get("currency") is not None
+            else None
+        )
+        scored = await _score_one(res, customer_id, snapshot["scored_as_of"])
+        explained = _explanations(scored) if scored else {}
+        lifespan = scored[3].simple if scored else None
+        values = lifetime_values(
+            snapshot,
+            terms,
+            lifespan.lifespan_weeks if lifespan else None,
+            lifespan.measured if lifespan else None,
+        )
+        kept = {k: v for k, v in snapshot.items() if k not in ("loaded_at", *_TERM_COLUMNS)}
+        return kept | {"source": "re-score", "lifetime_values": values}, explained
     now = datetime.now(UTC)
+    scored = await _score_one(res, customer_id, now)
+    if scored is None:
+        return None, {}  # no purchase counts (for example every order refunded)
+    population, scores, run, reference, config = scored
+    row = scores.row(0)
+    days_since_last = float(population.days_since_last[0])
+    net_spent = Decimal(str(float(population.net_spent[0])))
+    simple = reference.simple or simple_clv_base(population, config)
+    values = lifetime_values(
+        row | {"net_spent": net_spent},
+        money_terms(_settings(res)),
+        simple.lifespan_weeks,
+        simple.measured,
+    )
+    return row | {
+        "run_id": run.run_id,
+        "rfm_code": f"{row['recency_score']}{row['frequency_score']}{row['monetary_score']}",
+        "net_spent": net_spent,
+        "orders": int(population.orders[0]),
+        "last_purchase_at": now - timedelta(days=days_since_last),
+        "scored_as_of": now,
+        "reference_customers": run.customers,
+        "source": "live",
+        "lifetime_values": values,
+    }, _explanations(scored)
+
+
+ScoredOne = tuple[Population, Scores, ScoreReference, Reference, ScoringConfig]
+
+
+async def _score_one(res: Resources, customer_id: str, at: datetime) -> ScoredOne | None:
+    """One customer's statistics as of `at`, scored against the last re-score's population
+    (None if no purchase of theirs counts)."""
+    settings = _settings(res)
     population = await store.load_population(
         res.pool,
-        now,
+        at,
         ZoneInfo(settings.timezone),
         settings.scoring_trend_window_days,
         [customer_id],
         count_zero_value=settings.scoring_count_zero_value_orders,
     )
     if population.size == 0:
-        return None  # no purchase counts (for example every order refunded)
-    run, reference = await _last_reference(res)
+        return None
+    run, found = await _last_reference(res)
     config = settings.scoring_config()
+    reference = found or Reference.of(population, config)
     models = await store.latest_models(res.pool)
-    row = score(population, reference or Reference.of(population, config), models, config).row(0)
-    days_since_last = float(population.days_since_last[0])
-    return row | {
-        "run_id": run.run_id,
-        "rfm_code": f"{row['recency_score']}{row['frequency_score']}{row['monetary_score']}",
-        "net_spent": Decimal(str(float(population.net_spent[0]))),
-        "orders": int(population.orders[0]),
-        "last_purchase_at": now - timedelta(days=days_since_last),
-        "scored_as_of": now,
-        "reference_customers": run.customers,
-        "source": "live",
-    }
+    return population, score(population, reference, models, config), run, reference, config
+
+
+def _explanations(scored: ScoredOne) -> dict[str, dict[str, Any]]:
+    population, scores, _, reference, config = scored
+    return explain.explain_all(
+        explain.facts_of(population, scores, 0, reference.mvc_threshold), config
+    )
 
 
 SortKey = Literal["clv", "churn_risk", "monetary", "recency"]
@@ -456,6 +673,12 @@ class CustomerPage(BaseModel):
         description="Latest scores; each code with its `<field>_label_en` and `_label_zh`."
     )
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+    currency: str | None = Field(
+        description="Currency of net_spent, simple_clv, predicted_clv and expected_spend "
+        "(null: the re-score predates this field)."
+    )
+    horizon_weeks: int | None = Field(description="Horizon of predicted_clv, weeks.")
+    discount_rate_per_week: float | None = Field(description="Discount rate of predicted_clv.")
 
 
 @router.get(
@@ -487,7 +710,14 @@ async def list_customers(
     next_cursor = None
     if last is not None and len(items) == limit:
         next_cursor = encode_cursor(*last)
-    return CustomerPage(items=[labelled(i) for i in items], next_cursor=next_cursor)
+    terms = await store.latest_terms(res.pool)
+    return CustomerPage(
+        items=[labelled(i) for i in items],
+        next_cursor=next_cursor,
+        currency=terms.currency if terms else None,
+        horizon_weeks=terms.horizon_weeks if terms else None,
+        discount_rate_per_week=terms.discount_rate_per_week if terms else None,
+    )
 
 
 class GroupStats(BaseModel):
@@ -500,6 +730,7 @@ class GroupStats(BaseModel):
 
 class Segments(BaseModel):
     as_of: datetime | None
+    currency: str = Field(description="Currency of revenue and average_clv.")
     horizon_weeks: int = Field(description="Horizon of average_clv (predicted CLV), weeks.")
     segments: dict[str, GroupStats]
     tiers: dict[str, GroupStats]
@@ -520,9 +751,11 @@ async def get_segments(
     instant = parse_as_of(as_of, zone)
     if instant is None:
         groups = await store.segment_stats(res.pool)
+        terms = await store.latest_terms(res.pool)
         return Segments(
             as_of=None,
-            horizon_weeks=settings.scoring_horizon_weeks,
+            currency=settings.reporting_currency,
+            horizon_weeks=terms.horizon_weeks if terms else settings.scoring_horizon_weeks,
             segments=_with_labels("segment", groups["segments"]),
             tiers=_with_labels("tier", groups["tiers"]),
         )
@@ -540,6 +773,7 @@ async def get_segments(
     )
     return Segments(
         as_of=instant,
+        currency=settings.reporting_currency,
         horizon_weeks=config.horizon_weeks,
         segments=_with_labels(
             "segment", _group(scores.segment, population.net_spent, scores.predicted_clv)
@@ -826,3 +1060,68 @@ def _validation_body(
 def _period(start: date, end: date) -> ValidationPeriod:
     days = (end - start).days + 1
     return ValidationPeriod(start=start, end=end, days=days, weeks=days / 7)
+
+
+MAN_CLASS_PATTERN = r"^[mM]\+[aA]\+[nN]$"
+
+
+class LeadPage(BaseModel):
+    items: list[dict[str, Any]] = Field(
+        description="Leads by customer id: the latest MAN assessment (`class`, money, "
+        "authority, need, assessed_at, assessed_by), the `action` the MAN rule gives with its "
+        "`advice`/`advice_zh`, and whether the customer has ordered (`lifecycle` prospect "
+        "while not)."
+    )
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+
+
+@router.get(
+    "/leads",
+    response_model=LeadPage,
+    summary="MAN lead lists: leads by class or action, with the action for each (paged)",
+    description="The MAN rule (money, authority, need; upper case = has it): M+A+N pursue; "
+    "M+A+n contact with skill; M+a+N find the decision maker; m+A+N check credit and "
+    "financing; m+a+N, m+A+n, M+a+n nurture; m+a+n stop contact. Each lead's latest "
+    "assessment counts.",
+    tags=["leads"],
+    responses=BAD_INPUT,
+)
+async def list_leads(
+    res: Annotated[Resources, Depends(resources)],
+    man_class: Annotated[
+        str | None,
+        Query(alias="class", pattern=MAN_CLASS_PATTERN, examples=["M+A+N"]),
+    ] = None,
+    action: Annotated[LeadAction | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+) -> LeadPage:
+    codes = _man_codes(man_class, action)
+    decoded = decode_cursor(cursor)
+    after = decoded[1] if decoded else None
+    rows = await store.list_leads(res.pool, codes, after, limit)
+    items = []
+    for row in rows:
+        man = man_lead_class(row["money"], row["authority"], row["need"])
+        stage = None if row["has_ordered"] else LifecycleStage.PROSPECT.value
+        items.append(
+            {k: v for k, v in row.items() if k != "code"} | _lead_fields(man) | {"lifecycle": stage}
+        )
+    next_cursor = encode_cursor(0.0, rows[-1]["customer_id"]) if len(rows) == limit else None
+    return LeadPage(items=[labelled(i) for i in items], next_cursor=next_cursor)
+
+
+def _man_codes(man_class: str | None, action: LeadAction | None) -> list[str] | None:
+    """The class codes a filter keeps (None: every class)."""
+    if man_class is None and action is None:
+        return None
+    codes = []
+    for money in (True, False):
+        for authority in (True, False):
+            for need in (True, False):
+                man = man_lead_class(money, authority, need)
+                if (action is None or man.action is action) and (
+                    man_class is None or man.code == man_class  # case-sensitive notation
+                ):
+                    codes.append(man.code)
+    return codes

@@ -28,6 +28,8 @@ from shared.events import (
     LeadAssessed,
     PurchaseCompleted,
     PurchaseRefunded,
+    SurveyCsat,
+    SurveyNps,
 )
 
 
@@ -126,6 +128,7 @@ PurchaseRow = tuple[str, str, str, str, datetime, date, Decimal, bool]
 InteractionRow = tuple[str, str, str, datetime, str, str, str | None, str | None]
 ComplaintRow = tuple[str, str, str, str, datetime, str]
 ProfileRow = tuple[str, str, str, datetime, str, str]
+SurveyRow = tuple[str, str, str, datetime, str, int, str | None, str | None]
 
 
 @dataclass
@@ -136,6 +139,7 @@ class History:
     interactions: list[InteractionRow] = field(default_factory=list)
     complaints: list[ComplaintRow] = field(default_factory=list)
     profile_events: list[ProfileRow] = field(default_factory=list)
+    surveys: list[SurveyRow] = field(default_factory=list)
 
 
 def history_of(events: Iterable[Event], zone: tzinfo, erasures: dict[str, datetime]) -> History:
@@ -183,6 +187,20 @@ def history_of(events: Iterable[Event], zone: tzinfo, erasures: dict[str, dateti
                     data.complaint_id,
                     envelope.time,
                     data.category,
+                )
+            )
+        elif type(data) is SurveyNps or type(data) is SurveyCsat:
+            # The score, not the comment: free text is personal data the view does not need.
+            history.surveys.append(
+                (
+                    envelope.subject,
+                    envelope.source,
+                    envelope.id,
+                    envelope.time,
+                    "nps" if type(data) is SurveyNps else "csat",
+                    data.score,
+                    data.survey_id,
+                    data.channel,
                 )
             )
         elif type(data) in PROFILE_KINDS and not is_erased(e, erasures):

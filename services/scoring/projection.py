@@ -43,6 +43,7 @@ class ScoringProjection:
         Topic.PURCHASES,
         Topic.INTERACTIONS,
         Topic.COMPLAINTS,
+        Topic.SURVEYS,
     )
 
     def __init__(self, zone: tzinfo) -> None:

@@ -33,6 +33,7 @@ from services.scoring.scoring import (
     changes,
     fit_models,
     score,
+    weekly_discount_rate,
 )
 from services.scoring.settings import ScoringSettings
 from shared.db import Connection, Pool
@@ -121,7 +122,8 @@ async def _rescore_locked(conn: Connection, settings: ScoringSettings, as_of: da
     async with conn.transaction():
         previous = await store.previous_classes(conn)
         seconds = time.perf_counter() - started
-        run_id = await store.save_run(conn, as_of, models, reference, seconds, loaded_at)
+        terms = money_terms(settings)
+        run_id = await store.save_run(conn, as_of, models, reference, seconds, loaded_at, terms)
         await store.save_scores(conn, run_id, scores, population)
         found = await asyncio.to_thread(changes, previous, scores)
         del previous
@@ -144,6 +146,17 @@ async def _rescore_locked(conn: Connection, settings: ScoringSettings, as_of: da
         },
     )
     return run_id
+
+
+def money_terms(settings: ScoringSettings) -> store.MoneyTerms:
+    """What the money figures of scores made with these settings mean."""
+    config = settings.scoring_config()
+    return store.MoneyTerms(
+        currency=settings.reporting_currency,
+        horizon_weeks=config.horizon_weeks,
+        discount_rate_per_week=weekly_discount_rate(config),
+        margin=config.margin,
+    )
 
 
 async def _change_events(found: list[Change], as_of: datetime, run_id: int) -> list[Event]:

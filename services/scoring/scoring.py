@@ -78,6 +78,13 @@ class Population:
     previous_interactions: FloatArray
     interactions: FloatArray
     complaints: FloatArray
+    # Value beyond the spend (referrals, a reference account) in the reporting currency, the
+    # customer attribute strategic_value of the customer events; None: 0 for everyone.
+    strategic_value: FloatArray | None = None
+
+    def __post_init__(self) -> None:
+        if self.strategic_value is None:  # an array like the others, so slicing keeps working
+            object.__setattr__(self, "strategic_value", np.zeros(self.customer_id.size))
 
     @property
     def size(self) -> int:
@@ -173,13 +180,15 @@ def _plain(value: object) -> object:
 
 
 def value_net_of(population: Population, config: ScoringConfig) -> FloatArray:
-    """What each customer brought, net: margin (SCORING_MARGIN) x net spend - cost to serve."""
+    """What each customer brought, net: margin (SCORING_MARGIN) x net spend + strategic
+    value - cost to serve."""
     return classes.net_values(
         population.net_spent,
         population.complaints,
         population.interactions,
         config.value,
         margin=config.margin,
+        strategic_values=0.0 if population.strategic_value is None else population.strategic_value,
     )
 
 
@@ -283,9 +292,7 @@ def _lifetime_value(
     if models.gamma_gamma is None:
         return p_alive, expected, missing, missing
     spend = clv.gamma_gamma_expected_spend(models.gamma_gamma, x, summary.monetary)
-    # Discounted per week whatever the model's unit; the configured rate is per configured
-    # unit, so it becomes the equivalent weekly rate.
-    weekly_rate = (1 + config.discount_rate) ** (DAYS_PER_WEEK / config.unit_days) - 1
+    weekly_rate = weekly_discount_rate(config)
     predicted = clv.predictive_clv(
         models.bgnbd,
         x,
@@ -301,6 +308,18 @@ def _lifetime_value(
 
 
 DAYS_PER_WEEK = 7.0
+DAYS_PER_YEAR = 365.25
+
+
+def weekly_discount_rate(config: ScoringConfig) -> float:
+    """Predictive CLV is discounted per week whatever the model's unit; the configured rate
+    is per configured unit (SCORING_DISCOUNT_RATE), so it becomes the equivalent weekly rate."""
+    return float((1 + config.discount_rate) ** (DAYS_PER_WEEK / config.unit_days) - 1)
+
+
+def annual_rate(weekly_rate: float) -> float:
+    """The yearly rate equivalent to a weekly one (a year of 365.25 days)."""
+    return float((1 + weekly_rate) ** (DAYS_PER_YEAR / DAYS_PER_WEEK) - 1)
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,11 @@ _HISTORY_TABLES = {
         ("customer_id", "source", "event_id", "complaint_id", "time", "category"),
         ("text", "text", "text", "text", "timestamptz", "text"),
     ),
+    "surveys": _Table(
+        "surveys",
+        ("customer_id", "source", "event_id", "time", "kind", "score", "survey_id", "channel"),
+        ("text", "text", "text", "timestamptz", "text", "smallint", "text", "text"),
+    ),
     "profile_events": _Table(
         "customer_events",
         ("customer_id", "source", "event_id", "time", "type", "body"),
@@ -201,8 +206,8 @@ async def load_rfm(
     return PurchaseSummary(**dict(row)) if row else None
 
 
-# The population: every buyer's statistics (arguments as for _BUYERS), with interactions and
-# complaints.
+# The population: every buyer's statistics (arguments as for _BUYERS), with interactions,
+# complaints and the strategic value the customer events give (0 when none does).
 _POPULATION = f"""
 WITH {_BUYERS}, talks AS (
     SELECT customer_id, count(*) AS total,
@@ -216,6 +221,14 @@ WITH {_BUYERS}, talks AS (
     SELECT customer_id, count(*) AS total FROM complaints
     WHERE time <= $1 AND ($4::text[] IS NULL OR customer_id = ANY($4::text[]))
     GROUP BY customer_id
+), strategic AS (
+    -- The customer attribute strategic_value of the latest profile event that sets it.
+    SELECT DISTINCT ON (customer_id) customer_id,
+           (body->'data'->>'strategic_value')::float8 AS value
+    FROM customer_events
+    WHERE body->'data' ? 'strategic_value' AND time <= $1
+      AND ($4::text[] IS NULL OR customer_id = ANY($4::text[]))
+    ORDER BY customer_id, time DESC, source DESC, event_id DESC
 )
 SELECT b.customer_id,
        extract(epoch FROM $1 - b.last_at) / 86400 AS days_since_last,
@@ -228,11 +241,13 @@ SELECT b.customer_id,
        b.recent_days::float8, b.previous_days::float8,
        b.recent_spend::float8, b.previous_spend::float8,
        coalesce(t.recent, 0)::float8, coalesce(t.previous, 0)::float8,
-       coalesce(t.total, 0)::float8, coalesce(c.total, 0)::float8
+       coalesce(t.total, 0)::float8, coalesce(c.total, 0)::float8,
+       coalesce(v.value, 0)::float8
 FROM buyers b
 JOIN daily f ON f.customer_id = b.customer_id AND f.day = b.first_day
 LEFT JOIN talks t ON t.customer_id = b.customer_id
 LEFT JOIN complaints_made c ON c.customer_id = b.customer_id
+LEFT JOIN strategic v ON v.customer_id = b.customer_id
 ORDER BY b.customer_id
 """
 
@@ -252,6 +267,7 @@ POPULATION_FIELDS = [
     "previous_interactions",
     "interactions",
     "complaints",
+    "strategic_value",
 ]
 
 
@@ -349,6 +365,17 @@ async def model_rows(conn: Connection | Pool, limit: int = 1) -> list[dict[str, 
     return [dict(r) for r in rows]
 
 
+@dataclass(frozen=True)
+class MoneyTerms:
+    """What a run's money figures mean: currency, predictive CLV horizon and weekly discount
+    rate, margin share."""
+
+    currency: str
+    horizon_weeks: int
+    discount_rate_per_week: float
+    margin: float
+
+
 async def save_run(
     conn: Connection,
     as_of: datetime,
@@ -356,13 +383,16 @@ async def save_run(
     reference: Reference,
     seconds: float,
     loaded_at: datetime | None = None,
+    terms: MoneyTerms | None = None,
 ) -> int:
     """`loaded_at`: when the run loaded its population (facts applied after are not in it)."""
     run_id: int = await conn.fetchval(
         "INSERT INTO score_runs (as_of, model_version, customers, recency, frequency, monetary,"
         " mvc_threshold, seconds, simple_order_value, simple_weekly_rate, simple_lifespan_weeks,"
-        " simple_lifespan_measured, loaded_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING run_id",
+        " simple_lifespan_measured, loaded_at, currency, horizon_weeks, discount_rate_per_week,"
+        " margin)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+        " RETURNING run_id",
         as_of,
         models.version if models else None,
         reference.size,
@@ -377,8 +407,24 @@ async def save_run(
             else (None, None, None, None)
         ),
         loaded_at,
+        *(
+            (terms.currency, terms.horizon_weeks, terms.discount_rate_per_week, terms.margin)
+            if terms
+            else (None, None, None, None)
+        ),
     )
     return run_id
+
+
+async def latest_terms(conn: Connection | Pool) -> MoneyTerms | None:
+    """The money terms of the latest re-score (None: no run, or one stored before them)."""
+    row = await conn.fetchrow(
+        "SELECT currency, horizon_weeks, discount_rate_per_week, margin FROM score_runs"
+        " ORDER BY run_id DESC LIMIT 1"
+    )
+    if row is None or row["currency"] is None:
+        return None
+    return MoneyTerms(**dict(row))
 
 
 async def latest_reference(conn: Connection | Pool) -> tuple[int, datetime, Reference] | None:
@@ -490,7 +536,21 @@ _LATEST = {
     "FROM interactions WHERE customer_id = $1 ORDER BY time DESC LIMIT $2",
     "latest_complaints": "SELECT complaint_id, time AS opened_at, category FROM complaints "
     "WHERE customer_id = $1 ORDER BY time DESC LIMIT $2",
+    "latest_surveys": "SELECT kind, score, time AS answered_at, survey_id, channel FROM surveys "
+    "WHERE customer_id = $1 ORDER BY time DESC LIMIT $2",
 }
+
+# The customer's survey answers of each kind: how many, the latest, and the shares the
+# satisfaction KPIs read (NPS: 9-10 promoters, 0-6 detractors; CSAT: 4-5 satisfied).
+_SURVEY_SUMMARY = """
+SELECT kind, count(*) AS responses,
+       (array_agg(score ORDER BY time DESC, source DESC, event_id DESC))[1] AS latest_score,
+       max(time) AS latest_at, avg(score)::float8 AS average_score,
+       count(*) FILTER (WHERE kind = 'nps' AND score >= 9) AS promoters,
+       count(*) FILTER (WHERE kind = 'nps' AND score <= 6) AS detractors,
+       count(*) FILTER (WHERE kind = 'csat' AND score >= 4) AS satisfied
+FROM surveys WHERE customer_id = $1 GROUP BY kind
+"""
 
 
 # Of a customer's facts that scores derive from (purchases, refunds, interactions,
@@ -518,7 +578,8 @@ async def customer_view(pool: Pool, customer_id: str, latest: int) -> dict[str, 
             " AS purchases, (SELECT count(*) FROM purchases WHERE customer_id = $1 AND is_refund)"
             " AS refunds, (SELECT count(*) FROM interactions WHERE customer_id = $1)"
             " AS interactions, (SELECT count(*) FROM complaints WHERE customer_id = $1)"
-            " AS complaints, (SELECT count(*) FROM customer_events WHERE customer_id = $1)"
+            " AS complaints, (SELECT count(*) FROM surveys WHERE customer_id = $1)"
+            " AS surveys, (SELECT count(*) FROM customer_events WHERE customer_id = $1)"
             " AS profile_events",
             customer_id,
         )
@@ -529,7 +590,8 @@ async def customer_view(pool: Pool, customer_id: str, latest: int) -> dict[str, 
         )
         scores = await conn.fetchrow(
             "SELECT s.*, r.as_of AS scored_as_of, r.customers AS reference_customers,"
-            " coalesce(r.loaded_at, r.as_of) AS loaded_at FROM customer_scores s"
+            " coalesce(r.loaded_at, r.as_of) AS loaded_at, r.currency, r.horizon_weeks,"
+            " r.discount_rate_per_week, r.margin FROM customer_scores s"
             " JOIN score_runs r USING (run_id) WHERE s.customer_id = $1",
             customer_id,
         )
@@ -541,6 +603,8 @@ async def customer_view(pool: Pool, customer_id: str, latest: int) -> dict[str, 
         }
         for key, query in _LATEST.items():
             view[key] = [dict(r) for r in await conn.fetch(query, customer_id, latest)]
+        summary = await conn.fetch(_SURVEY_SUMMARY, customer_id)
+        view["survey_summary"] = {r["kind"]: dict(r) for r in summary}
     return view
 
 
@@ -599,3 +663,37 @@ async def segment_stats(pool: Pool) -> dict[str, Any]:
             r["label"]: {k: r[k] for k in ("customers", "revenue", "average_clv")} for r in rows
         }
     return result
+
+
+# The latest MAN assessment of each lead (customer), its class code ("M+a+N": upper case =
+# has it), and whether the customer ever placed an order; $1: class codes to keep (NULL:
+# all), $2: the cursor (the last customer id of the previous page), $3: page size.
+_LEADS = """
+WITH latest AS (
+    SELECT DISTINCT ON (customer_id) customer_id, time, body->'data' AS data
+    FROM customer_events WHERE type = 'crm.lead.assessed'
+    ORDER BY customer_id, time DESC, source DESC, event_id DESC
+), classed AS (
+    SELECT customer_id, time AS assessed_at,
+           (data->>'money')::bool AS money, (data->>'authority')::bool AS authority,
+           (data->>'need')::bool AS need, data->>'assessed_by' AS assessed_by,
+           concat_ws('+', CASE WHEN (data->>'money')::bool THEN 'M' ELSE 'm' END,
+                          CASE WHEN (data->>'authority')::bool THEN 'A' ELSE 'a' END,
+                          CASE WHEN (data->>'need')::bool THEN 'N' ELSE 'n' END) AS code
+    FROM latest
+)
+SELECT c.*, EXISTS (SELECT 1 FROM purchases p
+                    WHERE p.customer_id = c.customer_id AND NOT p.is_refund) AS has_ordered
+FROM classed c
+WHERE ($1::text[] IS NULL OR c.code = ANY($1::text[]))
+  AND ($2::text IS NULL OR c.customer_id > $2)
+ORDER BY c.customer_id
+LIMIT $3
+"""
+
+
+async def list_leads(
+    pool: Pool, codes: list[str] | None, after: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """A page of leads by customer id, their latest assessment in one of `codes` (None: any)."""
+    return [dict(r) for r in await pool.fetch(_LEADS, codes, after, limit)]
