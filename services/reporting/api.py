@@ -628,6 +628,8 @@ async def dashboard(res: Annotated[Resources, Depends(resources)]) -> HTMLRespon
         {
             "refresh_seconds": settings.reporting_dashboard_refresh_seconds,
             "currency": settings.reporting_currency,
+            # Times on the page are shown in the deployment's zone, not the browser's.
+            "timezone": settings.timezone,
         }
     ).decode()
     page = (STATIC / "index.html").read_text(encoding="utf-8")

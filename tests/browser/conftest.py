@@ -3,6 +3,8 @@ by scripts/ensure-chromium.sh) and reporting with its ingest in front of it."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import warnings
 from collections.abc import AsyncIterator
@@ -34,6 +36,28 @@ def chromium() -> str:
     )
     warnings.warn(message, stacklevel=1)
     pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def faketime() -> str:
+    """libfaketime's `faketime` (Debian's package), to run the browser with a clock of its
+    own: installed with apt-get when missing and the tests run as root; else the tests that
+    need it are skipped, loudly."""
+    found = shutil.which("faketime")
+    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "faketime"],
+            capture_output=True,
+            timeout=600,
+            check=False,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+        found = shutil.which("faketime")
+    if found is None:
+        message = "BROWSER CLOCK TEST SKIPPED: faketime is missing (apt-get install faketime)"
+        warnings.warn(message, stacklevel=1)
+        pytest.skip(message)
+    return found
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 // The reporting dashboard: headline cards, four time series (uPlot, served from the package),
-// the tier breakdown and the open crisis alerts, in English or Chinese, refreshing itself.
-// Plain browser JavaScript, no build step. Every number comes from the service's own API.
+// the cohort retention matrix, the tier breakdown and the open crisis alerts, in English or
+// Chinese, refreshing itself. Plain browser JavaScript, no build step. Every number comes
+// from the service's own API, and every date from the service's calendar (its TIMEZONE):
+// the browser's own clock and zone are never asked what day it is.
 (function () {
   "use strict";
 
@@ -12,7 +14,9 @@
       month: "Month", updated: "Updated", tiers: "By tier, this period",
       alerts: "Open crisis alerts", footer: "Definitions and sources of every KPI:",
       none: "No open alert", vsPrevious: "vs previous", noData: "no data", tier: "Tier",
-      notEnoughData: "not enough data",
+      notEnoughData: "not enough data", noDataYet: "no data yet",
+      dataThrough: "Data through", cohorts: "Cohort retention: first-purchase month × months since",
+      cohortMonth: "First purchase", cohortCustomers: "Customers", monthsSince: (k) => `+${k}`,
       error: "Cannot load the data", keyPrompt: "API key (scope reports:read)", keyUse: "Use",
       keyRefused: "The key was refused", alertText: (a) =>
         `${a.count} complaints in ${a.dimension} “${a.value}” (expected ${a.baseline.toFixed(1)})`,
@@ -22,7 +26,9 @@
       title: "客户关系绩效指标", period: "周期", day: "日", week: "周", month: "月",
       updated: "更新于", tiers: "按客户层级（本期）", alerts: "未解除的危机预警",
       footer: "各指标的定义与来源：", none: "暂无预警", vsPrevious: "较上期", noData: "无数据",
-      notEnoughData: "数据不足", tier: "层级", error: "数据加载失败", keyPrompt: "API 密钥（权限 reports:read）", keyUse: "使用",
+      notEnoughData: "数据不足", noDataYet: "暂无数据", dataThrough: "数据截至",
+      cohorts: "同期群留存：首购月份 × 之后月数", cohortMonth: "首购月份", cohortCustomers: "客户数",
+      monthsSince: (k) => `+${k}月`, tier: "层级", error: "数据加载失败", keyPrompt: "API 密钥（权限 reports:read）", keyUse: "使用",
       keyRefused: "密钥被拒绝", alertText: (a) =>
         `${{ category: "类别", channel: "渠道", product: "产品" }[a.dimension] || a.dimension}` +
         `“${a.value}”出现 ${a.count} 起投诉（预期 ${a.baseline.toFixed(1)}）`,
@@ -30,6 +36,12 @@
     },
   };
   const CHART_SCALE = { month: ["week", 26], week: ["day", 42], day: ["day", 30] };
+  const DAY_SECONDS = 86400;
+  // Units whose zero is "nothing happened": a series of only zeros has no data yet.
+  const FLOWS = ["money", "count"];
+  // The least span of a flat series' axis, per unit: a line of zeros sits at the bottom of
+  // a small axis (0-5 %), not of a default 0-100 that a ratio would read as 0-10,000 %.
+  const FLAT_SPAN = { ratio: 0.05, percent: 5, nps_points: 10, money: 1, count: 1 };
   const TIER_METRICS = ["revenue", "buyers", "repeat_purchase_rate", "churn_rate", "customer_equity", "average_clv"];
   const STROKE = "#2563eb"; // the series colour; the self-check counts its pixels
 
@@ -44,6 +56,17 @@
 
   const t = (key) => TEXT[lang][key];
   const label = (m) => (m ? (lang === "zh" ? m.label_zh : m.label_en) : "");
+  const locale = () => (lang === "zh" ? "zh-CN" : "en-US");
+
+  // Period dates (YYYY-MM-DD, the service's calendar days) as labels in the page's language.
+  // They are handled as UTC midnights and formatted in UTC, so no browser zone moves them.
+  function dateLabel(seconds, withDay, withYear) {
+    const options = { timeZone: "UTC", month: "short" };
+    if (withDay) options.day = "numeric";
+    if (withYear) options.year = "numeric";
+    return new Intl.DateTimeFormat(locale(), options).format(new Date(seconds * 1000));
+  }
+  const daySeconds = (iso) => Date.parse(`${iso}T00:00:00Z`) / 1000;
 
   function format(value, unit, compact) {
     if (value === null || value === undefined) return "–";
@@ -101,20 +124,23 @@
 
   async function load() {
     const period = periodSelect.value;
+    // The summary's end is today in the service's zone (its current period so far): the
+    // charts end there, whatever day the browser's clock or zone says it is.
     const summary = await getJSON(`/v1/kpis/summary?period=${period}`);
     const [granularity, span] = CHART_SCALE[period];
-    const to = new Date(summary.end < isoDay(new Date()) ? summary.end : isoDay(new Date()));
+    const to = new Date(`${summary.end}T00:00:00Z`);
     const from = new Date(to);
     if (granularity === "week") from.setUTCDate(from.getUTCDate() - 7 * (span - 1));
     else from.setUTCDate(from.getUTCDate() - (span - 1));
     const series = await getJSON(
       `/v1/kpis?metrics=revenue,nps,sla_compliance,churn_rate&granularity=${granularity}` +
       `&from=${isoDay(from)}&to=${isoDay(to)}`);
+    const cohorts = await getJSON(`/v1/kpis/cohorts?to=${summary.end}`);
     const tiers = await getJSON(
       `/v1/kpis?metrics=${TIER_METRICS.join(",")}&granularity=${period}&by=tier` +
       `&from=${summary.start}&to=${summary.start}`);
     const alerts = await getJSON("/v1/alerts?status=open&limit=20");
-    return { summary, series, tiers, alerts };
+    return { summary, series, cohorts, tiers, alerts };
   }
 
   function renderCards(summary) {
@@ -166,36 +192,131 @@
     return count;
   }
 
+  // The y axis from the data: from 0 (or the lowest value, when negative) to a little above
+  // the highest, a ratio capped at 100 % when no value exceeds it; a flat series gets the
+  // unit's least span (FLAT_SPAN) instead of uPlot's default, which is 0-100 whatever the unit.
+  function yRange(unit, values) {
+    const low = Math.min(0, ...values);
+    const high = Math.max(0, ...values);
+    let top = high > low ? high + (high - low) * 0.1 : low + (FLAT_SPAN[unit] || 1);
+    if (unit === "ratio" && high <= 1) top = Math.min(top, 1);
+    if (unit === "percent" && high <= 100) top = Math.min(top, 100);
+    if (unit === "nps_points" && high <= 100) top = Math.min(top, 100);
+    return [low, top];
+  }
+
+  // A chart without data says so instead of drawing empty axes: no value at all, or, for a
+  // flow (revenue, counts), only zeros.
+  function hasData(unit, values) {
+    return values.length > 0 && !(FLOWS.includes(unit) && values.every((v) => v === 0));
+  }
+
+  function showEmpty(figure, plot) {
+    figure.dataset.empty = "true";
+    figure.dataset.ink = "0";
+    const note = document.createElement("p");
+    note.className = "empty";
+    note.textContent = t("noDataYet");
+    plot.appendChild(note);
+  }
+
   function renderChart(figure, table) {
     const name = figure.dataset.metric;
     const info = table.metrics.find((m) => m.name === name);
     figure.querySelector("figcaption").textContent = label(info);
-    const xs = table.rows.map((row) => Date.parse(`${row.period}T00:00:00Z`) / 1000);
+    const xs = table.rows.map((row) => daySeconds(row.period));
     const ys = table.rows.map((row) => (row[name] === null ? null : Number(row[name])));
-    const points = ys.filter((y) => y !== null).length;
-    figure.dataset.points = String(points);
+    const values = ys.filter((y) => y !== null);
+    figure.dataset.points = String(values.length);
+    figure.dataset.lastPeriod = table.rows.length ? table.rows[table.rows.length - 1].period : "";
     const plot = figure.querySelector(".plot");
-    const width = Math.max(plot.clientWidth, 300);
     if (charts[name]) charts[name].destroy();
+    delete charts[name];
     plot.replaceChildren();
+    if (!hasData(info.unit, values)) {
+      showEmpty(figure, plot);
+      return;
+    }
+    figure.dataset.empty = "false";
+    const [low, high] = yRange(info.unit, values);
+    figure.dataset.yMin = String(low);
+    figure.dataset.yMax = String(high);
+    const width = Math.max(plot.clientWidth, 300);
     const opts = {
       width, height: 220,
       legend: { show: false },
       cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true } },
+      // Ticks fall on UTC midnights and month starts: the x values are calendar days.
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
+      scales: { x: { time: true }, y: { range: () => [low, high] } },
       series: [{}, {
         label: label(info), stroke: STROKE, width: 2, spanGaps: true,
         fill: "rgba(37, 99, 235, 0.08)", points: { show: true, size: 5, fill: STROKE },
         value: (u, v) => format(v, info.unit),
       }],
       axes: [
-        { stroke: "#6b7280", grid: { stroke: "#f1f5f9" } },
+        { stroke: "#6b7280", grid: { stroke: "#f1f5f9" },
+          values: (u, ticks, axis, space, increment) => {
+            // Month ticks name the month (the year on January and on the first tick), day
+            // ticks the day; in the page's language, so 6月 on the Chinese page.
+            const monthly = increment >= 28 * DAY_SECONDS;
+            const labels = ticks.map((v, i) => {
+              const january = new Date(v * 1000).getUTCMonth() === 0;
+              return dateLabel(v, !monthly, monthly && (i === 0 || january));
+            });
+            figure.dataset.xLabels = labels.join("|");
+            return labels;
+          } },
         { stroke: "#6b7280", grid: { stroke: "#f1f5f9" }, size: 70,
           values: (u, ticks) => ticks.map((v) => format(v, info.unit, true)) },
       ],
       hooks: { draw: [(u) => { figure.dataset.ink = String(ink(u)); }] },
     };
     charts[name] = new uPlot(opts, [xs, ys], plot);
+  }
+
+  // The cohort retention matrix as a heat map: one row per first-purchase month, one column
+  // per month since, each cell the share of the cohort that bought in that month.
+  function renderCohorts(matrix) {
+    const figure = document.getElementById("chart-cohorts");
+    figure.querySelector("figcaption").textContent = t("cohorts");
+    figure.title = `${matrix.definition.formula} (${matrix.definition.source})`;
+    const plot = figure.querySelector(".plot");
+    plot.replaceChildren();
+    const cohorts = matrix.cohorts.filter((c) => c.customers > 0);
+    figure.dataset.points = String(cohorts.length);
+    if (!cohorts.length) {
+      showEmpty(figure, plot);
+      return;
+    }
+    figure.dataset.empty = "false";
+    const columns = Math.max(...cohorts.map((c) => c.retention.length));
+    const tableEl = document.createElement("table");
+    tableEl.className = "cohorts";
+    const head = tableEl.createTHead().insertRow();
+    for (const text of [t("cohortMonth"), t("cohortCustomers")]) {
+      head.appendChild(document.createElement("th")).textContent = text;
+    }
+    for (let k = 0; k < columns; k++) {
+      head.appendChild(document.createElement("th")).textContent = TEXT[lang].monthsSince(k);
+    }
+    const body = tableEl.createTBody();
+    for (const cohort of cohorts) {
+      const row = body.insertRow();
+      row.dataset.cohort = cohort.cohort;
+      row.insertCell().textContent = dateLabel(daySeconds(cohort.cohort), false, true);
+      row.insertCell().textContent = format(cohort.customers, "count");
+      for (let k = 0; k < columns; k++) {
+        const cell = row.insertCell();
+        const share = cohort.retention[k];
+        if (share === undefined || share === null) continue;
+        cell.textContent = format(share, "ratio");
+        cell.dataset.share = String(share);
+        cell.style.backgroundColor = `rgba(37, 99, 235, ${(0.08 + 0.8 * share).toFixed(3)})`;
+        if (share > 0.5) cell.style.color = "#ffffff";
+      }
+    }
+    plot.appendChild(tableEl);
   }
 
   function renderTiers(table) {
@@ -252,8 +373,10 @@
       what.className = "what";
       what.textContent = TEXT[lang].alertText(alert);
       const when = document.createElement("div");
-      const locale = lang === "zh" ? "zh-CN" : "en-US";
-      when.textContent = `${new Date(alert.window_start).toLocaleString(locale)} – ${new Date(alert.window_end).toLocaleString(locale)}`;
+      // In the service's zone, like every date on the page.
+      const shown = { timeZone: CONFIG.timezone || "UTC", dateStyle: "medium", timeStyle: "short" };
+      const at = (iso) => new Date(iso).toLocaleString(locale(), shown);
+      when.textContent = `${at(alert.window_start)} – ${at(alert.window_end)}`;
       li.append(what, when);
       list.appendChild(li);
     }
@@ -266,10 +389,20 @@
     document.getElementById("lang").textContent = lang === "zh" ? "English" : "中文";
     if (!last) return;
     renderCards(last.summary);
-    for (const figure of document.querySelectorAll(".chart")) renderChart(figure, last.series);
+    for (const figure of document.querySelectorAll(".chart[data-metric]")) {
+      renderChart(figure, last.series);
+    }
+    renderCohorts(last.cohorts);
+    const through = document.getElementById("through");
+    through.dataset.to = last.summary.end;
+    through.textContent = `${t("dataThrough")} ${new Intl.DateTimeFormat(locale(), {
+      timeZone: "UTC", year: "numeric", month: "long", day: "numeric",
+    }).format(new Date(`${last.summary.end}T00:00:00Z`))}`;
     renderTiers(last.tiers);
     renderAlerts(last.alerts);
-    document.getElementById("updated").textContent = last.at.toLocaleTimeString(lang === "zh" ? "zh-CN" : "en-US");
+    document.getElementById("updated").textContent = last.at.toLocaleTimeString(locale(), {
+      timeZone: CONFIG.timezone || "UTC",
+    });
   }
 
   async function refresh() {
