@@ -85,11 +85,11 @@ def expected_purchases(params: dict[str, float], t: float, x: int, t_x: float, a
     def bought(p: float) -> float:
         if p == 0:
             return (r + x) * t / (alpha + age)  # the limit p -> 0
-        return (1 - ((alpha + age) / (alpha + age + p * t)) ** (r + x)) / p
+        return float((1 - ((alpha + age) / (alpha + age + p * t)) ** (r + x)) / p)
 
     # Weight p^(a-1) (1-p)^(b+x-1): the Beta density up to its normalising constant.
     integral, _ = integrate.quad(bought, 0, 1, weight="alg", wvar=(a - 1, b + x - 1))
-    return alive * integral / math.exp(special.betaln(a, b + x))
+    return float(alive * integral / math.exp(special.betaln(a, b + x)))
 
 
 @pytest.fixture
@@ -117,14 +117,20 @@ async def test_validation_reproduces_the_cdnow_calibration_and_predicts_the_hold
     )
     assert response.status_code == 200, response.text
     got = response.json()
-    assert got["model"] == "bgnbd" and got["time_unit"] == "week"
+    assert got["model"] == "bgnbd"
+    assert got["time_unit"] == "week"
     assert got["calibration"] == {
         "start": "1997-01-01",
         "end": "1997-09-30",
         "days": 273,
         "weeks": 39.0,
     }
-    assert got["holdout"] == {"start": "1997-10-01", "end": "1998-06-30", "days": 273, "weeks": 39.0}
+    assert got["holdout"] == {
+        "start": "1997-10-01",
+        "end": "1998-06-30",
+        "days": 273,
+        "weeks": 39.0,
+    }
     params = got["parameters"]
     for name, value in PUBLISHED.items():
         assert params[name] == pytest.approx(value, abs=5e-4), name
@@ -168,7 +174,7 @@ async def test_validation_reproduces_the_cdnow_calibration_and_predicts_the_hold
     )
 
     # By default the split is the middle day of the history: here the paper's 39 + 39 weeks.
-    default = (await http.get("/v1/models/clv/validation", params={"holdout_end": "1998-06-30"}))
+    default = await http.get("/v1/models/clv/validation", params={"holdout_end": "1998-06-30"})
     assert default.status_code == 200, default.text
     assert default.json()["calibration"]["end"] == "1997-09-30"
     assert default.json()["groups"] == got["groups"]
