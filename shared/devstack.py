@@ -18,6 +18,7 @@ removes the file.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import shlex
@@ -30,6 +31,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -95,6 +97,45 @@ def wait_ready(services: list[Running], timeout: float = READY_TIMEOUT) -> list[
                 del waiting[name]
         time.sleep(0.2)  # polling readiness, bounded by the deadline
     return sorted(waiting)
+
+
+def calendar_lines(rules: dict[str, Any]) -> list[str]:
+    """The banner's lines for the SLA calendars in force (GET /v1/sla/policies): zone and
+    hours first, so that 09:00-18:00 in the wrong zone is seen at once."""
+    lines = []
+    for calendar in rules.get("calendars", []):
+        if calendar["status"] != "in_force":
+            continue
+        extras = []
+        if calendar["country"]:
+            extras.append(f"{calendar['country']} public holidays")
+        if calendar["holidays"]:
+            extras.append(f"{len(calendar['holidays'])} more closed dates")
+        if calendar["working_days"]:
+            extras.append(f"{len(calendar['working_days'])} make-up working days")
+        line = f"sla calendar {calendar['name']}: {calendar['summary']}"
+        lines.append(line + (f" ({', '.join(extras)})" if extras else ""))
+    scheduled = sum(
+        1
+        for kind in ("calendars", "policies")
+        for r in rules.get(kind, [])
+        if r["status"] == "scheduled"
+    )
+    if scheduled:
+        lines.append(f"sla changes scheduled: {scheduled} (GET /v1/sla/policies)")
+    return lines
+
+
+def sla_calendars(url: str, token: str) -> list[str]:
+    """The complaints service's SLA calendars in force, or one line saying why not."""
+    request = urllib.request.Request(
+        f"{url}/v1/sla/policies", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return calendar_lines(json.loads(response.read()))
+    except (OSError, ValueError, KeyError) as error:
+        return [f"sla calendars: not readable ({type(error).__name__})"]
 
 
 def stop_all(services: list[Running]) -> None:
@@ -231,6 +272,9 @@ def main() -> None:
         for service in services:
             state = "NOT READY" if service.name in late else "ready"
             print(f"{service.name:<11} {service.url}  (docs {service.url}/docs)  {state}")
+        complaints = next(s for s in services if s.name == "complaints")
+        if complaints.name not in late:
+            print("\n".join(sla_calendars(complaints.url, token)))
         print(f"admin key   {token}  (kept in {data / 'admin-key'})")
         print(f"dashboard   http://127.0.0.1:{ports['reporting']}/#key={reader}")
         print(f"            (a reports:read key, kept in {data / 'dashboard-key'})")

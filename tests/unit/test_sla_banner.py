@@ -1,0 +1,34 @@
+"""`make run` prints the SLA calendars in force (zone and hours) from GET /v1/sla/policies."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from services.complaints.policies import CalendarRule, PolicyBook, PolicyRule
+from services.complaints.policy_api import book_view
+from services.complaints.sla import Targets
+from shared.devstack import calendar_lines
+
+NOW = datetime(2026, 11, 30, 8, tzinfo=UTC)
+
+
+def test_the_banner_names_each_calendar_in_force_with_its_zone_and_hours() -> None:
+    china = CalendarRule(
+        "cn-support",
+        "Asia/Shanghai",
+        "09:00-12:00,13:00-18:00",
+        country="CN",
+        working_days=(date(2026, 12, 26),),
+    )
+    weekend = CalendarRule("weekend-desk", "UTC", "10:00-16:00", (5, 6))
+    later = CalendarRule(
+        "weekend-desk", "UTC", "10:00-18:00", (5, 6), effective_from=NOW.replace(day=1, month=12)
+    )
+    policy = PolicyRule("all", "cn-support", Targets.from_hours(1, 2, 8))
+    book = PolicyBook((china, weekend, later), (policy,))
+    assert calendar_lines(book_view(book, NOW)) == [
+        "sla calendar cn-support: Mon-Fri 09:00-12:00,13:00-18:00 Asia/Shanghai "
+        "(CN public holidays, 1 make-up working days)",
+        "sla calendar weekend-desk: Sat-Sun 10:00-16:00 UTC",
+        "sla changes scheduled: 1 (GET /v1/sla/policies)",
+    ]
