@@ -59,6 +59,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from shared import kafka, metrics
 from shared.auth import key_event_refusal, store_key_events
+from shared.cloudevents_binding import decode_record
 from shared.db import Connection
 from shared.events import (
     RECORDED,
@@ -68,7 +69,6 @@ from shared.events import (
     InvalidEvent,
     Topic,
     ValidationContext,
-    decode_event,
 )
 from shared.settings import CommonSettings
 
@@ -464,8 +464,10 @@ class ConsumerRuntime:
             return None  # the gateway's to judge, or (for the gateway) stored already
         if published is not None and published[1] <= self._mark_of(tp, published[0]).mark:
             return None  # applied, before the window it would be remembered in
-        event = decode_event(
-            record.value or b"",
+        # Either content mode: records other systems publish may be CloudEvents binary mode.
+        event = decode_record(
+            record.value,
+            record.headers,
             self._validation if gateway else RECORDED,
             position=(tp.topic, tp.partition, record.offset),
             origin=published,

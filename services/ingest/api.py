@@ -1,4 +1,4 @@
-"""Ingest's HTTP routes: POST /v1/events."""
+"""Ingest's HTTP routes: POST /v1/events (CloudEvents, structured or binary content mode)."""
 
 from __future__ import annotations
 
@@ -16,14 +16,15 @@ from pydantic import BaseModel, Field
 from services.ingest.domain import (
     BodyError,
     EventError,
-    decode_body,
+    decode_request,
     validate_batch,
 )
 from services.ingest.settings import IngestSettings
 from services.ingest.store import Conflict, Unavailable, store_batch
 from shared.auth import Principal, TokenBuckets, api_router, require
-from shared.events import KNOWN_TYPE_NAMES, Envelope
+from shared.events import KNOWN_TYPE_NAMES, Envelope, Event
 from shared.http import ErrorBody, error_response
+from shared.outbox import AppendResult
 from shared.schemas import all_schemas, asyncapi
 from shared.service import Resources, resources, validation_context
 
@@ -55,7 +56,10 @@ class EventErrors(BaseModel):
 _envelope_schema = Envelope.model_json_schema()
 _REQUEST_BODY: dict[str, Any] = {
     "required": True,
-    "description": "One CloudEvent, or a JSON array of up to the batch limit.",
+    "description": "Structured content mode: one CloudEvent, or a JSON array of up to the "
+    "batch limit. Binary content mode (a `ce-specversion` header): the attributes as `ce-` "
+    "headers, percent-encoded (CloudEvents HTTP protocol binding 1.0), and the body is the "
+    "event's `data` (Content-Type `application/json`, parameters allowed).",
     "content": {
         media: {"schema": schema}
         for media, schema in (
@@ -70,7 +74,28 @@ _REQUEST_BODY: dict[str, Any] = {
 }
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+# Binary content mode: the attributes as headers (all optional: structured mode has none).
+_BINARY_MODE_HEADERS: list[dict[str, Any]] = [
+    {
+        "name": f"ce-{attribute}",
+        "in": "header",
+        "required": False,
+        "description": f"Binary content mode: the event's `{attribute}`{note}.",
+        "schema": {"type": "string"},
+    }
+    for attribute, note in (
+        ("specversion", " (1.0); its presence selects binary mode"),
+        ("id", ""),
+        ("source", ""),
+        ("type", ""),
+        ("time", ", RFC 3339"),
+        ("subject", ", the customer id"),
+        ("schemaversion", " (extension; other extensions travel as `ce-<name>` too)"),
+    )
+]
+
+
+async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise BodyError(413, f"body is larger than {limit} bytes")
@@ -84,7 +109,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _errors(errors: list[EventError]) -> list[dict[str, Any]]:
+def errors_json(errors: list[EventError]) -> list[dict[str, Any]]:
     return [{"index": e.index, "id": e.id, "field": e.field, "message": e.message} for e in errors]
 
 
@@ -93,7 +118,7 @@ def _errors(errors: list[EventError]) -> list[dict[str, Any]]:
     status_code=202,
     response_model=Accepted,
     summary="Accept events: stored in the event store, then published to Kafka",
-    openapi_extra={"requestBody": _REQUEST_BODY},
+    openapi_extra={"requestBody": _REQUEST_BODY, "parameters": _BINARY_MODE_HEADERS},
     responses={
         400: {"model": ErrorBody, "description": "Not JSON, or an empty batch."},
         409: {"model": EventErrors, "description": "An id was stored before with other content."},
@@ -120,21 +145,33 @@ async def post_events(
     settings = res.settings
     assert isinstance(settings, IngestSettings)
     try:
-        body = await _read_body(request, settings.max_body_bytes)
-        raw_events = decode_body(body, request.headers.get("content-type"), settings.max_batch)
+        body = await read_body(request, settings.max_body_bytes)
+        decoded = decode_request(body, request.headers.raw, settings.max_batch)
     except BodyError as error:
-        return error_response(error.status, str(error))
-    limited = _rate_limited(res, settings, principal, len(raw_events))
+        return error_response(error.status, str(error), errors_json(error.errors))
+    limited = rate_limited(res, settings, principal, len(decoded.events))
     if limited is not None:
         return limited
-    # JSON can carry a NUL only as the escape \u0000: one scan of the body spares one per event.
     events, errors = validate_batch(
-        raw_events, validation_context(settings), may_hold_nul=b"\\u0000" in body
+        decoded.events, validation_context(settings), may_hold_nul=decoded.may_hold_nul
     )
     if errors:
         bad = len({e.index for e in errors})
-        detail = f"{bad} of {len(raw_events)} events are invalid; nothing was stored"
-        return error_response(422, detail, _errors(errors))
+        detail = f"{bad} of {len(decoded.events)} events are invalid; nothing was stored"
+        return error_response(422, detail, errors_json(errors))
+    stored = await store_events(res, settings, events, {e.id: i for i, e in enumerate(events)})
+    if isinstance(stored, JSONResponse):
+        return stored
+    return JSONResponse(
+        {"accepted": len(stored.accepted), "duplicates": stored.duplicates}, status_code=202
+    )
+
+
+async def store_events(
+    res: Resources, settings: IngestSettings, events: list[Event], index_of: dict[str, int]
+) -> AppendResult | JSONResponse:
+    """Store valid events all or nothing, and wake the relay; or the answer that says why
+    not (503 shedding or database away, 409 an id reused; `index_of` places each id)."""
     shed = _shed(res, settings)
     if shed is not None:
         return shed
@@ -148,21 +185,19 @@ async def post_events(
             headers={"Retry-After": "2"},
         )
     except Conflict as conflict:
-        index = {e.id: i for i, e in enumerate(events)}
         items = [
-            EventError(index[i], i, "id", "already stored with other content") for i in conflict.ids
+            EventError(index_of[i], i, "id", "already stored with other content")
+            for i in conflict.ids
         ]
         return error_response(
-            409, "event ids reused with other content; nothing was stored", _errors(items)
+            409, "event ids reused with other content; nothing was stored", errors_json(items)
         )
     if res.relay is not None:
         res.relay.notify()
-    return JSONResponse(
-        {"accepted": len(result.accepted), "duplicates": result.duplicates}, status_code=202
-    )
+    return result
 
 
-def _rate_limited(
+def rate_limited(
     res: Resources, settings: IngestSettings, principal: Principal, events: int
 ) -> JSONResponse | None:
     """429 with Retry-After when the key has sent more than its rate (per instance)."""

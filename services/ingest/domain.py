@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from shared import cloudevents_binding as binding
 from shared.events import (
     RESERVED_SOURCE_PREFIX,
     Event,
@@ -49,15 +50,49 @@ class EventError:
 
 
 class BodyError(Exception):
-    """The body as a whole is unusable (not JSON, wrong media type, too many events)."""
+    """The body as a whole is unusable (not JSON, wrong media type, too many events, or
+    binary-mode headers that carry no event: then `errors` says which)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, errors: list[EventError] | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.errors = errors or []
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """The raw events of a request, and whether they may hold a NUL character (None: look)."""
+
+    events: list[Any]
+    may_hold_nul: bool | None
+
+
+def decode_request(body: bytes, headers: list[tuple[bytes, bytes]], max_events: int) -> Decoded:
+    """The events a POST carries, in either CloudEvents content mode (structured: the body
+    is one event or an array of them; binary: `ce-` headers and the body as data)."""
+    content_type = next(
+        (v.decode("latin-1") for k, v in headers if k.lower() == b"content-type"), None
+    )
+    if not binding.http_is_binary(content_type, headers):
+        raw_events = [
+            binding.normalised(raw) for raw in decode_body(body, content_type, max_events)
+        ]
+        # JSON carries a NUL only as the escape \u0000: one scan of the body spares one per event.
+        return Decoded(raw_events, b"\\u0000" in body)
+    try:
+        event = binding.from_http_binary(headers, body)
+    except binding.UnsupportedMediaType as error:
+        raise BodyError(415, f"unsupported media type: {error}") from None
+    except binding.DataNotJson as error:
+        raise BodyError(400, f"the body (the event's data) is {error}") from None
+    except binding.BindingError as error:
+        detail = "the ce- headers carry no valid event; nothing was stored"
+        raise BodyError(422, detail, [EventError(0, None, error.field, str(error))]) from None
+    return Decoded([event], None)  # attributes come percent-decoded from headers: look
 
 
 def media_type(content_type: str | None) -> str:
-    return (content_type or "").split(";")[0].strip().lower()
+    return binding.media_type(content_type)[0]
 
 
 def decode_body(body: bytes, content_type: str | None, max_events: int) -> list[Any]:

@@ -1,20 +1,27 @@
-"""Ingest on a real PostgreSQL and broker: all or nothing, duplicates, outbox while down."""
+"""Ingest on a real PostgreSQL and broker: all or nothing, duplicates, outbox while down,
+and CloudEvents binary content mode over HTTP and over Kafka."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 
 from services.ingest.main import app as ingest_app
 from services.ingest.settings import IngestSettings
+from shared import db
+from shared.consumer import ConsumerRuntime
+from shared.db import Connection
 from shared.embedded import Broker
-from shared.events import Topic
+from shared.events import Event, PurchaseCompleted, Topic, ValidationContext
 from shared.settings import CommonSettings
-from tests.helpers import api_client, purchase, read_topic, wait_until
+from tests.helpers import api_client, produce_with_headers, purchase, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -144,3 +151,151 @@ async def test_load_is_shed_while_the_broker_is_away_and_taken_again_after(
             assert (
                 await client.post("/v1/events", json=purchase("c-9", "1.00"))
             ).status_code == 202
+
+
+# ---- CloudEvents binary content mode ----------------------------------------------------
+
+
+def a_minute_ago() -> str:
+    """An RFC 3339 time at +01:00 without fractions: the form the store keeps as it is."""
+    plus_one = timezone(timedelta(hours=1))
+    return (
+        (datetime.now(UTC) - timedelta(minutes=1))
+        .astimezone(plus_one)
+        .replace(microsecond=0)
+        .isoformat()
+    )
+
+
+def structured_purchase(event_id: str, subject: str, when: str, amount: str) -> dict[str, Any]:
+    """The structured form, written out by hand: the oracle for either binary binding."""
+    return {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": "shop/Zürich web",
+        "type": "crm.purchase.completed",
+        "time": when,
+        "subject": subject,
+        "datacontenttype": "application/json",
+        # As stored: the defaults of the data filled in (no line items).
+        "data": {"order_id": f"o-{event_id}", "amount": amount, "currency": "USD", "items": []},
+    }
+
+
+async def stored_body(settings: CommonSettings, event_id: str) -> Any:
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        body = await conn.fetchval("SELECT body FROM ingest.events WHERE id = $1", event_id)
+        return None if body is None else orjson.loads(body)
+    finally:
+        await conn.close()
+
+
+async def test_a_binary_mode_post_is_stored_and_published_as_its_structured_form(
+    client: httpx.AsyncClient, settings: CommonSettings
+) -> None:
+    when = a_minute_ago()
+    expected = structured_purchase("bin-1", "c-bin", when, "59.90")
+    headers = {
+        "content-type": "application/json; charset=utf-8",
+        "ce-specversion": "1.0",
+        "ce-id": "bin-1",
+        "ce-source": "shop/Z%C3%BCrich%20web",  # percent-encoded, as the HTTP binding says
+        "ce-type": "crm.purchase.completed",
+        "ce-time": when,
+        "ce-subject": "c-bin",
+    }
+    body = orjson.dumps(expected["data"])
+    response = await client.post("/v1/events", content=body, headers=headers)
+    assert response.status_code == 202, response.text
+    assert response.json() == {"accepted": 1, "duplicates": []}
+    assert await stored_body(settings, "bin-1") == expected
+
+    # The structured form is the same event, byte for byte: a duplicate, stored once.
+    again = await client.post("/v1/events", json=expected)
+    assert again.json() == {"accepted": 0, "duplicates": ["bin-1"]}
+    # ... while other data under the same id is a conflict (the comparison is real).
+    other = orjson.dumps({**expected["data"], "amount": "59.91"})
+    conflict = await client.post("/v1/events", content=other, headers=headers)
+    assert conflict.status_code == 409
+
+    async def published() -> list[Any]:
+        return await read_topic(settings.kafka_bootstrap_servers, Topic.PURCHASES)
+
+    records = await wait_until(published, what="the event on crm.purchases")
+    assert [orjson.loads(r.value) for r in records] == [expected]
+    assert await stored(settings) == 1
+
+
+async def test_a_binary_mode_post_without_an_event_gets_a_clear_answer(
+    client: httpx.AsyncClient, settings: CommonSettings
+) -> None:
+    headers = {"ce-specversion": "1.0", "ce-id": "bin-2", "content-type": "text/plain"}
+    refused = await client.post("/v1/events", content=b"59.90", headers=headers)
+    assert refused.status_code == 415
+    assert "application/json" in refused.json()["detail"]
+    missing = await client.post(
+        "/v1/events", content=b"{}", headers={**headers, "content-type": "application/json"}
+    )
+    assert missing.status_code == 422
+    fields = {e["field"] for e in missing.json()["errors"]}
+    assert {"source", "type", "time", "subject"} <= fields  # the headers it lacks, by name
+    assert await stored(settings) == 0
+
+
+class Purchases:
+    """A downstream fold: purchase amounts per customer, from what the relay publishes."""
+
+    name = "purchases-downstream"
+    topics: Sequence[str] = (Topic.PURCHASES,)
+
+    async def store(self, conn: Connection, events: list[Event]) -> None:
+        rows = [(e.subject, e.data.amount) for e in events if isinstance(e.data, PurchaseCompleted)]
+        await conn.executemany(
+            "INSERT INTO spent (subject, total) VALUES ($1, $2) ON CONFLICT (subject) "
+            "DO UPDATE SET total = spent.total + EXCLUDED.total",
+            rows,
+        )
+
+
+async def test_a_binary_mode_record_published_straight_to_a_topic_is_applied(
+    client: httpx.AsyncClient, settings: CommonSettings
+) -> None:
+    """Kafka protocol binding: `ce_` headers, `content-type`, the value is the data. Ingest's
+    archive judges and stores it; the relay's copy is what a downstream consumer folds."""
+    when = a_minute_ago()
+    expected = structured_purchase("kbin-1", "c-kafka", when, "42.50")
+    attributes = {k: v for k, v in expected.items() if k not in ("data", "datacontenttype")}
+    headers = [(f"ce_{k}", str(v).encode()) for k, v in attributes.items()]
+    headers.append(("content-type", b"application/json; charset=UTF-8"))
+    bad = [
+        (name, b"text/plain") if name == "content-type" else (name, value)
+        for name, value in headers
+    ]
+    pool = await db.create_pool(settings.database_url, "downstream")
+    await db.migrate(pool, "downstream", db.CONSUMER_MIGRATIONS)
+    await pool.execute("CREATE TABLE spent (subject text PRIMARY KEY, total numeric NOT NULL)")
+    runtime = ConsumerRuntime(settings, pool, Purchases(), ValidationContext())
+    await runtime.start()
+    try:
+        for record_headers in (bad, headers):
+            await produce_with_headers(
+                settings.kafka_bootstrap_servers,
+                Topic.PURCHASES,
+                orjson.dumps(expected["data"]),
+                key=b"c-kafka",
+                headers=record_headers,
+            )
+
+        async def folded() -> bool:
+            rows = await pool.fetch("SELECT subject, total FROM spent")
+            return {r["subject"]: r["total"] for r in rows} == {"c-kafka": Decimal("42.50")}
+
+        await wait_until(folded, timeout=60, what="the binary record folded downstream")
+    finally:
+        await runtime.stop()
+        await pool.close()
+    assert await stored_body(settings, "kbin-1") == expected
+    dead = await read_topic(settings.kafka_bootstrap_servers, Topic.DEADLETTER)
+    assert len(dead) == 1  # the text/plain one, with the reason
+    assert b"datacontenttype" in dict(dead[0].headers)["crm-error"]
