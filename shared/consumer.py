@@ -48,7 +48,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -56,8 +56,9 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from opentelemetry.trace import Link
 
-from shared import kafka, metrics
+from shared import kafka, metrics, tracing
 from shared.auth import key_event_refusal, store_key_events
 from shared.cloudevents_binding import decode_record
 from shared.db import Connection
@@ -194,6 +195,7 @@ class _Prepared:
     dead: list[tuple[ConsumerRecord[bytes, bytes], str]] = field(default_factory=list)
     positions: dict[TopicPartition, _Position] = field(default_factory=dict)
     skipped: int = 0
+    links: list[Link] = field(default_factory=list)  # to the traces of its records (tracing on)
 
 
 class Fenced(Exception):
@@ -431,6 +433,8 @@ class ConsumerRuntime:
                 prepared.positions[tp] = _Position(
                     records[-1].offset + 1, fingerprint(records[-1]), dict(self._epochs[tp])
                 )
+        if tracing.enabled():
+            prepared.links = tracing.links(_trace_contexts(batches, prepared.events))
         return prepared
 
     async def _store(self, prepared: _Prepared) -> None:
@@ -441,7 +445,9 @@ class ConsumerRuntime:
             # Dead letters are sent before the offsets commit: a crash in between re-sends
             # them (at-least-once to the dead-letter topic) but never loses one.
             await self._dead_letter(prepared.dead)
-            fresh = await self._commit(prepared.events, prepared.positions)
+            count = len(prepared.events)
+            with tracing.consumer_span(self.name, count, prepared.links):
+                fresh = await self._commit(prepared.events, prepared.positions)
             for tp, position in prepared.positions.items():
                 self._next[tp] = position.next_offset
         self._succeeded()
@@ -814,6 +820,22 @@ def dead_letter(
         value = value[: MAX_DEAD_LETTER_BYTES - len(key or b"")] if value is not None else None
         headers.append(("crm-truncated", str(size).encode()))
     return key, value, headers
+
+
+def _trace_contexts(
+    batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], events: list[Event]
+) -> Iterator[str | bytes | None]:
+    """The trace contexts a batch carries: the relay's record headers, then the CloudEvents
+    distributed tracing extension of events whose producer set one."""
+    for records in batches.values():
+        for record in records:
+            for name, value in record.headers:
+                if name == tracing.TRACEPARENT:
+                    yield value
+    for event in events:
+        extension = (event.envelope.model_extra or {}).get(tracing.TRACEPARENT)
+        if isinstance(extension, str):
+            yield extension
 
 
 def _first_of_each(events: list[Event]) -> list[Event]:

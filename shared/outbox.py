@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import murmur2
 
-from shared import db, kafka, metrics
+from shared import db, kafka, metrics, tracing
 from shared.consumer import EPOCH_HEADER, LOG_HEADER, SEQ_HEADER
 from shared.db import Connection
 from shared.events import Event
@@ -72,6 +72,38 @@ async def open_event_store(database_url: str) -> db.Pool:
     return pool
 
 
+# Stores new events and queues them for the relay with the trace context they were stored
+# under, in one statement; identities already stored are left as they are.
+_STORE_AND_QUEUE = """
+    WITH new AS (
+        INSERT INTO events (id, type, source, subject, time, topic, body, content_hash)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                             $5::timestamptz[], $6::text[], $7::jsonb[], $8::bytea[])
+        ON CONFLICT (source, id) DO NOTHING
+        RETURNING seq, source, id
+    ), queued AS (
+        INSERT INTO outbox (seq, traceparent) SELECT seq, $9 FROM new
+    )
+    SELECT source, id FROM new
+"""
+
+
+async def _store_and_queue(conn: Connection, events: Sequence[Event]) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        _STORE_AND_QUEUE,
+        [e.id for e in events],
+        [e.type for e in events],
+        [e.envelope.source for e in events],
+        [e.subject for e in events],
+        [e.time for e in events],
+        [str(e.topic) for e in events],
+        [e.to_bytes().decode() for e in events],
+        [e.content_hash() for e in events],
+        tracing.current_traceparent(),
+    )
+    return rows
+
+
 async def append_events(conn: Connection, events: Sequence[Event]) -> AppendResult:
     """Store new events and queue them for publishing, in the caller's transaction.
 
@@ -80,29 +112,7 @@ async def append_events(conn: Connection, events: Sequence[Event]) -> AppendResu
     """
     if not events:
         return AppendResult()
-    bodies = [e.to_bytes() for e in events]
-    rows = await conn.fetch(
-        """
-        WITH new AS (
-            INSERT INTO events (id, type, source, subject, time, topic, body, content_hash)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                                 $5::timestamptz[], $6::text[], $7::jsonb[], $8::bytea[])
-            ON CONFLICT (source, id) DO NOTHING
-            RETURNING seq, source, id
-        ), queued AS (
-            INSERT INTO outbox (seq) SELECT seq FROM new
-        )
-        SELECT source, id FROM new
-        """,
-        [e.id for e in events],
-        [e.type for e in events],
-        [e.envelope.source for e in events],
-        [e.subject for e in events],
-        [e.time for e in events],
-        [str(e.topic) for e in events],
-        [b.decode() for b in bodies],
-        [e.content_hash() for e in events],
-    )
+    rows = await _store_and_queue(conn, events)
     accepted = {(r["source"], r["id"]) for r in rows}
     if len(accepted) < len(events):
         return await _classify_existing(conn, events, accepted)
@@ -116,28 +126,7 @@ async def archive_events(conn: Connection, events: Sequence[Event]) -> int:
     one consumers fold (shared/consumer.py). Known identities are left as they are."""
     if not events:
         return 0
-    archived: int = await conn.fetchval(
-        """
-        WITH new AS (
-            INSERT INTO events (id, type, source, subject, time, topic, body, content_hash)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                                 $5::timestamptz[], $6::text[], $7::jsonb[], $8::bytea[])
-            ON CONFLICT (source, id) DO NOTHING
-            RETURNING seq
-        ), queued AS (
-            INSERT INTO outbox (seq) SELECT seq FROM new
-        )
-        SELECT count(*) FROM new
-        """,
-        [e.id for e in events],
-        [e.type for e in events],
-        [e.envelope.source for e in events],
-        [e.subject for e in events],
-        [e.time for e in events],
-        [str(e.topic) for e in events],
-        [e.to_bytes().decode() for e in events],
-        [e.content_hash() for e in events],
-    )
+    archived = len(await _store_and_queue(conn, events))
     if archived:
         await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
     return archived
@@ -206,27 +195,29 @@ Acked = dict[tuple[str, int], int]  # (topic, partition) -> an acknowledged offs
 
 async def _send_in_batches(
     producer: AIOKafkaProducer,
-    records: list[tuple[str, bytes, bytes, int]],
+    records: list[tuple[str, bytes, bytes, int, str | None]],
     log_name: str,
     epoch: int,
 ) -> tuple[Acked, Acked]:
-    """Publish (topic, key, value, seq) records in order per partition, a record batch per
-    partition at a time (`send_batch` costs about a quarter of the client CPU of one `send`
-    per record on this machine); return the lowest and highest offset acknowledged per
+    """Publish (topic, key, value, seq, traceparent) records in order per partition, a record
+    batch per partition at a time (`send_batch` costs about a quarter of the client CPU of one
+    `send` per record on this machine); return the lowest and highest offset acknowledged per
     partition. Partitions are chosen as the producer would: murmur2 of the key (Kafka's
     default partitioner, the Java client's too)."""
-    by_partition: dict[tuple[str, int], list[tuple[bytes, bytes, int]]] = {}
+    by_partition: dict[tuple[str, int], list[tuple[bytes, bytes, int, str | None]]] = {}
     partitions: dict[str, list[int]] = {}
-    for topic, key, value, seq in records:
+    for topic, key, value, seq, traceparent in records:
         if topic not in partitions:
             partitions[topic] = sorted(await producer.partitions_for(topic))
         chosen = partitions[topic][_hash(key) % len(partitions[topic])]
-        by_partition.setdefault((topic, chosen), []).append((key, value, seq))
+        by_partition.setdefault((topic, chosen), []).append((key, value, seq, traceparent))
     sent: list[tuple[tuple[str, int], int, asyncio.Future[Any]]] = []
     for (topic, partition), items in by_partition.items():
         batch, count = producer.create_batch(), 0
-        for key, value, seq in items:
+        for key, value, seq, traceparent in items:
             headers = relay_headers(log_name, seq, epoch)
+            if traceparent is not None:
+                headers.append((tracing.TRACEPARENT, traceparent.encode()))
             if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                 future = await producer.send_batch(batch, topic, partition=partition)
                 sent.append(((topic, partition), count, future))
@@ -388,7 +379,8 @@ class OutboxRelay:
 
     async def _publish_batch(self, producer: AIOKafkaProducer) -> int:
         rows = await self._pool.fetch(
-            "SELECT o.seq, e.topic, e.subject, e.body FROM outbox o JOIN events e USING (seq) "
+            "SELECT o.seq, o.traceparent, e.topic, e.subject, e.body "
+            "FROM outbox o JOIN events e USING (seq) "
             "ORDER BY o.seq LIMIT $1",
             self._batch_size,
         )
@@ -397,7 +389,16 @@ class OutboxRelay:
         lowest, highest = await _bounded(
             _send_in_batches(
                 producer,
-                [(r["topic"], r["subject"].encode(), r["body"].encode(), r["seq"]) for r in rows],
+                [
+                    (
+                        r["topic"],
+                        r["subject"].encode(),
+                        r["body"].encode(),
+                        r["seq"],
+                        r["traceparent"],
+                    )
+                    for r in rows
+                ],
                 self._log_name,
                 self.status.epoch,
             )

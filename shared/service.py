@@ -23,7 +23,7 @@ import asyncpg
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request
 
-from shared import db, kafka, logs
+from shared import db, kafka, logs, tracing
 from shared.auth import KeyRing
 from shared.consumer import ConsumerRuntime, ConsumerStatus, Projection
 from shared.events import ValidationContext
@@ -37,6 +37,7 @@ from shared.http import (
 )
 from shared.outbox import OutboxRelay, RelayStatus
 from shared.settings import CommonSettings
+from shared.tracing import RequestContextMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,7 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
     # every response, errors included
     app.add_middleware(SecurityHeadersMiddleware, cache_control=spec.api_cache_control)
     app.add_middleware(LatencyMiddleware)
+    app.add_middleware(RequestContextMiddleware)  # outermost: request id, trace span
     app.include_router(operations_router(lambda: _readiness(app, spec)))
     for router in spec.routers:
         app.include_router(router)
@@ -343,6 +345,7 @@ def serve(spec: ServiceSpec, settings: CommonSettings) -> None:
     """Run the service until SIGINT/SIGTERM; uvicorn then drains requests and the lifespan
     stops the consumer after its batch in flight has committed."""
     logs.configure(spec.name, settings.log_level)
+    tracing.configure(spec.name)
     # Every event decoded makes a few dozen short-lived objects: with the default threshold
     # (700) the collector runs every few events and walks the whole young heap. A larger
     # first generation costs a few MB; the runtime alone folded 14.4k instead of 12.4k
