@@ -1,17 +1,31 @@
 """Complaints' HTTP routes: one complaint with its history and SLA clocks, the agents' queue,
-crisis alerts, and the agents' commands."""
+crisis alerts, the agents' commands (the handling steps checked against their order), and
+how long each handling step takes."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
 
 from fastapi import Body, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field, ValidationError, create_model
 
 from services.complaints import fold, sla, store
-from services.complaints.domain import COMMANDS, Rejected, decide, derive
+from services.complaints.business_time import business_elapsed
+from services.complaints.domain import (
+    COMMANDS,
+    STEP_ORDER,
+    Invalid,
+    Rejected,
+    StepDone,
+    StepPolicy,
+    StepStats,
+    decide,
+    derive,
+    reached,
+    step_durations,
+)
 from services.complaints.settings import ComplaintsSettings
 from shared.auth import api_router
 from shared.db import Connection
@@ -24,6 +38,7 @@ from shared.events import (
     ComplaintResolved,
     ComplaintResponded,
     ComplaintSolutionProposed,
+    ComplaintStepDone,
     ComplaintWaiting,
     Event,
     EventData,
@@ -56,6 +71,10 @@ AGENT_SOURCE = "crm/complaints/agent"
 def _settings(res: Resources) -> ComplaintsSettings:
     assert isinstance(res.settings, ComplaintsSettings)
     return res.settings
+
+
+def _policy(res: Resources) -> StepPolicy:
+    return StepPolicy(frozenset(_settings(res).complaint_steps_skippable))
 
 
 class ClockOut(BaseModel):
@@ -99,6 +118,21 @@ class WaitExpiredOut(BaseModel):
     expired_at: datetime
 
 
+class StepOut(BaseModel):
+    step: str
+    cycle: int = Field(description="0, then one more per reopen.")
+    started_at: datetime | None = Field(
+        description="When its turn began: the previous step done, the opening or the reopening."
+    )
+    done_at: datetime
+
+
+def _step(done: StepDone) -> StepOut:
+    return StepOut(
+        step=done.step, cycle=done.cycle, started_at=done.started_at, done_at=done.done_at
+    )
+
+
 class ComplaintOut(BaseModel):
     complaint_id: str
     customer_id: str
@@ -115,6 +149,7 @@ class ComplaintOut(BaseModel):
     promised_at: datetime | None
     escalation_level: int
     reopen_count: int
+    reopened_at: datetime | None
     feedback_score: int | None
     breached: bool
     next_due_at: datetime | None
@@ -122,6 +157,11 @@ class ComplaintOut(BaseModel):
     waits_expired: list[WaitExpiredOut] = Field(
         description="Waits on the customer that reached SLA_MAX_WAIT_HOURS: the paused clocks "
         "resumed by themselves at expired_at."
+    )
+    steps: list[StepOut] = Field(description="The handling steps done, in time order.")
+    next_step: str | None = Field(
+        description="The step after the latest one done in the current cycle (none after "
+        "follow_up)."
     )
     history: list[dict[str, Any]] = Field(description="Every event, in time order.")
 
@@ -143,7 +183,8 @@ async def get_complaint(
     config = _settings(res).sla_config()
     keys, breaches = (await store.published_sla_events(res.pool, [complaint_id]))[complaint_id]
     start = fold.new_folded(complaint_id, found["customer_id"], keys, breaches)
-    state = fold.derive(start, events, tiers, config).clocks
+    folded = fold.derive(start, events, tiers, config)
+    state = folded.clocks
     now = datetime.now(UTC)
     views = sla.all_clock_views(state, now, config)
     waits = [
@@ -160,12 +201,90 @@ async def get_complaint(
         }
         for e in sorted(events, key=lambda e: (e.time, e.id))
     ]
-    fields = set(ComplaintOut.model_fields) - {"clocks", "history", "waits_expired"}
+    fields = set(ComplaintOut.model_fields) - {
+        "clocks",
+        "history",
+        "waits_expired",
+        "steps",
+        "next_step",
+    }
+    following = reached(folded.complaint) + 1
     return ComplaintOut(
         **{k: found[k] for k in fields},
         clocks=[_clock(v) for v in views],
         waits_expired=waits,
+        steps=[_step(s) for s in folded.complaint.steps],
+        next_step=STEP_ORDER[following] if following < len(STEP_ORDER) else None,
         history=history,
+    )
+
+
+class StepDurationOut(BaseModel):
+    step: str
+    position: int = Field(description="1-7, its place in the order.")
+    count: int = Field(description="Completions in the period with a known start.")
+    mean_hours: float | None
+    median_hours: float | None
+    p90_hours: float | None
+
+
+class StepDurationsOut(BaseModel):
+    start: datetime = Field(serialization_alias="from")
+    end: datetime = Field(serialization_alias="to")
+    clock: Literal["business", "wall"] = Field(
+        description="business: hours of the SLA calendar's working time; wall: elapsed hours."
+    )
+    zone: str | None = Field(description="The SLA calendar's zone (business clock).")
+    steps: list[StepDurationOut]
+
+
+def _hours(duration: timedelta | None) -> float | None:
+    return None if duration is None else duration.total_seconds() / 3600
+
+
+def _duration_out(position: int, stats: StepStats) -> StepDurationOut:
+    return StepDurationOut(
+        step=stats.step,
+        position=position,
+        count=stats.count,
+        mean_hours=_hours(stats.mean),
+        median_hours=_hours(stats.median),
+        p90_hours=_hours(stats.p90),
+    )
+
+
+@router.get(
+    "/complaints/steps/durations",
+    response_model=StepDurationsOut,
+    summary="How long each handling step takes: count, mean, median, p90 over a period",
+    description="A step's duration runs from the moment its turn began (the previous step "
+    "done, the opening, or the reopening for the steps a reopen repeats) to its first "
+    "completion in the cycle; a step counts in the period its completion falls in "
+    "[from, to). Default period: the 30 days before now.",
+    responses=BAD_INPUT,
+)
+async def get_step_durations(
+    res: Annotated[Resources, Depends(resources)],
+    start: Annotated[Timestamp | None, Query(alias="from")] = None,
+    end: Annotated[Timestamp | None, Query(alias="to")] = None,
+    clock: Literal["business", "wall"] = "business",
+) -> StepDurationsOut:
+    end = end or datetime.now(UTC)
+    start = start or end - timedelta(days=30)
+    if start >= end:
+        raise invalid("query.from", "must be before to")
+    calendar = _settings(res).sla_config().calendar
+    done = await store.steps_done_between(res.pool, start, end)
+    if clock == "business":
+        stats = step_durations(done, start, end, lambda a, b: business_elapsed(calendar, a, b))
+    else:
+        stats = step_durations(done, start, end)
+    return StepDurationsOut(
+        start=start,
+        end=end,
+        clock=clock,
+        zone=calendar.zone if clock == "business" else None,
+        steps=[_duration_out(n, s) for n, s in enumerate(stats, start=1)],
     )
 
 
@@ -221,21 +340,27 @@ _DATA_MODELS: dict[str, type[EventData]] = {
     "respond": ComplaintResponded,
     "wait": ComplaintWaiting,
     "customer_reply": ComplaintCustomerReplied,
+    "listen": ComplaintStepDone,
+    "thank": ComplaintStepDone,
+    "apologise": ComplaintStepDone,
+    "promise": ComplaintStepDone,
     "propose": ComplaintSolutionProposed,
     "escalate": ComplaintEscalated,
     "resolve": ComplaintResolved,
     "reopen": ComplaintReopened,
     "close": ComplaintClosed,
     "feedback": ComplaintFeedback,
+    "follow_up": ComplaintStepDone,
 }
 
 
 def _body_model(command: str, data_model: type[EventData]) -> type[BaseModel]:
-    """The request body: the event's data without complaint_id (it is in the path)."""
+    """The request body: the event's data without complaint_id (it is in the path) and the
+    step (the command names it)."""
     fields: dict[str, Any] = {
         name: (info.annotation, info)
         for name, info in data_model.model_fields.items()
-        if name != "complaint_id"
+        if name not in ("complaint_id", "step")
     }
     if command == "escalate":  # the level defaults to one above the current one
         fields["level"] = (int | None, Field(default=None, ge=1, le=10))
@@ -259,6 +384,13 @@ async def _current(conn: Connection, complaint_id: str) -> tuple[list[Event], An
     return events, derive(complaint_id, events[0].subject, events)
 
 
+def _problem(status: int, field: str, reason: str) -> HTTPException:
+    """A refused command in the error format: the reason, and the field it is about."""
+    return HTTPException(
+        status, {"detail": reason, "errors": [{"field": field, "message": reason}]}
+    )
+
+
 def _command_route(command: str, data_model: type[EventData]) -> None:
     body_model = _body_model(command, data_model)
 
@@ -277,6 +409,8 @@ def _command_route(command: str, data_model: type[EventData]) -> None:
             promised = values.get("promised_at")
             if promised is not None and promised < now:
                 raise invalid("body.promised_at", "is in the past")
+            if data_model is ComplaintStepDone:
+                values["step"] = command
             try:
                 data = data_model.model_validate({"complaint_id": complaint_id, **values})
             except ValidationError as error:
@@ -291,9 +425,11 @@ def _command_route(command: str, data_model: type[EventData]) -> None:
                     },
                 ) from None
             try:
-                event_type = decide(state, command, data)
+                event_type = decide(state, command, data, _policy(res))
             except Rejected as rejected:
-                raise HTTPException(409, str(rejected)) from None
+                raise _problem(409, rejected.field, str(rejected)) from None
+            except Invalid as refused:
+                raise _problem(422, refused.field, str(refused)) from None
             event = new_event(
                 event_type,
                 state.customer_id,
@@ -319,7 +455,13 @@ def _command_route(command: str, data_model: type[EventData]) -> None:
         responses=NOT_FOUND
         | BAD_INPUT
         | BODY_TOO_LARGE
-        | {409: {"model": ErrorBody, "description": "Not allowed in the current state."}},
+        | {
+            409: {
+                "model": ErrorBody,
+                "description": "Not allowed now: `errors[0].field` names what stands in the "
+                "way (`status`, or `steps.<step>` for a step out of order).",
+            }
+        },
         name=f"complaint_{command}",
     )
 

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from services.complaints import crisis, fold, sla, store
+from services.complaints.domain import Complaint
 from services.complaints.fold import Folded, TierChange
 from shared.db import Connection
 from shared.erasure import (
@@ -194,6 +195,18 @@ async def fold_complaints(
             folded[cid] = result
     folded |= await _rederive(conn, again, steps, stored, config)
     await _save(conn, folded.values(), now, config, new=set(ids) - set(stored))
+    await store.replace_steps(conn, _steps_changed(folded, stored))
+
+
+def _steps_changed(
+    folded: dict[str, Folded], stored: dict[str, store.StoredComplaint]
+) -> list[Complaint]:
+    """The complaints whose handling steps differ from those stored (most batches: none)."""
+    return [
+        f.complaint
+        for cid, f in folded.items()
+        if f.complaint.steps != (stored[cid].complaint.steps if cid in stored else ())
+    ]
 
 
 async def _rederive(

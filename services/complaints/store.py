@@ -18,13 +18,14 @@ from datetime import datetime
 from operator import attrgetter
 from typing import Any
 
-from services.complaints.domain import Complaint
+from services.complaints.domain import Complaint, StepDone
 from services.complaints.fold import Folded, Position, TierChange
 from services.complaints.sla import Schedule, copy_with
 from shared.db import Connection, Pool
 from shared.events import RECORDED, Event, decode_event
 
-_COLUMNS = [f.name for f in fields(Complaint)]
+# A complaint's columns; its steps are rows of complaint_steps.
+_COLUMNS = [f.name for f in fields(Complaint) if f.name != "steps"]
 _complaint_fields = attrgetter(*_COLUMNS)
 _BLANK = Complaint("", "")  # copied from: faster than a frozen dataclass's __init__
 
@@ -166,9 +167,12 @@ async def load_complaints(conn: Connection, complaint_ids: list[str]) -> dict[st
         complaint_ids,
     )
     width = len(_COLUMNS)
+    steps = await steps_of(conn, complaint_ids) if rows else {}
     return {
         r[0]: StoredComplaint(
-            copy_with(_BLANK, **dict(zip(_COLUMNS, r[:width], strict=True))),
+            copy_with(
+                _BLANK, **dict(zip(_COLUMNS, r[:width], strict=True)), steps=steps.get(r[0], ())
+            ),
             r[width],
             None if r[width + 1] is None else (r[width + 1], r[width + 2]),
         )
@@ -180,6 +184,7 @@ _SAVED_TYPES = [
     *("text", "text", "text", "text", "text", "text", "text"),  # complaint_id .. product
     *("timestamptz", "timestamptz", "timestamptz", "timestamptz"),  # opened_at .. closed_at
     *("int", "int", "timestamptz", "int", "text"),  # escalation_level .. before_waiting
+    "timestamptz",  # reopened_at
     *("text", "bool", "timestamptz", "timestamptz"),  # tier, breached, next_due_at, next_sla_at
     *("bytea", "timestamptz", "text"),  # sla_state, last_time, last_id
 ]
@@ -218,6 +223,54 @@ async def save_complaints(
             "WHERE complaints.complaint_id = u.complaint_id",
             *[list(column) for column in zip(*updated, strict=True)],
         )
+
+
+async def steps_of(
+    conn: Connection | Pool, complaint_ids: list[str]
+) -> dict[str, tuple[StepDone, ...]]:
+    """Each complaint's steps done, in time order (as the fold recorded them)."""
+    rows = await conn.fetch(
+        "SELECT complaint_id, step, cycle, started_at, done_at FROM complaint_steps "
+        "WHERE complaint_id = ANY($1::text[]) ORDER BY complaint_id, seq",
+        complaint_ids,
+    )
+    found: dict[str, list[StepDone]] = defaultdict(list)
+    for r in rows:
+        found[r[0]].append(StepDone(r[1], r[2], r[3], r[4]))
+    return {cid: tuple(steps) for cid, steps in found.items()}
+
+
+async def replace_steps(conn: Connection, complaints: Sequence[Complaint]) -> None:
+    """Store the complaints' steps in place of what was stored for them (a late event can
+    change a recorded step, so they are written whole)."""
+    if not complaints:
+        return
+    await conn.execute(
+        "DELETE FROM complaint_steps WHERE complaint_id = ANY($1::text[])",
+        [c.complaint_id for c in complaints],
+    )
+    rows = [
+        (c.complaint_id, seq, s.step, s.cycle, s.started_at, s.done_at)
+        for c in complaints
+        for seq, s in enumerate(c.steps)
+    ]
+    if rows:
+        await conn.copy_records_to_table(
+            "complaint_steps",
+            records=rows,
+            columns=["complaint_id", "seq", "step", "cycle", "started_at", "done_at"],
+        )
+
+
+async def steps_done_between(pool: Pool, start: datetime, end: datetime) -> list[StepDone]:
+    """The steps completed in [start, end), every complaint's."""
+    rows = await pool.fetch(
+        "SELECT step, cycle, started_at, done_at FROM complaint_steps "
+        "WHERE done_at >= $1 AND done_at < $2",
+        start,
+        end,
+    )
+    return [StepDone(*r) for r in rows]
 
 
 async def due_complaints(conn: Connection, now: datetime, limit: int) -> list[tuple[str, str]]:

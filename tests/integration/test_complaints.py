@@ -1,10 +1,12 @@
 """Complaints on a real PostgreSQL (and broker for the commands): determinism of SLA events,
-crisis detection, and the agents' commands."""
+crisis detection, the agents' commands, and the seven handling steps in their order with
+their durations."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,7 +16,7 @@ import httpx
 import pytest
 
 from services.complaints import jobs, sla
-from services.complaints.domain import Complaint, derive, sla_event, tier_event
+from services.complaints.domain import Complaint, StepDone, derive, sla_event, tier_event
 from services.complaints.main import SPEC
 from services.complaints.main import app as complaints_app
 from services.complaints.projection import ComplaintsProjection
@@ -140,7 +142,9 @@ FOLLOW_UPS: dict[str, dict[str, Any]] = {
     "feedback": {"score": 4},
     "priority_changed": {"priority": "high"},
     "escalated_auto": {"metric": "first_response", "cycle": 0, "target_seconds": 3600, "level": 1},
+    "step_done": {},  # one of RECORDED_STEPS, drawn at random
 }
+RECORDED_STEPS = ["listen", "thank", "apologise", "promise", "follow_up"]
 TIERS = ["gold", "developing", "potential", "forgotten", "platinum"]  # the last one unknown
 
 
@@ -157,7 +161,10 @@ def random_history(rng: random.Random, tag: str) -> list[Event]:
         for _ in range(rng.randrange(8)):
             at += timedelta(minutes=rng.choice([0, 5, 45, 300, 1500]))
             kind = rng.choice(list(FOLLOW_UPS))
-            raws.append((kind, cid, at, FOLLOW_UPS[kind]))
+            data = FOLLOW_UPS[kind]
+            if kind == "step_done":
+                data = {"step": rng.choice(RECORDED_STEPS)}
+            raws.append((kind, cid, at, data))
     events = [
         validate_event(
             event(
@@ -230,7 +237,14 @@ async def test_state_kept_between_batches_equals_a_full_rederivation(database_ur
             for cid, (complaint, state) in full_rederivation(events, config).items():
                 row = await pool.fetchrow("SELECT * FROM complaints WHERE complaint_id = $1", cid)
                 assert row is not None
-                assert {k: row[k] for k in asdict(complaint)} == asdict(complaint), cid
+                columns = {k: v for k, v in asdict(complaint).items() if k != "steps"}
+                assert {k: row[k] for k in columns} == columns, cid
+                steps = await pool.fetch(
+                    "SELECT step, cycle, started_at, done_at FROM complaint_steps "
+                    "WHERE complaint_id = $1 ORDER BY seq",
+                    cid,
+                )
+                assert [StepDone(*r) for r in steps] == list(complaint.steps), cid
                 assert sla.state_from_json(cid, row["sla_state"]) == state, cid
                 assert row["tier"] == state.tier
     finally:
@@ -286,13 +300,52 @@ async def test_a_complaint_wave_raises_one_alert_and_background_none(database_ur
         await pool.close()
 
 
-@pytest.fixture
-async def client(settings: CommonSettings) -> AsyncIterator[httpx.AsyncClient]:
-    app = complaints_app(ComplaintsSettings(**settings.model_dump(), sla_always_open=True))
+@asynccontextmanager
+async def complaints_client(
+    settings: CommonSettings, **overrides: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = complaints_app(ComplaintsSettings(**settings.model_dump(), **overrides))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with api_client(transport=transport, base_url="http://complaints") as http:
             yield http
+
+
+@pytest.fixture
+async def client(settings: CommonSettings) -> AsyncIterator[httpx.AsyncClient]:
+    async with complaints_client(settings, sla_always_open=True) as http:
+        yield http
+
+
+async def publish(settings: CommonSettings, raws: list[dict[str, Any]]) -> None:
+    """Another system publishes these complaint events: straight into the complaints' log."""
+    from shared.outbox import append_events
+
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        async with conn.transaction():
+            await conn.execute("SET LOCAL search_path TO complaints")
+            await append_events(conn, [validate_event(raw, CONTEXT) for raw in raws])
+    finally:
+        await conn.close()
+
+
+async def post(client: httpx.AsyncClient, complaint: str, command: str, **body: Any) -> Any:
+    return await client.post(f"/v1/complaints/{complaint}/{command}", json=body)
+
+
+async def walk_first_steps(client: httpx.AsyncClient, complaint: str) -> None:
+    """Steps 1-5, in order, as an agent does them before carrying the solution out."""
+    promised = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    for command, body in [
+        ("listen", {"note": "restated: the parcel came late"}),
+        ("thank", {}),
+        ("apologise", {}),
+        ("promise", {"note": "order number and address collected"}),
+        ("propose", {"solution": "refund the shipping", "promised_at": promised}),
+    ]:
+        done = await post(client, complaint, command, **body)
+        assert done.status_code == 202, (command, done.text)
 
 
 async def test_agent_commands_follow_the_workflow(
@@ -334,6 +387,7 @@ async def test_agent_commands_follow_the_workflow(
     assert accepted.status_code == 202, accepted.text
     assert accepted.json()["status_before"] == "opened"
     assert (await client.post("/v1/complaints/cmd-1/escalate", json={})).status_code == 202
+    await walk_first_steps(client, "cmd-1")  # the seven steps are an order (issue 15)
     assert (await client.post("/v1/complaints/cmd-1/resolve", json={})).status_code == 202
     feedback = await client.post("/v1/complaints/cmd-1/feedback", json={"score": 4})
     assert feedback.status_code == 202, feedback.text
@@ -350,6 +404,8 @@ async def test_agent_commands_follow_the_workflow(
         "opened",
         "responded",
         "escalated",
+        *["step_done"] * 4,
+        "solution_proposed",
         "resolved",
         "feedback",
         "closed",
@@ -493,4 +549,209 @@ async def test_agents_record_a_customer_reply_that_ends_the_wait(
 
     body = await wait_until(investigating, what="the customer's reply folded")
     assert body["history"][-1]["type"] == "crm.complaint.customer_replied"
+    await walk_first_steps(client, "cmd-2")  # the seven steps are an order (issue 15)
     assert (await client.post("/v1/complaints/cmd-2/resolve", json={})).status_code == 202
+
+
+# ---- issue 15 item 4: the seven handling steps, in order, and how long each takes -----------
+
+STEPS_DAY = datetime(2026, 1, 5, 10, tzinfo=UTC)  # a Monday
+
+
+def handled(cid: str, steps: list[tuple[str, float, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """A complaint opened at STEPS_DAY and its (type, minutes after the opening, data) steps,
+    as another system publishes them."""
+    opened = ("opened", 0.0, {"channel": "chat", "category": "delivery"})
+    return [
+        event(
+            f"crm.complaint.{kind}",
+            "cust-steps",
+            {"complaint_id": cid, **data},
+            time=STEPS_DAY + timedelta(minutes=minutes),
+            event_id=f"{cid}-{n}",
+        )
+        for n, (kind, minutes, data) in enumerate([opened, *steps])
+    ]
+
+
+def did(step: str, minutes: float) -> tuple[str, float, dict[str, Any]]:
+    return ("step_done", minutes, {"step": step})
+
+
+# Minutes after the opening. d1 and d2 walk every step (d2's follow-up is the customer's
+# feedback); d3 has only listened; d4's listening falls before the period.
+HANDLED = [
+    *handled(
+        "d1",
+        [
+            *[did("listen", 6), did("thank", 7), did("apologise", 8), did("promise", 30)],
+            ("solution_proposed", 90, {}),
+            ("resolved", 330, {}),
+            did("follow_up", 330 + 1440),
+        ],
+    ),
+    *handled(
+        "d2",
+        [
+            *[did("listen", 30), did("thank", 32), did("apologise", 35), did("promise", 65)],
+            ("solution_proposed", 125, {}),
+            ("resolved", 245, {}),
+            ("feedback", 305, {"score": 5}),
+        ],
+    ),
+    *handled("d3", [did("listen", 12)]),
+    *[
+        {**e, "time": (datetime.fromisoformat(e["time"]) - timedelta(days=3)).isoformat()}
+        for e in handled("d4", [did("listen", 2)])
+    ],
+]
+# By hand, in minutes (median and p90 interpolate between the sorted durations' ranks:
+# p90 of [a, b] = a + 0.9 (b - a); of [6, 12, 30] at rank 1.8: 12 + 0.8 * 18 = 26.4), then
+# in seconds (exact): (count, mean, median, p90).
+EXPECTED_SECONDS = {
+    "listen": (3, 16 * 60, 12 * 60, 1584),  # 6, 30, 12; p90 26.4 min
+    "thank": (2, 90, 90, 114),  # 1, 2; p90 1.9 min
+    "apologise": (2, 120, 120, 168),  # 1, 3; p90 2.8 min
+    "promise": (2, 26 * 60, 26 * 60, 1752),  # 22, 30; p90 29.2 min
+    "propose": (2, 3600, 3600, 3600),  # 60, 60
+    "carry_out": (2, 180 * 60, 180 * 60, 228 * 60),  # 240, 120; p90 120 + 0.9 * 120
+    "follow_up": (2, 750 * 60, 750 * 60, 1302 * 60),  # 1440, 60; p90 60 + 0.9 * 1380
+}
+
+
+async def test_the_steps_durations_equal_a_hand_calculation(
+    client: httpx.AsyncClient, settings: CommonSettings
+) -> None:
+    await publish(settings, HANDLED)
+    period = {
+        "from": (STEPS_DAY - timedelta(hours=1)).isoformat(),
+        "to": (STEPS_DAY + timedelta(days=2)).isoformat(),
+    }
+
+    async def folded(clock: str) -> Any:
+        response = await client.get(
+            "/v1/complaints/steps/durations", params={**period, "clock": clock}
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        counts = {s["step"]: s["count"] for s in body["steps"]}
+        return body if counts["listen"] == 3 and counts["follow_up"] == 2 else None
+
+    for clock in ("wall", "business"):  # a 24x7 calendar: business hours are wall hours
+        body = await wait_until(lambda clock=clock: folded(clock), what="every step folded")
+        assert body["clock"] == clock
+        assert [(s["position"], s["step"]) for s in body["steps"]] == list(
+            enumerate(EXPECTED_SECONDS, start=1)
+        )
+        for step in body["steps"]:
+            count, mean, median, p90 = EXPECTED_SECONDS[step["step"]]
+            hours = (step["count"], step["mean_hours"], step["median_hours"], step["p90_hours"])
+            assert hours == (count, mean / 3600, median / 3600, p90 / 3600), step
+    later = await client.get(
+        "/v1/complaints/steps/durations",
+        params={"from": period["to"], "to": (STEPS_DAY + timedelta(days=3)).isoformat()},
+    )
+    assert [s["count"] for s in later.json()["steps"]] == [0] * 7
+    backwards = await client.get(
+        "/v1/complaints/steps/durations", params={"from": period["to"], "to": period["from"]}
+    )
+    assert backwards.status_code == 422
+    assert backwards.json()["errors"][0]["field"] == "query.from"
+
+
+def refused_field(response: httpx.Response, status: int = 409) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["detail"]
+    field: str = body["errors"][0]["field"]
+    return field
+
+
+async def test_agents_walk_the_seven_steps_in_order_and_are_refused_out_of_order(
+    client: httpx.AsyncClient, settings: CommonSettings
+) -> None:
+    opened_at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    data = {"complaint_id": "walk-1", "channel": "hotline", "category": "product_quality"}
+    await publish(settings, [event("crm.complaint.opened", "cust-w", data, time=opened_at)])
+
+    async def known() -> bool:
+        return (await client.get("/v1/complaints/walk-1")).status_code == 200
+
+    await wait_until(known, what="the opened complaint")
+    # Today's shortcut, resolving straight from "opened", is refused with the step missing.
+    assert refused_field(await post(client, "walk-1", "resolve")) == "steps.listen"
+    assert refused_field(await post(client, "walk-1", "thank")) == "steps.listen"
+    assert (await post(client, "walk-1", "listen", note="the kettle leaks")).status_code == 202
+    assert (await post(client, "walk-1", "thank")).status_code == 202
+    assert refused_field(await post(client, "walk-1", "promise")) == "steps.apologise"
+    assert (await post(client, "walk-1", "apologise")).status_code == 202
+    assert (await post(client, "walk-1", "promise")).status_code == 202
+    assert refused_field(await post(client, "walk-1", "listen")) == "steps.listen"  # passed
+    no_timetable = await post(client, "walk-1", "propose", solution="a new kettle")
+    assert refused_field(no_timetable, 422) == "body.promised_at"
+    promised = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    accepted = await post(client, "walk-1", "propose", promised_at=promised)
+    assert accepted.status_code == 202, accepted.text
+    assert refused_field(await post(client, "walk-1", "follow_up")) == "status"
+    assert (await post(client, "walk-1", "resolve")).status_code == 202
+    assert refused_field(await post(client, "walk-1", "close")) == "steps.follow_up"
+    assert (await post(client, "walk-1", "follow_up", note="happy")).status_code == 202
+    assert (await post(client, "walk-1", "close")).status_code == 202
+    assert refused_field(await post(client, "walk-1", "listen")) == "status"
+
+    async def closed() -> Any:
+        body = (await client.get("/v1/complaints/walk-1")).json()
+        return body if body["status"] == "closed" else None
+
+    body = await wait_until(closed, what="the walked complaint closed")
+    times = {h["type"]: datetime.fromisoformat(h["time"]) for h in body["history"]}
+    order = ["listen", "thank", "apologise", "promise", "propose", "carry_out", "follow_up"]
+    assert [s["step"] for s in body["steps"]] == order
+    assert body["next_step"] is None
+    # Each step's turn began when the one before it was done (the first: at the opening).
+    done = [datetime.fromisoformat(s["done_at"]) for s in body["steps"]]
+    began = [datetime.fromisoformat(s["started_at"]) for s in body["steps"]]
+    assert began == [opened_at, *done[:-1]]
+    assert done[4] == times["crm.complaint.solution_proposed"]
+    assert done[5] == times["crm.complaint.resolved"]
+    first_response = next(c for c in body["clocks"] if c["metric"] == "first_response")
+    assert first_response["status"] == "met"  # listening was the first response
+    assert datetime.fromisoformat(body["first_response_at"]) == done[0]
+
+    span = {"from": opened_at.isoformat(), "to": (done[-1] + timedelta(seconds=1)).isoformat()}
+    report = await client.get("/v1/complaints/steps/durations", params={**span, "clock": "wall"})
+    for step, start, end in zip(report.json()["steps"], began, done, strict=True):
+        hours = (end - start).total_seconds() / 3600
+        assert (step["count"], step["mean_hours"], step["p90_hours"]) == (1, hours, hours)
+
+
+async def opened_complaint(client: httpx.AsyncClient, cid: str) -> None:
+    async def known() -> bool:
+        return (await client.get(f"/v1/complaints/{cid}")).status_code == 200
+
+    await wait_until(known, what=f"the opened complaint {cid}")
+
+
+async def test_skippable_steps_by_setting_resolve_from_opened_or_leave_one_step_out(
+    settings: CommonSettings,
+) -> None:
+    opened = {"channel": "email", "category": "delivery"}
+    everything = ["listen", "thank", "apologise", "promise", "propose", "follow_up"]
+    async with complaints_client(settings, complaint_steps_skippable=everything) as client:
+        await publish(  # once the service created its schema
+            settings,
+            [
+                event("crm.complaint.opened", "cust-s", {**opened, "complaint_id": cid})
+                for cid in ("skip-1", "skip-2")
+            ],
+        )
+        await opened_complaint(client, "skip-1")
+        assert (await post(client, "skip-1", "resolve")).status_code == 202
+        assert (await post(client, "skip-1", "close")).status_code == 202
+    async with complaints_client(settings, complaint_steps_skippable=["thank"]) as client:
+        await opened_complaint(client, "skip-2")
+        assert (await post(client, "skip-2", "listen")).status_code == 202
+        assert (await post(client, "skip-2", "apologise")).status_code == 202  # thank skipped
+        promised = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+        proposal = await post(client, "skip-2", "propose", promised_at=promised)
+        assert refused_field(proposal) == "steps.promise"  # not skippable here
