@@ -39,7 +39,7 @@ def _projection(settings: CommonSettings) -> ComplaintsProjection:
 
 SPEC = ServiceSpec(
     name="complaints",
-    schema="complaints",
+    schema="complaints",  # policy_store.RULES_TABLE names it too
     default_port=8003,
     migrations=Path(__file__).parent / "migrations",
     routers=[router, policy_api.router, crisis_api.router],

@@ -27,6 +27,10 @@ from shared.service import Resources
 log = logging.getLogger(__name__)
 
 RULES_LOCK = zlib.crc32(b"complaints:sla-rules")  # seeding and changes take turns
+# The live schema's table, named in full: `crm rebuild` folds in a shadow schema whose own
+# table is empty (the live one is carried over at the swap), and must fold with the rules
+# the live service has.
+RULES_TABLE = '"complaints".sla_rules'
 Rule = CalendarRule | PolicyRule
 
 
@@ -88,12 +92,12 @@ def rule_from_row(kind: str, name: str, effective_from: datetime, spec: str) -> 
 
 
 async def revision(conn: Connection | Pool) -> int:
-    count: int = await conn.fetchval("SELECT count(*) FROM sla_rules")
+    count: int = await conn.fetchval(f"SELECT count(*) FROM {RULES_TABLE}")
     return count
 
 
 async def read_book(conn: Connection | Pool) -> PolicyBook:
-    rows = await conn.fetch("SELECT kind, name, effective_from, spec FROM sla_rules")
+    rows = await conn.fetch(f"SELECT kind, name, effective_from, spec FROM {RULES_TABLE}")
     rules = [rule_from_row(r[0], r[1], r[2], r[3]) for r in rows]
     return PolicyBook(
         tuple(r for r in rules if isinstance(r, CalendarRule)),
@@ -105,7 +109,7 @@ async def insert_rules(conn: Connection, rules: Iterable[Rule]) -> None:
     rows = [rule_row(rule) for rule in rules]
     if rows:
         await conn.execute(
-            "INSERT INTO sla_rules (kind, name, effective_from, spec) SELECT * FROM "
+            f"INSERT INTO {RULES_TABLE} (kind, name, effective_from, spec) SELECT * FROM "
             "unnest($1::text[], $2::text[], $3::timestamptz[], $4::jsonb[]) ON CONFLICT DO NOTHING",
             *[[row[i] for row in rows] for i in range(4)],
         )
