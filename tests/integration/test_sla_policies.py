@@ -162,6 +162,13 @@ async def test_a_policy_change_applies_to_complaints_opened_after_its_date(
         # The complaint opened before is folded again from its history (a rebuild would do
         # the same): it still gets the old policy.
         assert await due_dates(client, "before") == before
+        # The queue's order comes from the state the consumer stored: folded with the rules
+        # committed before it (the earliest deadline of each is its first response).
+        queue = (await client.get("/v1/complaints")).json()["items"]
+        assert {i["complaint_id"]: datetime.fromisoformat(i["next_due_at"]) for i in queue} == {
+            "before": beijing(6, 12),
+            "after": beijing(6, 12),
+        }
 
 
 async def test_bad_rules_get_422_with_field_and_reason(
