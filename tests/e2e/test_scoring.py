@@ -86,6 +86,7 @@ def offline_population(events: list[dict[str, Any]], as_of: datetime) -> Populat
                 0,
                 0,
                 0,
+                0,  # strategic value: no customer event sets one
             ]
         )
     values = np.array(rows, dtype=np.float64)
