@@ -7,6 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.ingest.api import router
+from services.ingest.segment_api import router as segment_router
 from services.ingest.settings import IngestSettings
 from services.ingest.store import ArchiveProjection
 from shared.service import ServiceSpec, create_app, serve
@@ -16,11 +17,12 @@ SPEC = ServiceSpec(
     schema="ingest",
     default_port=8001,
     migrations=Path(__file__).parent / "migrations",
-    routers=[router],
+    routers=[router, segment_router],
     publishes=True,
     projection=lambda _settings: ArchiveProjection(),
     consumer_gates_readiness=False,
-    description="Takes CloudEvents over HTTP, stores them, and publishes them to Kafka; "
+    description="Takes CloudEvents over HTTP (and Segment/RudderStack calls), stores them, "
+    "and publishes them to Kafka; "
     "archives events other systems publish straight to the topics.",
     settings_type=IngestSettings,
 )
