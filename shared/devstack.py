@@ -113,6 +113,8 @@ def calendar_lines(rules: dict[str, Any]) -> list[str]:
             extras.append(f"{len(calendar['holidays'])} more closed dates")
         if calendar["working_days"]:
             extras.append(f"{len(calendar['working_days'])} make-up working days")
+        if calendar["zone"] == "UTC":  # the default: say so, the team is rarely there
+            extras.append("UTC: set SLA_CALENDAR_ZONE or SLA_POLICY_FILE if the team is not")
         line = f"sla calendar {calendar['name']}: {calendar['summary']}"
         lines.append(line + (f" ({', '.join(extras)})" if extras else ""))
     scheduled = sum(

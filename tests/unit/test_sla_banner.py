@@ -29,6 +29,7 @@ def test_the_banner_names_each_calendar_in_force_with_its_zone_and_hours() -> No
     assert calendar_lines(book_view(book, NOW)) == [
         "sla calendar cn-support: Mon-Fri 09:00-12:00,13:00-18:00 Asia/Shanghai "
         "(CN public holidays, 1 make-up working days)",
-        "sla calendar weekend-desk: Sat-Sun 10:00-16:00 UTC",
+        "sla calendar weekend-desk: Sat-Sun 10:00-16:00 UTC "
+        "(UTC: set SLA_CALENDAR_ZONE or SLA_POLICY_FILE if the team is not)",
         "sla changes scheduled: 1 (GET /v1/sla/policies)",
     ]
