@@ -721,12 +721,16 @@ async def test_bad_input_is_a_422_in_the_shared_format(reporting: Reporting) -> 
             ("/v1/kpis/summary", {"date": "1900-01-01"}),
             ("/v1/kpis/summary", {"date": "0"}),
             ("/v1/kpis/daily", {"from": "0", "to": "2025-01-01"}),
+            ("/v1/kpis/cohorts", {"to": "9999-01-01"}),
+            ("/v1/kpis/cohorts", {"from": "1960-01-01", "to": "2025-01-01"}),
+            ("/v1/kpis/cohorts", {"from": "2025-06-01", "to": "2025-01-01"}),
+            ("/v1/kpis/cohorts", {"from": "2000-01-01", "to": "2025-01-01"}),  # 301 months
             ("/v1/alerts", {"limit": "0"}),
             ("/v1/alerts", {"status": "closed"}),
         ):
             other = await client.get(path, params=bad)
             assert other.status_code == 422, (path, bad, other.text)
-            assert set(other.json()) == {"detail", "errors"}
+            assert {"detail", "errors"} <= set(other.json())
         assert (await client.get("/static/../api.py")).status_code == 404
         assert (await client.get("/static/nothing.js")).status_code == 404
         # Empty slices and ranges without data are answers, not errors.

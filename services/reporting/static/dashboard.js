@@ -239,8 +239,6 @@
     }
     figure.dataset.empty = "false";
     const [low, high] = yRange(info.unit, values);
-    figure.dataset.yMin = String(low);
-    figure.dataset.yMax = String(high);
     const width = Math.max(plot.clientWidth, 300);
     const opts = {
       width, height: 220,
@@ -270,7 +268,12 @@
         { stroke: "#6b7280", grid: { stroke: "#f1f5f9" }, size: 70,
           values: (u, ticks) => ticks.map((v) => format(v, info.unit, true)) },
       ],
-      hooks: { draw: [(u) => { figure.dataset.ink = String(ink(u)); }] },
+      // What was drawn, read back from the chart: the series' pixels and the y axis's ends.
+      hooks: { draw: [(u) => {
+        figure.dataset.ink = String(ink(u));
+        figure.dataset.yMin = String(u.scales.y.min);
+        figure.dataset.yMax = String(u.scales.y.max);
+      }] },
     };
     charts[name] = new uPlot(opts, [xs, ys], plot);
   }
@@ -333,6 +336,12 @@
     body.replaceChildren();
     const order = ["gold", "developing", "potential", "forgotten", "unscored"];
     const rows = [...table.rows].sort((a, b) => order.indexOf(a.tier) - order.indexOf(b.tier));
+    if (!rows.length) {
+      const empty = body.insertRow().insertCell();
+      empty.colSpan = infos.length + 1;
+      empty.className = "empty";
+      empty.textContent = t("noDataYet");
+    }
     const maxRevenue = Math.max(1, ...rows.map((r) => Number(r.revenue) || 0));
     for (const row of rows) {
       const tr = document.createElement("tr");
