@@ -675,7 +675,7 @@ class CustomerPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
     currency: str | None = Field(
         description="Currency of net_spent, simple_clv, predicted_clv and expected_spend "
-        "(null: the re-score predates this field)."
+        "(null: the re-score predates this field, or a page of prospects, without money)."
     )
     horizon_weeks: int | None = Field(description="Horizon of predicted_clv, weeks.")
     discount_rate_per_week: float | None = Field(description="Discount rate of predicted_clv.")
@@ -685,6 +685,10 @@ class CustomerPage(BaseModel):
     "/customers",
     response_model=CustomerPage,
     summary="Customers by segment, tier, lifecycle and churn risk, for campaigns (paged)",
+    description="Buyers from the latest re-score, highest `sort` first. `lifecycle=prospect` "
+    "lists instead the customers the customer events know (registered, updated, assessed "
+    "as a lead) with no purchase that counts, by customer id; the score filters do not "
+    "apply to them.",
     responses=BAD_INPUT,
 )
 async def list_customers(
@@ -697,6 +701,8 @@ async def list_customers(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
 ) -> CustomerPage:
+    if lifecycle == LifecycleStage.PROSPECT.value:
+        return await _prospect_page(res, limit, cursor)
     items, last = await store.list_customers(
         res.pool,
         segment=segment,
@@ -717,6 +723,25 @@ async def list_customers(
         currency=terms.currency if terms else None,
         horizon_weeks=terms.horizon_weeks if terms else None,
         discount_rate_per_week=terms.discount_rate_per_week if terms else None,
+    )
+
+
+async def _prospect_page(res: Resources, limit: int, cursor: str | None) -> CustomerPage:
+    decoded = decode_cursor(cursor)
+    rows = await store.list_prospects(
+        res.pool,
+        decoded[1] if decoded else None,
+        limit,
+        count_zero_value=_settings(res).scoring_count_zero_value_orders,
+    )
+    items = [labelled(row | {"lifecycle": LifecycleStage.PROSPECT.value}) for row in rows]
+    next_cursor = encode_cursor(0.0, rows[-1]["customer_id"]) if len(rows) == limit else None
+    return CustomerPage(
+        items=items,
+        next_cursor=next_cursor,
+        currency=None,
+        horizon_weeks=None,
+        discount_rate_per_week=None,
     )
 
 
@@ -1069,8 +1094,8 @@ class LeadPage(BaseModel):
     items: list[dict[str, Any]] = Field(
         description="Leads by customer id: the latest MAN assessment (`class`, money, "
         "authority, need, assessed_at, assessed_by), the `action` the MAN rule gives with its "
-        "`advice`/`advice_zh`, and whether the customer has ordered (`lifecycle` prospect "
-        "while not)."
+        "`advice`/`advice_zh`, and whether the customer has bought (`has_bought`; "
+        "`lifecycle` prospect while not)."
     )
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
 
@@ -1099,11 +1124,17 @@ async def list_leads(
     codes = _man_codes(man_class, action)
     decoded = decode_cursor(cursor)
     after = decoded[1] if decoded else None
-    rows = await store.list_leads(res.pool, codes, after, limit)
+    rows = await store.list_leads(
+        res.pool,
+        codes,
+        after,
+        limit,
+        count_zero_value=_settings(res).scoring_count_zero_value_orders,
+    )
     items = []
     for row in rows:
         man = man_lead_class(row["money"], row["authority"], row["need"])
-        stage = None if row["has_ordered"] else LifecycleStage.PROSPECT.value
+        stage = None if row["has_bought"] else LifecycleStage.PROSPECT.value
         items.append(
             {k: v for k, v in row.items() if k != "code"} | _lead_fields(man) | {"lifecycle": stage}
         )

@@ -682,8 +682,7 @@ WITH latest AS (
                           CASE WHEN (data->>'need')::bool THEN 'N' ELSE 'n' END) AS code
     FROM latest
 )
-SELECT c.*, EXISTS (SELECT 1 FROM purchases p
-                    WHERE p.customer_id = c.customer_id AND NOT p.is_refund) AS has_ordered
+SELECT c.*, {bought} AS has_bought
 FROM classed c
 WHERE ($1::text[] IS NULL OR c.code = ANY($1::text[]))
   AND ($2::text IS NULL OR c.customer_id > $2)
@@ -692,8 +691,49 @@ LIMIT $3
 """
 
 
+def _bought(customer: str, count_zero_value: str) -> str:
+    """SQL: whether `customer` has a purchase that counts (an order whose refunds leave some
+    of it, or of value 0 where `count_zero_value`), as _BUYERS counts them; read within the
+    customer's rows of the purchases key."""
+    return f"""EXISTS (
+    SELECT 1 FROM purchases o
+    WHERE o.customer_id = {customer} AND NOT o.is_refund
+      AND (o.amount + coalesce((SELECT sum(r.amount) FROM purchases r
+                                WHERE r.customer_id = o.customer_id AND r.is_refund
+                                  AND r.order_id = o.order_id), 0) > 0
+           OR ({count_zero_value} AND o.amount = 0)))"""
+
+
 async def list_leads(
-    pool: Pool, codes: list[str] | None, after: str | None, limit: int
+    pool: Pool, codes: list[str] | None, after: str | None, limit: int, *, count_zero_value: bool
 ) -> list[dict[str, Any]]:
-    """A page of leads by customer id, their latest assessment in one of `codes` (None: any)."""
-    return [dict(r) for r in await pool.fetch(_LEADS, codes, after, limit)]
+    """A page of leads by customer id, their latest assessment in one of `codes` (None: any),
+    and whether they have bought (a purchase that counts)."""
+    query = _LEADS.replace("{bought}", _bought("c.customer_id", "$4::bool"))
+    return [dict(r) for r in await pool.fetch(query, codes, after, limit, count_zero_value)]
+
+
+# Prospects: customers the customer events know (registered, updated, assessed as a lead)
+# with no purchase that counts; $1 the cursor (last customer id), $2 page size.
+_PROSPECTS = """
+WITH known AS (
+    SELECT DISTINCT customer_id FROM customer_events
+    WHERE $1::text IS NULL OR customer_id > $1
+)
+SELECT k.customer_id,
+       (SELECT min(time) FROM customer_events e
+        WHERE e.customer_id = k.customer_id AND e.type = 'crm.customer.registered')
+           AS registered_at
+FROM known k
+WHERE NOT {bought}
+ORDER BY k.customer_id
+LIMIT $2
+"""
+
+
+async def list_prospects(
+    pool: Pool, after: str | None, limit: int, *, count_zero_value: bool
+) -> list[dict[str, Any]]:
+    """A page of prospects by customer id."""
+    query = _PROSPECTS.replace("{bought}", _bought("k.customer_id", "$3::bool"))
+    return [dict(r) for r in await pool.fetch(query, after, limit, count_zero_value)]

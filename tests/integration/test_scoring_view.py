@@ -64,6 +64,11 @@ def history() -> list[Event]:
         data = {"score": score, "survey_id": f"{kind}-{days_ago}", "comment": "private words"}
         raw.append(event(f"crm.survey.{kind}", "buyer", data, time=at(days_ago)))
     raw.append(event("crm.customer.registered", "prospect", {"name": "P"}, time=at(9)))
+    # Registered, bought, refunded in full: no purchase counts, so still a prospect.
+    raw.append(event("crm.customer.registered", "refunded", {"name": "R"}, time=at(9)))
+    order = {"order_id": "r-1", "amount": "50.00", "currency": "USD"}
+    raw.append(event("crm.purchase.completed", "refunded", order, time=at(8)))
+    raw.append(event("crm.purchase.refunded", "refunded", order, time=at(7)))
     for customer, codes in LEADS.items():
         for k, code in enumerate(codes):
             money, authority, need = (letter.isupper() for letter in code.split("+"))
@@ -189,6 +194,7 @@ async def test_lead_lists_by_class_and_action_with_the_man_rule_s_action(
         assert item["action"] == MAN_ACTIONS[item["class"]]
         assert item["advice"]
         assert not item["advice_zh"].isascii()
+        assert item["has_bought"] == (item["customer_id"] == "buyer")
         assert item["lifecycle"] == (None if item["customer_id"] == "buyer" else "prospect")
 
     ideal = (await http.get("/v1/leads", params={"class": "M+A+N"})).json()["items"]
@@ -199,3 +205,24 @@ async def test_lead_lists_by_class_and_action_with_the_man_rule_s_action(
     assert reassessed == []  # lead-2's first assessment no longer counts
     bad = await http.get("/v1/leads", params={"class": "X+A+N"})
     assert bad.status_code == 422
+
+
+async def test_prospects_are_listed_in_lifecycle(http: httpx.AsyncClient) -> None:
+    # Everyone the customer events know but the buyer (the refunded order does not count).
+    expected = sorted({*LEADS, "prospect", "refunded"} - {"buyer"})
+    found, cursor = [], None
+    while True:
+        params: dict[str, Any] = {"lifecycle": "prospect", "limit": 3}
+        body = (
+            await http.get("/v1/customers", params=params | ({"cursor": cursor} if cursor else {}))
+        ).json()
+        found += body["items"]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert [i["customer_id"] for i in found] == expected
+    assert {(i["lifecycle"], i["lifecycle_label_zh"]) for i in found} == {("prospect", "潜在期")}
+    registered = {i["customer_id"] for i in found if i["registered_at"] is not None}
+    assert registered == {"prospect", "refunded"}
+    refunded = (await http.get("/v1/customers/refunded")).json()
+    assert (refunded["lifecycle"], refunded["scores"]) == ("prospect", None)
