@@ -130,11 +130,16 @@ class CalendarRule:
         """(public holidays, make-up working days) of the country, from the library."""
         return _library_dates(self.country or "", self.subdivision)
 
-    def calendar(self) -> Calendar:
-        shifts = parse_shifts(self.hours)
+    def closed_and_opened(self) -> tuple[frozenset[date], frozenset[date]]:
+        """(closed dates, make-up working dates): the library's, then the explicit ones."""
         closed, opened = self._library_dates() if self.country else (frozenset(), frozenset())
         closed = (closed - set(self.working_days)) | set(self.holidays)
         opened = (opened - set(self.holidays)) | set(self.working_days)
+        return closed, opened
+
+    def calendar(self) -> Calendar:
+        shifts = parse_shifts(self.hours)
+        closed, opened = self.closed_and_opened()
         overrides = [Holiday(day) for day in closed] + [Holiday(day, shifts) for day in opened]
         overrides.sort(key=lambda holiday: holiday.day)
         return Calendar.from_hours(self.zone, shifts, self.workdays, overrides)

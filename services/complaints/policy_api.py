@@ -6,8 +6,9 @@ keep the rules they started with."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Path
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -139,7 +140,22 @@ def _status(rule: CalendarRule | PolicyRule, versions: Sequence[datetime], now: 
     return "in_force" if rule.effective_from == in_force else "superseded"
 
 
-def calendar_view(rule: CalendarRule, status: Status) -> dict[str, Any]:
+UPCOMING = timedelta(days=90)
+
+
+def _upcoming(rule: CalendarRule, today: date) -> dict[str, list[date]]:
+    """The closed and make-up working dates of the coming days, library ones included: what
+    an admin checks against the official schedule (调休 is announced a year at a time)."""
+    closed, opened = rule.closed_and_opened()
+    end = today + UPCOMING
+    return {
+        "closed": sorted(d for d in closed if today <= d < end),
+        "working": sorted(d for d in opened if today <= d < end),
+    }
+
+
+def calendar_view(rule: CalendarRule, status: Status, today: date | None = None) -> dict[str, Any]:
+    upcoming = _upcoming(rule, today) if status == "in_force" and today is not None else None
     return {
         "name": rule.name,
         "zone": rule.zone,
@@ -152,6 +168,7 @@ def calendar_view(rule: CalendarRule, status: Status) -> dict[str, Any]:
         "working_days": rule.working_days,
         "effective_from": rule.effective_from,
         "status": status,
+        "next_90_days": upcoming,
     }
 
 
@@ -179,10 +196,15 @@ def book_view(book: PolicyBook, now: datetime) -> dict[str, Any]:
     return {
         "now": now,
         "calendars": [
-            calendar_view(r, _status(r, versions(calendars, r.name), now)) for r in calendars
+            calendar_view(r, _status(r, versions(calendars, r.name), now), _local_day(r, now))
+            for r in calendars
         ],
         "policies": [policy_view(r, _status(r, versions(policies, r.name), now)) for r in policies],
     }
+
+
+def _local_day(rule: CalendarRule, now: datetime) -> date:
+    return now.astimezone(ZoneInfo(rule.zone)).date()
 
 
 class RulesOut(BaseModel):

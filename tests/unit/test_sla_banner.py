@@ -33,3 +33,17 @@ def test_the_banner_names_each_calendar_in_force_with_its_zone_and_hours() -> No
         "(UTC: set SLA_CALENDAR_ZONE or SLA_POLICY_FILE if the team is not)",
         "sla changes scheduled: 1 (GET /v1/sla/policies)",
     ]
+
+
+def test_the_rules_show_the_coming_closed_and_make_up_days_of_a_calendar_in_force() -> None:
+    # China, seen on 15 September 2026: Mid-Autumn on Friday 25 September, National Day
+    # 1-7 October (Sunday 4th is a weekend anyway), worked on Sunday 20 September and
+    # Saturday 10 October (the State Council's 2026 schedule).
+    china = CalendarRule("cn-support", "Asia/Shanghai", country="CN")
+    book = PolicyBook((china,), (PolicyRule("all", "cn-support", Targets.from_hours(1, 2, 8)),))
+    (shown,) = book_view(book, datetime(2026, 9, 15, 8, tzinfo=UTC))["calendars"]
+    days = [date(2026, 9, 25), *(date(2026, 10, d) for d in (1, 2, 3, 5, 6, 7))]
+    assert shown["next_90_days"] == {
+        "closed": days,
+        "working": [date(2026, 9, 20), date(2026, 10, 10)],
+    }
