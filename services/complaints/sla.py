@@ -47,9 +47,15 @@ Policies (documented here, applied in the code below)
   time already spent counts) and starts a next-response cycle. Each running stretch is kept
   as a :class:`Segment`, so every cycle stays visible.
 * ``closed`` is final: later clock events are ignored.
-* ``priority_changed`` / ``tier_changed`` re-select the policy and give every clock that is
-  not stopped its new target. A target is never applied retroactively: if the elapsed time
-  already exceeds the new target, the breach happens at the change, not in the past.
+* Targets and calendars come from ``SlaConfig.rules`` (``policies.PolicyBook``: versioned
+  policies and calendars) when given: a complaint takes the rules in force when it was
+  opened, for all its clocks, and each clock keeps the key of its calendar's version, so a
+  policy change applies to complaints opened after its effective date only.
+* ``priority_changed`` / ``tier_changed`` re-select the policy (among the rules of the
+  opening) and give every clock that is not stopped its new target. A target is never
+  applied retroactively: if the elapsed time already exceeds the new target, the breach
+  happens at the change, not in the past. A policy on another calendar counts from the
+  change on its own calendar: the running segment ends there and a new one starts.
 * A clock is met when it stops at or before its deadline and breached once real time passes
   the deadline (a deadline at Friday 18:00 is breached at 18:00, not on Monday morning). A
   breach is a fact: it stays on the clock after it stops, reopens or gets a looser target.
