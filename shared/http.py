@@ -9,6 +9,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Coroutine
+from http import HTTPStatus
 from typing import Any
 
 import orjson
@@ -35,11 +36,25 @@ class ErrorItem(BaseModel):
     message: str = Field(examples=["Input should be greater than or equal to 0"])
 
 
-class ErrorBody(BaseModel):
-    """Every error response has this shape."""
+class Problem(BaseModel):
+    """The members every error response has: a problem detail of RFC 9457 (Problem Details
+    for HTTP APIs), served as `application/problem+json`. `type` is `about:blank` (the
+    status says what kind of problem it is) and `title` the status's phrase."""
 
+    type: str = Field(default="about:blank", examples=["about:blank"])
+    title: str = Field(examples=["Unprocessable Content"])
+    status: int = Field(examples=[422])
     detail: str = Field(examples=["invalid request"])
+
+
+class ErrorBody(Problem):
+    """Every error response has this shape: the problem, and what was wrong with which field
+    (an extension member of the problem)."""
+
     errors: list[ErrorItem] = Field(default_factory=list)
+
+
+PROBLEM_JSON = "application/problem+json"
 
 
 # A command's body (agent commands, model fits) is a small JSON object; ingest has its own,
@@ -80,8 +95,35 @@ def error_response(
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     return JSONResponse(
-        {"detail": detail, "errors": errors or []}, status_code=status, headers=headers
+        problem(status, detail, errors),
+        status_code=status,
+        headers=headers,
+        media_type=PROBLEM_JSON,
     )
+
+
+def problem(status: int, detail: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """An error body (ErrorBody) as a dictionary."""
+    return {
+        "type": "about:blank",
+        "title": _title(status),
+        "status": status,
+        "detail": detail,
+        "errors": errors or [],
+    }
+
+
+# Phrases RFC 9110 renamed, which Python before 3.13 still spells the old way.
+_RFC9110_PHRASES = {413: "Content Too Large", 422: "Unprocessable Content"}
+
+
+def _title(status: int) -> str:
+    if status in _RFC9110_PHRASES:
+        return _RFC9110_PHRASES[status]
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
 
 
 def invalid(field: str, message: str) -> HTTPException:
@@ -292,6 +334,10 @@ def _document_errors(app: FastAPI) -> None:
                         "description": "The body cannot be read: not UTF-8 text.",
                         "content": {"application/json": {"schema": dict(_ERROR_REF)}},
                     }
+                for status, response in responses.items():
+                    content = response.get("content", {})
+                    if str(status)[:1] in "45" and "application/json" in content:
+                        content[PROBLEM_JSON] = content.pop("application/json")
         if _FASTAPI_422 not in json.dumps(document):
             schemas.pop("HTTPValidationError", None)
             schemas.pop("ValidationError", None)
