@@ -8,6 +8,7 @@
                     [--expires-in DAYS | --expires-at TIME]
     crm keys revoke KEY_ID | crm keys list
     crm rebuild scoring|complaints|reporting [--max-lag N]
+    crm demo [--customers N] [--seed N] [--until DATE] [--url URL] [--api-key KEY]
 
 Reads KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL like the services; with neither set, it uses
 the settings of the dev stack `make run` keeps running (CRM_DATA_DIR/stack.env). `import`
@@ -28,7 +29,7 @@ import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError
 from pydantic import ValidationError
 
-from shared import db, devstack, kafka, keys, rebuild
+from shared import db, demo_post, devstack, kafka, keys, rebuild
 from shared.events import (
     SCOPES,
     SOURCE_TOPICS,
@@ -501,7 +502,40 @@ def parser() -> argparse.ArgumentParser:
         help="swap once the rebuild is this close to the log ends (the live consumers "
         "apply the rest)",
     )
+    _demo_parser(commands)
     return root
+
+
+def _demo_parser(commands: Any) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="load a synthetic two-year history (BG/NBD purchases, Gamma-Gamma spend) "
+        "through ingest's API",
+    )
+    demo.add_argument("--customers", type=_positive, default=3000, help="default 3000")
+    demo.add_argument("--seed", type=int, default=1, help="same seed, same history (default 1)")
+    demo.add_argument(
+        "--until",
+        type=date.fromisoformat,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="the history ends at midnight UTC starting this day (default: today)",
+    )
+    demo.add_argument(
+        "--url", default=None, help="ingest (default CRM_INGEST_URL, else the dev stack's)"
+    )
+    demo.add_argument(
+        "--api-key",
+        default=None,
+        help="a key with events:write (default CRM_API_KEY, else the dev stack's admin key)",
+    )
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 # What each command connects to: (PostgreSQL, the broker).
@@ -512,6 +546,7 @@ NEEDS = {
     "import": (True, False),
     "keys": (True, False),
     "rebuild": (True, True),
+    "demo": (False, False),  # only ingest's HTTP API
 }
 CONNECT_TIMEOUT = 10.0
 # Errors that mean a connection failed (or broke) rather than a bug: one line, no traceback.
@@ -666,6 +701,11 @@ def _run(args: argparse.Namespace, settings: CommonSettings) -> None:
         asyncio.run(keys_list(settings))
     elif args.command == "rebuild":
         asyncio.run(rebuild_service(settings, args.service, args.max_lag))
+    elif args.command == "demo":
+        try:
+            demo_post.run(args.customers, args.seed, args.until, args.url, args.api_key)
+        except demo_post.DemoError as error:
+            sys.exit(str(error))
 
 
 if __name__ == "__main__":
