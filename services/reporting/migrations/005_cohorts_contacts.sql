@@ -11,7 +11,9 @@ CREATE TABLE customer_months (
     month        date NOT NULL,  -- the first day of the local month
     PRIMARY KEY (customer_id, month)
 );
-CREATE INDEX customer_months_month ON customer_months (month);
+-- No index on month: the matrix finds a cohort's customers through
+-- customers_first_purchase and their months through this key, and every purchase of a new
+-- month would pay for one more index entry.
 
 -- The purchases folded so far hold every month: the same rows the fold would have written.
 INSERT INTO customer_months (customer_id, month)
