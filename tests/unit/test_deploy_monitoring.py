@@ -288,6 +288,13 @@ def test_the_issue_s_alerts_are_all_there() -> None:
     assert wanted <= set().union(*queried.values())
 
 
+def test_rules_wrapped_for_the_prometheus_operator_keep_their_groups() -> None:
+    """deploy/README.md wraps the file in a PrometheusRule with `sed 's/^/  /'` under spec:."""
+    text = RULES.read_text()
+    wrapped = "spec:\n" + "".join("  " + line for line in text.splitlines(keepends=True))
+    assert yaml.safe_load(wrapped)["spec"] == yaml.safe_load(text)
+
+
 @pytest.mark.parametrize("rule", rules(), ids=lambda rule: rule["alert"])
 def test_rule_expression_is_valid_promql_on_exported_metrics(rule: dict[str, Any]) -> None:
     parsed = parse(rule["expr"])
