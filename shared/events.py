@@ -353,7 +353,7 @@ class ComplaintStepDone(ComplaintEvent):
 
     step: RecordedStep
     agent_id: Identifier | None = None
-    note: LongText | None = Field(
+    notes: LongText | None = Field(  # personal data: erasure removes it (PERSONAL_FIELDS)
         default=None, description="What was said or collected (the restated complaint, details)."
     )
 

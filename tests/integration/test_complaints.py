@@ -338,10 +338,10 @@ async def walk_first_steps(client: httpx.AsyncClient, complaint: str) -> None:
     """Steps 1-5, in order, as an agent does them before carrying the solution out."""
     promised = (datetime.now(UTC) + timedelta(days=2)).isoformat()
     for command, body in [
-        ("listen", {"note": "restated: the parcel came late"}),
+        ("listen", {"notes": "restated: the parcel came late"}),
         ("thank", {}),
         ("apologise", {}),
-        ("promise", {"note": "order number and address collected"}),
+        ("promise", {"notes": "order number and address collected"}),
         ("propose", {"solution": "refund the shipping", "promised_at": promised}),
     ]:
         done = await post(client, complaint, command, **body)
@@ -681,7 +681,7 @@ async def test_agents_walk_the_seven_steps_in_order_and_are_refused_out_of_order
     # Today's shortcut, resolving straight from "opened", is refused with the step missing.
     assert refused_field(await post(client, "walk-1", "resolve")) == "steps.listen"
     assert refused_field(await post(client, "walk-1", "thank")) == "steps.listen"
-    assert (await post(client, "walk-1", "listen", note="the kettle leaks")).status_code == 202
+    assert (await post(client, "walk-1", "listen", notes="the kettle leaks")).status_code == 202
     assert (await post(client, "walk-1", "thank")).status_code == 202
     assert refused_field(await post(client, "walk-1", "promise")) == "steps.apologise"
     assert (await post(client, "walk-1", "apologise")).status_code == 202
@@ -695,7 +695,7 @@ async def test_agents_walk_the_seven_steps_in_order_and_are_refused_out_of_order
     assert refused_field(await post(client, "walk-1", "follow_up")) == "status"
     assert (await post(client, "walk-1", "resolve")).status_code == 202
     assert refused_field(await post(client, "walk-1", "close")) == "steps.follow_up"
-    assert (await post(client, "walk-1", "follow_up", note="happy")).status_code == 202
+    assert (await post(client, "walk-1", "follow_up", notes="happy")).status_code == 202
     assert (await post(client, "walk-1", "close")).status_code == 202
     assert refused_field(await post(client, "walk-1", "listen")) == "status"
 

@@ -35,6 +35,7 @@ from shared.events import (
     Event,
     EventData,
     ValidationContext,
+    redact_body,
     validate_event,
 )
 from tests.helpers import event
@@ -322,3 +323,14 @@ def test_durations_in_business_hours_leave_out_the_weekend_and_lunch() -> None:
     assert business[carried] == StepStats("carry_out", 2, 2 * hours, 2 * hours, 2 * hours)
     # Wall: 65 and 3 hours; mean 34; p90 at rank 0.9: 3 + 0.9 * 62 = 58.8 hours.
     assert wall[carried] == StepStats("carry_out", 2, 34 * hours, 34 * hours, timedelta(hours=58.8))
+
+
+def test_an_erasure_removes_what_the_agent_noted_and_keeps_the_step() -> None:
+    raw = event(
+        "crm.complaint.step_done",
+        "cust-1",
+        {"complaint_id": "c1", "step": "listen", "notes": "Li Wei, 138 0000 0000: kettle"},
+        time=at(5),
+    )
+    redacted = redact_body(validate_event(raw, CONTEXT).to_json_dict())
+    assert redacted["data"] == {"complaint_id": "c1", "step": "listen"}
