@@ -25,9 +25,10 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from shared.events import EVENT_TYPES, SOURCE_TOPICS
 
@@ -41,6 +42,28 @@ VOLATILE_FIELDS = frozenset({"sentAt", "receivedAt"})
 PASS_THROUGH_TYPES = frozenset(
     name for (name, _), kind in EVENT_TYPES.items() if kind.topic in SOURCE_TOPICS
 )
+
+
+Call = Literal["track", "identify", "page", "screen", "group", "alias"]
+Id = StrictStr | StrictInt  # Segment's libraries send numeric ids as numbers
+
+
+class SegmentMessage(BaseModel):
+    """The fields of the Segment spec the mapping reads; every message is checked against it
+    (so this schema, which the OpenAPI document shows, says what is accepted). Other fields
+    (context, integrations, sentAt, ...) are allowed and not kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Call | None = Field(None, description="Required in a batch; a call's path says it.")
+    messageId: Id | None = Field(None, description="Unique per message: the event id.")  # noqa: N815
+    userId: Id | None = Field(None, description="The customer id.")  # noqa: N815
+    anonymousId: Id | None = None  # noqa: N815
+    timestamp: StrictStr | None = Field(None, description="When it happened (RFC 3339).")
+    originalTimestamp: StrictStr | None = None  # noqa: N815
+    event: StrictStr | None = Field(None, examples=["Order Completed"])
+    properties: dict[str, Any] | None = None
+    traits: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -87,14 +110,22 @@ Mapping = Callable[[dict[str, Any]], tuple[str, dict[str, Any], dict[str, str]]]
 ENVELOPE_ORIGINS = {"id": "messageId", "subject": "userId", "time": "timestamp"}
 
 
-def map_message(index: int, message: Any) -> Outcome:
-    """What one message of a call or batch becomes."""
+def map_message(index: int, message: Any, call: str | None = None) -> Outcome:
+    """What one message becomes: of the call `call`, or of a batch (None: its `type`)."""
     if not isinstance(message, dict):
         return [MessageError(index, None, "", "a message is a JSON object")]
     message_id = event_id(message)
-    call = message.get("type")
-    if call not in CALLS:
-        return [MessageError(index, message_id, "type", f"must be one of {', '.join(CALLS)}")]
+    try:
+        checked = SegmentMessage.model_validate(message)
+    except ValidationError as error:
+        return [
+            MessageError(index, message_id, ".".join(map(str, e["loc"])), e["msg"])
+            for e in error.errors(include_url=False)
+        ]
+    call = call or checked.type
+    if call is None:
+        return [MessageError(index, message_id, "type", f"required: one of {', '.join(CALLS)}")]
+    message = {**message, "type": call}
     if call == "track":
         return _track(index, message_id, message)
     if call == "identify":

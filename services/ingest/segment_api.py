@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic
 from fastapi.security.utils import get_authorization_scheme_param
 from prometheus_client import Counter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 
 from services.ingest import segment
@@ -115,27 +115,13 @@ class SegmentAccepted(BaseModel):
     ignored: list[IgnoredMessage] = Field(description="Messages that map to no CRM event.")
 
 
-class SegmentMessage(BaseModel):
-    """A message of the Segment spec (documentation; the mapping reads the JSON itself)."""
-
-    model_config = ConfigDict(extra="allow")
-    type: str | None = Field(None, description="In a batch: track, identify, page, ...")
-    messageId: str | None = Field(None, description="Unique per message: the event id.")  # noqa: N815
-    userId: str | None = Field(None, description="The customer id.")  # noqa: N815
-    anonymousId: str | None = None  # noqa: N815
-    timestamp: str | None = Field(None, description="When it happened (RFC 3339).")
-    event: str | None = Field(None, examples=["Order Completed"])
-    properties: dict[str, Any] | None = None
-    traits: dict[str, Any] | None = None
-
-
-_MESSAGE_SCHEMA = SegmentMessage.model_json_schema()
+_MESSAGE_SCHEMA = segment.SegmentMessage.model_json_schema()
 _BODIES: dict[str, dict[str, Any]] = {
     "message": _MESSAGE_SCHEMA,
     "batch": {
         "type": "object",
         "required": ["batch"],
-        "properties": {"batch": {"type": "array", "items": _MESSAGE_SCHEMA}},
+        "properties": {"batch": {"type": "array", "items": _MESSAGE_SCHEMA, "minItems": 1}},
         "additionalProperties": True,
     },
 }
@@ -172,7 +158,8 @@ async def collect(
     limited = rate_limited(res, settings, principal, len(messages))
     if limited is not None:
         return limited
-    outcomes = [segment.map_message(i, m) for i, m in enumerate(messages)]
+    single = None if call == "batch" else call
+    outcomes = [segment.map_message(i, m, single) for i, m in enumerate(messages)]
     mapped = [o for o in outcomes if isinstance(o, segment.Mapped)]
     ignored = [o for o in outcomes if isinstance(o, segment.Ignored)]
     errors = [e for o in outcomes if isinstance(o, list) for e in o]
@@ -215,7 +202,7 @@ def _messages(body: bytes, content_type: str | None, call: str, max_messages: in
     if not isinstance(parsed, dict):
         raise BodyError(400, "a Segment call is a JSON object")
     if call != "batch":
-        return [{**parsed, "type": call}]
+        return [parsed]
     batch = parsed.get("batch")
     if not isinstance(batch, list) or not batch:
         raise BodyError(400, "a batch carries its messages in a non-empty array `batch`")
