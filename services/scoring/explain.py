@@ -99,6 +99,18 @@ def facts_of(
     )
 
 
+def _expected_gap(facts: CustomerFacts, rhythm: classes.RhythmConfig) -> float:
+    """classes.expected_gap_days for one customer, in plain arithmetic (a request's worth)."""
+    gaps = max(facts.purchase_days - 1.0, 0.0)
+    span = max(facts.span_days, 0.0)
+    return (span + rhythm.prior_weight * rhythm.prior_gap_days) / (gaps + rhythm.prior_weight)
+
+
+def _fall(recent: float, previous: float) -> float:
+    """classes.activity_fall for one pair of counts."""
+    return min(max(1.0 - recent / previous, 0.0), 1.0) if previous > 0 else 0.0
+
+
 def _days(value: float) -> int:
     return round(value)
 
@@ -156,7 +168,7 @@ def explain_tier(facts: CustomerFacts, config: ScoringConfig) -> Explanation:
     """classes.tier_for: the first matching RFM rule, then the churn window, then silence
     beyond the customer's own rhythm."""
     tier = config.tier
-    gap = float(classes.expected_gap_days(facts.purchase_days, facts.span_days, tier.rhythm))
+    gap = _expected_gap(facts, tier.rhythm)
     matched = next(
         (
             (i, rule)
@@ -282,7 +294,7 @@ def explain_lifecycle(facts: CustomerFacts, config: ScoringConfig) -> Explanatio
     """classes.lifecycle_stage, branch by branch in its order."""
     life = config.lifecycle
     stage = classes.LifecycleStage
-    gap = float(classes.expected_gap_days(facts.purchase_days, facts.span_days, life.rhythm))
+    gap = _expected_gap(facts, life.rhythm)
     last, first, gap_days = _days(facts.days_since_last), _days(facts.days_since_first), _days(gap)
     recent, previous = facts.recent_purchase_days, facts.previous_purchase_days
     window = life.trend_window_days
@@ -380,10 +392,8 @@ def explain_churn(facts: CustomerFacts, config: ScoringConfig) -> Explanation:
     """classes.churn_risk and its level."""
     churn = config.churn
     alive = 1.0 if facts.p_alive is None else facts.p_alive
-    purchase_fall = float(
-        classes.activity_fall(facts.recent_purchase_days, facts.previous_purchase_days)
-    )
-    talk_fall = float(classes.activity_fall(facts.recent_interactions, facts.previous_interactions))
+    purchase_fall = _fall(facts.recent_purchase_days, facts.previous_purchase_days)
+    talk_fall = _fall(facts.recent_interactions, facts.previous_interactions)
     level = classes.churn_risk_level(facts.churn_risk, churn)
     numbers: Numbers = {
         "churn_risk": facts.churn_risk,
