@@ -124,7 +124,9 @@ async def fed(reporting: Reporting) -> dict[str, Any]:
             ready = cards["orders"]["value"] and cards["customer_equity"]["value"] and alerts
             return summary if ready else None
 
-        return await wait_until(loaded, timeout=60, what="the month in reporting")
+        found = await wait_until(loaded, timeout=60, what="the month in reporting")
+        assert found is not None  # wait_until returns a truthy value or fails
+        return found
 
 
 async def test_the_dashboard_draws_its_charts_from_the_data(
