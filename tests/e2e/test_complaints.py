@@ -108,3 +108,70 @@ async def test_breaches_due_while_down_are_emitted_once_with_their_true_time(
             )
         ).json()
         assert [i["complaint_id"] for i in queue["items"]] == ["sla-1", "sla-2"]
+
+
+def _hours(minutes: int) -> float:
+    return minutes * 60 / 3600
+
+
+async def test_steps_sent_through_ingest_and_an_agent_s_follow_up_in_the_durations(
+    stack: Stack,
+) -> None:
+    """Another system sends a complaint's first six steps through ingest (times fixed, in
+    minutes after the opening); an agent cannot close it before the follow-up, does the
+    follow-up, and closes it. The durations report holds the hand-counted step times."""
+    opened = datetime(2026, 1, 5, 10, tzinfo=UTC)
+    timeline = [
+        ("opened", 0, {"channel": "chat", "category": "delivery"}),
+        *[("step_done", m, {"step": s}) for s, m in [("listen", 6), ("thank", 7)]],
+        *[("step_done", m, {"step": s}) for s, m in [("apologise", 8), ("promise", 30)]],
+        ("solution_proposed", 90, {"promised_at": (opened + timedelta(days=1)).isoformat()}),
+        ("resolved", 330, {}),
+    ]
+    events = [
+        event(
+            f"crm.complaint.{kind}",
+            "cust-steps",
+            {"complaint_id": "steps-1", **data},
+            time=opened + timedelta(minutes=minutes),
+        )
+        for kind, minutes, data in timeline
+    ]
+    complaints = stack.url("complaints")
+    period = {"from": opened.isoformat(), "to": (opened + timedelta(days=1)).isoformat()}
+    async with api_client(timeout=10) as client:
+        assert (
+            await client.post(f"{stack.url('ingest')}/v1/events", json=events)
+        ).status_code == 202
+
+        async def resolved() -> Any:
+            body = (await client.get(f"{complaints}/v1/complaints/steps-1")).json()
+            return body if body.get("status") == "resolved" else None
+
+        body = await wait_until(resolved, what="the six steps folded")
+        assert body["next_step"] == "follow_up"
+        refused = await client.post(f"{complaints}/v1/complaints/steps-1/close", json={})
+        assert refused.status_code == 409
+        assert refused.json()["errors"][0]["field"] == "steps.follow_up"
+        followed = await client.post(f"{complaints}/v1/complaints/steps-1/follow_up", json={})
+        assert followed.status_code == 202, followed.text
+        closed = await client.post(f"{complaints}/v1/complaints/steps-1/close", json={})
+        assert closed.status_code == 202, closed.text
+
+        report = await client.get(f"{complaints}/v1/complaints/steps/durations", params=period)
+        assert report.status_code == 200, report.text
+        # Each step from the one before it: 6, 1, 1, 22, 60 and 240 minutes; the follow-up,
+        # done now, lies outside the period.
+        expected = [6, 1, 1, 22, 60, 240]
+        steps = report.json()["steps"]
+        assert [(s["step"], s["count"], s["mean_hours"], s["p90_hours"]) for s in steps] == [
+            *[
+                (step, 1, _hours(m), _hours(m))
+                for step, m in zip(
+                    ["listen", "thank", "apologise", "promise", "propose", "carry_out"],
+                    expected,
+                    strict=True,
+                )
+            ],
+            ("follow_up", 0, None, None),
+        ]
