@@ -171,6 +171,12 @@ async def test_the_dashboard_draws_its_charts_from_the_data(
     tiers = {row["data-tier"] for row in page.find("tr") if "data-tier" in row}
     assert {"gold", "developing", "potential"} <= tiers, f"tier breakdown: {tiers}; {where}"
     assert page.find("li", **{"data-alert": "crisis-now"}), f"the open alert is missing; {where}"
+    # The cohort matrix: the month's customers first bought in 4 or 5 different months (100
+    # days of history before it); month 0 is the whole cohort.
+    cohorts = [row["data-cohort"] for row in page.find("tr") if "data-cohort" in row]
+    assert len(cohorts) >= 4, f"cohort rows: {cohorts}; {where}"
+    shares = [float(td["data-share"]) for td in page.find("td") if "data-share" in td]
+    assert shares.count(1.0) >= len(cohorts), f"month 0 is not 100 %: {shares}; {where}"
     assert "Customer relationship KPIs" in page.all_text, where
 
     chinese = Page(
