@@ -289,10 +289,22 @@ class ConsumerRuntime:
             projection, "judge", None
         )
         self.status = ConsumerStatus()
+        self._committed = asyncio.Event()  # set, then replaced, at every commit
 
     @property
     def name(self) -> str:
         return self._projection.name
+
+    @property
+    def topics(self) -> frozenset[str]:
+        """The topics whose events this runtime folds into the read model."""
+        return frozenset(self._projection.topics)
+
+    async def next_commit(self, timeout: float) -> None:
+        """Return at this instance's next commit, or after `timeout` seconds (another
+        instance's commits are not seen here: callers look at the stored marks)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._committed.wait(), timeout)
 
     async def start(self) -> None:
         await kafka.ensure_topics(self._settings)
@@ -450,6 +462,8 @@ class ConsumerRuntime:
                 fresh = await self._commit(prepared.events, prepared.positions)
             for tp, position in prepared.positions.items():
                 self._next[tp] = position.next_offset
+        self._committed.set()
+        self._committed = asyncio.Event()
         self._succeeded()
         self._count(prepared.events, fresh, prepared.dead)
         if prepared.skipped:

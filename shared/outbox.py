@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 import zlib
@@ -26,7 +25,6 @@ from typing import Any, TypeVar
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.partitioner import murmur2
 
 from shared import db, kafka, metrics, tracing
 from shared.consumer import EPOCH_HEADER, LOG_HEADER, SEQ_HEADER
@@ -48,6 +46,8 @@ class AppendResult:
     accepted: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)  # same id, other content
+    # Where each stored event (accepted or duplicate) sits in the log: its `seq`.
+    positions: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 EVENT_STORE_SCHEMA = "ingest"  # ingest's schema holds the event store
@@ -84,7 +84,7 @@ _STORE_AND_QUEUE = """
     ), queued AS (
         INSERT INTO outbox (seq, traceparent) SELECT seq, $9 FROM new
     )
-    SELECT source, id FROM new
+    SELECT seq, source, id FROM new
 """
 
 
@@ -113,11 +113,11 @@ async def append_events(conn: Connection, events: Sequence[Event]) -> AppendResu
     if not events:
         return AppendResult()
     rows = await _store_and_queue(conn, events)
-    accepted = {(r["source"], r["id"]) for r in rows}
-    if len(accepted) < len(events):
-        return await _classify_existing(conn, events, accepted)
+    positions = {(r["source"], r["id"]): r["seq"] for r in rows}
+    if len(positions) < len(events):
+        return await _classify_existing(conn, events, positions)
     await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
-    return AppendResult(accepted=[e.id for e in events])
+    return AppendResult(accepted=[e.id for e in events], positions=positions)
 
 
 async def archive_events(conn: Connection, events: Sequence[Event]) -> int:
@@ -153,26 +153,25 @@ async def record_seen_offsets(conn: Connection, events: Sequence[Event]) -> None
 
 
 async def _classify_existing(
-    conn: Connection, events: Sequence[Event], accepted: set[tuple[str, str]]
+    conn: Connection, events: Sequence[Event], accepted: dict[tuple[str, str], int]
 ) -> AppendResult:
     others = [e for e in events if e.identity not in accepted]
-    stored = {
-        (r["source"], r["id"]): bytes(r["content_hash"])
-        for r in await conn.fetch(
-            "SELECT e.source, e.id, e.content_hash FROM events e "
-            "JOIN unnest($1::text[], $2::text[]) AS u(source, id) USING (source, id)",
-            [e.envelope.source for e in others],
-            [e.id for e in others],
-        )
-    }
-    duplicates = [e.id for e in others if stored.get(e.identity) == e.content_hash()]
-    conflicts = [e.id for e in others if stored.get(e.identity) != e.content_hash()]
+    rows = await conn.fetch(
+        "SELECT e.seq, e.source, e.id, e.content_hash FROM events e "
+        "JOIN unnest($1::text[], $2::text[]) AS u(source, id) USING (source, id)",
+        [e.envelope.source for e in others],
+        [e.id for e in others],
+    )
+    stored = {(r["source"], r["id"]): (bytes(r["content_hash"]), r["seq"]) for r in rows}
+    duplicates = [e for e in others if stored.get(e.identity, (b"",))[0] == e.content_hash()]
+    conflicts = [e.id for e in others if stored.get(e.identity, (b"",))[0] != e.content_hash()]
     if accepted:
         await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
     return AppendResult(
         accepted=[e.id for e in events if e.identity in accepted],
-        duplicates=duplicates,
+        duplicates=[e.id for e in duplicates],
         conflicts=conflicts,
+        positions={**accepted, **{e.identity: stored[e.identity][1] for e in duplicates}},
     )
 
 
@@ -183,13 +182,6 @@ async def _bounded(call: Awaitable[T]) -> T:
     return await asyncio.wait_for(call, BROKER_TIMEOUT)
 
 
-@functools.lru_cache(maxsize=65_536)
-def _hash(key: bytes) -> int:
-    """murmur2 of a key as Kafka's default partitioner takes it; cached, since customers
-    come back and aiokafka's murmur2 is pure Python (about 5 us a key)."""
-    return int(murmur2(key) & 0x7FFFFFFF)
-
-
 Acked = dict[tuple[str, int], int]  # (topic, partition) -> an acknowledged offset
 
 
@@ -198,6 +190,7 @@ async def _send_in_batches(
     records: list[tuple[str, bytes, bytes, int, str | None]],
     log_name: str,
     epoch: int,
+    partition_counts: dict[str, int],
 ) -> tuple[Acked, Acked]:
     """Publish (topic, key, value, seq, traceparent) records in order per partition, a record
     batch per partition at a time (`send_batch` costs about a quarter of the client CPU of one
@@ -209,7 +202,8 @@ async def _send_in_batches(
     for topic, key, value, seq, traceparent in records:
         if topic not in partitions:
             partitions[topic] = sorted(await producer.partitions_for(topic))
-        chosen = partitions[topic][_hash(key) % len(partitions[topic])]
+            partition_counts[topic] = len(partitions[topic])
+        chosen = partitions[topic][kafka.partition_for(key, len(partitions[topic]))]
         by_partition.setdefault((topic, chosen), []).append((key, value, seq, traceparent))
     sent: list[tuple[tuple[str, int], int, asyncio.Future[Any]]] = []
     for (topic, partition), items in by_partition.items():
@@ -268,6 +262,8 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._marks: dict[tuple[str, int], int] = {}
         self.status = RelayStatus()
+        # Partitions per topic as the broker last told the relay: what a receipt names.
+        self.partition_counts: dict[str, int] = {}
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
@@ -401,6 +397,7 @@ class OutboxRelay:
                 ],
                 self._log_name,
                 self.status.epoch,
+                self.partition_counts,
             )
         )
         await self._load_marks()  # fresh: an archiving consumer raises marks in the table too

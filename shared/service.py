@@ -27,6 +27,7 @@ from shared import db, kafka, logs, tracing
 from shared.auth import KeyRing
 from shared.consumer import ConsumerRuntime, ConsumerStatus, Projection
 from shared.events import ValidationContext
+from shared.freshness import ReadYourWritesMiddleware
 from shared.http import (
     NO_STORE,
     EntityTagMiddleware,
@@ -163,6 +164,7 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(EntityTagMiddleware)
+    app.add_middleware(ReadYourWritesMiddleware, max_wait_seconds=settings.read_wait_max_seconds)
     # every response, errors included
     app.add_middleware(SecurityHeadersMiddleware, cache_control=spec.api_cache_control)
     app.add_middleware(LatencyMiddleware)

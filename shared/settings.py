@@ -89,6 +89,13 @@ class CommonSettings(BaseSettings):
         "value in every service. Unset: no issued key is accepted (the bootstrap admin key "
         "still is); `make run` keeps one in .data/key-signing-secret.",
     )
+    read_wait_max_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=60,
+        description="The longest a read with X-CRM-Min-Position waits for its receipt to be "
+        "applied (X-CRM-Max-Wait asks for less).",
+    )
     api_key_cache_seconds: float = Field(
         default=5.0,
         ge=0,

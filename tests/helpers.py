@@ -643,3 +643,10 @@ async def store_concurrently(
         await asyncio.wait_for(pending, timeout=20)
         await tx_two.commit()
     return waited
+
+
+def without_receipt(response: httpx.Response) -> dict[str, Any]:
+    """Ingest's 202 body less its receipt, which must name the event store's log."""
+    body: dict[str, Any] = response.json()
+    assert body.pop("receipt").startswith("ingest:"), response.text
+    return body

@@ -21,10 +21,11 @@ from services.ingest.domain import (
 )
 from services.ingest.settings import IngestSettings
 from services.ingest.store import Conflict, Unavailable, store_batch
+from shared import freshness
 from shared.auth import Principal, TokenBuckets, api_router, require
 from shared.events import KNOWN_TYPE_NAMES, Envelope, Event
-from shared.http import ErrorBody, error_response
-from shared.outbox import AppendResult
+from shared.http import ErrorBody, Problem, error_response
+from shared.outbox import EVENT_STORE_SCHEMA, AppendResult
 from shared.schemas import all_schemas, asyncapi
 from shared.service import Resources, resources, validation_context
 
@@ -39,6 +40,12 @@ class Accepted(BaseModel):
         description="Ids already stored with the same content: stored once, not again.",
         examples=[["order-1000"]],
     )
+    receipt: str = Field(
+        description="Where the events sit in the event store, per topic and partition "
+        "(`<log>:<topic>:<partition>:<seq>`, comma-separated). Send it as `X-CRM-Min-Position` "
+        "with a read to get an answer that includes these events.",
+        examples=["ingest:crm.purchases:3:1042"],
+    )
 
 
 class EventErrorItem(BaseModel):
@@ -48,8 +55,7 @@ class EventErrorItem(BaseModel):
     message: str
 
 
-class EventErrors(BaseModel):
-    detail: str
+class EventErrors(Problem):
     errors: list[EventErrorItem]
 
 
@@ -162,8 +168,28 @@ async def post_events(
     stored = await store_events(res, settings, events, {e.id: i for i, e in enumerate(events)})
     if isinstance(stored, JSONResponse):
         return stored
-    return JSONResponse(
-        {"accepted": len(stored.accepted), "duplicates": stored.duplicates}, status_code=202
+    answer = {
+        "accepted": len(stored.accepted),
+        "duplicates": stored.duplicates,
+        "receipt": receipt_of(res, settings, events, stored),
+    }
+    return JSONResponse(answer, status_code=202)
+
+
+def receipt_of(
+    res: Resources, settings: IngestSettings, events: list[Event], stored: AppendResult
+) -> str:
+    """The read-your-writes receipt of stored events (shared/freshness.py), partitioned as
+    the relay will publish them."""
+    counts = res.relay.partition_counts if res.relay is not None else {}
+    return freshness.receipt(
+        EVENT_STORE_SCHEMA,
+        (
+            (str(e.topic), e.subject, stored.positions[e.identity])
+            for e in events
+            if e.identity in stored.positions
+        ),
+        lambda topic: counts.get(topic, settings.topic_partitions),
     )
 
 

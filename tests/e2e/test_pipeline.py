@@ -15,7 +15,15 @@ import pytest
 from services.scoring.domain import PurchaseSummary, fold
 from shared.events import Topic, ValidationContext, validate_event
 from tests.e2e.conftest import Stack
-from tests.helpers import api_client, event, produce_raw, purchase, read_topic, wait_until
+from tests.helpers import (
+    api_client,
+    event,
+    produce_raw,
+    purchase,
+    read_topic,
+    wait_until,
+    without_receipt,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -89,7 +97,7 @@ async def test_purchase_and_complaint_are_visible_in_every_service(stack: Stack)
     )
     response = await post(stack, [purchase("cust-7", "42.50", time=now), complaint])
     assert response.status_code == 202, response.text
-    assert response.json() == {"accepted": 2, "duplicates": []}
+    assert without_receipt(response) == {"accepted": 2, "duplicates": []}
 
     async with api_client(timeout=5) as client:
         rfm = await wait_until(
@@ -129,7 +137,7 @@ async def test_duplicate_delivery_changes_nothing(stack: Stack) -> None:
     original = purchase("cust-dup", "10.00")
     assert (await post(stack, [original])).status_code == 202
     again = await post(stack, [original])
-    assert again.json() == {"accepted": 0, "duplicates": [original["id"]]}
+    assert without_receipt(again) == {"accepted": 0, "duplicates": [original["id"]]}
     # Another system publishing the same event straight to the topic, twice.
     raw = orjson.dumps(original)
     await produce_raw(stack.broker.bootstrap, Topic.PURCHASES, [raw, raw], key=b"cust-dup")
@@ -148,8 +156,8 @@ async def test_two_systems_may_use_the_same_id(stack: Stack) -> None:
     assert (await post(stack, [web])).status_code == 202
     second = await post(stack, [till])
     assert second.status_code == 202, second.text
-    assert second.json() == {"accepted": 1, "duplicates": []}
-    assert (await post(stack, [till])).json() == {"accepted": 0, "duplicates": ["1001"]}
+    assert without_receipt(second) == {"accepted": 1, "duplicates": []}
+    assert without_receipt(await post(stack, [till])) == {"accepted": 0, "duplicates": ["1001"]}
     changed = {**till, "data": {**till["data"], "amount": "5.00"}}
     assert (await post(stack, [changed])).status_code == 409
     await wait_for_model(stack, [web, till])
