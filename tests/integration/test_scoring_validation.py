@@ -179,6 +179,13 @@ async def test_validation_reproduces_the_cdnow_calibration_and_predicts_the_hold
     assert default.json()["calibration"]["end"] == "1997-09-30"
     assert default.json()["groups"] == got["groups"]
 
+    # Fewer groups: the last one, 3+, holds every customer with 3 or more repeat purchases.
+    params = {"calibration_end": "1997-09-30", "holdout_end": "1998-06-30", "top_group": 3}
+    coarse = (await http.get("/v1/models/clv/validation", params=params)).json()["groups"]
+    assert [g["label"] for g in coarse] == ["0", "1", "2", "3+"]
+    assert coarse[3]["customers"] == sum(groups[k]["customers"] for k in range(3, 8))
+    assert coarse[3]["actual_total"] == sum(groups[k]["actual"] for k in range(3, 8))
+
 
 async def test_validation_refuses_a_split_outside_the_history(http: httpx.AsyncClient) -> None:
     for params in (
