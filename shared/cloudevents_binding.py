@@ -34,6 +34,9 @@ JSON_MEDIA = "application/json"
 EVENT_FORMAT_PREFIX = "application/cloudevents"
 STRUCTURED_JSON = "application/cloudevents+json"
 KAFKA_CONTENT_TYPE = "content-type"
+# The content type the outbox relay gives its records (the common case, taken at a glance).
+RELAYED_CONTENT_TYPE = STRUCTURED_JSON.encode()
+OWN_HEADER_PREFIX = "crm-"
 _UTF8 = frozenset({"utf-8", "utf8"})
 _QUOTED_PAIR = re.compile(rb"\\(.)", re.DOTALL)  # RFC 9110 5.6.4: backslash escapes one byte
 
@@ -175,12 +178,17 @@ def record_event(value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> t
     content_type: str | None = None
     attributes: dict[str, str] = {}
     for raw_name, raw_value in headers:
+        if raw_name.startswith(OWN_HEADER_PREFIX):
+            continue  # the relay's own headers (log, sequence number, epoch)
+        if raw_name == KAFKA_CONTENT_TYPE and raw_value == RELAYED_CONTENT_TYPE:
+            content_type = STRUCTURED_JSON  # every record a relay publishes: nothing to parse
+            continue
         name = raw_name.lower()
         if name == KAFKA_CONTENT_TYPE:
             content_type = _utf8(raw_value, raw_name)
         elif name.startswith(KAFKA_PREFIX):
             attributes[_attribute_name(name, KAFKA_PREFIX, attributes)] = _utf8(raw_value, raw_name)
-    kind = media_type(content_type)[0]
+    kind = media_type(content_type)[0] if content_type != STRUCTURED_JSON else STRUCTURED_JSON
     if kind.startswith(EVENT_FORMAT_PREFIX):
         if kind != STRUCTURED_JSON:
             raise UnsupportedMediaType(KAFKA_CONTENT_TYPE, f"unsupported event format '{kind}'")
