@@ -402,7 +402,9 @@ class LeadAssessed(EventData):
 # API keys (topic crm.keys). `crm keys` records them in ingest's event store; every service
 # folds them into its own schema, so each checks keys without reading another's tables.
 
-Scope = Literal["events:write", "customers:read", "complaints:act", "reports:read", "admin"]
+Scope = Literal[
+    "events:write", "customers:erase", "customers:read", "complaints:act", "reports:read", "admin"
+]
 SCOPES: tuple[str, ...] = get_args(Scope)
 
 

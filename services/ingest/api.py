@@ -23,13 +23,14 @@ from services.ingest.settings import IngestSettings
 from services.ingest.store import Conflict, Unavailable, store_batch
 from shared import freshness
 from shared.auth import Principal, TokenBuckets, api_router, require
-from shared.events import KNOWN_TYPE_NAMES, Envelope, Event
+from shared.events import ERASED_TYPE, KNOWN_TYPE_NAMES, Envelope, Event
 from shared.http import ErrorBody, Problem, error_response
 from shared.outbox import EVENT_STORE_SCHEMA, AppendResult
 from shared.schemas import all_schemas, asyncapi
 from shared.service import Resources, resources, validation_context
 
 WRITE_EVENTS = require("events:write")
+ERASE_CUSTOMERS = "customers:erase"
 RATE_BUCKETS_LIMIT = 10_000  # keys remembered by the rate limiter
 router = api_router("events:write", tags=["events"])
 
@@ -165,6 +166,9 @@ async def post_events(
         bad = len({e.index for e in errors})
         detail = f"{bad} of {len(decoded.events)} events are invalid; nothing was stored"
         return error_response(422, detail, errors_json(errors))
+    refused = _erasures_refused(principal, events)
+    if refused is not None:
+        return refused
     stored = await store_events(res, settings, events, {e.id: i for i, e in enumerate(events)})
     if isinstance(stored, JSONResponse):
         return stored
@@ -191,6 +195,19 @@ def receipt_of(
         ),
         lambda topic: counts.get(topic, settings.topic_partitions),
     )
+
+
+def _erasures_refused(principal: Principal, events: list[Event]) -> JSONResponse | None:
+    """A 403 when the batch erases a customer and the key may not: redaction cannot be
+    undone, so it takes its own scope, not just the right to send events."""
+    if principal.may(ERASE_CUSTOMERS):
+        return None
+    erasing = [i for i, e in enumerate(events) if e.type == ERASED_TYPE]
+    if not erasing:
+        return None
+    reason = f"erasing a customer needs the scope '{ERASE_CUSTOMERS}'"
+    items = [EventError(i, events[i].id, "type", reason) for i in erasing]
+    return error_response(403, f"{reason}; nothing was stored", errors_json(items))
 
 
 async def store_events(

@@ -19,7 +19,7 @@ from services.reporting.main import app as reporting_app
 from shared import cli, db
 from shared.auth import KeyRing, Principal, new_token, token_sha256
 from shared.settings import CommonSettings
-from tests.helpers import wait_until
+from tests.helpers import event, wait_until
 from tests.integration.test_auth import (
     PROBES,
     all_services,
@@ -194,3 +194,38 @@ async def test_api_responses_are_not_stored_and_the_dashboard_has_a_strict_polic
         assert page.headers["referrer-policy"] == "no-referrer"
         script = await clients["reporting"].get("/static/dashboard.js")
         assert script.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_erasing_a_customer_takes_its_own_scope(settings: CommonSettings) -> None:
+    """A shop's events:write key cannot erase customers (redaction cannot be undone): 403
+    naming the scope, nothing of the batch stored; a key that also holds customers:erase can."""
+    _, writer = await issue(settings, ["events:write"])
+    _, eraser = await issue(settings, ["events:write", "customers:erase"])
+    async with all_services(settings) as clients:
+        await known_everywhere(clients, writer)
+        await known_everywhere(clients, eraser)
+        ingest = clients["ingest"]
+        batch = [
+            event("crm.customer.registered", "c-kept", {"name": "Kept Customer"}),
+            event("crm.customer.erased", "c-kept", {"reason": "ticket 17"}),
+        ]
+        refused = await ingest.post("/v1/events", json=batch, headers=bearer(writer))
+        assert refused.status_code == 403
+        assert refused.json()["errors"] == [
+            {
+                "index": 1,
+                "id": batch[1]["id"],
+                "field": "type",
+                "message": "erasing a customer needs the scope 'customers:erase'",
+            }
+        ]
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            stored = await conn.fetchval(
+                "SELECT count(*) FROM ingest.events WHERE subject = 'c-kept'"
+            )
+        finally:
+            await conn.close()
+        assert stored == 0  # all or nothing: the registration was not stored either
+        allowed = await ingest.post("/v1/events", json=batch, headers=bearer(eraser))
+        assert allowed.status_code == 202, allowed.text
