@@ -24,7 +24,6 @@ from typing import Any, Literal, cast, get_args
 
 from services.complaints import sla
 from services.complaints.sla import copy_with
-from services.reporting.kpi import percentile_cont
 from shared.events import (
     ComplaintClosed,
     ComplaintCustomerReplied,
@@ -43,6 +42,7 @@ from shared.events import (
     EventData,
     SlaEscalation,
 )
+from shared.stats import percentile_cont
 
 ACTIVE = frozenset(
     {

@@ -18,15 +18,15 @@ Conventions
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from enum import StrEnum
-from fractions import Fraction
 from typing import Final, Literal
+
+from shared.stats import percentile_cont  # one definition, shared with complaints
 
 Number = int | Decimal
 Scores = Iterable[int] | Mapping[int, int]
@@ -41,7 +41,6 @@ CSAT_SATISFIED_MIN: Final = 4  # top two boxes: 4 and 5
 FEEDBACK_SCALE: Final = (1, 5)  # default scale of the complaint follow-up question (step 7)
 REPEAT_MIN_ORDERS: Final = 2
 REPEAT_WINDOW_DAYS: Final = 7  # default shortest window of the repeat purchase rate
-_ONE_MICROSECOND: Final = timedelta(microseconds=1)
 
 
 # --------------------------------------------------------------------------- validation
@@ -269,31 +268,6 @@ def sla_compliance(met: int, breached: int) -> Decimal | None:
     _require_count("met", met)
     _require_count("breached", breached)
     return _ratio(met, met + breached)
-
-
-def percentile_cont(durations: Sequence[timedelta], fraction: float) -> timedelta | None:
-    """The `fraction` percentile (0..1) of `durations` by linear interpolation between the two
-    nearest ranks, the same method as PostgreSQL's `percentile_cont(fraction) WITHIN GROUP
-    (ORDER BY duration)` (and numpy's default "linear"): with the n values sorted and
-    position = fraction * (n - 1), the result is v[floor] + (v[ceil] - v[floor]) *
-    (position - floor). Rounded half-to-even to the microsecond (PostgreSQL's interval
-    arithmetic may differ by 1 microsecond). None when empty."""
-    share = Fraction(str(fraction))
-    if not 0 <= share <= 1:
-        raise ValueError(f"fraction must be between 0 and 1, got {fraction}")
-    ordered = sorted(_microseconds(d) for d in durations)
-    if not ordered:
-        return None
-    position = share * (len(ordered) - 1)
-    lower, upper = ordered[math.floor(position)], ordered[math.ceil(position)]
-    value = lower + (upper - lower) * (position - math.floor(position))
-    return timedelta(microseconds=round(value))
-
-
-def _microseconds(duration: timedelta) -> int:
-    if duration < timedelta(0):
-        raise ValueError(f"a duration must not be negative, got {duration}")
-    return duration // _ONE_MICROSECOND
 
 
 def median_duration(durations: Sequence[timedelta]) -> timedelta | None:
