@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure headless Chromium is installed for the dashboard's browser test (tests/browser/),
 # with a font that has Chinese glyphs for the screenshots of the Chinese page. Debian's
-# packages (chromium, fonts-wqy-microhei); needs root or passwordless sudo, and apt.
+# packages (chromium, fonts-wqy-microhei, faketime); needs root or passwordless sudo, and apt.
 # Prints the browser's path on its last line on success; exits non-zero with the reason.
 set -euo pipefail
 
@@ -23,6 +23,8 @@ browser="$(find_chromium || true)"
 packages=()
 [ -n "$browser" ] || packages+=(chromium)
 has_cjk_font || packages+=(fonts-wqy-microhei)
+# libfaketime runs the browser with a clock of its own (the dashboard's dates test).
+command -v faketime >/dev/null 2>&1 || packages+=(faketime)
 if [ "${#packages[@]}" -eq 0 ]; then
     echo "$browser"
     exit 0
