@@ -4,12 +4,12 @@ A shop that already emits the Segment spec (the HTTP Tracking API: `messageId`, 
 `anonymousId`, `timestamp`; `track` with `event` and `properties`, `identify` with `traits`)
 points its existing source or destination at ingest. What maps:
 
-| call     | event                          | CRM event                               |
-|----------|--------------------------------|-----------------------------------------|
-| track    | Order Completed                | crm.purchase.completed                  |
-| track    | Order Refunded                 | crm.purchase.refunded                   |
-| track    | a CRM type name (crm.survey.nps, ...) | that type, `properties` as its data |
-| identify | (traits)                       | crm.customer.updated                    |
+| call     | event                                 | CRM event                    |
+|----------|---------------------------------------|------------------------------|
+| track    | Order Completed                       | crm.purchase.completed       |
+| track    | Order Refunded                        | crm.purchase.refunded        |
+| track    | a CRM source type's name (not erased) | that type, properties = data |
+| identify | (traits)                              | crm.customer.updated         |
 
 Everything else (other track events, page, screen, group, alias, and calls without a
 `userId`) is not stored and is listed in the answer with the reason: never dropped silently.
@@ -30,7 +30,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from shared.events import EVENT_TYPES, SOURCE_TOPICS
+from shared.events import ERASED_TYPE, EVENT_TYPES, SOURCE_TOPICS
 
 SOURCE = "segment"
 CALLS = ("track", "identify", "page", "screen", "group", "alias")
@@ -38,9 +38,12 @@ CALLS = ("track", "identify", "page", "screen", "group", "alias")
 DEFAULT_CURRENCY = "USD"
 # Set by the sender at each send, so a retry changes them: not part of a message's identity.
 VOLATILE_FIELDS = frozenset({"sentAt", "receivedAt"})
-# Any source event type may be sent as a track call named after it (properties = its data).
+# A source event type may be sent as a track call named after it (properties = its data);
+# not an erasure: that cannot be undone, and takes POST /v1/events with its own scope.
 PASS_THROUGH_TYPES = frozenset(
-    name for (name, _), kind in EVENT_TYPES.items() if kind.topic in SOURCE_TOPICS
+    name
+    for (name, _), kind in EVENT_TYPES.items()
+    if kind.topic in SOURCE_TOPICS and name != ERASED_TYPE
 )
 
 

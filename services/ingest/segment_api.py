@@ -30,6 +30,7 @@ from services.ingest.api import (
     errors_json,
     rate_limited,
     read_body,
+    receipt_of,
     store_events,
 )
 from services.ingest.domain import BodyError, EventError, validate_batch
@@ -113,6 +114,9 @@ class SegmentAccepted(BaseModel):
     accepted: int = Field(description="Messages stored as new events.")
     duplicates: list[str] = Field(description="Ids (messageIds) stored before: kept once.")
     ignored: list[IgnoredMessage] = Field(description="Messages that map to no CRM event.")
+    receipt: str = Field(
+        description="As POST /v1/events answers: send it as X-CRM-Min-Position to read your writes."
+    )
 
 
 _MESSAGE_SCHEMA = segment.SegmentMessage.model_json_schema()
@@ -180,6 +184,7 @@ async def collect(
     answer = SegmentAccepted(
         accepted=len(stored.accepted),
         duplicates=stored.duplicates,
+        receipt=receipt_of(res, settings, events, stored),
         ignored=[
             IgnoredMessage(
                 index=i.index, messageId=i.message_id, type=i.call, event=i.event, reason=i.reason

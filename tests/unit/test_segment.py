@@ -137,6 +137,8 @@ def test_a_crm_type_passes_through_with_its_properties_as_data() -> None:
     assert nps.origin_of("data.score") == "properties.score"
     keys = map_message(0, track("crm.apikey.issued", {}))
     assert isinstance(keys, Ignored)  # only the source types: keys and derived events are not
+    erasure = map_message(0, track("crm.customer.erased", {}))
+    assert isinstance(erasure, Ignored)  # nor an erasure, which takes its own scope
 
 
 def test_without_a_message_id_a_retry_still_has_the_same_id() -> None:
