@@ -3,9 +3,10 @@ services really export, and crm_build_info says which build runs.
 
 Ingest and complaints run as processes (as `make run` starts them) on the real broker and
 PostgreSQL, with traffic that makes their labelled series appear: a complaint through the
-API (consumer, outbox and HTTP series), then two records that are not events and one event
-twice, published straight to a topic (dead letters, a duplicate). Between them they export
-every series the shared library defines (scoring and reporting serve the same library's metrics).
+API (consumer, outbox and HTTP series), a Segment call, then two records that are not
+events and one event twice, published straight to a topic (dead letters, a duplicate).
+Between them they export every series the code defines (scoring and reporting serve the
+same shared library's metrics).
 """
 
 from __future__ import annotations
@@ -144,6 +145,10 @@ async def test_rules_and_dashboard_query_series_and_labels_running_services_expo
     async with api_client(timeout=10) as client:
         posted = await client.post(f"{running['ingest']}/v1/events", json=[complaint])
         assert posted.status_code == 202, posted.text
+        # A Segment call that maps to no CRM event (ingest counts it by call and outcome).
+        viewed = {"type": "track", "event": "Product Viewed", "userId": "cust-m1"}
+        tracked = await client.post(f"{running['ingest']}/v1/track", json=viewed)
+        assert tracked.is_success, tracked.text
         # Published straight to the topic: two records that are not events, and one event
         # twice in one batch (the gateway that archives direct publications applies it once).
         await produce_raw(broker.bootstrap, Topic.COMPLAINTS, GARBAGE, key=b"cust-m1")

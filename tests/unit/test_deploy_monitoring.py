@@ -30,6 +30,7 @@ import services.scoring.main  # noqa: F401 (each service's metrics are registere
 from tests.unit.test_deploy_promql import VECTOR, Parsed, parse, parse_grafana
 
 MONITORING = Path(__file__).resolve().parents[2] / "deploy" / "monitoring"
+README = MONITORING.parent / "README.md"
 RULES = MONITORING / "alerts.yaml"
 DASHBOARD = MONITORING / "dashboard.json"
 
@@ -378,3 +379,23 @@ def test_dashboard_schema_refuses_a_panel_grafana_cannot_place() -> None:
     broken["panels"][2]["targets"][0]["datasource"] = {"type": "loki", "uid": "x"}
     validator = jsonschema_rs.validator_for(DASHBOARD_SCHEMA)
     assert len(list(validator.iter_errors(broken))) >= 2
+
+
+# ---------------------------------------------------------------------------- the documentation
+
+
+def test_readme_lists_every_metric_and_every_alert() -> None:
+    """deploy/README.md's tables of metrics and alerts are those of the code and the rules."""
+    readme = README.read_text()
+    listed_metrics = set(
+        re.findall(r"^\| `(crm_\w+)` \| (?:gauge|counter|histogram)", readme, re.M)
+    )
+    families = text_string_to_metric_families(generate_latest().decode())
+    exported = {
+        family.name + ("_total" if family.type == "counter" else "")
+        for family in families
+        if family.name.startswith("crm_") and not family.name.endswith("_created")
+    }
+    assert listed_metrics == exported
+    listed_alerts = set(re.findall(r"^\| `(Crm\w+)` \| (?:critical|warning|info) \|", readme, re.M))
+    assert listed_alerts == {rule["alert"] for rule in rules()}
