@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Body, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field, ValidationError, create_model
 
-from services.complaints import fold, sla, store
+from services.complaints import fold, policy_store, sla, store
 from services.complaints.business_time import business_elapsed
 from services.complaints.domain import (
     COMMANDS,
@@ -71,6 +71,14 @@ AGENT_SOURCE = "crm/complaints/agent"
 def _settings(res: Resources) -> ComplaintsSettings:
     assert isinstance(res.settings, ComplaintsSettings)
     return res.settings
+
+
+async def _current_sla_config(res: Resources) -> sla.SlaConfig:
+    """The SLA configuration with the rules as stored now: another instance may have added a
+    version a moment ago, and a clock that names it must not fail the read."""
+    settings = _settings(res)
+    await policy_store.refresh_now(res.pool, settings)
+    return settings.sla_config()
 
 
 def _policy(res: Resources) -> StepPolicy:
@@ -180,7 +188,7 @@ async def get_complaint(
         raise HTTPException(404, f"no complaint '{complaint_id}'")
     events = (await store.load_history(res.pool, [complaint_id]))[complaint_id]
     tiers = await store.customer_tiers(res.pool, found["customer_id"])
-    config = _settings(res).sla_config()
+    config = await _current_sla_config(res)
     keys, breaches = (await store.published_sla_events(res.pool, [complaint_id]))[complaint_id]
     start = fold.new_folded(complaint_id, found["customer_id"], keys, breaches)
     folded = fold.derive(start, events, tiers, config)
@@ -273,7 +281,7 @@ async def get_step_durations(
     start = start or end - timedelta(days=30)
     if start >= end:
         raise invalid("query.from", "must be before to")
-    calendar = _settings(res).sla_config().calendar
+    calendar = (await _current_sla_config(res)).calendar
     done = await store.steps_done_between(res.pool, start, end)
     if clock == "business":
         stats = step_durations(done, start, end, lambda a, b: business_elapsed(calendar, a, b))
