@@ -205,7 +205,7 @@ async def test_rules_and_dashboard_query_series_and_labels_running_services_expo
             continue  # its labels cannot be seen without its fault
         if not parsed.grouping <= available:
             problems.append(f"{where}: groups by {parsed.grouping - available}")
-        carried = parsed.labels if parsed.labels is not None else available
+        carried = parsed.labels if parsed.labels is not None else available - parsed.dropped
         for text in notes.values():
             if not template_labels(text) <= carried:
                 problems.append(f"{where}: a template reads {template_labels(text) - carried}")

@@ -313,6 +313,7 @@ def test_rule_templates_read_labels_the_alert_carries(rule: dict[str, Any]) -> N
         read = template_labels(text)
         if parsed.labels is not None:
             assert read <= parsed.labels, text
+        assert not read & parsed.dropped, text
 
 
 def test_checks_catch_a_misspelt_metric_and_a_wrong_template_label() -> None:
@@ -325,6 +326,7 @@ def test_checks_catch_a_misspelt_metric_and_a_wrong_template_label() -> None:
     with pytest.raises(ValueError, match="is not"):
         template_labels("{{ .Labels.topic }}")
     assert not template_labels("{{ $labels.topic }}") <= parse("sum by (consumer) (x)").labels
+    assert template_labels("{{ $labels.route }}") & parse("sum without (route) (x)").dropped
 
 
 # ---------------------------------------------------------------------------- the dashboard

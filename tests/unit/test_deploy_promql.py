@@ -148,6 +148,9 @@ class Parsed:
     grouping: set[str] = field(default_factory=set)
     # A bare selector (possibly with offset): the only thing a range [5m] may follow.
     plain: bool = False
+    # Where `labels` is not known: labels the result surely lacks (`without`, le after
+    # histogram_quantile).
+    dropped: frozenset[str] = frozenset()
 
 
 # ---------------------------------------------------------------------------- parser
@@ -239,16 +242,18 @@ class _Parser:
         result_type = VECTOR if VECTOR in (left.type, right.type) else SCALAR
         if result_type == SCALAR and operator in COMPARISONS and not returns_bool:
             raise PromQLError("comparisons between scalars need bool")
-        labels = left.labels if left.type == VECTOR else right.labels
+        kept = left if left.type == VECTOR else right
+        labels, dropped = kept.labels, kept.dropped
         if operator == "or" and left.labels is not None and right.labels is not None:
             labels = left.labels | right.labels
         elif operator == "or":
-            labels = None
+            labels, dropped = None, left.dropped & right.dropped
         return Parsed(
             result_type,
             left.selectors + right.selectors,
             labels,
             left.grouping | right.grouping | grouping,
+            dropped=dropped,
         )
 
     def unary(self) -> Parsed:
@@ -284,7 +289,9 @@ class _Parser:
             self.expect("]")
             if inner.type != VECTOR:
                 raise PromQLError("a subquery needs an instant vector")
-            return Parsed(MATRIX, inner.selectors, inner.labels, inner.grouping)
+            return Parsed(
+                MATRIX, inner.selectors, inner.labels, inner.grouping, dropped=inner.dropped
+            )
         self.expect("]")
         if not inner.plain:
             raise PromQLError("a range needs a plain selector (use a subquery: [5m:1m])")
@@ -375,6 +382,7 @@ class _Parser:
         if operand.type != VECTOR:
             raise PromQLError(f"{name} needs an instant vector, got a {operand.type}")
         grouping = set(operand.grouping)
+        dropped = frozenset[str]()
         labels: frozenset[str] | None
         if modifier is None:
             labels = frozenset()
@@ -383,8 +391,9 @@ class _Parser:
             grouping |= modifier[1]
         else:
             labels = None if operand.labels is None else operand.labels - modifier[1]
+            dropped = operand.dropped | modifier[1]
             grouping |= modifier[1]
-        return Parsed(VECTOR, operand.selectors, labels, grouping)
+        return Parsed(VECTOR, operand.selectors, labels, grouping, dropped=dropped)
 
     def call(self, name: str) -> Parsed:
         if name not in FUNCTIONS:
@@ -407,14 +416,16 @@ class _Parser:
         grouping = set().union(*(a.grouping for a in arguments)) if arguments else set()
         vectors = [a for a in arguments if a.type in (VECTOR, MATRIX)]
         labels: frozenset[str] | None = frozenset() if result == SCALAR else None
+        dropped = frozenset[str]()
         if result == VECTOR and vectors:
-            labels = vectors[0].labels
-            if name == "histogram_quantile" and labels is not None:
+            labels, dropped = vectors[0].labels, vectors[0].dropped
+            if name == "histogram_quantile":
                 grouping.add("le")  # the buckets' label must survive the aggregation
-                labels = labels - {"le"}
+                labels = None if labels is None else labels - {"le"}
+                dropped |= {"le"}
         elif result == VECTOR:
             labels = frozenset()
-        return Parsed(result, selectors, labels, grouping)
+        return Parsed(result, selectors, labels, grouping, dropped=dropped)
 
 
 def _unquote(text: str) -> str:
@@ -518,6 +529,9 @@ def test_reports_selectors_output_labels_and_grouping() -> None:
     assert parse("time() - max(x)").labels == frozenset()
     assert parse("rate(x[5m])").labels is None
     assert parse("histogram_quantile(0.5, sum by (le, a) (rate(x[5m])))").labels == {"a"}
+    without = parse("sum without (route, status) (rate(x[5m])) / sum without (route) (y) > 0")
+    assert without.labels is None
+    assert without.dropped == {"route", "status"}
 
 
 def test_grafana_intervals_are_durations() -> None:
