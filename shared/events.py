@@ -194,6 +194,12 @@ class CustomerProfile(EventData):
     )
     relationship: Relationship | None = None
     reason: ChurnReason | None = None  # why a customer is reluctant or lapsed
+    strategic_value: Amount | None = Field(
+        default=None,
+        description="Value the customer brings beyond their spend (referrals, a reference "
+        "account), in the reporting currency, as the account team estimates it; value "
+        "classes add it to the margin. The latest event that sets it counts (0 clears it).",
+    )
 
 
 class CustomerRegistered(CustomerProfile):

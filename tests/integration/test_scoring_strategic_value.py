@@ -21,17 +21,11 @@ from services.scoring.main import app as scoring_app
 from services.scoring.projection import ScoringProjection
 from services.scoring.settings import ScoringSettings
 from shared import db
-from shared.events import RECORDED, CustomerProfile, Event, validate_event
+from shared.events import RECORDED, Event, validate_event
 from shared.settings import CommonSettings
 from tests.helpers import api_client, event
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        "strategic_value" not in CustomerProfile.model_fields,
-        reason="the customer events carry no strategic_value yet (shared/events.py)",
-    ),
-]
+pytestmark = pytest.mark.integration
 
 NOW = datetime.now(UTC)
 SPENT = {"p": 10, "z": 20, "w": 40, "a": 300, "b": 1000}
