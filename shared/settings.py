@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -88,6 +88,18 @@ class CommonSettings(BaseSettings):
         "is dead-lettered, so even a writer of crm.keys cannot mint or revoke a key. The same "
         "value in every service. Unset: no issued key is accepted (the bootstrap admin key "
         "still is); `make run` keeps one in .data/key-signing-secret.",
+    )
+    # One rule for scoring (churned, forgotten) and reporting (lost, active): a customer
+    # silent this long is lost. The services' former names are read as well.
+    churn_after_days: int = Field(
+        default=365,
+        ge=1,
+        le=3660,
+        validation_alias=AliasChoices(
+            "churn_after_days", "scoring_churn_after_days", "reporting_churn_after_days"
+        ),
+        description="Days without a purchase after which a customer is lost: churned and "
+        "forgotten in scoring, lost (not active) in reporting's customer base and churn rate.",
     )
     read_wait_max_seconds: float = Field(
         default=10.0,

@@ -248,7 +248,7 @@ async def _compute(
         by,
         sources_of(names),
         today=_today(settings),
-        churn_after_days=settings.reporting_churn_after_days,
+        churn_after_days=settings.churn_after_days,
         churn_reasons=any(n.startswith("churn_reason_") for n in names),
         repeat_window_days=settings.reporting_repeat_window_days,
     )

@@ -8,12 +8,6 @@ from shared.settings import CommonSettings
 
 
 class ReportingSettings(CommonSettings):
-    reporting_churn_after_days: int = Field(
-        default=365,
-        ge=1,
-        le=3660,
-        description="Days without a purchase after which a customer counts as lost (churn).",
-    )
     reporting_repeat_window_days: int = Field(
         default=7,
         ge=1,

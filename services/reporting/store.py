@@ -853,7 +853,7 @@ async def _read_repeat(
 
 
 # A customer is active on day d when they bought on a day of (d - W, d] (W = the inactivity
-# window, REPORTING_CHURN_AFTER_DAYS), and lost on day p + W after a purchase day p not
+# window, CHURN_AFTER_DAYS), and lost on day p + W after a purchase day p not
 # followed by another within W days (nothing is cancelled in a shop).
 # Per period [start, last] (last = today for the current period):
 #   at_start: active on start - 1;   at_end: active on last;   active: on any day of it;

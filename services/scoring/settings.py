@@ -58,9 +58,6 @@ class ScoringSettings(CommonSettings):
     scoring_trend_window_days: int = Field(
         default=90, ge=1, description="Window compared with the one before it for trends."
     )
-    scoring_churn_after_days: int = Field(
-        default=365, ge=1, description="Inactivity after which a customer is churned (lost)."
-    )
     scoring_silent_after_gaps: float = Field(
         default=3.0,
         gt=0,
@@ -109,7 +106,7 @@ class ScoringSettings(CommonSettings):
         rules = tuple(self.scoring_tier_rules) if self.scoring_tier_rules else DEFAULT_TIER_RULES
         tier = TierConfig(
             rules=rules,
-            churn_after_days=self.scoring_churn_after_days,
+            churn_after_days=self.churn_after_days,
             silent_after_gaps=self.scoring_silent_after_gaps,
             rhythm=rhythm,
         )
@@ -127,7 +124,7 @@ class ScoringSettings(CommonSettings):
                 mvc_top_share=self.scoring_mvc_top_share,
             ),
             lifecycle=LifecycleConfig(
-                churn_after_days=self.scoring_churn_after_days,
+                churn_after_days=self.churn_after_days,
                 decline_after_gaps=self.scoring_decline_after_gaps,
                 trend_window_days=self.scoring_trend_window_days,
                 min_window_purchases=self.scoring_min_window_purchases,

@@ -195,7 +195,7 @@ def test_vectorised_lifecycle_matches_the_scalar_rule(
 
 def test_one_churn_window_and_rhythm_setting_drive_tiers_and_lifecycle() -> None:
     settings = ScoringSettings(
-        scoring_churn_after_days=200,
+        churn_after_days=200,
         scoring_prior_gap_days=30.0,
         scoring_silent_after_gaps=4.0,
         scoring_decline_after_gaps=1.5,
