@@ -802,19 +802,40 @@ def is_crisis_signal(event: dict[str, Any]) -> bool:
     )
 
 
-def posting_order(events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The order to load in: the marketing spend first (it depends on every option, so a demo
-    loaded before with other options is refused before anything else is stored), then the
-    crisis signals (crisis detection judges each hour once: the hours it judges should hold
-    all of them), then the rest; each part by time."""
+def _loading_units(events: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Events that travel together: a complaint's whole history (if its opening came alone,
+    the SLA sweeper would see it unanswered, and a breach it publishes stands), else one."""
+    units: list[list[dict[str, Any]]] = []
+    complaints: dict[str, list[dict[str, Any]]] = {}
+    for event in sorted(events, key=lambda e: (e["time"], e["id"])):
+        complaint = event["data"].get("complaint_id")
+        if complaint is None:
+            units.append([event])
+        elif complaint in complaints:
+            complaints[complaint].append(event)
+        else:
+            complaints[complaint] = [event]
+            units.append(complaints[complaint])
+    return units
 
-    def rank(event: dict[str, Any]) -> tuple[int, str, str]:
-        part = 0 if event["type"] == "crm.marketing.spend" else 1 if is_crisis_signal(event) else 2
-        return part, event["time"], event["id"]
 
-    return sorted(events, key=rank)
+def _part(unit: list[dict[str, Any]]) -> int:
+    """0: marketing spend (it depends on every option, so a demo loaded before with other
+    options is refused before anything else is stored); 1: complaints and the other crisis
+    signals (crisis detection judges each hour once: the hours it judges should hold all of
+    them); 2: the rest."""
+    if unit[0]["type"] == "crm.marketing.spend":
+        return 0
+    return 1 if any(map(is_crisis_signal, unit)) else 2
 
 
-def batches(events: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(events), size):
-        yield events[start : start + size]
+def posting_batches(events: Sequence[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
+    """The events in loading order (see `_part`; by time within a part), in batches of at
+    most `size` that never split a complaint."""
+    units = sorted(_loading_units(events), key=_part)  # stable: time order within a part
+    found: list[list[dict[str, Any]]] = [[]]
+    for unit in units:
+        if found[-1] and len(found[-1]) + len(unit) > size:
+            found.append([])
+        found[-1].extend(unit)
+    return [batch for batch in found if batch]

@@ -145,9 +145,9 @@ def load(
     target: Target,
     progress: Callable[[Totals], None] = lambda _: None,
 ) -> Totals:
-    """Post the events in `demo.posting_order`, BATCH at a time."""
+    """Post the events in `demo.posting_batches` of up to BATCH."""
     totals = Totals()
-    for batch in demo.batches(demo.posting_order(events), BATCH):
+    for batch in demo.posting_batches(events, BATCH):
         stored, duplicates = post_batch(target, batch)
         totals.stored += stored
         totals.duplicates += duplicates

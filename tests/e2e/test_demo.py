@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -102,7 +103,8 @@ async def test_demo_loads_once_and_fills_every_view(stack: Stack, tmp_path: Path
         await sales_add_up(stack, client, events)
         await customers_scored_in_tiers(stack, client, events)
         await late_complaints_breached(stack, client, events)
-        await crisis_detected(stack, client, events)
+        await crisis_detected(stack, client, events)  # waits for every complaint
+        await plain_complaints_judged(stack, client, events)
 
 
 async def sales_add_up(
@@ -164,6 +166,59 @@ async def late_complaints_breached(
         return waiting <= {item["complaint_id"] for item in items}
 
     await wait_until(breached, timeout=180, what="every unanswered complaint breached")
+
+
+# The built-in standard policy (customers without a tier), business hours: first response,
+# resolution by priority; the default calendar: Monday-Friday 09:00-12:00 and 13:00-18:00 UTC.
+TARGET_HOURS = {"low": (8, 40), "medium": (4, 24), "high": (2, 16), "urgent": (1, 8)}
+
+
+def business_hours(start: datetime, end: datetime) -> float:
+    """Working minutes between two instants, counted one by one."""
+    minute = start.replace(second=0)
+    minutes = 0
+    while minute < end:
+        if minute.weekday() < 5 and (9 <= minute.hour < 12 or 13 <= minute.hour < 18):
+            minutes += 1
+        minute += timedelta(minutes=1)
+    return minutes / 60
+
+
+def plain_complaints(events: list[dict[str, Any]]) -> dict[str, bool]:
+    """Complaints closed within the history with no wait, escalation or reopening (so two
+    clocks only: first response and resolution), and whether either missed its target."""
+    by_complaint: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for e in events:
+        if "complaint_id" in e["data"]:
+            by_complaint[e["data"]["complaint_id"]][e["type"].rsplit(".", 1)[1]] = e
+    verdicts = {}
+    for complaint, steps in by_complaint.items():
+        if "closed" not in steps or {"waiting", "escalated", "reopened"} & steps.keys():
+            continue
+        opened = datetime.fromisoformat(steps["opened"]["time"])
+        first = datetime.fromisoformat(
+            min(e["time"] for e in events if e["id"] == f"{complaint}:step_listen")
+        )
+        resolved = datetime.fromisoformat(steps["resolved"]["time"])
+        first_target, resolution_target = TARGET_HOURS[steps["opened"]["data"]["priority"]]
+        # A clock is breached once real time passes its deadline, the instant its business
+        # time reaches the target: a reply on Saturday misses a deadline of Friday 18:00.
+        verdicts[complaint] = (
+            business_hours(opened, first) >= first_target
+            or business_hours(opened, resolved) >= resolution_target
+        )
+    return verdicts
+
+
+async def plain_complaints_judged(
+    stack: Stack, client: httpx.AsyncClient, events: list[dict[str, Any]]
+) -> None:
+    expected = plain_complaints(events)
+    assert any(expected.values())
+    assert not all(expected.values())
+    url = f"{stack.url('complaints')}/v1/complaints"
+    shown = {item["complaint_id"]: item["breached"] for item in await all_pages(client, url)}
+    assert {c: shown.get(c) for c in expected} == expected
 
 
 async def crisis_detected(

@@ -258,21 +258,41 @@ def test_the_crisis_wave_is_detectable(customers: int) -> None:
     assert wave >= demo.crisis_size(customers)
 
 
-def test_loading_order_spend_then_signals_then_the_rest(small: list[dict[str, Any]]) -> None:
-    ordered = demo.posting_order(small)
+def test_loading_order_spend_then_complaints_and_signals_then_the_rest(
+    small: list[dict[str, Any]],
+) -> None:
+    batches = demo.posting_batches(small, 100)
+    assert all(len(batch) <= 100 for batch in batches)
+    ordered = [event for batch in batches for event in batch]
     assert sorted(map(str, ordered)) == sorted(map(str, small))
-    parts = [
-        0 if e["type"] == "crm.marketing.spend" else 1 if demo.is_crisis_signal(e) else 2
-        for e in ordered
-    ]
+
+    def part(event: dict[str, Any]) -> int:
+        if event["type"] == "crm.marketing.spend":
+            return 0
+        signal = (
+            "complaint_id" in event["data"]
+            or (event["type"] == "crm.survey.nps" and event["data"]["score"] <= 6)
+            or (event["type"] == "crm.survey.csat" and event["data"]["score"] <= 2)
+            or event["data"].get("sentiment") == "negative"
+        )
+        return 1 if signal else 2
+
+    parts = [part(e) for e in ordered]
     assert parts == sorted(parts)
-    for part in (0, 1, 2):
-        times = [e["time"] for e, p in zip(ordered, parts, strict=True) if p == part]
+    assert set(parts) == {0, 1, 2}
+    for wanted in (0, 2):
+        times = [e["time"] for e in ordered if part(e) == wanted]
         assert times == sorted(times)
-    negative = [e for e in ordered if e["data"].get("sentiment") == "negative"]
-    assert negative
-    assert all(parts[ordered.index(e)] == 1 for e in negative[:20])
-    assert [len(b) for b in demo.batches(list(range(2500)), 1000)] == [1000, 1000, 500]
+    # A complaint's history travels in one request, in time order.
+    where: dict[str, set[int]] = defaultdict(set)
+    for number, batch in enumerate(batches):
+        for event in batch:
+            if "complaint_id" in event["data"]:
+                where[event["data"]["complaint_id"]].add(number)
+    assert len(where) > 5
+    assert all(len(numbers) == 1 for numbers in where.values())
+    openings = [e["data"]["complaint_id"] for e in ordered if e["type"] == "crm.complaint.opened"]
+    assert len(openings) == len(where)
 
 
 def test_the_history_ends_at_midnight_utc_and_never_in_the_future() -> None:
