@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from services.complaints.crisis_flow import evaluate_crisis
 from services.complaints.projection import sweep_due
 from services.complaints.settings import ComplaintsSettings
+from shared import metrics
 from shared.db import Pool
 from shared.service import Resources
 
@@ -57,6 +58,7 @@ async def sweep_sla(res: Resources) -> None:
     while True:
         try:
             await sweep_once(res.pool, settings)
+            metrics.TASK_LAST_SUCCESS.labels("sla_sweep").set_to_current_time()
         except Exception:
             log.exception("SLA sweep failed; trying again next period")
         if res.relay is not None:
@@ -71,6 +73,7 @@ async def detect_crises(res: Resources) -> None:
         try:
             if await detect_once(res.pool, settings) and res.relay is not None:
                 res.relay.notify()
+            metrics.TASK_LAST_SUCCESS.labels("crisis_detection").set_to_current_time()
         except Exception:
             log.exception("crisis detection failed; trying again next period")
         await asyncio.sleep(settings.crisis_check_seconds)
