@@ -2,13 +2,25 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
+PIP    := $(BIN)/python -m pip -q --disable-pip-version-check
+# Every dependency pinned with the hashes of its files: the dev lock (tests, lint, the dev
+# stack, tracing, containers) and the runtime lock the image installs. `make lock` writes both.
+DEV_LOCK := requirements-dev.lock
+RUN_LOCK := requirements.lock
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml $(DEV_LOCK) | cksum | cut -d' ' -f1)
+# One lock for Linux and macOS (every file's hash, markers where they differ), resolved for
+# the oldest supported Python; setuptools (the build backend) is locked too.
+LOCK   := echo 'setuptools>=68' | $(BIN)/uv pip compile pyproject.toml - --universal \
+          --python-version 3.11 --generate-hashes --quiet
+DEV_EXTRAS := --extra dev --extra embedded --extra tracing --extra containers
 
 .PHONY: run test test-containers lint format bench chaos lock clean venv
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml $(DEV_LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(PIP) install --require-hashes --no-deps -r $(DEV_LOCK)
+	$(PIP) install --no-deps --no-build-isolation -e .
+	$(PIP) check
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 venv: $(STAMP)
@@ -37,9 +49,12 @@ test-containers: venv  ## the integration suite on Kafka and PostgreSQL containe
 chaos: venv  ## faults under load for CHAOS_SECONDS (default 300); a short run is in `make test`
 	CHAOS_SECONDS=$${CHAOS_SECONDS:-300} $(BIN)/python -m pytest tests/chaos -q -s
 
-lock: venv  ## re-pin constraints.txt from the current environment
-	{ echo "# Pinned versions for every dependency (runtime and dev). Regenerate with: make lock"; \
-	  $(BIN)/python -m pip freeze --exclude-editable; } > constraints.txt
+# Not on `venv`: a pyproject.toml that gained a dependency must not block its own lock.
+lock:  ## pin every dependency with hashes, keeping current pins (UPGRADE=1: the newest)
+	test -x $(BIN)/uv || { test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); \
+	  $(PIP) install --require-hashes --no-deps -r $(DEV_LOCK); }
+	$(LOCK) $(DEV_EXTRAS) $(if $(UPGRADE),--upgrade,-c $(DEV_LOCK)) -o $(DEV_LOCK)
+	$(LOCK) --extra tracing -c $(DEV_LOCK) -o $(RUN_LOCK)
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache

@@ -7,5 +7,5 @@ if ! docker info >/dev/null 2>&1; then
   echo "test-containers: no Docker engine here; skipped (the embedded suite, make test, is the CI gate)"
   exit 0
 fi
-.venv/bin/python -m pip install -q -c constraints.txt "testcontainers[kafka,postgres]"
+# testcontainers comes with the dev lock (the `containers` extra).
 CRM_TEST_BACKEND=containers .venv/bin/python -m pytest tests/integration tests/e2e -q
