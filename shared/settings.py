@@ -1,7 +1,8 @@
 """Configuration shared by every service, read from environment variables.
 
 Each service subclasses `CommonSettings` with its own fields; a field `foo_bar` is read from
-the variable `FOO_BAR`. Every default is documented in docs/configuration.md.
+the variable `CRM_FOO_BAR`, else `FOO_BAR`. Every default is documented in
+docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -9,14 +10,38 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
 
 
+# Names like HOST, PORT and TIMEZONE are set by shells, platforms and other programs: every
+# setting may carry this prefix, which wins over the bare name (kept so that existing
+# deployments go on working).
+ENV_PREFIX = "CRM_"
+
+
 class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments first, then `CRM_FOO`, then `FOO`."""
+        prefixed = EnvSettingsSource(settings_cls, env_prefix=ENV_PREFIX)
+        return init_settings, prefixed, env_settings, dotenv_settings, file_secret_settings
 
     database_url: str = Field(
         default="postgresql://postgres@127.0.0.1:5432/postgres",
@@ -96,7 +121,10 @@ class CommonSettings(BaseSettings):
         ge=1,
         le=3660,
         validation_alias=AliasChoices(
-            "churn_after_days", "scoring_churn_after_days", "reporting_churn_after_days"
+            "crm_churn_after_days",
+            "churn_after_days",
+            "scoring_churn_after_days",
+            "reporting_churn_after_days",
         ),
         description="Days without a purchase after which a customer is lost: churned and "
         "forgotten in scoring, lost (not active) in reporting's customer base and churn rate.",
