@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.routing import APIRoute
 
 from shared import db, kafka, logs, tracing
 from shared.auth import KeyRing
@@ -140,6 +141,13 @@ def _dump_tasks_on_signal() -> None:
         loop.add_signal_handler(signal.SIGUSR1, dump)
 
 
+def operation_id(route: APIRoute) -> str:
+    """A route's OpenAPI operationId: its name (the endpoint function's unless the route
+    names itself). FastAPI's default appends the path and method, so moving or renaming a
+    path would rename the operation and every generated client method with it."""
+    return route.name
+
+
 def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -160,6 +168,7 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         openapi_tags=spec.tags or None,
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
     install_error_handlers(app)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from fastapi import Body, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field, ValidationError, create_model
@@ -30,9 +30,11 @@ from services.complaints.settings import ComplaintsSettings
 from shared.auth import api_router
 from shared.db import Connection
 from shared.events import (
+    EVENT_TYPES,
     ComplaintClosed,
     ComplaintCustomerReplied,
     ComplaintEscalated,
+    ComplaintEvent,
     ComplaintFeedback,
     ComplaintReopened,
     ComplaintResolved,
@@ -85,6 +87,19 @@ def _policy(res: Resources) -> StepPolicy:
     return StepPolicy(frozenset(_settings(res).complaint_steps_skippable))
 
 
+class ClockSegmentOut(BaseModel):
+    start: datetime
+    end: datetime | None = Field(description="None: the stretch is still counting.")
+    elapsed_seconds: float = Field(
+        description="Business seconds counted in the stretch (0 while it still counts)."
+    )
+    ended_by: str | None = Field(
+        description="The kind of event that ended it (waiting, resolved, ...); None while it "
+        "still counts.",
+        examples=["waiting"],
+    )
+
+
 class ClockOut(BaseModel):
     metric: str
     cycle: int
@@ -95,7 +110,7 @@ class ClockOut(BaseModel):
     due_at: datetime | None
     warn_at: datetime | None
     breached_at: datetime | None
-    segments: list[dict[str, Any]] = Field(description="Every stretch the clock counted.")
+    segments: list[ClockSegmentOut] = Field(description="Every stretch the clock counted.")
 
 
 def _clock(view: sla.ClockView) -> ClockOut:
@@ -110,12 +125,12 @@ def _clock(view: sla.ClockView) -> ClockOut:
         warn_at=view.warn_at,
         breached_at=view.breached_at,
         segments=[
-            {
-                "start": s.start,
-                "end": s.end,
-                "elapsed_seconds": s.elapsed.total_seconds(),
-                "ended_by": s.ended_by.value if s.ended_by else None,
-            }
+            ClockSegmentOut(
+                start=s.start,
+                end=s.end,
+                elapsed_seconds=s.elapsed.total_seconds(),
+                ended_by=s.ended_by.value if s.ended_by else None,
+            )
             for s in view.segments
         ],
     )
@@ -141,7 +156,41 @@ def _step(done: StepDone) -> StepOut:
     )
 
 
-class ComplaintOut(BaseModel):
+def _history_entry(name: str, data_model: type[EventData]) -> type[BaseModel]:
+    """The history entry of one event type: `type` tells a client which `data` it holds."""
+    words = name.removeprefix("crm.").replace(".", "_").split("_")
+    model_name = "".join(word.capitalize() for word in words) + "Entry"
+    tag: Any = Literal[name]  # a type made at run time: mypy cannot follow it
+    entry: type[BaseModel] = create_model(
+        model_name,
+        id=(str, ...),
+        type=(tag, ...),
+        time=(datetime, ...),
+        source=(str, ...),
+        data=(data_model, ...),
+    )
+    return entry
+
+
+# Every event type a complaint's history can hold: fold.complaint_of keeps complaint data
+# only (of which it leaves the SLA warnings and breaches out).
+HISTORY_TYPES = {
+    name: t.data_model
+    for (name, _), t in EVENT_TYPES.items()
+    if issubclass(t.data_model, ComplaintEvent)
+}
+if TYPE_CHECKING:
+    HistoryEntry = BaseModel
+else:
+    HistoryEntry = Annotated[
+        Union[tuple(_history_entry(n, m) for n, m in HISTORY_TYPES.items())],  # noqa: UP007
+        Field(discriminator="type"),
+    ]
+
+
+class ComplaintSummary(BaseModel):
+    """A complaint's state as the queue lists it."""
+
     complaint_id: str
     customer_id: str
     status: str
@@ -160,7 +209,12 @@ class ComplaintOut(BaseModel):
     reopened_at: datetime | None
     feedback_score: int | None
     breached: bool
-    next_due_at: datetime | None
+    next_due_at: datetime | None = Field(
+        description="The earliest deadline of a running SLA clock: the queue's order."
+    )
+
+
+class ComplaintOut(ComplaintSummary):
     clocks: list[ClockOut] = Field(description="Every SLA clock, every cycle, as of now.")
     waits_expired: list[WaitExpiredOut] = Field(
         description="Waits on the customer that reached SLA_MAX_WAIT_HOURS: the paused clocks "
@@ -171,7 +225,9 @@ class ComplaintOut(BaseModel):
         description="The step after the latest one done in the current cycle (none after "
         "follow_up)."
     )
-    history: list[dict[str, Any]] = Field(description="Every event, in time order.")
+    history: list[HistoryEntry] = Field(
+        description="Every event, in time order; `type` says which `data` it carries."
+    )
 
 
 @router.get(
@@ -200,13 +256,7 @@ async def get_complaint(
         for since, at in sla.expired_waits(state, now, config)
     ]
     history = [
-        {
-            "id": e.id,
-            "type": e.type,
-            "time": e.time,
-            "source": e.envelope.source,
-            "data": e.data.model_dump(mode="json", exclude_none=True),
-        }
+        {"id": e.id, "type": e.type, "time": e.time, "source": e.envelope.source, "data": e.data}
         for e in sorted(events, key=lambda e: (e.time, e.id))
     ]
     fields = set(ComplaintOut.model_fields) - {
@@ -296,9 +346,15 @@ async def get_step_durations(
     )
 
 
+class QueueItem(ComplaintSummary):
+    updated_at: datetime
+
+
 class QueuePage(BaseModel):
-    items: list[dict[str, Any]]
-    next_cursor: str | None
+    items: list[QueueItem]
+    next_cursor: str | None = Field(
+        description="Send it as `cursor` for the next page; None: this was the last."
+    )
 
 
 @router.get(
@@ -332,10 +388,8 @@ async def list_complaints(
     if len(rows) == limit:
         last = rows[-1]
         next_cursor = encode_cursor(last["sort_key"], last["complaint_id"])
-    items = [
-        {k: v for k, v in r.items() if k not in ("sort_key", "before_waiting", "next_sla_at")}
-        for r in rows
-    ]
+    shown = QueueItem.model_fields
+    items = [QueueItem(**{k: v for k, v in r.items() if k in shown}) for r in rows]
     return QueuePage(items=items, next_cursor=next_cursor)
 
 

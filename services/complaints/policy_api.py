@@ -207,13 +207,53 @@ def _local_day(rule: CalendarRule, now: datetime) -> date:
     return now.astimezone(ZoneInfo(rule.zone)).date()
 
 
+class UpcomingDays(BaseModel):
+    closed: list[date] = Field(description="Closed dates: public holidays and further ones.")
+    working: list[date] = Field(description="Make-up working days (调休).")
+
+
+class CalendarView(BaseModel):
+    """One version of a calendar."""
+
+    name: str
+    zone: str = Field(examples=["Asia/Shanghai"])
+    hours: str = Field(examples=["09:00-12:00,13:00-18:00"])
+    workdays: list[int] = Field(description="Working weekdays, 0 = Monday.")
+    summary: str = Field(examples=["Mon-Fri 09:00-12:00,13:00-18:00 Asia/Shanghai"])
+    country: str | None
+    subdivision: str | None
+    holidays: list[date]
+    working_days: list[date]
+    effective_from: datetime
+    status: Status
+    next_90_days: UpcomingDays | None = Field(
+        description="The closed and make-up working days of the next 90 days, library ones "
+        "included (the version in force only)."
+    )
+
+
+class PolicyView(BaseModel):
+    """One version of a policy."""
+
+    name: str
+    calendar: str
+    rank: int = Field(description="Lower ranks match first.")
+    priorities: list[str] = Field(description="Matched priorities; empty: all.")
+    tiers: list[str] = Field(description="Matched tiers; empty: all.")
+    first_response_hours: float
+    next_response_hours: float
+    resolution_hours: float
+    effective_from: datetime
+    status: Status
+
+
 class RulesOut(BaseModel):
     now: datetime
-    calendars: list[dict[str, Any]] = Field(
+    calendars: list[CalendarView] = Field(
         description="Every version of every calendar: zone, hours, holidays, effective_from "
         "and status (in_force, scheduled or superseded)."
     )
-    policies: list[dict[str, Any]] = Field(
+    policies: list[PolicyView] = Field(
         description="Every version of every policy, in matching order (rank, name)."
     )
 
@@ -298,8 +338,8 @@ def _given(body: BaseModel) -> dict[str, Any]:
 )
 async def create_calendar(
     body: CalendarCreate, res: Annotated[Resources, Depends(resources)]
-) -> dict[str, Any]:
-    return await _change(res, "calendar", _given(body), new=True)
+) -> CalendarView:
+    return CalendarView.model_validate(await _change(res, "calendar", _given(body), new=True))
 
 
 @router.patch(
@@ -310,8 +350,10 @@ async def create_calendar(
 )
 async def change_calendar(
     name: RuleName, body: CalendarChange, res: Annotated[Resources, Depends(resources)]
-) -> dict[str, Any]:
-    return await _change(res, "calendar", {**_given(body), "name": name}, new=False)
+) -> CalendarView:
+    return CalendarView.model_validate(
+        await _change(res, "calendar", {**_given(body), "name": name}, new=False)
+    )
 
 
 @router.post(
@@ -323,8 +365,8 @@ async def change_calendar(
 )
 async def create_policy(
     body: PolicyCreate, res: Annotated[Resources, Depends(resources)]
-) -> dict[str, Any]:
-    return await _change(res, "policy", _given(body), new=True)
+) -> PolicyView:
+    return PolicyView.model_validate(await _change(res, "policy", _given(body), new=True))
 
 
 @router.patch(
@@ -335,5 +377,7 @@ async def create_policy(
 )
 async def change_policy(
     name: RuleName, body: PolicyChange, res: Annotated[Resources, Depends(resources)]
-) -> dict[str, Any]:
-    return await _change(res, "policy", {**_given(body), "name": name}, new=False)
+) -> PolicyView:
+    return PolicyView.model_validate(
+        await _change(res, "policy", {**_given(body), "name": name}, new=False)
+    )

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.ingest.domain import (
     BodyError,
@@ -289,24 +289,72 @@ async def _in_flight(res: Resources, settings: IngestSettings) -> AsyncIterator[
         yield
 
 
-@router.get("/schemas", summary="The event types, with the JSON Schema of each", tags=["schemas"])
-async def list_schemas() -> dict[str, list[str]]:
-    return {"types": KNOWN_TYPE_NAMES}
+class EventTypes(BaseModel):
+    types: list[str] = Field(
+        description="Every event type, sorted; its schema is at /v1/schemas/{type}.",
+        examples=[["crm.customer.registered", "crm.purchase.completed"]],
+    )
+
+
+class JsonSchemaDocument(BaseModel):
+    """A JSON Schema (2020-12) document: the keywords every event type's schema has; the
+    schemas of its properties follow JSON Schema's own meta-schema."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    schema_uri: str = Field(
+        alias="$schema", examples=["https://json-schema.org/draft/2020-12/schema"]
+    )
+    id: str = Field(alias="$id")
+    title: str
+    type: str = Field(examples=["object"])
+    properties: dict[str, dict[str, Any]]
+    required: list[str]
+
+
+class AsyncApiDocument(BaseModel):
+    """An AsyncAPI 3.0 document: its top-level members; their contents follow the AsyncAPI
+    specification's own schema."""
+
+    model_config = ConfigDict(extra="allow")
+
+    asyncapi: str = Field(examples=["3.0.0"])
+    info: dict[str, Any]
+    channels: dict[str, dict[str, Any]]
+    operations: dict[str, dict[str, Any]]
+    components: dict[str, Any]
+
+
+@router.get(
+    "/schemas",
+    response_model=EventTypes,
+    summary="The event types, with the JSON Schema of each",
+    tags=["schemas"],
+)
+async def list_schemas() -> EventTypes:
+    return EventTypes(types=KNOWN_TYPE_NAMES)
 
 
 @router.get(
     "/schemas/{event_type}",
+    response_model=JsonSchemaDocument,
+    response_model_by_alias=True,
     summary="JSON Schema (2020-12) of one event type, envelope included",
     tags=["schemas"],
     responses={404: {"model": ErrorBody, "description": "Unknown event type."}},
 )
-async def get_schema(event_type: str) -> dict[str, Any]:
+async def get_schema(event_type: str) -> JSONResponse:
     found = all_schemas().get(event_type)
     if found is None:
         raise HTTPException(404, f"unknown event type '{event_type}'")
-    return found
+    return JSONResponse(found)  # the document as made, keyword order included
 
 
-@router.get("/asyncapi.json", summary="AsyncAPI 3.0 document of the topics", tags=["schemas"])
-async def get_asyncapi() -> dict[str, Any]:
-    return asyncapi()
+@router.get(
+    "/asyncapi.json",
+    response_model=AsyncApiDocument,
+    summary="AsyncAPI 3.0 document of the topics",
+    tags=["schemas"],
+)
+async def get_asyncapi() -> JSONResponse:
+    return JSONResponse(asyncapi())
