@@ -17,12 +17,10 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
-from services.complaints import crisis, fold, sla, store
+from services.complaints import fold, sla, store
 from services.complaints.domain import Complaint
 from services.complaints.fold import Folded, TierChange
 from shared.db import Connection
@@ -39,14 +37,12 @@ from shared.events import (
     ClassChanged,
     ComplaintEvent,
     ComplaintOpened,
-    CrisisDetected,
     Event,
     InteractionLogged,
     SurveyCsat,
     SurveyNps,
     Topic,
     decode_event,
-    new_event,
 )
 from shared.outbox import append_events
 
@@ -295,82 +291,3 @@ async def sweep_due(conn: Connection, now: datetime, limit: int, config: sla.Sla
     )
     await _save(conn, swept, now, config)
     return len(due)
-
-
-# ---- crisis detection ---------------------------------------------------------------------
-
-
-async def evaluate_crisis(conn: Connection, now: datetime, config: crisis.CrisisConfig) -> int:
-    """Feed every closed hour not yet seen to the detectors; store and emit their alerts.
-
-    Returns the number of alerts. Counts that arrive for an hour already evaluated are kept
-    (reports see them) but do not re-run the detector: its state only moves forward.
-    """
-    state = await store.crisis_state_for_update(conn)
-    assert state is not None
-    hour_now = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    last_closed = hour_now - timedelta(hours=1)
-    first = (
-        state["last_hour"] + timedelta(hours=1)
-        if state["last_hour"]
-        else await store.first_signal_hour(conn)
-    )
-    if first is None or first > last_closed:
-        return 0
-    by_hour: dict[datetime, dict[crisis.SeriesKey, int]] = defaultdict(dict)
-    for r in await store.signal_counts_between(conn, first, last_closed):
-        series = crisis.SeriesKey(crisis.Dimension(r["dimension"]), r["value"])
-        by_hour[r["hour"]][series] = r["count"]
-    detectors = {s.series: s for s in map(crisis.state_from_dict, orjson.loads(state["detectors"]))}
-    alerts: list[crisis.CrisisAlert] = []
-    hour = first
-    while hour <= last_closed:
-        detectors, found = crisis.observe_all(detectors, hour, by_hour.get(hour, {}), config)
-        alerts += found
-        hour += timedelta(hours=1)
-    encoded = orjson.dumps([crisis.state_to_dict(d) for d in detectors.values()]).decode()
-    await store.save_crisis_state(conn, last_closed, encoded)
-    await _store_alerts(conn, alerts)
-    return len(alerts)
-
-
-async def _store_alerts(conn: Connection, alerts: list[crisis.CrisisAlert]) -> None:
-    if not alerts:
-        return
-    await store.insert_alerts(
-        conn,
-        [
-            (
-                a.key,
-                a.series.dimension.value,
-                a.series.value,
-                a.window_start,
-                a.window_end,
-                a.count,
-                a.baseline,
-                a.score,
-            )
-            for a in alerts
-        ],
-    )
-    await append_events(conn, [_alert_event(a) for a in alerts])
-
-
-def _alert_event(alert: crisis.CrisisAlert) -> Event:
-    return new_event(
-        "crm.crisis.detected",
-        f"crisis:{alert.series.dimension.value}",
-        CrisisDetected(
-            dimension=alert.series.dimension.value,
-            value=alert.series.value[:128],
-            window_start=alert.window_start,
-            window_end=alert.window_end,
-            count=alert.count,
-            baseline=alert.baseline,
-            score=alert.score,
-            decision_interval=alert.decision_interval,
-        ),
-        source=fold.SOURCE,
-        event_id=alert.key,
-        time=alert.window_end,
-    )

@@ -345,18 +345,6 @@ async def save_crisis_state(conn: Connection, last_hour: datetime, detectors: st
     )
 
 
-async def insert_alerts(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-    """(key, dimension, value, window_start, window_end, count, baseline, score) rows."""
-    if rows:
-        await conn.execute(
-            "INSERT INTO crisis_alerts (key, dimension, value, window_start, window_end, count,"
-            " baseline, score) SELECT * FROM unnest($1::text[], $2::text[], $3::text[],"
-            " $4::timestamptz[], $5::timestamptz[], $6::int[], $7::float8[], $8::float8[])"
-            " ON CONFLICT DO NOTHING",
-            *[list(column) for column in zip(*rows, strict=True)],
-        )
-
-
 # ---- read side ----------------------------------------------------------------------------
 
 
@@ -421,16 +409,5 @@ async def queue(
         after[0] if after else None,
         after[1] if after else None,
         limit,
-    )
-    return [dict(r) for r in rows]
-
-
-async def alerts(pool: Pool, start: datetime | None, end: datetime | None) -> list[dict[str, Any]]:
-    rows = await pool.fetch(
-        "SELECT key, dimension, value, window_start, window_end, count, baseline, score,"
-        " detected_at FROM crisis_alerts WHERE ($1::timestamptz IS NULL OR window_end >= $1)"
-        " AND ($2::timestamptz IS NULL OR window_start <= $2) ORDER BY window_end DESC",
-        start,
-        end,
     )
     return [dict(r) for r in rows]

@@ -68,8 +68,3 @@ async def _store(pool: asyncpg.Pool, events: Sequence[Event], timeout: float) ->
         if result.conflicts:
             raise Conflict(result.conflicts)
     return result
-
-
-async def count_events(pool: asyncpg.Pool) -> int:
-    count: int = await pool.fetchval("SELECT count(*) FROM events")
-    return count
