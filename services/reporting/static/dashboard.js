@@ -19,7 +19,10 @@
       cohortMonth: "First purchase", cohortCustomers: "Customers", monthsSince: (k) => `+${k}`,
       error: "Cannot load the data", keyPrompt: "API key (scope reports:read)", keyUse: "Use",
       keyRefused: "The key was refused", alertText: (a) =>
-        `${a.count} complaints in ${a.dimension} “${a.value}” (expected ${a.baseline.toFixed(1)})`,
+        // Negative signals are not complaints: say what was counted.
+        a.dimension === "signal"
+          ? `${a.count} ${{ nps_detractor: "negative NPS answers (detractors)", csat_negative: "negative CSAT answers", interaction_negative: "interactions with negative sentiment" }[a.value] || `negative signals “${a.value}”`} (expected ${a.baseline.toFixed(1)})`
+          : `${a.count} complaints in ${a.dimension} “${a.value}” (expected ${a.baseline.toFixed(1)})`,
       tierNames: { gold: "Gold", developing: "Developing", potential: "Potential", forgotten: "Forgotten", unscored: "Unscored" },
     },
     zh: {
@@ -30,8 +33,10 @@
       cohorts: "同期群留存：首购月份 × 之后月数", cohortMonth: "首购月份", cohortCustomers: "客户数",
       monthsSince: (k) => `+${k}月`, tier: "层级", error: "数据加载失败", keyPrompt: "API 密钥（权限 reports:read）", keyUse: "使用",
       keyRefused: "密钥被拒绝", alertText: (a) =>
-        `${{ category: "类别", channel: "渠道", product: "产品" }[a.dimension] || a.dimension}` +
-        `“${a.value}”出现 ${a.count} 起投诉（预期 ${a.baseline.toFixed(1)}）`,
+        a.dimension === "signal"
+          ? `${a.count} ${{ nps_detractor: "条 NPS 贬损评分", csat_negative: "条 CSAT 差评", interaction_negative: "次负面情绪互动" }[a.value] || `条负面信号“${a.value}”`}（预期 ${a.baseline.toFixed(1)}）`
+          : `${{ category: "类别", channel: "渠道", product: "产品" }[a.dimension] || a.dimension}` +
+            `“${a.value}”出现 ${a.count} 起投诉（预期 ${a.baseline.toFixed(1)}）`,
       tierNames: { gold: "黄金客户", developing: "发展客户", potential: "潜力客户", forgotten: "被遗忘客户", unscored: "未评分" },
     },
   };
