@@ -39,6 +39,7 @@ from aiokafka.errors import KafkaConnectionError
 from pydantic import ValidationError
 
 from shared import db, demo_post, devstack, kafka, keys, rebuild
+from shared.cloudevents_binding import decode_record, is_binding_header
 from shared.events import (
     SCOPES,
     SOURCE_TOPICS,
@@ -46,7 +47,6 @@ from shared.events import (
     InvalidEvent,
     Topic,
     ValidationContext,
-    decode_event,
     validate_event,
 )
 from shared.outbox import append_events, open_event_store
@@ -209,15 +209,17 @@ async def _replay(
     source = headers.get("crm-source-topic", b"").decode()
     if source not in {t.value for t in SOURCE_TOPICS}:
         return "skipped (no source topic)"
+    # Either content mode: a binary-mode record's attributes are in its binding headers.
+    binding = [(name, value) for name, value in record.headers if is_binding_header(name)]
     try:
-        event = decode_event(record.value or b"", context)
+        event = decode_record(record.value, binding, context)
     except InvalidEvent:
         return "still invalid"
     if event.subject in erased and event.time <= erased[event.subject]:
         # Its personal data must not travel again: the dead letter holds the original bytes.
         return "skipped (customer erased)"
     if not dry_run:
-        await producer.send(source, value=record.value, key=record.key)
+        await producer.send(source, value=record.value, key=record.key, headers=binding)
     return "would re-publish" if dry_run else "re-published"
 
 

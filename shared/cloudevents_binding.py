@@ -172,6 +172,13 @@ def _attribute_name(header: str, prefix: str, found: dict[str, str]) -> str:
 # ---- Kafka ------------------------------------------------------------------------------
 
 
+def is_binding_header(name: str) -> bool:
+    """Whether a Kafka header belongs to the CloudEvents binding (an attribute, or the
+    content type): what a copy of a record must keep to stay the same event."""
+    lowered = name.lower()
+    return lowered.startswith(KAFKA_PREFIX) or lowered == KAFKA_CONTENT_TYPE
+
+
 def record_event(value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> tuple[Any, bool]:
     """The structured form of a Kafka record's event, and whether it came in binary mode
     (raises BindingError)."""

@@ -60,7 +60,7 @@ from opentelemetry.trace import Link
 
 from shared import kafka, metrics, tracing
 from shared.auth import key_event_refusal, store_key_events
-from shared.cloudevents_binding import decode_record
+from shared.cloudevents_binding import decode_record, is_binding_header
 from shared.db import Connection
 from shared.events import (
     RECORDED,
@@ -829,6 +829,9 @@ def dead_letter(
         ("crm-source-offset", str(record.offset).encode()),
         ("crm-consumer", consumer.encode()),
     ]
+    # A record in CloudEvents binary mode keeps its attributes in headers: without them the
+    # dead letter could neither be read nor replayed.
+    headers += [(name, value) for name, value in record.headers if is_binding_header(name)]
     if size > MAX_DEAD_LETTER_BYTES:
         key = key[:1024] if key is not None else None
         value = value[: MAX_DEAD_LETTER_BYTES - len(key or b"")] if value is not None else None

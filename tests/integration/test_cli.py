@@ -109,3 +109,59 @@ async def test_rebuild_refuses_ingest_and_a_service_never_started(
         await rebuild.rebuild("reporting", settings)
     with pytest.raises(rebuild.RebuildError, match="no service"):
         await rebuild.rebuild("billing", settings)
+
+
+async def test_a_binary_mode_dead_letter_keeps_its_attributes_and_replays_with_them(
+    settings: CommonSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CloudEvents binary mode keeps the attributes in `ce_` headers: the dead letter carries
+    them (a copy of the value alone is no event) and the replay publishes them again."""
+    from aiokafka import ConsumerRecord
+
+    from shared import kafka
+    from shared.consumer import dead_letter
+
+    await kafka.ensure_topics(settings)
+    attributes = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", b"bin-dl-1"),
+        ("ce_source", b"shop/pos"),
+        ("ce_type", b"crm.purchase.completed"),
+        ("ce_time", (datetime.now(UTC) - timedelta(hours=1)).isoformat().encode()),
+        ("ce_subject", b"c-bin"),
+        ("content-type", b"application/json; charset=utf-8"),
+    ]
+    value = orjson.dumps({"order_id": "b-1", "amount": "7.25", "currency": "USD"})
+    original = ConsumerRecord(
+        Topic.PURCHASES.value,
+        0,
+        41,
+        0,
+        0,
+        b"c-bin",
+        value,
+        None,
+        5,
+        len(value),
+        [*attributes, ("x-other", b"dropped")],
+    )
+    key, letter, headers = dead_letter(original, "a reason of the time", "ingest-archive")
+    assert letter == value
+    assert [h for h in headers if h[0].startswith("ce_") or h[0] == "content-type"] == attributes
+    assert ("x-other", b"dropped") not in headers
+
+    producer = kafka.producer(settings)
+    await producer.start()
+    try:
+        await producer.send_and_wait(Topic.DEADLETTER, value=letter, key=key, headers=headers)
+    finally:
+        await producer.stop()
+    await cli.replay_deadletter(settings, dry_run=False)
+    assert capsys.readouterr().out.strip() == "re-published: 1"
+    (replayed,) = [
+        r
+        for r in await read_topic(settings.kafka_bootstrap_servers, Topic.PURCHASES)
+        if r.key == b"c-bin"
+    ]
+    assert replayed.value == value
+    assert list(replayed.headers) == attributes
