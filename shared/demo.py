@@ -198,12 +198,14 @@ COMPLAINT_CHANNELS = {
     "store_box": 0.04,
 }
 PRIORITIES = {"low": 0.2, "medium": 0.5, "high": 0.22, "urgent": 0.08}
-# Handling times, wall clock, log-normal: (median hours, sigma). With working hours of
-# 09:00-18:00 and first-response targets of 2-8 business hours, about one complaint in ten
-# misses one; complaints open at the end of the history are still in the queue.
-FIRST_RESPONSE_HOURS = (3.0, 1.1)
-PROPOSAL_HOURS = (14.0, 0.9)
-RESOLUTION_HOURS = (18.0, 0.8)
+# Handling times, wall clock, log-normal: (median hours, sigma), the medians scaled by the
+# complaint's priority (urgent ones are handled first). With working hours of 09:00-18:00 and
+# the built-in targets, about one complaint in six misses one; complaints still open at the
+# end of the history wait in the queue.
+FIRST_RESPONSE_HOURS = (2.5, 1.0)
+PROPOSAL_HOURS = (12.0, 0.9)
+RESOLUTION_HOURS = (14.0, 0.8)
+HANDLING_PACE = {"urgent": 0.2, "high": 0.4, "medium": 1.0, "low": 1.5}
 WAITING_SHARE = 0.12
 ESCALATION_SHARE = 0.05
 REOPEN_SHARE = 0.04
@@ -221,7 +223,7 @@ FEEDBACK_SCORES = (8, 10, 17, 35, 30)  # 1..5, after a complaint's resolution
 # first, isolated complaint about it months earlier (so crisis detection knows the series).
 CRISIS_HOURS = 36
 CRISIS_CHANNELS = {"social_media": 0.35, "hotline": 0.25, "online_form": 0.2, "chat": 0.15}
-CRISIS_FIRST_RESPONSE_HOURS = (6.0, 0.9)  # the team is swamped
+CRISIS_SLOWDOWN = 4.0  # the team is swamped: handling takes this many times longer
 
 
 def crisis_size(customers: int) -> int:
@@ -538,7 +540,6 @@ def _complaint(customer: Customer, opened: datetime, products: list[str]) -> Non
         complaint_id,
         opened,
         complaint,
-        FIRST_RESPONSE_HOURS,
     )
 
 
@@ -609,11 +610,12 @@ def complaint_events(
     complaint_id: str,
     opened: datetime,
     complaint: dict[str, Any],
-    first_response: tuple[float, float],
+    slowdown: float = 1.0,
 ) -> list[dict[str, Any]]:
     """A complaint and its handling by the seven steps, as far as `until` lets it go."""
     events = []
-    for moment, name, data in _handling(rng, opened, complaint, first_response):
+    pace = HANDLING_PACE[complaint["priority"]] * slowdown
+    for moment, name, data in _handling(rng, opened, complaint, pace):
         if moment > until:
             break  # still in the queue when the history ends
         type_name = "crm.complaint." + _COMPLAINT_TYPES.get(name, name)
@@ -627,14 +629,14 @@ def _handling(
     rng: random.Random,
     opened: datetime,
     complaint: dict[str, Any],
-    first_response: tuple[float, float],
+    pace: float,
 ) -> list[tuple[datetime, str, dict[str, Any]]]:
     """The steps in time order: listen, thank, apologise and promise at the first contact,
     sometimes a wait on the customer or an escalation, a proposal, the resolution (sometimes
     reopened), the customer's feedback, and the closing a week later."""
     agent = rng.choice(AGENTS)
     steps: list[tuple[datetime, str, dict[str, Any]]] = [(opened, "opened", complaint)]
-    at = opened + _lognormal_hours(rng, first_response)
+    at = opened + pace * _lognormal_hours(rng, FIRST_RESPONSE_HOURS)
     for offset, step in enumerate(("listen", "thank", "apologise", "promise")):
         moment = at + timedelta(minutes=2 * offset)
         steps.append((moment, f"step_{step}", {"step": step, "agent_id": agent}))
@@ -646,16 +648,16 @@ def _handling(
     if rng.random() < ESCALATION_SHARE:
         at += timedelta(hours=rng.uniform(1, 24))
         steps.append((at, "escalated", {"level": 1, "reason": "needs a team lead"}))
-    at += _lognormal_hours(rng, PROPOSAL_HOURS)
+    at += pace * _lognormal_hours(rng, PROPOSAL_HOURS)
     promised = _iso(at + timedelta(days=rng.uniform(1, 3)))
     proposal = {"solution": "a replacement or a refund", "promised_at": promised}
     steps.append((at, "solution_proposed", proposal))
-    at += _lognormal_hours(rng, RESOLUTION_HOURS)
+    at += pace * _lognormal_hours(rng, RESOLUTION_HOURS)
     steps.append((at, "resolved", {"resolution": "replacement sent"}))
     if rng.random() < REOPEN_SHARE:
         at += timedelta(days=rng.uniform(1, 4))
         steps.append((at, "reopened", {"reason": "the replacement has the same fault"}))
-        at += _lognormal_hours(rng, RESOLUTION_HOURS)
+        at += pace * _lognormal_hours(rng, RESOLUTION_HOURS)
         steps.append((at, "resolved_again", {"resolution": "refunded"}))
     if rng.random() < FEEDBACK_SHARE:
         score = rng.choices(range(1, 6), weights=FEEDBACK_SCORES)[0]
@@ -749,7 +751,6 @@ def crisis_wave(params: DemoParams, customers: Sequence[Customer]) -> list[dict[
         f"{prefix}-0",
         earlier,
         complaint,
-        FIRST_RESPONSE_HOURS,
     )
     for number in range(1, crisis_size(params.customers) + 1):
         # Density rising linearly to the end: the square root of a uniform draw.
@@ -764,7 +765,7 @@ def crisis_wave(params: DemoParams, customers: Sequence[Customer]) -> list[dict[
         }
         complaint_id = f"{prefix}-{number}"
         events += complaint_events(
-            rng, params.until, subject, complaint_id, opened, complaint, CRISIS_FIRST_RESPONSE_HOURS
+            rng, params.until, subject, complaint_id, opened, complaint, CRISIS_SLOWDOWN
         )
         if rng.random() < 0.5:
             data = {
