@@ -317,12 +317,11 @@ def arrivals(
             yield moment
 
 
-def _first_arrival(
-    rng: random.Random, start: datetime, mean: timedelta, shape: Callable[[datetime], float]
-) -> datetime:
-    per_week = WEEK / mean
-    found = next(arrivals(rng, start, start + 1000 * mean, per_week, shape, max(_CONTACT)), None)
-    return found or start + mean
+def _first_arrival(rng: random.Random, start: datetime, mean: timedelta) -> datetime:
+    """When someone gets in touch after `start`: `mean` later on average, in the daytime."""
+    horizon = start + 1000 * mean
+    found = next(arrivals(rng, start, horizon, WEEK / mean, contact_hours, max(_CONTACT)), None)
+    return found or horizon
 
 
 # ---- one customer ---------------------------------------------------------------------------
@@ -505,9 +504,9 @@ def _after_order(
     if rng.random() < REFUND_SHARE:
         _refund(customer, at + timedelta(days=rng.uniform(3, 20)), order_id, cents)
     if rng.random() < COMPLAINT_SHARE:
-        _complaint(customer, _first_arrival(rng, at, timedelta(days=4), contact_hours), products)
+        _complaint(customer, _first_arrival(rng, at, timedelta(days=4)), products)
     if rng.random() < NPS_SHARE:
-        _nps(customer, _first_arrival(rng, at, timedelta(days=4), contact_hours))
+        _nps(customer, _first_arrival(rng, at, timedelta(days=4)))
 
 
 def _refund(customer: Customer, at: datetime, order_id: str, cents: int) -> None:

@@ -42,7 +42,9 @@ def stack_env() -> dict[str, str]:
     return {"SCORING_RESCORE_SECONDS": "3", "CRISIS_CHECK_SECONDS": "3600"}
 
 
-async def crm_demo(stack: Stack, data_dir: Path) -> subprocess.CompletedProcess[str]:
+async def crm_demo(
+    stack: Stack, data_dir: Path, customers: int = CUSTOMERS
+) -> subprocess.CompletedProcess[str]:
     env = {
         name: value
         for name, value in os.environ.items()
@@ -50,7 +52,7 @@ async def crm_demo(stack: Stack, data_dir: Path) -> subprocess.CompletedProcess[
     }
     command = [
         *(sys.executable, "-m", "shared.cli", "demo"),
-        *("--customers", str(CUSTOMERS), "--seed", str(SEED), "--until", UNTIL.isoformat()),
+        *("--customers", str(customers), "--seed", str(SEED), "--until", UNTIL.isoformat()),
         *("--url", stack.url("ingest"), "--api-key", TEST_TOKEN),
     ]
     return await asyncio.to_thread(
@@ -98,6 +100,10 @@ async def test_demo_loads_once_and_fills_every_view(stack: Stack, tmp_path: Path
     again = await crm_demo(stack, tmp_path)
     assert again.returncode == 0, again.stderr
     assert f"stored 0 events, already there {len(events):,}," in again.stdout
+    other = await crm_demo(stack, tmp_path, customers=CUSTOMERS - 50)  # other marketing spend
+    assert other.returncode == 1
+    assert other.stderr.strip().endswith("use the same options again, or another --seed")
+    assert "Traceback" not in other.stderr
 
     async with api_client(timeout=30) as client:
         await sales_add_up(stack, client, events)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import math
+import socket
 import statistics
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
@@ -19,7 +20,7 @@ from scipy.special import hyp2f1
 from scipy.stats import beta
 
 from services.complaints import crisis
-from shared import demo
+from shared import demo, demo_post
 from shared.demo_post import DemoError, history_end
 from shared.events import ValidationContext, validate_event
 
@@ -301,3 +302,29 @@ def test_the_history_ends_at_midnight_utc_and_never_in_the_future() -> None:
     assert history_end(date(2026, 6, 1), now) == datetime(2026, 6, 1, tzinfo=UTC)
     with pytest.raises(DemoError, match="future"):
         history_end(date(2026, 12, 1), now)
+
+
+def test_an_unreachable_ingest_is_one_line_naming_it() -> None:
+    with socket.socket() as held:  # a port nobody listens on: bound, never listening
+        held.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{held.getsockname()[1]}"
+        with pytest.raises(DemoError) as refused:
+            demo_post.post_batch(demo_post.Target(url, "crm_x_y"), [{"id": "1"}])
+    message = str(refused.value)
+    assert url in message
+    assert "--url" in message
+    assert "\n" not in message
+
+
+def test_the_api_key_comes_from_the_option_the_environment_or_the_dev_stack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CRM_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("CRM_API_KEY", raising=False)
+    with pytest.raises(DemoError, match="--api-key"):
+        demo_post.api_key(None)
+    (tmp_path / "admin-key").write_text("crm_kept_token\n")
+    assert demo_post.api_key(None) == "crm_kept_token"
+    monkeypatch.setenv("CRM_API_KEY", "crm_from_env")
+    assert demo_post.api_key(None) == "crm_from_env"
+    assert demo_post.api_key("crm_given") == "crm_given"
