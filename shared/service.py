@@ -24,7 +24,7 @@ import uvicorn
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.routing import APIRoute
 
-from shared import db, kafka, logs, tracing
+from shared import db, kafka, logs, metrics, tracing
 from shared.auth import KeyRing
 from shared.consumer import ConsumerRuntime, ConsumerStatus, Projection
 from shared.events import ValidationContext
@@ -111,6 +111,19 @@ class Resources:
     database: DatabaseVerdict = field(
         default_factory=lambda: DatabaseVerdict(reachable=True, checked_at=time.monotonic())
     )
+
+
+async def every(seconds: float, task: str, job: Callable[[], Awaitable[object]]) -> None:
+    """Run `job` every `seconds` until cancelled, the one loop of the services' scheduled
+    work: a failure is logged and tried again next period; each success is recorded in
+    crm_task_last_success_timestamp_seconds{task}, which the alert on late jobs reads."""
+    while True:
+        try:
+            await job()
+            metrics.TASK_LAST_SUCCESS.labels(task).set_to_current_time()
+        except Exception:
+            log.exception("scheduled task failed; trying again next period", extra={"task": task})
+        await asyncio.sleep(seconds)
 
 
 def validation_context(settings: CommonSettings) -> ValidationContext:

@@ -9,7 +9,6 @@ several instances a transaction-scoped advisory lock makes one of them do each p
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import zlib
 from datetime import UTC, datetime
@@ -17,9 +16,8 @@ from datetime import UTC, datetime
 from services.complaints.crisis_flow import evaluate_crisis
 from services.complaints.projection import sweep_due
 from services.complaints.settings import ComplaintsSettings
-from shared import metrics
 from shared.db import Pool
-from shared.service import Resources
+from shared.service import Resources, every
 
 log = logging.getLogger(__name__)
 
@@ -55,25 +53,21 @@ async def detect_once(pool: Pool, settings: ComplaintsSettings, now: datetime | 
 async def sweep_sla(res: Resources) -> None:
     settings = res.settings
     assert isinstance(settings, ComplaintsSettings)
-    while True:
-        try:
-            await sweep_once(res.pool, settings)
-            metrics.TASK_LAST_SUCCESS.labels("sla_sweep").set_to_current_time()
-        except Exception:
-            log.exception("SLA sweep failed; trying again next period")
+
+    async def sweep() -> None:
+        await sweep_once(res.pool, settings)
         if res.relay is not None:
             res.relay.notify()
-        await asyncio.sleep(settings.sla_sweep_seconds)
+
+    await every(settings.sla_sweep_seconds, "sla_sweep", sweep)
 
 
 async def detect_crises(res: Resources) -> None:
     settings = res.settings
     assert isinstance(settings, ComplaintsSettings)
-    while True:
-        try:
-            if await detect_once(res.pool, settings) and res.relay is not None:
-                res.relay.notify()
-            metrics.TASK_LAST_SUCCESS.labels("crisis_detection").set_to_current_time()
-        except Exception:
-            log.exception("crisis detection failed; trying again next period")
-        await asyncio.sleep(settings.crisis_check_seconds)
+
+    async def detect() -> None:
+        if await detect_once(res.pool, settings) and res.relay is not None:
+            res.relay.notify()
+
+    await every(settings.crisis_check_seconds, "crisis_detection", detect)

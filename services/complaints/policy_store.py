@@ -9,7 +9,6 @@ revision. An empty store gets the seed (SLA_POLICY_FILE or the built-in) on the 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import zlib
 from collections.abc import Iterable
@@ -22,7 +21,7 @@ from services.complaints.policies import CalendarRule, PolicyBook, PolicyRule
 from services.complaints.settings import ComplaintsSettings
 from services.complaints.sla import Priority, SlaConfig, Targets, Tier
 from shared.db import Connection, Pool
-from shared.service import Resources
+from shared.service import Resources, every
 
 log = logging.getLogger(__name__)
 
@@ -157,9 +156,8 @@ async def keep_rules_fresh(res: Resources) -> None:
     """Background task: read the rules again when another instance changed them."""
     settings = res.settings
     assert isinstance(settings, ComplaintsSettings)
-    while True:
-        try:
-            await refresh_now(res.pool, settings)
-        except Exception:
-            log.exception("cannot read the SLA rules; trying again next period")
-        await asyncio.sleep(settings.sla_policy_refresh_seconds)
+    await every(
+        settings.sla_policy_refresh_seconds,
+        "sla_rules_refresh",
+        lambda: refresh_now(res.pool, settings),
+    )

@@ -16,7 +16,6 @@ signalled (days late) cannot take the event back.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import zlib
 from collections import defaultdict
@@ -39,7 +38,7 @@ from shared.events import (
     new_event,
 )
 from shared.outbox import append_events
-from shared.service import Resources, validation_context
+from shared.service import Resources, every, validation_context
 
 log = logging.getLogger(__name__)
 
@@ -174,13 +173,12 @@ async def watch_silence(res: Resources) -> None:
     res.state["activity_consumer"] = runtime  # its status, for operators and tests
     await runtime.start()
     try:
-        while True:
-            try:
-                found = caught_up(runtime.status) and await sweep_once(res.pool, days)
-                if found and res.relay is not None:
-                    res.relay.notify()
-            except Exception:
-                log.exception("silence sweep failed; trying again next period")
-            await asyncio.sleep(settings.silence_check_seconds)
+
+        async def sweep() -> None:
+            found = caught_up(runtime.status) and await sweep_once(res.pool, days)
+            if found and res.relay is not None:
+                res.relay.notify()
+
+        await every(settings.silence_check_seconds, "silence_sweep", sweep)
     finally:
         await runtime.stop()
