@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from services.reporting import kpi
+from services.reporting import base, kpi
 from services.reporting.domain import UNKNOWN, Batch, Order, SaleDelta, churn_reason
 from services.reporting.metrics import Cell, Dimension, Source, TierValue
 from shared.db import Connection, Pool
@@ -69,6 +69,7 @@ async def write(conn: Connection, batch: Batch) -> None:
     await _write_sales(conn, batch)
     await _write_customers(conn, batch)
     await _write_classes(conn, batch)
+    await _write_base(conn, batch)
     await _write_activity(conn, batch)
     await _write_complaints(conn, batch)
     await _write_sla(conn, batch)
@@ -363,6 +364,123 @@ async def _write_classes(conn: Connection, batch: Batch) -> None:
     )
 
 
+# --------------------------------------------------------------------------- customer base
+
+_LOCK_MEMBERS = (
+    "INSERT INTO base_members AS m (customer_id) SELECT unnest($1::text[]) ORDER BY 1"
+    " ON CONFLICT (customer_id) DO UPDATE SET customer_id = EXCLUDED.customer_id"
+    " RETURNING customer_id, state::text"
+)
+# Read after the members are locked (a statement of its own, so its snapshot includes
+# whatever another transaction committed before releasing them).
+_MEMBER_INPUTS = """
+    SELECT customer_id, kind, day, value FROM customer_classes
+    WHERE customer_id = ANY($1::text[])
+    UNION ALL
+    SELECT customer_id, 'channel', NULL, acquisition_channel FROM customers
+    WHERE customer_id = ANY($1::text[])
+    UNION ALL
+    SELECT NULL, 'window', NULL, window_days::text FROM base_window
+    ORDER BY 1, 2, 3"""
+_WRITE_COUNTERS = (
+    "INSERT INTO base_days AS b "
+    + _rows(
+        "window_days int", "dim text", "slice text", "day date", *(f"{c} int" for c in base.COLUMNS)
+    )
+    + " ORDER BY 1, 2, 4, 3 ON CONFLICT (window_days, dim, day, slice) DO UPDATE SET "
+    + ", ".join(f"{c} = b.{c} + EXCLUDED.{c}" for c in base.COLUMNS)
+    + " RETURNING window_days, dim, slice, day, "
+    + " AND ".join(f"{c} = 0" for c in base.COLUMNS)
+    + " AS empty"
+)
+_UPDATE_MEMBERS = (
+    "UPDATE base_members m SET window_days = u.window_days, state = u.state"
+    " FROM json_to_recordset($1::text::json) AS u(customer_id text, window_days int, state jsonb)"
+    " WHERE m.customer_id = u.customer_id"
+)
+
+
+def _base_customers(batch: Batch) -> set[str]:
+    """Customers whose part of the base counters the batch may change."""
+    return (
+        {customer for _, customer, _ in batch.sales}
+        | {customer for customer, _, _ in batch.classes}
+        | batch.acquisition_channel.keys()
+    )
+
+
+async def _write_base(conn: Connection, batch: Batch) -> None:
+    customers = _base_customers(batch)
+    if customers:
+        bought: dict[str, set[int]] = {}
+        for day, customer, _ in batch.sales:
+            bought.setdefault(customer, set()).add(day.toordinal())
+        await recount_members(conn, sorted(customers), bought)
+
+
+async def recount_members(
+    conn: Connection, customers: list[str], bought: Mapping[str, set[int]]
+) -> None:
+    """Lock the members (in key order, so two instances cannot deadlock), add the purchase
+    days `bought`, read their classes and channel as committed now, and write the
+    difference between their new and old parts of the counters."""
+    old = {
+        r["customer_id"]: base.Member.from_json(orjson.loads(r["state"])) if r["state"] else None
+        for r in await conn.fetch(_LOCK_MEMBERS, customers)
+    }
+    inputs: dict[str, dict[str, Any]] = {c: {"tier": [], "segment": []} for c in customers}
+    window = base.DEFAULT_WINDOW
+    for r in await conn.fetch(_MEMBER_INPUTS, customers):
+        if r["kind"] == "window":
+            window = int(r["value"])
+        elif r["kind"] == "channel":
+            inputs[r["customer_id"]]["channel"] = r["value"]
+        else:
+            inputs[r["customer_id"]][r["kind"]].append((r["day"].toordinal(), r["value"]))
+    new: dict[str, base.Member] = {}
+    for customer in customers:
+        before, found = old[customer], inputs[customer]
+        days = set(before.days if before else ()) | bought.get(customer, set())
+        new[customer] = base.Member(
+            window,
+            tuple(sorted(days)),
+            tuple(found["tier"]),
+            tuple(found["segment"]),
+            found.get("channel") or base.UNKNOWN_CHANNEL,
+        )
+    await _write_counters(conn, base.difference((old[c], new[c]) for c in customers))
+    await conn.execute(
+        _UPDATE_MEMBERS,
+        _document(
+            [
+                {"customer_id": c, "window_days": m.window, "state": m.to_json()}
+                for c, m in new.items()
+                if m != old[c]
+            ]
+        ),
+    )
+
+
+async def _write_counters(conn: Connection, counts: base.Counts) -> None:
+    if not counts:
+        return
+    rows = [
+        {"window_days": w, "dim": dim, "slice": slice_, "day": date.fromordinal(day)}
+        | dict(zip(base.COLUMNS, values, strict=True))
+        for (w, dim, slice_, day), values in counts.items()
+    ]
+    written = await conn.fetch(_WRITE_COUNTERS, _document(rows))
+    empty = [r for r in written if r["empty"]]
+    if empty:  # a row back to all zeros: gone, so the tables do not depend on the history
+        await conn.execute(
+            "DELETE FROM base_days b USING json_to_recordset($1::text::json)"
+            " AS e(window_days int, dim text, slice text, day date)"
+            " WHERE (b.window_days, b.dim, b.slice, b.day) = (e.window_days, e.dim, e.slice, e.day)"
+            " AND " + " AND ".join(f"b.{c} = 0" for c in base.COLUMNS),
+            _document([{k: r[k] for k in ("window_days", "dim", "slice", "day")} for r in empty]),
+        )
+
+
 async def _write_activity(conn: Connection, batch: Batch) -> None:
     # Additive: commutative upserts.
     await _insert(
@@ -629,6 +747,7 @@ async def _write_sla(conn: Connection, batch: Batch) -> None:
 class Periods:
     starts: list[date]
     stops: list[date]  # exclusive
+    granularity: kpi.Granularity | None = None  # None: not known to be whole calendar periods
 
     @classmethod
     def of(
@@ -645,7 +764,7 @@ class Periods:
                 min(stop, last[s] + timedelta(days=1)) if s in last else stop
                 for s, stop in zip(ordered, stops, strict=True)
             ]
-        return cls(ordered, stops)
+        return cls(ordered, stops, kpi.Granularity(granularity))
 
 
 _PERIODS = "periods AS (SELECT * FROM unnest($1::date[], $2::date[]) AS p(start, stop))"
@@ -731,7 +850,10 @@ async def read_cells(
     if Source.REPEAT in sources:
         await _read_repeat(pool, cells, args, by, repeat_window_days)
     if Source.BASE in sources:
-        await _read_base(pool, cells, args, by, today, churn_after_days, churn_reasons)
+        counted = await _read_base_counters(pool, cells, periods, by, today, churn_after_days)
+        await _read_base(
+            pool, cells, args, by, today, churn_after_days, churn_reasons, counts=not counted
+        )
     if Source.MARKETING in sources:
         await _read_marketing(pool, cells, args, by)
     if Source.VALUE in sources:
@@ -920,9 +1042,14 @@ async def _read_base(
     today: date,
     window: int,
     reasons: bool,
+    *,
+    counts: bool = True,
 ) -> None:
-    """Customers at start and end, new, active and lost, by the class each had on the
-    period's first day or their acquisition channel; with the reasons of the lost."""
+    """Customers at start and end, new, active and lost (when `counts`), by the class each
+    had on the period's first day or their acquisition channel; with the reasons of the lost,
+    computed from the purchases at read time. Reads take the counts from the counters kept
+    by the fold (`_read_base_counters`) and come here for them only when those count with
+    another window or the periods are not whole calendar periods."""
     sl = _slicing(
         by,
         customer="f.customer_id",
@@ -931,12 +1058,16 @@ async def _read_base(
     )
     head = _with(sl.cte, _BASE)
     source = f"FROM facts f LEFT JOIN customers c ON c.customer_id = f.customer_id {sl.join}"
-    for r in await pool.fetch(
-        f"{head} SELECT f.start, {sl.expr} AS slice, f.kind,"
-        f" count(DISTINCT f.customer_id)::int AS n {source} GROUP BY 1, 2, 3",
-        *args,
-        today,
-        window,
+    for r in (
+        await pool.fetch(
+            f"{head} SELECT f.start, {sl.expr} AS slice, f.kind,"
+            f" count(DISTINCT f.customer_id)::int AS n {source} GROUP BY 1, 2, 3",
+            *args,
+            today,
+            window,
+        )
+        if counts
+        else ()
     ):
         setattr(_cell(cells, r["start"], r["slice"]).base, r["kind"], r["n"])
     if not reasons:
@@ -957,6 +1088,115 @@ async def _read_base(
     ):
         reason = churn_reason(r["churn_reason"], r["complaint_category"], r["refund_reason"])
         _cell(cells, r["start"], r["slice"]).base.reasons[reason] += 1
+
+
+_BASE_COUNTERS = (
+    "SELECT slice, NULL::date AS day, "
+    + ", ".join(f"sum({c})::int AS {c}" for c in base.COLUMNS)
+    + " FROM base_days WHERE window_days = $1 AND dim = $2 AND day < $3 GROUP BY slice"
+    " UNION ALL SELECT slice, day, "
+    + ", ".join(base.COLUMNS)
+    + " FROM base_days WHERE window_days = $1 AND dim = $2 AND day >= $3 AND day <= $4"
+)
+
+
+def _whole_periods(periods: Periods, today: date) -> list[tuple[date, date]] | None:
+    """(first, last) of each period begun by `today`, last at most today; None unless every
+    period starts on its calendar period's first day and ends within it."""
+    g = periods.granularity
+    if g is None:
+        return None
+    found = []
+    for start, stop in zip(periods.starts, periods.stops, strict=True):
+        if kpi.period_start(start, g) != start or stop > kpi.next_period_start(start, g):
+            return None
+        if start <= today:
+            found.append((start, min(stop - timedelta(days=1), today)))
+    return found
+
+
+async def _read_base_counters(
+    pool: Pool | Connection,
+    cells: Cells,
+    periods: Periods,
+    by: Dimension | None,
+    today: date,
+    window: int,
+) -> bool:
+    """The customer-base counts of every period and slice from the fold's daily counters
+    (base.py): the rows of the days of the periods, and one sum per slice of the days before.
+    False when they cannot answer: they count with another inactivity window (or not every
+    customer yet), or the periods are not whole calendar periods."""
+    bounded = _whole_periods(periods, today)
+    ready = await pool.fetchval("SELECT ready AND window_days = $1 FROM base_window", window)
+    if bounded is None or not ready or periods.granularity is None:
+        return False
+    if not bounded:
+        return True
+    first = min(s for s, _ in bounded) - timedelta(days=1)
+    last = max(last for _, last in bounded)
+    dimension = by.value if by is not None else "channel"  # channels partition the customers
+    before: dict[str, list[int]] = {}
+    rows: dict[tuple[str, int], list[int]] = {}
+    for r in await pool.fetch(_BASE_COUNTERS, window, dimension, first, last):
+        values = [r[c] for c in base.COLUMNS]
+        if r["day"] is None:
+            before[r["slice"]] = values
+        else:
+            rows[(r["slice"], r["day"].toordinal())] = values
+    found = base.period_counts(
+        before,
+        rows,
+        [(s.toordinal(), last.toordinal()) for s, last in bounded],
+        periods.granularity.value,
+        first.toordinal(),
+    )
+    for (start, slice_), counts in found.items():
+        into = _cell(cells, date.fromordinal(start), slice_ if by is not None else "").base
+        into.at_start += counts.at_start
+        into.at_end += counts.at_end
+        into.new += counts.new
+        into.won_back += counts.won_back
+        into.active += counts.active
+        into.lost += counts.lost
+    return True
+
+
+async def converge_base(pool: Pool, window: int, chunk: int = 1000) -> bool:
+    """Make the base counters count every customer with the inactivity window `window`:
+    set it as the fold's, recount each member counted otherwise (or not yet: the purchases
+    folded before migration 006), then mark the counters ready. Concurrent folds lock the
+    same members, so either order gives the same counters. One instance at a time (a
+    session advisory lock per schema); False when another holds it."""
+    async with pool.acquire() as conn:
+        lock = "hashtext(current_schema() || ':base_counters')"
+        if not await conn.fetchval(f"SELECT pg_try_advisory_lock({lock})"):
+            return False
+        try:
+            async with conn.transaction():
+                row = await conn.fetchrow("SELECT window_days, ready FROM base_window FOR UPDATE")
+                if row is not None and row["window_days"] == window and row["ready"]:
+                    return True
+                await conn.execute("UPDATE base_window SET window_days = $1, ready = false", window)
+            after = ""
+            while ids := await conn.fetch(
+                "SELECT customer_id FROM base_members WHERE customer_id > $1"
+                " AND window_days IS DISTINCT FROM $2 ORDER BY customer_id LIMIT $3",
+                after,
+                window,
+                chunk,
+            ):
+                async with conn.transaction():
+                    await recount_members(conn, [r["customer_id"] for r in ids], {})
+                after = ids[-1]["customer_id"]
+            await conn.execute(
+                "UPDATE base_window SET ready = true WHERE window_days = $1 AND NOT EXISTS"
+                " (SELECT FROM base_members WHERE window_days IS DISTINCT FROM $1)",
+                window,
+            )
+            return True
+        finally:
+            await conn.execute(f"SELECT pg_advisory_unlock({lock})")
 
 
 async def _read_marketing(

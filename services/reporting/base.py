@@ -1,0 +1,334 @@
+"""The customer base kept as daily counters, pure: what one customer adds to them.
+
+A customer is active on day d when they bought on a day of (d - W, d] (W = CHURN_AFTER_DAYS)
+and lost on day p + W after a purchase day p not followed by another within W days. So
+their purchase days, as closed intervals [p, p + W] merged where they meet, form *spells*
+[a, L): active from the spell's first purchase a to L - 1, lost on L. The union of
+intervals does not depend on the order in which purchase days are learnt, so neither do
+the spells, nor anything computed from them.
+
+Every count of a period [s, l] (l = today for the current period) is a sum over days of
+per-day counters, or a running sum of per-day deltas (a level), of the customers' spells:
+
+- at_start = active on s - 1, at_end = active on l: levels;
+- new: the first spell starts in [s, l]; won back: a later spell starts in [s, l] and the
+  one before ended (was lost) before s; lost: a spell that began before s ends in [s, l];
+- active = active on s, plus the customers whose first spell in the period starts in
+  (s, l] ("joined": the spell before, if any, ended by s).
+
+Slices count a customer under the class (tier, segment) in force on the period's first day,
+or their acquisition channel. Day counters use the class of their own day; for weeks and
+months, `*_week` / `*_month` columns hold the corrections (the week's or month's count minus
+the day counters' sum, mostly zero) for the class on the week's or month's first day, and
+for the rule that a spell that started in the same period is not lost in it, etc. `enter`
+corrects at_start for a class that changed on the period's first day.
+
+The fold keeps each customer's inputs (`Member`); when they change it writes the difference
+between the new contribution and the old one (`difference`), so the counters equal the sum
+over customers of `contribution(final inputs)` whatever the arrival order.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from functools import cache
+from typing import Any, Final
+
+DEFAULT_WINDOW: Final = 365  # CHURN_AFTER_DAYS' default: the counters' W until set
+UNSCORED: Final = "unscored"  # the slice of customers scoring never classed
+UNKNOWN_CHANNEL: Final = "unknown"
+DIMENSIONS: Final = ("tier", "segment", "channel")  # channel partitions all: the total
+GRANULARITIES: Final = ("day", "week", "month")
+FLOWS: Final = ("level", "new", "won", "lost")
+COLUMNS: Final = (
+    "level",  # delta of: active on the day, under the class of the day
+    "enter",  # at_start of a period starting that day: class of the day, not of the day before
+    "new",
+    "won",
+    "lost",
+    *(f"{flow}_{g}" for g in ("week", "month") for flow in (*FLOWS, "join")),
+)
+_COLUMN: Final = {name: i for i, name in enumerate(COLUMNS)}
+
+Day = int  # a date as its ordinal (date.toordinal): spells are arithmetic on days
+Key = tuple[int, str, str, Day]  # (window, dimension, slice, day)
+Counts = dict[Key, list[int]]  # one value per COLUMNS
+
+
+@dataclass(frozen=True)
+class Member:
+    """What a customer's part of the counters is computed from."""
+
+    window: int | None  # W of the counters it is in; None: in none yet
+    days: tuple[Day, ...]  # purchase days, ascending, distinct
+    tier: tuple[tuple[Day, str], ...] = ()  # class changes (day, value), ascending
+    segment: tuple[tuple[Day, str], ...] = ()
+    channel: str = UNKNOWN_CHANNEL
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "w": self.window,
+            "days": list(self.days),
+            "tier": [list(c) for c in self.tier],
+            "segment": [list(c) for c in self.segment],
+            "channel": self.channel,
+        }
+
+    @classmethod
+    def from_json(cls, found: dict[str, Any]) -> Member:
+        return cls(
+            found.get("w"),
+            tuple(found.get("days", ())),
+            tuple((d, v) for d, v in found.get("tier", ())),
+            tuple((d, v) for d, v in found.get("segment", ())),
+            found.get("channel") or UNKNOWN_CHANNEL,
+        )
+
+
+def spells(days: Sequence[Day], window: int) -> list[tuple[Day, Day]]:
+    """(a, L) per spell: first purchase a, lost on L (last purchase + window)."""
+    found: list[tuple[Day, Day]] = []
+    for day in days:
+        if found and day <= found[-1][1]:
+            found[-1] = (found[-1][0], day + window)
+        else:
+            found.append((day, day + window))
+    return found
+
+
+@cache
+def _week_start(day: Day) -> Day:
+    return day - date.fromordinal(day).weekday()
+
+
+@cache
+def _month_start(day: Day) -> Day:
+    return date.fromordinal(day).replace(day=1).toordinal()
+
+
+@cache
+def _next_month(day: Day) -> Day:
+    start = date.fromordinal(_month_start(day))
+    return (start.replace(day=28) + timedelta(days=4)).replace(day=1).toordinal()
+
+
+_START: Final[dict[str, Callable[[Day], Day]]] = {
+    "day": lambda d: d,
+    "week": _week_start,
+    "month": _month_start,
+}
+_NEXT: Final[dict[str, Callable[[Day], Day]]] = {
+    "day": lambda d: d + 1,
+    "week": lambda d: _week_start(d) + 7,
+    "month": _next_month,
+}
+
+
+class _Classes:
+    """A class history as a step function of the day: the latest change on or before it,
+    before the first change the first class; `fixed` for a class that never changes."""
+
+    def __init__(self, changes: Sequence[tuple[Day, str]], fixed: str) -> None:
+        self.days = [d for d, _ in changes]
+        self.values = [v for _, v in changes] or [fixed]
+
+    def on(self, day: Day) -> str:
+        return self.values[max(bisect_right(self.days, day) - 1, 0)]
+
+    def changes(self, granularity: str) -> list[Day]:
+        """Days on which the class of the period's first day changes."""
+        start, after = _START[granularity], _NEXT[granularity]
+        found = {d if start(d) == d else after(d) for d in self.days[1:]}
+        return sorted(found)
+
+
+def _add(into: dict[tuple[str, str, Day], int], column: str, slice_: str, day: Day, n: int) -> None:
+    key = (column, slice_, day)
+    into[key] = into.get(key, 0) + n
+
+
+def _flows(
+    found: list[tuple[Day, Day]], classes: _Classes, granularity: str
+) -> dict[tuple[str, str, Day], int]:
+    """The full counters of one granularity: each under the class of the first day of the
+    period its day is in."""
+    start = _START[granularity]
+    out: dict[tuple[str, str, Day], int] = {}
+
+    def cls(day: Day) -> str:
+        return classes.on(start(day))
+
+    breaks = classes.changes(granularity)
+    for i, (a, lost) in enumerate(found):
+        first_day = start(a)
+        before = found[i - 1][1] if i else None
+        if before is None:
+            _add(out, "new", cls(a), a, 1)
+        elif before < first_day:
+            _add(out, "won", cls(a), a, 1)
+        if a > first_day and (before is None or before <= first_day):
+            _add(out, "join", cls(a), a, 1)
+        if a < start(lost):
+            _add(out, "lost", cls(lost), lost, 1)
+        current = cls(a)
+        _add(out, "level", current, a, 1)
+        for b in breaks[bisect_right(breaks, a) : bisect_right(breaks, lost - 1)]:
+            if (value := cls(b)) != current:
+                _add(out, "level", current, b, -1)
+                _add(out, "level", value, b, 1)
+                current = value
+        _add(out, "level", current, lost, -1)
+    return out
+
+
+def _enter(found: list[tuple[Day, Day]], classes: _Classes) -> dict[tuple[str, str, Day], int]:
+    """At a class change on day t of a customer active on t - 1: at_start of a period
+    starting on t counts them under the new class, the level of t - 1 under the old."""
+    out: dict[tuple[str, str, Day], int] = {}
+    for t in classes.days[1:]:
+        old, new = classes.on(t - 1), classes.on(t)
+        if old != new and any(a <= t - 1 < lost for a, lost in found):
+            _add(out, "enter", old, t, -1)
+            _add(out, "enter", new, t, 1)
+    return out
+
+
+def _dimension(found: list[tuple[Day, Day]], classes: _Classes) -> dict[tuple[str, str, Day], int]:
+    """The counters of one dimension: day columns, then week and month corrections."""
+    daily = _flows(found, classes, "day")
+    out = dict(daily)
+    if len(classes.values) > 1:
+        out.update(_enter(found, classes))
+    for granularity in ("week", "month"):
+        for (column, slice_, day), n in _flows(found, classes, granularity).items():
+            _add(out, f"{column}_{granularity}", slice_, day, n)
+        for (column, slice_, day), n in daily.items():
+            if column != "join":
+                _add(out, f"{column}_{granularity}", slice_, day, -n)
+    return out
+
+
+def contribution(member: Member | None) -> Counts:
+    """The counters a customer adds: per (window, dimension, slice, day), a value per
+    column of COLUMNS (zeros left out)."""
+    if member is None or member.window is None or not member.days:
+        return {}
+    found = spells(member.days, member.window)
+    out: Counts = {}
+    for dimension, classes in (
+        ("tier", _Classes(member.tier, UNSCORED)),
+        ("segment", _Classes(member.segment, UNSCORED)),
+        ("channel", _Classes((), member.channel)),
+    ):
+        for (column, slice_, day), n in _dimension(found, classes).items():
+            if n:
+                row = out.setdefault((member.window, dimension, slice_, day), [0] * len(COLUMNS))
+                row[_COLUMN[column]] += n
+    return out
+
+
+def difference(pairs: Iterable[tuple[Member | None, Member | None]]) -> Counts:
+    """What moving each customer from the first inputs to the second adds to the counters
+    (rows that cancel out left out)."""
+    out: Counts = {}
+    for old, new in pairs:
+        if old == new:
+            continue
+        for sign, member in ((-1, old), (1, new)):
+            for key, values in contribution(member).items():
+                row = out.setdefault(key, [0] * len(COLUMNS))
+                for i, n in enumerate(values):
+                    row[i] += sign * n
+    return {key: row for key, row in out.items() if any(row)}
+
+
+# --------------------------------------------------------------------------- reads
+
+
+@dataclass
+class BaseCounts:
+    at_start: int = 0
+    at_end: int = 0
+    new: int = 0
+    won_back: int = 0
+    active: int = 0
+    lost: int = 0
+
+    def any(self) -> bool:
+        return any((self.at_start, self.at_end, self.new, self.won_back, self.active, self.lost))
+
+
+class _Running:
+    """One slice's running sums over the days first .. first + span - 1."""
+
+    def __init__(
+        self, start: list[int], days: list[list[int] | None], first: Day, granularity: str
+    ) -> None:
+        suffix = "" if granularity == "day" else f"_{granularity}"
+        level = _COLUMN["level"]
+        corrections = _COLUMN[f"level{suffix}"] if suffix else None
+        flows = [
+            [_COLUMN[f], *([_COLUMN[f"{f}{suffix}"]] if suffix else [])]
+            for f in ("new", "won", "lost")
+        ]
+        flows.append([_COLUMN[f"join{suffix}"]] if suffix else [])
+        self.first = first
+        self.levels: list[int] = []  # active on the day, class of the day
+        self.corrected: list[int] = []  # active on the day, class of its period's first day
+        self.sums: list[list[int]] = [[] for _ in flows]  # new, won, lost, join up to the day
+        running = start[level]
+        corrected = running + (start[corrections] if corrections is not None else 0)
+        totals = [0] * len(flows)
+        for values in days:
+            if values is not None:
+                running += values[level]
+                corrected += values[level] + (values[corrections] if corrections is not None else 0)
+                for i, columns in enumerate(flows):
+                    totals[i] += sum(values[c] for c in columns)
+            self.levels.append(running)
+            self.corrected.append(corrected)
+            for i, total in enumerate(totals):
+                self.sums[i].append(total)
+
+    def between(self, i: int, low: Day, high: Day) -> int:
+        """Flow i (new, won, lost, join) over the days low .. high."""
+        if high < low:
+            return 0
+        below = self.sums[i][low - self.first - 1] if low > self.first else 0
+        return self.sums[i][high - self.first] - below
+
+
+def period_counts(
+    before: dict[str, list[int]],
+    rows: dict[tuple[str, Day], list[int]],
+    periods: Sequence[tuple[Day, Day]],
+    granularity: str,
+    first: Day,
+) -> dict[tuple[Day, str], BaseCounts]:
+    """The counts of every period (first day, last day) and slice, from the counters of
+    the days `first` .. the last period's end (`rows`, by slice and day; `first` before every
+    period) and the sums of the columns over the days before `first` (`before`, by slice)."""
+    if not periods:
+        return {}
+    span = max(end for _, end in periods) - first + 1
+    enter = _COLUMN["enter"]
+    out: dict[tuple[Day, str], BaseCounts] = {}
+    for slice_ in {s for s, _ in rows} | set(before):
+        days = [rows.get((slice_, first + offset)) for offset in range(span)]
+        run = _Running(before.get(slice_) or [0] * len(COLUMNS), days, first, granularity)
+        for start, end in periods:
+            entering = rows.get((slice_, start))
+            counts = BaseCounts(
+                at_start=run.levels[start - 1 - first] + (entering[enter] if entering else 0),
+                at_end=run.corrected[end - first],
+                new=run.between(0, start, end),
+                won_back=run.between(1, start, end),
+                lost=run.between(2, start, end),
+                active=run.levels[start - first] + run.between(3, start + 1, end),
+            )
+            if counts.any():
+                out[(start, slice_)] = counts
+    return out
