@@ -104,6 +104,9 @@ class Resources:
     pool: db.Pool
     keys: KeyRing
     consumer: ConsumerRuntime | None = None
+    # Consumers a service runs beside its main one (complaints' activity consumer), by name:
+    # readiness judges each like the main one.
+    side_consumers: dict[str, ConsumerRuntime] = field(default_factory=dict)
     relay: OutboxRelay | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)  # a service's own caches
@@ -296,6 +299,10 @@ def _readiness(app: FastAPI, spec: ServiceSpec) -> dict[str, Any]:
         checks["consumer"] = _consumer_check(
             res.consumer.status, res.settings, spec.consumer_gates_readiness, reasons
         )
+    for name, runtime in res.side_consumers.items():
+        found: list[str] = []
+        checks[f"consumer {name}"] = _consumer_check(runtime.status, res.settings, True, found)
+        reasons += [f"{name}: {reason}" for reason in found]
     if res.relay is not None:
         checks["relay"] = _relay_check(res.relay.status, res.settings, reasons)
     # An unreachable broker alone does not make a service unready: events wait in the outbox.

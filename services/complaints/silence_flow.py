@@ -170,7 +170,7 @@ async def watch_silence(res: Resources) -> None:
         validation_context(settings),
         send_dead_letters=False,  # the same records' dead letters are the main consumer's
     )
-    res.state["activity_consumer"] = runtime  # its status, for operators and tests
+    res.side_consumers[runtime.name] = runtime  # readiness judges it too
     await runtime.start()
     try:
 
