@@ -7,11 +7,24 @@ from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI
 
+from services.reporting import store
 from services.reporting.api import pages, router
 from services.reporting.projection import ReportingProjection
 from services.reporting.settings import ReportingSettings
 from shared.http import REVALIDATE
-from shared.service import ServiceSpec, create_app, serve
+from shared.service import Resources, ServiceSpec, create_app, every, serve
+
+# How often an instance checks that the customer-base counters count every customer with
+# its CHURN_AFTER_DAYS (after migration 006, a rebuild or a change of the setting they
+# do not, and reads compute the base from the purchases until they do).
+BASE_CHECK_SECONDS = 60.0
+
+
+async def count_the_base(res: Resources) -> None:
+    """Bring the fold's customer-base counters to this instance's CHURN_AFTER_DAYS."""
+    window = res.settings.churn_after_days
+    await every(BASE_CHECK_SECONDS, "base_counters", lambda: store.converge_base(res.pool, window))
+
 
 SPEC = ServiceSpec(
     name="reporting",
@@ -27,6 +40,7 @@ SPEC = ServiceSpec(
         {"name": "alerts", "description": "Crisis alerts folded from crm.derived."},
     ],
     settings_type=ReportingSettings,
+    tasks=[count_the_base],
     api_cache_control=REVALIDATE,  # aggregates only: browsers keep and revalidate (ETag)
 )
 
