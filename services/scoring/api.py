@@ -13,7 +13,7 @@ import numpy as np
 from fastapi import Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
-from services.scoring import explain, rfm, store, validation
+from services.scoring import explain, rfm, store, stored, validation
 from services.scoring.classes import (
     LABELS,
     TIER_PLAYBOOKS,
@@ -27,9 +27,9 @@ from services.scoring.classes import (
 from services.scoring.domain import profile_of
 from services.scoring.rescore import fit_and_save, money_terms, refresh_reference
 from services.scoring.scoring import (
+    Models,
     Population,
     Reference,
-    Scores,
     ScoringConfig,
     annual_rate,
     score,
@@ -160,12 +160,19 @@ class Rfm(BaseModel):
     customer_id: str = Field(examples=["customer-42"])
     first_purchase_at: datetime | None
     last_purchase_at: datetime | None
-    recency_days: float | None = Field(description="Days since the last purchase.")
+    recency_days: float | None = Field(description="Days since the last purchase, now.")
     frequency: int = Field(description="Number of purchases.")
     monetary: Decimal = Field(description="Total spent, net of refunds, in `currency`.")
     currency: str = Field(description="The reporting currency (ISO 4217).", examples=["USD"])
     scores: RfmScore = Field(
-        description="R, F and M 1-5: these purchases (up to now) ranked against `reference`."
+        description="R, F and M 1-5: these purchases ranked against `reference`, as of "
+        "`scored_as_of`."
+    )
+    scored_as_of: datetime | None = Field(
+        default=None,
+        description="The instant the scores rank the customer at: the last re-score's, or "
+        "when the customer's latest fact was applied if later. Null: ranked now (no re-score "
+        "has seen a buyer yet).",
     )
     reference: ScoreReference
 
@@ -174,15 +181,19 @@ class Rfm(BaseModel):
     "/customers/{customer_id}/rfm",
     response_model=Rfm,
     summary="Recency, frequency and monetary value of one customer, and their 1-5 scores",
-    description="Derived from the customer's purchases up to now, as the scores derive them: "
+    description="Derived from the customer's purchases, as the scores derive them: "
     "frequency counts purchases (refunds are not purchases), monetary is net of refunds. "
-    "Current as soon as a purchase is applied: the scores rank these values against the "
-    "population of the last re-score, which the re-score refreshes every "
-    "SCORING_RESCORE_SECONDS.",
+    "Current as soon as a purchase is applied: the fold scores the customer then against "
+    "the population of the last re-score, which the re-score refreshes every "
+    "SCORING_RESCORE_SECONDS; the read is one lookup of that row.",
     responses=NOT_FOUND,
 )
 async def get_rfm(customer_id: CustomerId, res: Annotated[Resources, Depends(resources)]) -> Rfm:
     settings = _settings(res)
+    row = await store.current_score(res.pool, customer_id)
+    if row is not None:
+        return _rfm_of_row(customer_id, row, settings.reporting_currency)
+    # No row: no re-score has seen a buyer yet (or the customer has no purchase that counts).
     now = datetime.now(UTC)
     found = await store.load_rfm(
         res.pool,
@@ -207,6 +218,34 @@ async def get_rfm(customer_id: CustomerId, res: Annotated[Resources, Depends(res
         scores=rfm_score(recency, found.purchase_count, float(found.total_spent), reference),
         reference=run,
     )
+
+
+def _rfm_of_row(customer_id: str, row: dict[str, Any], currency: str) -> Rfm:
+    return Rfm(
+        customer_id=customer_id,
+        first_purchase_at=row["first_purchase_at"],
+        last_purchase_at=row["last_purchase_at"],
+        recency_days=(datetime.now(UTC) - row["last_purchase_at"]).total_seconds() / 86_400,
+        frequency=row["orders"],
+        monetary=row["net_spent"],
+        currency=currency,
+        scores=_rfm_score_of_row(row),
+        scored_as_of=row["scored_as_of"],
+        reference=ScoreReference(
+            run_id=row["run_id"], as_of=row["run_as_of"], customers=row["reference_customers"]
+        ),
+    )
+
+
+def _rfm_score_of_row(row: dict[str, Any]) -> RfmScore:
+    scored = {
+        "recency": row["recency_score"],
+        "frequency": row["frequency_score"],
+        "monetary": row["monetary_score"],
+        "code": row["rfm_code"],
+        "segment": row["segment"],
+    }
+    return RfmScore.model_validate(labelled(scored))
 
 
 class Lifetime(BaseModel):
@@ -283,6 +322,9 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+ScoreSource = Literal["re-score", "live", "snapshot", "recomputed"]
+
+
 class CustomerScore(BaseModel):
     customer_id: str
     as_of: datetime
@@ -313,20 +355,34 @@ class CustomerScore(BaseModel):
         description="Per class (segment, tier, value_class, lifecycle, churn_level): the "
         "`code`, the `rule` that decided it, the `numbers` it used and `text_en`/`text_zh`."
     )
+    source: ScoreSource = Field(
+        default="live",
+        description="`re-score`: the last re-score's row; `live`: the row the fold stored "
+        "when the customer's latest fact was applied (scored then against the last "
+        "re-score's population); `snapshot`: as_of answered from the snapshot of the re-score "
+        "in force then (`run_id`, `run_as_of`); `recomputed`: computed from the history for "
+        "this request (see `note`).",
+    )
+    run_id: int | None = Field(
+        default=None,
+        description="The re-score whose snapshot this is, or whose population the customer "
+        "was ranked against; null when recomputed.",
+    )
+    run_as_of: datetime | None = Field(default=None, description="That re-score's as_of.")
+    note: str | None = Field(default=None, description="Why the answer was recomputed.")
 
 
-async def _reference(res: Resources, as_of: datetime | None) -> Reference:
-    """The population one customer is scored against: the last re-score's, or as of a date
-    (computed once per date and cached)."""
+BEFORE_FIRST_RUN = (
+    "before the first re-score that saw a buyer: recomputed from the history as of this "
+    "instant, ranked against the population of then"
+)
+OTHER_HORIZON = "horizon_weeks differs from the stored scores': recomputed from the history"
+
+
+async def _reference_as_of(res: Resources, as_of: datetime) -> Reference:
+    """The population as of an instant, a customer is scored against when recomputed
+    (computed once per instant and cached)."""
     settings = _settings(res)
-    if as_of is None:
-        if "reference" not in res.state:
-            await refresh_reference(res)
-        stored: Reference | None = res.state["reference"][2] if "reference" in res.state else None
-        if stored is not None and stored.size:
-            return stored
-        # No re-score yet, or one that ran before the first purchase: the population as of now.
-        as_of = datetime.now(UTC)
     cache: dict[datetime, Reference] = res.state.setdefault("references", {})
     if as_of not in cache:
         population = await store.load_population(
@@ -346,6 +402,12 @@ async def _reference(res: Resources, as_of: datetime | None) -> Reference:
     "/customers/{customer_id}/score",
     response_model=CustomerScore,
     summary="Scores, classes, lifetime value and churn risk of one customer, live or as of a date",
+    description="Live: the customer's stored row, as of the later of the last re-score and "
+    "the customer's latest applied fact (`as_of`, `source`). With `as_of`: the snapshot of "
+    "the re-score in force at that instant (the latest that saw a buyer, as of then or "
+    "before; `run_id`, `run_as_of`), as that re-score saw the history; before the first "
+    "one, or with a `horizon_weeks` other than the stored one, recomputed from the history "
+    "(`source` recomputed, `note` says why).",
     responses=NOT_FOUND | BAD_INPUT,
 )
 async def get_score(
@@ -357,8 +419,42 @@ async def get_score(
     ] = None,
 ) -> CustomerScore:
     settings = _settings(res)
+    instant = parse_as_of(as_of, ZoneInfo(settings.timezone))
+    note = None
+    if instant is None:
+        row = await store.current_score(res.pool, customer_id)
+        if row is not None and horizon_weeks in (None, row["horizon_weeks"]):
+            return _score_of_row(customer_id, row, row["scored_as_of"], row["source"], settings)
+        note = OTHER_HORIZON if row is not None else None
+    else:
+        snapshot = await store.snapshot_score(res.pool, customer_id, instant)
+        if snapshot is None:
+            note = BEFORE_FIRST_RUN
+        elif not snapshot["present"]:
+            raise HTTPException(
+                404,
+                f"customer '{customer_id}' has no purchases in the snapshot of re-score "
+                f"{snapshot['run_id']} (as of {snapshot['run_as_of'].isoformat()}), the one "
+                "in force at as_of",
+            )
+        elif horizon_weeks in (None, snapshot["horizon_weeks"]):
+            return _score_of_row(customer_id, snapshot, snapshot["run_as_of"], "snapshot", settings)
+        else:
+            note = OTHER_HORIZON
+    return await _computed_score(res, customer_id, instant, horizon_weeks, note)
+
+
+async def _computed_score(
+    res: Resources,
+    customer_id: str,
+    instant: datetime | None,
+    horizon_weeks: int | None,
+    note: str | None,
+) -> CustomerScore:
+    """The customer scored for this request from the history as of `instant` (None: now),
+    against the population of then (now: of the last re-score)."""
+    settings = _settings(res)
     zone = ZoneInfo(settings.timezone)
-    instant = parse_as_of(as_of, zone)
     at = instant or datetime.now(UTC)
     population = await store.load_population(
         res.pool,
@@ -370,62 +466,107 @@ async def get_score(
     )
     if population.size == 0:
         raise HTTPException(404, f"customer '{customer_id}' has no purchases up to {at:%Y-%m-%d}")
-    reference = await _reference(res, instant)
-    models = await store.latest_models(res.pool)
     config = settings.scoring_config()
+    run = NO_REFERENCE
+    if instant is None:  # ranked against the last re-score's population, or themselves
+        run, found = await _last_reference(res)
+        reference = found or Reference.of(population, config)
+    else:
+        reference = await _reference_as_of(res, instant)
+    models = await store.latest_models(res.pool)
     scores = score(population, reference, models, config, horizon_weeks)
-    row = labelled(scores.row(0))
-    tier = Tier(str(row["tier"]))
-    playbook = TIER_PLAYBOOKS[tier]
     terms = money_terms(settings)
     if horizon_weeks is not None:
         terms = store.MoneyTerms(
             terms.currency, horizon_weeks, terms.discount_rate_per_week, terms.margin
         )
+    row = stored.one_row(scores, population) | _run_columns(
+        reference, population, config, terms, models
+    )
+    row |= {"run_id": run.run_id, "run_as_of": run.as_of}
+    source: ScoreSource = "recomputed" if instant or note else "live"
+    answer = _score_of_row(customer_id, row, at, source, settings)
+    return answer.model_copy(update={"note": note}) if note else answer
+
+
+def _run_columns(
+    reference: Reference,
+    population: Population,
+    config: ScoringConfig,
+    terms: store.MoneyTerms,
+    models: Models | None,
+) -> dict[str, Any]:
+    """What a stored row reads of its run, for a customer scored against `reference`."""
     simple = reference.simple or simple_clv_base(population, config)
-    facts = explain.facts_of(population, scores, 0, reference.mvc_threshold)
+    return {
+        "run_id": None,
+        "run_as_of": None,
+        "mvc_threshold": reference.mvc_threshold,
+        "simple_lifespan_weeks": simple.lifespan_weeks,
+        "simple_lifespan_measured": simple.measured,
+        "currency": terms.currency,
+        "horizon_weeks": terms.horizon_weeks,
+        "discount_rate_per_week": terms.discount_rate_per_week,
+        "margin": terms.margin,
+        "model_version": models.version if models else None,
+        "time_unit": models.time_unit if models else None,
+    }
+
+
+def _terms_of(row: dict[str, Any], settings: ScoringSettings) -> store.MoneyTerms:
+    """The money terms a row's run stated (the settings' for runs stored before them)."""
+    if row.get("currency") is None:
+        return money_terms(settings)
+    return store.MoneyTerms(
+        row["currency"], row["horizon_weeks"], row["discount_rate_per_week"], row["margin"]
+    )
+
+
+def _score_of_row(
+    customer_id: str,
+    row: dict[str, Any],
+    at: datetime,
+    source: ScoreSource,
+    settings: ScoringSettings,
+) -> CustomerScore:
+    """The answer from a row (stored, or computed as one) that scores the customer at `at`."""
+    config = settings.scoring_config()
+    terms = _terms_of(row, settings)
+    facts = stored.facts_of(row, at, ZoneInfo(settings.timezone), row["mvc_threshold"])
+    codes = labelled({name: row[name] for name in stored.SCORE_FIELDS})
+    tier = Tier(str(row["tier"]))
+    playbook = TIER_PLAYBOOKS[tier]
     return CustomerScore(
         customer_id=customer_id,
         as_of=at,
-        model_version=models.version if models else None,
-        time_unit=models.time_unit if models else config.time_unit,
+        model_version=row["model_version"],
+        time_unit=row["time_unit"] or config.time_unit,
         horizon_weeks=terms.horizon_weeks,
         currency=terms.currency,
         explanations=explain.explain_all(facts, config),
-        recency_days=float(population.days_since_last[0]),
-        orders=int(population.orders[0]),
-        net_spent=float(population.net_spent[0]),
-        rfm=RfmScore(
-            recency=row["recency_score"],
-            frequency=row["frequency_score"],
-            monetary=row["monetary_score"],
-            code=f"{row['recency_score']}{row['frequency_score']}{row['monetary_score']}",
-            segment=row["segment"],
-            segment_label_en=row["segment_label_en"],
-            segment_label_zh=row["segment_label_zh"],
-        ),
+        recency_days=facts.days_since_last,
+        orders=int(row["orders"]),
+        net_spent=float(row["net_spent"]),
+        rfm=_rfm_score_of_row(row),
         tier=tier.value,
-        tier_label_en=row["tier_label_en"],
-        tier_label_zh=row["tier_label_zh"],
+        tier_label_en=str(codes["tier_label_en"]),
+        tier_label_zh=str(codes["tier_label_zh"]),
         tier_playbook={
             "name_zh": playbook.name_zh,
             "who": playbook.who,
             "actions": list(playbook.actions),
         },
         value_class=row["value_class"],
-        value_class_label_en=row["value_class_label_en"],
-        value_class_label_zh=row["value_class_label_zh"],
+        value_class_label_en=str(codes["value_class_label_en"]),
+        value_class_label_zh=str(codes["value_class_label_zh"]),
         lifecycle=row["lifecycle"],
-        lifecycle_label_en=row["lifecycle_label_en"],
-        lifecycle_label_zh=row["lifecycle_label_zh"],
+        lifecycle_label_en=str(codes["lifecycle_label_en"]),
+        lifecycle_label_zh=str(codes["lifecycle_label_zh"]),
         lifetime=Lifetime(
             currency=terms.currency,
             horizon_weeks=terms.horizon_weeks,
             values=lifetime_values(
-                row | {"net_spent": float(population.net_spent[0])},
-                terms,
-                simple.lifespan_weeks,
-                simple.measured,
+                row, terms, row["simple_lifespan_weeks"], row["simple_lifespan_measured"]
             ),
             p_alive=row["p_alive"],
             expected_purchases=row["expected_purchases"],
@@ -435,8 +576,11 @@ async def get_score(
         ),
         churn_risk=row["churn_risk"],
         churn_level=row["churn_level"],
-        churn_level_label_en=row["churn_level_label_en"],
-        churn_level_label_zh=row["churn_level_label_zh"],
+        churn_level_label_en=str(codes["churn_level_label_en"]),
+        churn_level_label_zh=str(codes["churn_level_label_zh"]),
+        source=source,
+        run_id=row["run_id"],
+        run_as_of=row["run_as_of"],
     )
 
 
@@ -504,7 +648,7 @@ async def get_customer(
         lead = {**profile.lead, **_lead_fields(man)}
         explanations["man"] = explain.explain_man(man).as_dict()
     scores, explained = await _current_scores(
-        res, customer_id, found.pop("scores"), found.pop("latest_fact")
+        res, customer_id, found.pop("scores"), found["counts"]["purchases"] > 0
     )
     if scores is None:
         explained = {"lifecycle": explain.explain_prospect().as_dict()}
@@ -557,112 +701,80 @@ def _survey_summary(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-# A fact is applied with its transaction's start time (applied_at) but becomes visible at its
-# commit: one that started before a re-score loaded its population can still be missing from
-# it. Folding transactions last well under this, so facts applied up to this long before the
-# load are treated as possibly missing (the customer is scored live: the same answer, at the
-# cost of one customer's statistics).
-COMMIT_MARGIN = timedelta(minutes=5)
-
-
-def _snapshot_is_current(snapshot: dict[str, Any] | None, latest: dict[str, Any]) -> bool:
-    """Whether the re-score saw every fact of the customer's: each applied before it loaded
-    its population (with the margin) and dated no later than its as_of."""
-    if snapshot is None:
-        return False
-    applied, happened = latest.get("latest_applied_at"), latest.get("latest_fact_at")
-    return (applied is None or applied < snapshot["loaded_at"] - COMMIT_MARGIN) and (
-        happened is None or happened <= snapshot["scored_as_of"]
-    )
-
-
-_TERM_COLUMNS = ("currency", "horizon_weeks", "discount_rate_per_week", "margin")
+# What the view shows of a row: its scores and classes, the facts they derive from, when and
+# against which re-score (`reference_customers` buyers) they were scored.
+_VIEW_SCORE_KEYS = (
+    "customer_id",
+    *stored.SCORE_FIELDS,
+    "rfm_code",
+    "net_spent",
+    "orders",
+    "first_purchase_at",
+    "last_purchase_at",
+    "run_id",
+    "run_as_of",
+    "scored_as_of",
+    "reference_customers",
+    "source",
+)
 
 
 async def _current_scores(
-    res: Resources,
-    customer_id: str,
-    snapshot: dict[str, Any] | None,
-    latest_fact: dict[str, Any],
+    res: Resources, customer_id: str, row: dict[str, Any] | None, bought: bool
 ) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
-    """The re-score's scores if no fact of the customer's can be missing from them; else the
-    customer scored now from their facts against the last re-score's population, as
-    GET /score does (one customer's statistics: one indexed query). With the explanation of
-    each class, from the customer's statistics as of the scores' instant."""
-    if snapshot is not None and _snapshot_is_current(snapshot, latest_fact):
-        terms = (
-            store.MoneyTerms(*(snapshot[c] for c in _TERM_COLUMNS))
-            if snapshot.get("currency") is not None
-            else None
-        )
-        scored = await _score_one(res, customer_id, snapshot["scored_as_of"])
-        explained = _explanations(scored) if scored else {}
-        lifespan = scored[3].simple if scored else None
-        values = lifetime_values(
-            snapshot,
-            terms,
-            lifespan.lifespan_weeks if lifespan else None,
-            lifespan.measured if lifespan else None,
-        )
-        kept = {k: v for k, v in snapshot.items() if k not in ("loaded_at", *_TERM_COLUMNS)}
-        return kept | {"source": "re-score", "lifetime_values": values}, explained
-    now = datetime.now(UTC)
-    scored = await _score_one(res, customer_id, now)
-    if scored is None:
-        return None, {}  # no purchase counts (for example every order refunded)
-    population, scores, run, reference, config = scored
-    row = scores.row(0)
-    days_since_last = float(population.days_since_last[0])
-    net_spent = Decimal(str(float(population.net_spent[0])))
-    simple = reference.simple or simple_clv_base(population, config)
-    values = lifetime_values(
-        row | {"net_spent": net_spent},
-        money_terms(_settings(res)),
-        simple.lifespan_weeks,
-        simple.measured,
-    )
-    return row | {
-        "run_id": run.run_id,
-        "rfm_code": f"{row['recency_score']}{row['frequency_score']}{row['monetary_score']}",
-        "net_spent": net_spent,
-        "orders": int(population.orders[0]),
-        "last_purchase_at": now - timedelta(days=days_since_last),
-        "scored_as_of": now,
-        "reference_customers": run.customers,
-        "source": "live",
-        "lifetime_values": values,
-    }, _explanations(scored)
-
-
-ScoredOne = tuple[Population, Scores, ScoreReference, Reference, ScoringConfig]
-
-
-async def _score_one(res: Resources, customer_id: str, at: datetime) -> ScoredOne | None:
-    """One customer's statistics as of `at`, scored against the last re-score's population
-    (None if no purchase of theirs counts)."""
+    """The customer's row (the re-score's, or the fold's since), with the explanation of each
+    class from the customer's statistics as of the scores' instant. Without a row (no
+    re-score has seen a buyer yet) a customer who bought is scored now, as GET /score does."""
     settings = _settings(res)
-    population = await store.load_population(
-        res.pool,
-        at,
-        ZoneInfo(settings.timezone),
-        settings.scoring_trend_window_days,
-        [customer_id],
-        count_zero_value=settings.scoring_count_zero_value_orders,
+    if row is None and bought:
+        try:
+            found = await _computed_score(res, customer_id, None, None, None)
+        except HTTPException:
+            return None, {}  # no purchase counts (for example every order refunded)
+        return _view_scores_of(found), found.explanations
+    if row is None:
+        return None, {}
+    zone = ZoneInfo(settings.timezone)
+    facts = stored.facts_of(row, row["scored_as_of"], zone, row["mvc_threshold"])
+    values = lifetime_values(
+        row,
+        _terms_of(row, settings),
+        row["simple_lifespan_weeks"],
+        row["simple_lifespan_measured"],
     )
-    if population.size == 0:
-        return None
-    run, found = await _last_reference(res)
-    config = settings.scoring_config()
-    reference = found or Reference.of(population, config)
-    models = await store.latest_models(res.pool)
-    return population, score(population, reference, models, config), run, reference, config
+    scores = {k: row[k] for k in _VIEW_SCORE_KEYS} | {"lifetime_values": values}
+    return scores, explain.explain_all(facts, _settings(res).scoring_config())
 
 
-def _explanations(scored: ScoredOne) -> dict[str, dict[str, Any]]:
-    population, scores, _, reference, config = scored
-    return explain.explain_all(
-        explain.facts_of(population, scores, 0, reference.mvc_threshold), config
-    )
+def _view_scores_of(found: CustomerScore) -> dict[str, Any]:
+    """The view's scores from an answer of GET /score's shape (computed for this request)."""
+    return {
+        "customer_id": found.customer_id,
+        "recency_score": found.rfm.recency,
+        "frequency_score": found.rfm.frequency,
+        "monetary_score": found.rfm.monetary,
+        "rfm_code": found.rfm.code,
+        "segment": found.rfm.segment,
+        "tier": found.tier,
+        "value_class": found.value_class,
+        "lifecycle": found.lifecycle,
+        "p_alive": found.lifetime.p_alive,
+        "expected_purchases": found.lifetime.expected_purchases,
+        "expected_spend": found.lifetime.expected_spend,
+        "predicted_clv": found.lifetime.predicted_clv,
+        "simple_clv": found.lifetime.simple_clv,
+        "churn_risk": found.churn_risk,
+        "churn_level": found.churn_level,
+        "net_spent": Decimal(str(found.net_spent)),
+        "orders": found.orders,
+        "last_purchase_at": found.as_of - timedelta(days=found.recency_days),
+        "run_id": found.run_id,
+        "run_as_of": found.run_as_of,
+        "scored_as_of": found.as_of,
+        "reference_customers": 0,
+        "source": "live",
+        "lifetime_values": found.lifetime.values,
+    }
 
 
 SortKey = Literal["clv", "churn_risk", "monetary", "recency"]

@@ -124,7 +124,15 @@ async def _rescore_locked(conn: Connection, settings: ScoringSettings, as_of: da
         seconds = time.perf_counter() - started
         terms = money_terms(settings)
         run_id = await store.save_run(conn, as_of, models, reference, seconds, loaded_at, terms)
-        await store.save_scores(conn, run_id, scores, population)
+        await store.save_scores(
+            conn,
+            run_id,
+            scores,
+            population,
+            previous,
+            model_version=models.version if models else None,
+            loaded_at=loaded_at,
+        )
         found = await asyncio.to_thread(changes, previous, scores)
         del previous
         # The first re-score announces every customer's classes (three events each): built

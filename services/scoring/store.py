@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import numpy as np
 
+from services.scoring import stored
 from services.scoring.clv import BgNbdParams, GammaGammaParams
 from services.scoring.domain import History, PurchaseSummary
 from services.scoring.scoring import Models, Population, Reference, Scores, SimpleClvBase
@@ -36,6 +37,21 @@ async def lock_stripes(conn: Connection, stripes: Sequence[int], exclusive: Sequ
         CUSTOMER_LOCKS,
         stripes,
         exclusive,
+    )
+
+
+# Namespace of the scoring stripes the fold takes to score customers (projection.py step 5).
+SCORING_LOCKS = zlib.crc32(b"scoring:score") - 2**31
+
+
+async def lock_scoring_stripes(conn: Connection, stripes: Sequence[int]) -> None:
+    """Exclusive transaction-level advisory locks on scoring stripes, in the order given
+    (ascending, so two instances cannot deadlock)."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock($1, k) FROM unnest($2::int[]) WITH ORDINALITY AS u(k, n)"
+        " ORDER BY n",
+        SCORING_LOCKS,
+        stripes,
     )
 
 
@@ -242,7 +258,9 @@ SELECT b.customer_id,
        b.recent_spend::float8, b.previous_spend::float8,
        coalesce(t.recent, 0)::float8, coalesce(t.previous, 0)::float8,
        coalesce(t.total, 0)::float8, coalesce(c.total, 0)::float8,
-       coalesce(v.value, 0)::float8
+       coalesce(v.value, 0)::float8,
+       extract(epoch FROM b.first_at)::float8 AS first_purchase_epoch,
+       b.net_spent AS net_spent_exact
 FROM buyers b
 JOIN daily f ON f.customer_id = b.customer_id AND f.day = b.first_day
 LEFT JOIN talks t ON t.customer_id = b.customer_id
@@ -294,12 +312,18 @@ POPULATION_IN_THREAD = 1000  # rows from which the arrays are built in a thread
 def _population_of(rows: list[asyncpg.Record], as_of: datetime) -> Population:
     ids = np.array([r[0] for r in rows], dtype=object)
     values = (
-        np.array([tuple(r)[1:] for r in rows], dtype=np.float64)
+        np.array([tuple(r)[1:-1] for r in rows], dtype=np.float64)
         if rows
-        else np.zeros((0, len(POPULATION_FIELDS)))
+        else np.zeros((0, len(POPULATION_FIELDS) + 1))
     )
     columns = {name: values[:, i].copy() for i, name in enumerate(POPULATION_FIELDS)}
-    return Population(as_of=as_of, customer_id=ids, **columns)
+    return Population(
+        as_of=as_of,
+        customer_id=ids,
+        first_purchase_epoch=values[:, len(POPULATION_FIELDS)].copy(),
+        net_spent_exact=np.array([r[-1] for r in rows], dtype=object),
+        **columns,
+    )
 
 
 # Each customer's purchase days after the local day $6 (the calibration period's last) up
@@ -429,9 +453,16 @@ async def latest_terms(conn: Connection | Pool) -> MoneyTerms | None:
 
 async def latest_reference(conn: Connection | Pool) -> tuple[int, datetime, Reference] | None:
     row = await conn.fetchrow("SELECT * FROM score_runs ORDER BY run_id DESC LIMIT 1")
-    if row is None:
-        return None
-    reference = Reference(
+    return (row["run_id"], row["as_of"], reference_of(row)) if row else None
+
+
+async def run_reference(conn: Connection | Pool, run_id: int) -> Reference:
+    return reference_of(await conn.fetchrow("SELECT * FROM score_runs WHERE run_id = $1", run_id))
+
+
+def reference_of(row: Any) -> Reference:
+    """The population a score_runs row measured."""
+    return Reference(
         recency=np.frombuffer(row["recency"], dtype=np.float64),
         frequency=np.frombuffer(row["frequency"], dtype=np.float64),
         monetary=np.frombuffer(row["monetary"], dtype=np.float64),
@@ -445,86 +476,255 @@ async def latest_reference(conn: Connection | Pool) -> tuple[int, datetime, Refe
             measured=row["simple_lifespan_measured"],
         ),
     )
-    return row["run_id"], row["as_of"], reference
+
+
+async def scoring_basis(conn: Connection) -> tuple[int | None, int | None]:
+    """The latest re-score that saw a buyer (None: none yet) and the latest model version."""
+    row = await conn.fetchrow(
+        "SELECT (SELECT run_id FROM score_runs WHERE customers > 0"
+        " ORDER BY run_id DESC LIMIT 1) AS run_id, (SELECT max(version) FROM clv_models) AS version"
+    )
+    assert row is not None
+    return row["run_id"], row["version"]
 
 
 async def previous_classes(conn: Connection) -> dict[str, tuple[str, str, str]]:
-    rows = await conn.fetch("SELECT customer_id, segment, tier, churn_level FROM customer_scores")
+    """(segment, tier, churn level) of every customer in the previous re-score's snapshot
+    (its history; before a history was kept, the snapshot table)."""
+    rows = await conn.fetch(
+        "SELECT customer_id, segment, tier, churn_level FROM ("
+        " SELECT DISTINCT ON (customer_id) * FROM score_history"
+        " ORDER BY customer_id, run_id DESC) latest WHERE present"
+    )
+    if not rows and not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM score_history)"):
+        rows = await conn.fetch(
+            "SELECT customer_id, segment, tier, churn_level FROM customer_scores"
+        )
     return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
 
-_SCORE_COLUMNS = [
-    ("recency_score", "smallint"),
-    ("frequency_score", "smallint"),
-    ("monetary_score", "smallint"),
-    ("segment", "text"),
-    ("tier", "text"),
-    ("value_class", "text"),
-    ("lifecycle", "text"),
-    ("p_alive", "float8"),
-    ("expected_purchases", "float8"),
-    ("expected_spend", "float8"),
-    ("predicted_clv", "float8"),
-    ("simple_clv", "float8"),
-    ("churn_risk", "float8"),
-    ("churn_level", "text"),
-]
+# A stored row's columns as stored.row_columns gives them: the unnest's types, and the
+# table columns they fill (the statistics become one array).
+_SCORE_TYPES = {
+    "recency_score": "smallint",
+    "frequency_score": "smallint",
+    "monetary_score": "smallint",
+    "segment": "text",
+    "tier": "text",
+    "value_class": "text",
+    "lifecycle": "text",
+    "p_alive": "float8",
+    "expected_purchases": "float8",
+    "expected_spend": "float8",
+    "predicted_clv": "float8",
+    "simple_clv": "float8",
+    "churn_risk": "float8",
+    "churn_level": "text",
+}
+_ROW_TYPES = {
+    "customer_id": "text",
+    **{name: _SCORE_TYPES[name] for name in stored.SCORE_FIELDS},
+    "rfm_code": "text",
+    "net_spent": "numeric",
+    "orders": "int",
+    "last_purchase_at": "timestamptz",
+    "first_purchase_at": "timestamptz",
+    **{f"stat_{i}": "float8" for i in range(len(stored.STORED_STATS))},
+}
+_ROW_FIELDS = [*list(_ROW_TYPES)[: -len(stored.STORED_STATS)], "stats"]
+_STATS_ARRAY = "ARRAY[" + ", ".join(f"u.stat_{i}" for i in range(len(stored.STORED_STATS))) + "]"
+
+
+def _unnest_rows(first_parameter: int) -> str:
+    """SELECT of the stored rows passed as arrays from $first_parameter on (_ROW_FIELDS)."""
+    arrays = ", ".join(f"${first_parameter + i}::{t}[]" for i, t in enumerate(_ROW_TYPES.values()))
+    plain = ", ".join(f"u.{c}" for c in list(_ROW_TYPES)[: -len(stored.STORED_STATS)])
+    return f"SELECT {plain}, {_STATS_ARRAY} FROM unnest({arrays}) AS u({', '.join(_ROW_TYPES)})"
 
 
 SCORES_PER_STATEMENT = 5000  # rows: each statement's encoding holds the event loop briefly
 
+# A fold may score a customer while a re-score runs: the re-score does not replace a row the
+# fold stored after (or just before: a transaction commits after it starts, and folding
+# transactions last well under this) the re-score loaded its population.
+COMMIT_MARGIN = timedelta(minutes=5)
+
+_SET_ROW = ", ".join(
+    f"{c} = EXCLUDED.{c}"
+    for c in [
+        *_ROW_FIELDS[1:],
+        "run_id",
+        "scored_as_of",
+        "source",
+        "model_version",
+        "applied_at",
+    ]
+)
+
 
 async def save_scores(
-    conn: Connection, run_id: int, scores: Scores, population: Population
+    conn: Connection,
+    run_id: int,
+    scores: Scores,
+    population: Population,
+    previous: dict[str, tuple[str, str, str]],
+    *,
+    model_version: int | None,
+    loaded_at: datetime,
 ) -> None:
-    """Replace the snapshot with this run's scores (customers who bought, as of the run)."""
-    names = [n for n, _ in _SCORE_COLUMNS]
-    types = ["text", *(t for _, t in _SCORE_COLUMNS), "text", "numeric", "int", "timestamptz"]
-    placeholders = ", ".join(f"${i + 2}::{t}[]" for i, t in enumerate(types))
-    statement = f"""
-        INSERT INTO customer_scores (customer_id, {", ".join(names)}, rfm_code, net_spent,
-                                     orders, last_purchase_at, run_id)
-        SELECT u.*, $1::int FROM unnest({placeholders}) AS u
-        ON CONFLICT (customer_id) DO UPDATE SET
-            {", ".join(f"{c} = EXCLUDED.{c}" for c in names)}, rfm_code = EXCLUDED.rfm_code,
-            net_spent = EXCLUDED.net_spent, orders = EXCLUDED.orders,
-            last_purchase_at = EXCLUDED.last_purchase_at, run_id = EXCLUDED.run_id
-        """
-    columns = await asyncio.to_thread(_score_columns, scores, population, names)
+    """A re-score's rows: staged, then added to the run history where they changed (and a
+    departure for each customer of `previous`, the last snapshot, no longer in it), then made
+    the current rows, but for those the fold stored since the population was loaded."""
+    columns = await asyncio.to_thread(stored.row_columns, scores, population)
+    await conn.execute(
+        "CREATE TEMP TABLE run_rows ON COMMIT DROP AS"
+        f" SELECT {', '.join(_ROW_FIELDS)} FROM customer_scores WITH NO DATA"
+    )
+    statement = f"INSERT INTO run_rows ({', '.join(_ROW_FIELDS)}) {_unnest_rows(1)}"
     for start in range(0, scores.customer_id.size, SCORES_PER_STATEMENT):
         end = start + SCORES_PER_STATEMENT
-        await conn.execute(statement, run_id, *(column[start:end] for column in columns))
-    await conn.execute("DELETE FROM customer_scores WHERE run_id <> $1", run_id)
+        await conn.execute(statement, *(column[start:end] for column in columns.values()))
+    await conn.execute("ANALYZE run_rows")
+    await conn.execute(_HISTORY_CHANGED, run_id)
+    kept = set(columns["customer_id"])
+    departed = [customer for customer in previous if customer not in kept]
+    await conn.execute(
+        "INSERT INTO score_history (customer_id, run_id, present)"
+        " SELECT unnest($1::text[]), $2, false",
+        departed,
+        run_id,
+    )
+    # Every current row locked first, in customer order as the fold locks its rows: the
+    # updates and deletes below then wait for no fold that could wait for them.
+    await conn.execute("SELECT 1 FROM customer_scores ORDER BY customer_id FOR UPDATE")
+    await conn.execute(
+        f"INSERT INTO customer_scores ({', '.join(_ROW_FIELDS)}, run_id, scored_as_of, source,"
+        " model_version, applied_at)"
+        f" SELECT {', '.join(_ROW_FIELDS)}, $1, $2, 're-score', $3, NULL FROM run_rows"
+        " ORDER BY customer_id"
+        f" ON CONFLICT (customer_id) DO UPDATE SET {_SET_ROW}"
+        " WHERE customer_scores.source <> 'live' OR customer_scores.applied_at < $4",
+        run_id,
+        population.as_of,
+        model_version,
+        loaded_at - COMMIT_MARGIN,
+    )
+    await conn.execute(
+        "DELETE FROM customer_scores c WHERE NOT EXISTS"
+        " (SELECT 1 FROM run_rows n WHERE n.customer_id = c.customer_id)"
+        " AND (c.source <> 'live' OR c.applied_at < $1)",
+        loaded_at - COMMIT_MARGIN,
+    )
 
 
-def _score_columns(scores: Scores, population: Population, names: list[str]) -> list[list[Any]]:
-    """The snapshot's columns as lists (NaN as NULL), in the statement's order."""
-    columns: list[list[Any]] = [scores.customer_id.tolist()]
-    for name in names:
-        values = getattr(scores, name)
-        columns.append(
-            [None if isinstance(v, float) and np.isnan(v) else v for v in values.tolist()]
+def _significant(column: str) -> str:
+    """SQL: a run_rows column to stored.SIGNIFICANT_DIGITS significant digits."""
+    digits = stored.SIGNIFICANT_DIGITS - 1
+    value = f"n.{column}::numeric"
+    return (
+        f"CASE WHEN n.{column} IS NULL OR n.{column} = 0"
+        f" OR n.{column} IN ('Infinity', '-Infinity') THEN n.{column}"
+        f" ELSE round({value}, {digits} - floor(log(abs({value})))::int)::float8 END"
+    )
+
+
+_HISTORY_COLUMNS = [c for c in _ROW_FIELDS if c != "customer_id"]
+_HISTORY_VALUES = [
+    _significant(c) if c in stored.MODEL_FIGURES else f"n.{c}" for c in _HISTORY_COLUMNS
+]
+
+# The run's rows that differ from the customer's latest history row (or have none, or
+# follow a departure).
+_FRESH = ", ".join(f"{v} AS {c}" for v, c in zip(_HISTORY_VALUES, _HISTORY_COLUMNS, strict=True))
+_HISTORY_CHANGED = f"""
+WITH fresh AS (
+    SELECT n.customer_id, {_FRESH}
+    FROM run_rows n
+)
+INSERT INTO score_history (customer_id, run_id, present, {", ".join(_HISTORY_COLUMNS)})
+SELECT f.customer_id, $1, true, {", ".join(f"f.{c}" for c in _HISTORY_COLUMNS)}
+FROM fresh f
+LEFT JOIN LATERAL (
+    SELECT * FROM score_history h WHERE h.customer_id = f.customer_id
+    ORDER BY h.run_id DESC LIMIT 1
+) p ON true
+WHERE p.customer_id IS NULL OR NOT p.present
+   OR ({", ".join(f"f.{c}" for c in _HISTORY_COLUMNS)})
+      IS DISTINCT FROM ({", ".join(f"p.{c}" for c in _HISTORY_COLUMNS)})
+"""
+
+
+async def save_live_scores(
+    conn: Connection,
+    run_id: int,
+    model_version: int | None,
+    scores: Scores,
+    population: Population,
+    departed: list[str],
+) -> None:
+    """The fold's rows (source 'live'): customers whose facts it applied, scored against
+    run `run_id`'s population as of population.as_of; `departed` no longer have a purchase
+    that counts. In customer order, as a re-score writes, so the two cannot deadlock."""
+    columns = stored.row_columns(scores, population)
+    await conn.execute(
+        f"INSERT INTO customer_scores ({', '.join(_ROW_FIELDS)}, run_id, scored_as_of, source,"
+        f" model_version, applied_at) SELECT *, $1::int, $2::timestamptz, 'live', $3::int,"
+        f" now() FROM ({_unnest_rows(4)}) r ORDER BY 1"
+        f" ON CONFLICT (customer_id) DO UPDATE SET {_SET_ROW}",
+        run_id,
+        population.as_of,
+        model_version,
+        *columns.values(),
+    )
+    if departed:
+        await conn.execute(
+            "DELETE FROM customer_scores WHERE customer_id = ANY($1::text[])", departed
         )
-    columns.append(
-        [
-            f"{r}{f}{m}"
-            for r, f, m in zip(
-                scores.recency_score.tolist(),
-                scores.frequency_score.tolist(),
-                scores.monetary_score.tolist(),
-                strict=True,
-            )
-        ]
-    )
-    columns.append(population.net_spent.tolist())
-    columns.append([int(o) for o in population.orders.tolist()])
-    columns.append(
-        [
-            population.as_of - timedelta(days=d) if np.isfinite(d) else None
-            for d in population.days_since_last.tolist()
-        ]
-    )
-    return columns
+
+
+# One customer's current row, with what its run measured (one indexed read).
+_CURRENT = """
+SELECT s.*, r.as_of AS run_as_of, r.customers AS reference_customers,
+       r.mvc_threshold, r.simple_lifespan_weeks, r.simple_lifespan_measured,
+       r.currency, r.horizon_weeks, r.discount_rate_per_week, r.margin, m.time_unit
+FROM customer_scores s
+JOIN score_runs r ON r.run_id = s.run_id
+LEFT JOIN clv_models m ON m.version = s.model_version
+WHERE s.customer_id = $1 AND s.stats IS NOT NULL
+"""
+
+
+async def current_score(pool: Pool, customer_id: str) -> dict[str, Any] | None:
+    """The customer's current row (None: none, or one stored before rows kept statistics)."""
+    row = await pool.fetchrow(_CURRENT, customer_id)
+    return dict(row) if row else None
+
+
+# The run in force at $2 (the latest that saw a buyer, as of $2 or before) and the
+# customer's row in its snapshot (the latest history row up to it); no row: no run yet.
+_SNAPSHOT = """
+WITH run AS (
+    SELECT * FROM score_runs WHERE customers > 0 AND as_of <= $2
+    ORDER BY as_of DESC, run_id DESC LIMIT 1
+)
+SELECT h.*, r.run_id, r.as_of AS run_as_of, r.customers AS reference_customers,
+       r.mvc_threshold, r.simple_lifespan_weeks, r.simple_lifespan_measured,
+       r.currency, r.horizon_weeks, r.discount_rate_per_week, r.margin,
+       r.model_version, m.time_unit
+FROM run r
+LEFT JOIN LATERAL (
+    SELECT * FROM score_history h WHERE h.customer_id = $1 AND h.run_id <= r.run_id
+    ORDER BY h.run_id DESC LIMIT 1
+) h ON true
+LEFT JOIN clv_models m ON m.version = r.model_version
+"""
+
+
+async def snapshot_score(pool: Pool, customer_id: str, instant: datetime) -> dict[str, Any] | None:
+    """The run in force at `instant` and the customer's row in its snapshot (`present` not
+    true: not a buyer in it); None: no re-score that saw a buyer up to `instant`."""
+    row = await pool.fetchrow(_SNAPSHOT, customer_id, instant)
+    return dict(row) if row else None
 
 
 # ---- read side: the API's queries ---------------------------------------------------------
@@ -553,24 +753,8 @@ FROM surveys WHERE customer_id = $1 GROUP BY kind
 """
 
 
-# Of a customer's facts that scores derive from (purchases, refunds, interactions,
-# complaints): the latest event time and the latest time one was applied (each read within
-# the customer's rows of its table's (customer_id, time, ...) key).
-_LATEST_FACT = """
-SELECT greatest(
-           (SELECT max(time) FROM purchases WHERE customer_id = $1),
-           (SELECT max(time) FROM interactions WHERE customer_id = $1),
-           (SELECT max(time) FROM complaints WHERE customer_id = $1)) AS latest_fact_at,
-       greatest(
-           (SELECT max(applied_at) FROM purchases WHERE customer_id = $1),
-           (SELECT max(applied_at) FROM interactions WHERE customer_id = $1),
-           (SELECT max(applied_at) FROM complaints WHERE customer_id = $1)) AS latest_applied_at
-"""
-
-
 async def customer_view(pool: Pool, customer_id: str, latest: int) -> dict[str, Any] | None:
-    """Profile events, the re-score's scores (with its as_of and when it loaded its
-    population), when the latest fact the scores derive from happened and was applied, counts
+    """Profile events, the customer's current scores row (as current_score reads it), counts
     and the latest of each kind; None if unknown."""
     async with pool.acquire() as conn:
         counts = await conn.fetchrow(
@@ -588,17 +772,10 @@ async def customer_view(pool: Pool, customer_id: str, latest: int) -> dict[str, 
         profile_events = await conn.fetch(
             "SELECT body FROM customer_events WHERE customer_id = $1 ORDER BY time", customer_id
         )
-        scores = await conn.fetchrow(
-            "SELECT s.*, r.as_of AS scored_as_of, r.customers AS reference_customers,"
-            " coalesce(r.loaded_at, r.as_of) AS loaded_at, r.currency, r.horizon_weeks,"
-            " r.discount_rate_per_week, r.margin FROM customer_scores s"
-            " JOIN score_runs r USING (run_id) WHERE s.customer_id = $1",
-            customer_id,
-        )
+        scores = await conn.fetchrow(_CURRENT, customer_id)
         view: dict[str, Any] = {
             "profile_events": [r["body"] for r in profile_events],
             "scores": dict(scores) if scores else None,
-            "latest_fact": dict(await conn.fetchrow(_LATEST_FACT, customer_id) or {}),
             "counts": {k: v for k, v in counts.items() if k != "profile_events"},
         }
         for key, query in _LATEST.items():

@@ -121,4 +121,9 @@ async def test_a_new_customer_is_scored_with_the_first_purchase(scoring: Scoring
     view = (await http.get("/v1/customers/new-1")).json()["scores"]
     assert rfm_of(view) == (5, 1, 3, "513", "potential_loyalist")
     assert (view["source"], view["run_id"], view["orders"]) == ("live", run_id, 1)
-    assert await pool.fetchval("SELECT count(*) FROM customer_scores") == 5  # no re-score ran
+    # No re-score ran: the fold stored the new customer's row, beside the run's five.
+    assert await pool.fetchval("SELECT max(run_id) FROM score_runs") == run_id
+    stored = await pool.fetch("SELECT customer_id, source FROM customer_scores ORDER BY 1")
+    assert [tuple(r) for r in stored] == [("new-1", "live")] + [
+        (f"p-{k}", "re-score") for k in range(1, 6)
+    ]
