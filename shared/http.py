@@ -10,12 +10,13 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
@@ -398,3 +399,53 @@ class LatencyMiddleware:
             metrics.HTTP_SECONDS.labels(scope["method"], template, str(status)).observe(
                 time.perf_counter() - started
             )
+
+
+# ---- pages: the services' own web pages (reporting's dashboard, scoring's model validation)
+
+STATIC_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+# A page loads its scripts and styles from /static only (configuration goes in a JSON data
+# block, which is not script); scripts set element styles through the CSSOM, which style-src
+# does not govern. No framing: a page holds a key.
+PAGE_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+def page_router(static: Path, pages: dict[str, str]) -> APIRouter:
+    """Routes serving `pages` (URL path -> file in `static`) under the page security policy,
+    and every file of `static` at /static/<name>. Not in the API documents."""
+    router = APIRouter(include_in_schema=False)
+    root = static.resolve()
+
+    def serve_page(name: str) -> Callable[[], Coroutine[Any, Any, Response]]:
+        async def page() -> Response:
+            # The page carries a key in its address (#key=...): no copy of it anywhere.
+            return FileResponse(
+                root / name,
+                media_type=STATIC_TYPES[".html"],
+                headers={
+                    "Content-Security-Policy": PAGE_SECURITY_POLICY,
+                    "Cache-Control": "no-store",
+                },
+            )
+
+        return page
+
+    for path, name in pages.items():
+        router.add_api_route(path, serve_page(name), methods=["GET"])
+
+    @router.get("/static/{name:path}")
+    async def static_file(name: str) -> FileResponse:
+        path = (root / name).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            raise HTTPException(404, "not found")
+        return FileResponse(path, media_type=STATIC_TYPES.get(path.suffix))
+
+    return router
