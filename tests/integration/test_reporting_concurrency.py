@@ -15,19 +15,20 @@ table makes each table that first one, and one scenario meets everywhere and che
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from services.reporting.kpi import Granularity
 from services.reporting.main import SPEC
 from services.reporting.metrics import Dimension
 from services.reporting.settings import ReportingSettings
 from shared import db
 from shared.consumer import Projection
 from tests.helpers import event, store_concurrently
-from tests.integration.test_reporting_store import MARCH, kpis, pool, validated
+from tests.integration.test_reporting_store import MARCH, WINDOW, kpis, pool, validated
 
 pytestmark = pytest.mark.integration
 __all__ = ["pool"]  # the fixture: a migrated reporting schema on a fresh database
@@ -386,3 +387,41 @@ async def test_two_instances_meet_on_one_table(pool: db.Pool, table: str, a_firs
     a, b = validated(meeting.a), validated(meeting.b)
     assert await store_concurrently(pool, projection, *((a, b) if a_first else (b, a)))
     assert {tuple(r) for r in await pool.fetch(meeting.query)} == meeting.rows
+
+
+# The customer base: A classes the customer (a tier change), B folds their purchases. The
+# batches share no row of the other tables, so they meet first on the customer's row of
+# base_members: the second must recount with the first's tier and days, not its own alone.
+BASE_A = [
+    ev(
+        "ba1",
+        "crm.customer.tier_changed",
+        "z1",
+        {"new": "gold", "as_of": "2025-03-02T08:00:00+00:00"},
+        "02T08:00",
+    ),
+]
+BASE_B = [
+    buy("bb1", "z1", "01T09:00", "10.00", "web", "zo1"),
+    buy("bb2", "z1", "20T09:00", "10.00", "web", "zo2"),
+]
+
+
+@ORDERS
+async def test_two_instances_count_the_same_customer_in_the_base_at_once(
+    pool: db.Pool, a_first: bool
+) -> None:
+    from tests.integration.test_reporting_base import expected_rows, read
+
+    a, b = validated(BASE_A), validated(BASE_B)
+    assert await store_concurrently(pool, projection, *((a, b) if a_first else (b, a)))
+    for granularity, periods in (
+        (Granularity.DAY, [(MARCH_1 + timedelta(days=k),) * 2 for k in range(31)]),
+        (Granularity.MONTH, [(MARCH_1, date(2025, 3, 31)), (date(2025, 4, 1), date(2025, 4, 30))]),
+    ):
+        for by in (None, Dimension.TIER):
+            found = await read(pool, periods, granularity, by, WINDOW)
+            assert found == expected_rows([*a, *b], periods, by, WINDOW), (granularity, by)
+    assert {
+        r["slice"] for r in await pool.fetch("SELECT slice FROM base_days WHERE dim = 'tier'")
+    } == {"gold"}
