@@ -14,7 +14,7 @@ LOCK   := echo 'setuptools>=68' | $(BIN)/uv pip compile pyproject.toml - --unive
           --python-version 3.11 --generate-hashes --quiet
 DEV_EXTRAS := --extra dev --extra embedded --extra tracing --extra containers
 
-.PHONY: run test test-containers lint format bench chaos lock clean venv
+.PHONY: run demo test test-containers lint format bench chaos lock clean venv
 
 $(STAMP): pyproject.toml $(DEV_LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ venv: $(STAMP)
 
 run: venv  ## start broker, PostgreSQL and the four services; Ctrl-C stops all
 	$(BIN)/python -m shared.devstack
+
+demo: venv  ## load a two-year synthetic history into the stack `make run` keeps running
+	$(BIN)/python -m shared.cli demo --customers $${CUSTOMERS:-3000} --seed $${SEED:-1}
 
 test: venv  ## the whole suite: unit, integration (real broker + PostgreSQL), end-to-end
 	$(BIN)/python -m pytest

@@ -38,6 +38,7 @@ from pydantic import SecretStr
 from shared import keys
 from shared.embedded import Broker, Database, service_environment
 from shared.outbox import open_event_store
+from shared.settings import ENV_PREFIX
 
 SERVICES = (("ingest", 8001), ("scoring", 8002), ("complaints", 8003), ("reporting", 8004))
 SERVICE_NAMES = tuple(name for name, _ in SERVICES)
@@ -206,6 +207,14 @@ def _keep(path: Path, value: str) -> None:
     path.write_text(value + "\n")
 
 
+DEV_RESCORE_SECONDS = "30"
+
+
+def _setting(name: str) -> str | None:
+    """A setting as the services read it: CRM_<NAME>, else <NAME>."""
+    return os.environ.get(f"{ENV_PREFIX}{name}") or os.environ.get(name)
+
+
 def data_dir() -> Path:
     """CRM_DATA_DIR (default .data): the dev stack's database, keys, logs and settings."""
     return Path(os.environ.get("CRM_DATA_DIR", ".data")).resolve()
@@ -240,7 +249,7 @@ def main() -> None:
     data = data_dir()
     broker: Broker | None = None
     database: Database | None = None
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    bootstrap = _setting("KAFKA_BOOTSTRAP_SERVERS")
     if not bootstrap:
         broker = Broker(
             port=int(os.environ.get("CRM_BROKER_PORT", "9092")),
@@ -249,7 +258,7 @@ def main() -> None:
         (data / "logs").mkdir(parents=True, exist_ok=True)
         broker.start()
         bootstrap = broker.bootstrap
-    database_url = os.environ.get("DATABASE_URL")
+    database_url = _setting("DATABASE_URL")
     if not database_url:
         database = Database(data / "postgres").start()
         database_url = database.dsn
@@ -258,7 +267,12 @@ def main() -> None:
     reader = dashboard_token(database_url, data / "dashboard-key", secret)
     ports = {name: int(os.environ.get(f"{name.upper()}_PORT", port)) for name, port in SERVICES}
     environment = service_environment(
-        bootstrap, database_url, KEY_SIGNING_SECRET=secret.get_secret_value()
+        bootstrap,
+        database_url,
+        KEY_SIGNING_SECRET=secret.get_secret_value(),
+        # A dev stack re-scores every half minute, so tiers and values follow what one loads
+        # (`make demo`) at once; production keeps SCORING_RESCORE_SECONDS' default.
+        SCORING_RESCORE_SECONDS=_setting("SCORING_RESCORE_SECONDS") or DEV_RESCORE_SECONDS,
     )
     services = start_services(environment, data / "logs", ports)
 

@@ -19,6 +19,8 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+from shared.settings import ENV_PREFIX
+
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -176,13 +178,12 @@ def service_environment(broker: Broker | str, database_url: str, **extra: str) -
     """The environment a service process gets in the dev stack and the tests."""
     bootstrap = broker.bootstrap if isinstance(broker, Broker) else broker
     env = dict(os.environ)
-    env.update(
-        {
-            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "DATABASE_URL": database_url,
-            "HOST": "127.0.0.1",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    env.update(extra)
+    stack = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": database_url, **extra}
+    stack.setdefault("HOST", "127.0.0.1")
+    # A setting's CRM_ name wins over its bare one (shared/settings.py): one left in the
+    # environment must not take the services away from this stack's broker and database.
+    for name in stack:
+        env.pop(f"{ENV_PREFIX}{name}", None)
+    env.update(stack)
+    env["PYTHONUNBUFFERED"] = "1"
     return env
