@@ -824,7 +824,10 @@ Args = tuple[list[date], list[date]]
 
 
 def _cell(cells: Cells, start: date, slice_: str) -> Cell:
-    return cells.setdefault((start, slice_), Cell())
+    found = cells.get((start, slice_))
+    if found is None:  # not setdefault: a Cell is dozens of objects to build
+        found = cells[start, slice_] = Cell()
+    return found
 
 
 async def read_cells(
@@ -1090,14 +1093,16 @@ async def _read_base(
         _cell(cells, r["start"], r["slice"]).base.reasons[reason] += 1
 
 
-_BASE_COUNTERS = (
-    "SELECT slice, NULL::date AS day, "
-    + ", ".join(f"sum({c})::int AS {c}" for c in base.COLUMNS)
-    + " FROM base_days WHERE window_days = $1 AND dim = $2 AND day < $3 GROUP BY slice"
-    " UNION ALL SELECT slice, day, "
-    + ", ".join(base.COLUMNS)
-    + " FROM base_days WHERE window_days = $1 AND dim = $2 AND day >= $3 AND day <= $4"
-)
+_SUMS = ", ".join(f"sum({c})::int AS {c}" for c in base.COLUMNS)
+# The counters of the days first ($3) .. last ($4), and their sums over the days before,
+# per slice ($5: or all slices as one, '').
+_BASE_COUNTERS = f"""
+    SELECT CASE WHEN $5 THEN slice ELSE '' END AS slice, NULL::date AS day, {_SUMS}
+    FROM base_days WHERE window_days = $1 AND dim = $2 AND day < $3 GROUP BY 1
+    UNION ALL
+    SELECT CASE WHEN $5 THEN slice ELSE '' END, day, {_SUMS}
+    FROM base_days WHERE window_days = $1 AND dim = $2 AND day >= $3 AND day <= $4
+    GROUP BY 1, 2"""
 
 
 def _whole_periods(periods: Periods, today: date) -> list[tuple[date, date]] | None:
@@ -1138,7 +1143,7 @@ async def _read_base_counters(
     dimension = by.value if by is not None else "channel"  # channels partition the customers
     before: dict[str, list[int]] = {}
     rows: dict[tuple[str, int], list[int]] = {}
-    for r in await pool.fetch(_BASE_COUNTERS, window, dimension, first, last):
+    for r in await pool.fetch(_BASE_COUNTERS, window, dimension, first, last, by is not None):
         values = [r[c] for c in base.COLUMNS]
         if r["day"] is None:
             before[r["slice"]] = values
@@ -1152,13 +1157,9 @@ async def _read_base_counters(
         first.toordinal(),
     )
     for (start, slice_), counts in found.items():
-        into = _cell(cells, date.fromordinal(start), slice_ if by is not None else "").base
-        into.at_start += counts.at_start
-        into.at_end += counts.at_end
-        into.new += counts.new
-        into.won_back += counts.won_back
-        into.active += counts.active
-        into.lost += counts.lost
+        into = _cell(cells, date.fromordinal(start), slice_).base
+        into.at_start, into.at_end, into.new = counts.at_start, counts.at_end, counts.new
+        into.won_back, into.active, into.lost = counts.won_back, counts.active, counts.lost
     return True
 
 
