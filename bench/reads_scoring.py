@@ -29,14 +29,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
+import psutil  # type: ignore[import-untyped]
 
-from bench.loadgen import AUTH, request_bytes, run_load
+from bench.loadgen import AUTH, BENCH_TOKEN, request_bytes, run_load
 from bench.run import Stack, purchase_event, raw_produce, stored_bytes
 from services.scoring import rescore
 from services.scoring.settings import ScoringSettings
 from shared import db
+from shared.auth import token_sha256
 from shared.events import Topic
+from shared.outbox import relay_headers
 
 CLIENTS = 64
 FRESH_SHARE = 100  # one customer in this many gets a purchase through the fold
@@ -80,7 +84,9 @@ async def load(stack: Stack, dsn: str, customers: int) -> list[str]:
             await rescore.rescore(pool, settings, now - timedelta(days=days))
         fresh = [f"c-{c}" for c in range(1, customers + 1, FRESH_SHARE)]
         values = [purchase_record(customer) for customer in fresh]
-        await raw_produce(stack.settings(), Topic.PURCHASES, values, [c.encode() for c in fresh])
+        headers = [relay_headers("bench-reads", n, 0) for n in range(1, len(fresh) + 1)]
+        keys = [c.encode() for c in fresh]
+        await raw_produce(stack.settings(), Topic.PURCHASES, values, keys, headers)
         expected = len(fresh)
         deadline = asyncio.get_running_loop().time() + 120
         while (
@@ -120,12 +126,34 @@ async def measure(port: int, customers: int, seconds: float) -> dict[str, Any]:
     return results
 
 
+async def database_backends(dsn: str) -> list[psutil.Process]:
+    """The PostgreSQL processes serving the database's connections (the service's pool)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        pids = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    return [psutil.Process(r["pid"]) for r in pids]
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    try:
+        times = process.cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
+
+
 async def profile(stack: Stack, dsn: str, customers: int) -> None:
     from services.scoring.main import app as scoring_app  # (the subprocess serves the load)
 
     settings = ScoringSettings(
         **stack.settings("reads").model_dump() | {"timezone": "UTC", "database_url": dsn},
         scoring_rescore_seconds=86400,
+        admin_key_sha256=token_sha256(BENCH_TOKEN),
     )
     app = scoring_app(settings)
     ids = [f"c-{c}" for c in range(1, customers + 1)]
@@ -141,17 +169,27 @@ async def profile(stack: Stack, dsn: str, customers: int) -> None:
         async with httpx.AsyncClient(transport=transport, base_url="http://s", headers=AUTH) as c:
             for label, template in cases.items():
                 for n in range(20):
-                    await c.get(template.format(ids[n * 7919 % len(ids)]))
-                profiler = cProfile.Profile()
+                    warm = await c.get(template.format(ids[n * 7919 % len(ids)]))
+                    assert warm.status_code == 200, warm.text
+                backends = await database_backends(dsn)
+                server = sum(map(cpu_seconds, backends))
                 wall, cpu = time.perf_counter(), time.process_time()
+                for n in range(300):
+                    await c.get(template.format(ids[(n + 20) * 7919 % len(ids)]))
+                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                server = sum(map(cpu_seconds, backends)) - server
+                profiler = cProfile.Profile()
                 profiler.enable()
                 for n in range(300):
                     await c.get(template.format(ids[(n + 20) * 7919 % len(ids)]))
                 profiler.disable()
-                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
                 text = io.StringIO()
-                pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(12)
-                print(f"## {label}: wall {wall / 300 * 1e3:.2f} ms, CPU {cpu / 300 * 1e3:.2f} ms")
+                stats = pstats.Stats(profiler, stream=text).sort_stats("cumulative")
+                stats.print_stats("services/scoring", 10)
+                print(
+                    f"## {label}, per request: wall {wall / 0.3:.2f} ms, CPU: this process"
+                    f" (app and client) {cpu / 0.3:.2f} ms, PostgreSQL {server / 0.3:.2f} ms"
+                )
                 print("\n".join(line for line in text.getvalue().splitlines() if line.strip()))
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from services.scoring import rescore
 from services.scoring.main import SPEC
 from services.scoring.settings import ScoringSettings
 from shared import db
@@ -127,3 +128,27 @@ async def test_profile_events_of_one_customer_stored_at_once_do_not_wait(pool: d
     waited = await store_concurrently(pool, projection, PROFILE, LATER_PROFILE)
     assert not waited
     assert await profile_rows(pool) == {"p1", "p2"}
+
+
+@ORDERS
+async def test_one_customer_scored_by_two_folds_at_once_has_every_fact(
+    pool: db.Pool, a_first: bool
+) -> None:
+    """After a re-score, each fold scores the customers it changed and stores their rows.
+    Two instances folding x at once would each score x from their own transaction's facts:
+    the second waits for the first's commit (the scoring stripes), so it sees them."""
+    await pool.execute(
+        "INSERT INTO purchases (customer_id, source, event_id, order_id, time, day, amount,"
+        " is_refund) VALUES ('base', 'tests', 'base-1', 'base-1', $1, $2, 40, false)",
+        at("01T08:00"),
+        at("01T08:00").date(),
+    )
+    assert await rescore.rescore(pool, ScoringSettings(timezone="UTC")) is not None
+    first, second = (PURCHASES_A, PURCHASES_B) if a_first else (PURCHASES_B, PURCHASES_A)
+    waited = await store_concurrently(pool, projection, first, second)
+    rows = await pool.fetch(
+        "SELECT customer_id, first_purchase_at, last_purchase_at, orders, net_spent"
+        " FROM customer_scores WHERE source = 'live'"
+    )
+    assert {tuple(r) for r in rows} == EXPECTED_SUMMARIES  # by hand, above
+    assert waited
