@@ -13,7 +13,9 @@ import pytest
 ROOT = Path(__file__).parents[2]
 SERVICES = sorted(p for p in (ROOT / "services").iterdir() if (p / "__init__.py").exists())
 # Adapters talk to the outside (HTTP, SQL, Kafka, schedulers) and wire the service.
-ADAPTER = re.compile(r"(api|pages|store|projection|main|__main__|jobs|rescore|.+_api|.+_store|.+_flow)")
+ADAPTER = re.compile(
+    r"(api|pages|store|projection|main|__main__|jobs|rescore|.+_api|.+_store|.+_flow)"
+)
 NOT_DOMAIN = {"__init__", "settings"}
 IO_MODULES = {
     "asyncpg",
