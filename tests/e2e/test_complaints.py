@@ -8,10 +8,12 @@ from typing import Any
 
 import orjson
 import pytest
+from crm_client import ProblemError
 
 from shared.events import Topic
 from tests.e2e.conftest import Stack
-from tests.helpers import api_client, event, read_topic, wait_until
+from tests.e2e.crm import crm_client, found
+from tests.helpers import event, read_topic, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -55,16 +57,12 @@ async def test_breaches_due_while_down_are_emitted_once_with_their_true_time(
         )
         for cid, at in opened_at.items()
     ]
-    async with api_client(timeout=10) as client:
-        posted = await client.post(f"{stack.url('ingest')}/v1/events", json=events)
-        assert posted.status_code == 202
+    async with crm_client(stack, timeout=10) as crm:
+        posted = await crm.post_events(events)
+        assert (posted.accepted, posted.duplicates) == (2, [])
 
         async def known() -> bool:
-            responses = [
-                await client.get(f"{stack.url('complaints')}/v1/complaints/{cid}")
-                for cid in opened_at
-            ]
-            return all(r.status_code == 200 for r in responses)
+            return all([await found(crm.get_complaint(cid)) for cid in opened_at])
 
         await wait_until(known, what="both complaints in the complaints service")
     assert await derived(stack, "sla_breached", "sla-1") == []
@@ -90,24 +88,21 @@ async def test_breaches_due_while_down_are_emitted_once_with_their_true_time(
         warnings = await derived(stack, "sla_warning", cid)
         assert len(warnings) == 1
 
-    async with api_client(timeout=10) as client:
+    async with crm_client(stack, timeout=10) as crm:
 
         async def escalated() -> Any:
-            body = (await client.get(f"{stack.url('complaints')}/v1/complaints/sla-1")).json()
-            return body if body["escalation_level"] == 1 else None
+            body = await crm.get_complaint("sla-1")
+            return body if body.escalation_level == 1 else None
 
         body = await wait_until(escalated, what="the automatic escalation folded back")
-        assert body["status"] == "escalated"
-        assert body["breached"] is True
-        clock = next(c for c in body["clocks"] if c["metric"] == "first_response")
-        assert clock["status"] == "breached"
-        assert datetime.fromisoformat(clock["breached_at"]) == due["sla-1"]
-        queue = (
-            await client.get(
-                f"{stack.url('complaints')}/v1/complaints", params={"breached": "true"}
-            )
-        ).json()
-        assert [i["complaint_id"] for i in queue["items"]] == ["sla-1", "sla-2"]
+        assert body.status == "escalated"
+        assert body.breached is True
+        clock = next(c for c in body.clocks if c.metric == "first_response")
+        assert clock.status == "breached"
+        assert clock.breached_at == due["sla-1"]
+        # The whole queue, one complaint a page: the cursor carries the order across pages.
+        queue = [i.complaint_id async for i in crm.list_complaints(breached=True, page_size=1)]
+        assert queue == ["sla-1", "sla-2"]
 
 
 def _hours(minutes: int) -> float:
@@ -137,34 +132,31 @@ async def test_steps_sent_through_ingest_and_an_agent_s_follow_up_in_the_duratio
         )
         for kind, minutes, data in timeline
     ]
-    complaints = stack.url("complaints")
-    period = {"from": opened.isoformat(), "to": (opened + timedelta(days=1)).isoformat()}
-    async with api_client(timeout=10) as client:
-        assert (
-            await client.post(f"{stack.url('ingest')}/v1/events", json=events)
-        ).status_code == 202
+    async with crm_client(stack, timeout=10) as crm:
+        posted = await crm.post_events(events)
+        assert (posted.accepted, posted.duplicates) == (len(timeline), [])
 
         async def resolved() -> Any:
-            body = (await client.get(f"{complaints}/v1/complaints/steps-1")).json()
-            return body if body.get("status") == "resolved" else None
+            body = await found(crm.get_complaint("steps-1"))
+            return body if body is not None and body.status == "resolved" else None
 
         body = await wait_until(resolved, what="the six steps folded")
-        assert body["next_step"] == "follow_up"
-        refused = await client.post(f"{complaints}/v1/complaints/steps-1/close", json={})
-        assert refused.status_code == 409
-        assert refused.json()["errors"][0]["field"] == "steps.follow_up"
-        followed = await client.post(f"{complaints}/v1/complaints/steps-1/follow_up", json={})
-        assert followed.status_code == 202, followed.text
-        closed = await client.post(f"{complaints}/v1/complaints/steps-1/close", json={})
-        assert closed.status_code == 202, closed.text
+        assert body.next_step == "follow_up"
+        with pytest.raises(ProblemError) as refused:
+            await crm.command("steps-1", "close")
+        assert refused.value.status == 409
+        assert refused.value.errors[0].field == "steps.follow_up"
+        followed = await crm.command("steps-1", "follow_up")
+        assert (followed.type, followed.status_before) == ("crm.complaint.step_done", "resolved")
+        closed = await crm.command("steps-1", "close")
+        assert (closed.type, closed.status_before) == ("crm.complaint.closed", "resolved")
 
-        report = await client.get(f"{complaints}/v1/complaints/steps/durations", params=period)
-        assert report.status_code == 200, report.text
+        report = await crm.get_step_durations(start=opened, end=opened + timedelta(days=1))
         # Each step from the one before it: 6, 1, 1, 22, 60 and 240 minutes; the follow-up,
         # done now, lies outside the period.
         expected = [6, 1, 1, 22, 60, 240]
-        steps = report.json()["steps"]
-        assert [(s["step"], s["count"], s["mean_hours"], s["p90_hours"]) for s in steps] == [
+        steps = report.steps
+        assert [(s.step, s.count, s.mean_hours, s.p90_hours) for s in steps] == [
             *[
                 (step, 1, _hours(m), _hours(m))
                 for step, m in zip(

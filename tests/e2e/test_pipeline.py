@@ -8,29 +8,29 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import orjson
 import pytest
+from crm_client import ProblemError, Receipt
 
 from services.scoring.domain import PurchaseSummary, fold
 from shared.events import Topic, ValidationContext, validate_event
 from tests.e2e.conftest import Stack
-from tests.helpers import (
-    api_client,
-    event,
-    produce_raw,
-    purchase,
-    read_topic,
-    wait_until,
-    without_receipt,
-)
+from tests.e2e.crm import crm_client, found
+from tests.helpers import event, produce_raw, purchase, read_topic, wait_until
 
 pytestmark = pytest.mark.e2e
 
 
-async def post(stack: Stack, events: list[dict[str, Any]]) -> httpx.Response:
-    async with api_client(base_url=stack.url("ingest"), timeout=30) as client:
-        return await client.post("/v1/events", json=events)
+async def post(stack: Stack, events: list[dict[str, Any]]) -> Receipt:
+    """Post a batch with the client; a refusal raises ProblemError."""
+    async with crm_client(stack) as crm:
+        return await crm.post_events(events)
+
+
+def outcome(receipt: Receipt) -> tuple[int, list[str]]:
+    """Events newly stored and the duplicates; the receipt must name the event store's log."""
+    assert receipt.receipt.startswith("ingest:"), receipt
+    return receipt.accepted, receipt.duplicates
 
 
 def stream(customers: int, count: int, seed: int) -> list[dict[str, Any]]:
@@ -95,54 +95,46 @@ async def test_purchase_and_complaint_are_visible_in_every_service(stack: Stack)
         {"complaint_id": "cmp-1", "channel": "hotline", "category": "delivery", "priority": "high"},
         time=now,
     )
-    response = await post(stack, [purchase("cust-7", "42.50", time=now), complaint])
-    assert response.status_code == 202, response.text
-    assert without_receipt(response) == {"accepted": 2, "duplicates": []}
+    receipt = await post(stack, [purchase("cust-7", "42.50", time=now), complaint])
+    assert outcome(receipt) == (2, [])
 
-    async with api_client(timeout=5) as client:
+    async with crm_client(stack, timeout=15) as crm:
+        # The receipt makes each read wait until its service has applied the two events.
+        seen = receipt.receipt
         rfm = await wait_until(
-            lambda: _ok(client, f"{stack.url('scoring')}/v1/customers/cust-7/rfm"),
+            lambda: found(crm.get_rfm("cust-7", min_position=seen)),
             what="the purchase in scoring",
         )
-        assert rfm["frequency"] == 1
-        assert Decimal(rfm["monetary"]) == Decimal("42.50")
+        assert rfm.frequency == 1
+        assert rfm.monetary == Decimal("42.50")
 
-        found = await wait_until(
-            lambda: _ok(client, f"{stack.url('complaints')}/v1/complaints/cmp-1"),
+        opened = await wait_until(
+            lambda: found(crm.get_complaint("cmp-1", min_position=seen)),
             what="the complaint in complaints",
         )
-        assert (found["status"], found["customer_id"], found["priority"]) == (
-            "opened",
-            "cust-7",
-            "high",
-        )
+        assert (opened.status, opened.customer_id, opened.priority) == ("opened", "cust-7", "high")
 
-        day = now.date().isoformat()
-        url = f"{stack.url('reporting')}/v1/kpis/daily?from={day}&to={day}"
+        day = now.date()
 
         async def sold() -> list[Any] | None:
-            rows = (await client.get(url)).json()
-            return rows if rows[0]["orders"] == 1 else None
+            rows = await crm.get_daily(day, day, min_position=seen)
+            return rows if rows[0].orders == 1 else None
 
         rows = await wait_until(sold, what="the purchase in reporting")
-        assert rows == [{"day": day, "revenue": "42.50", "orders": 1, "buyers": 1}]
-
-
-async def _ok(client: httpx.AsyncClient, url: str) -> Any:
-    response = await client.get(url)
-    return response.json() if response.status_code == 200 else None
+        assert [r.model_dump(mode="json") for r in rows] == [
+            {"day": day.isoformat(), "revenue": "42.50", "orders": 1, "buyers": 1}
+        ]
 
 
 async def test_duplicate_delivery_changes_nothing(stack: Stack) -> None:
     original = purchase("cust-dup", "10.00")
-    assert (await post(stack, [original])).status_code == 202
-    again = await post(stack, [original])
-    assert without_receipt(again) == {"accepted": 0, "duplicates": [original["id"]]}
+    assert outcome(await post(stack, [original])) == (1, [])
+    assert outcome(await post(stack, [original])) == (0, [original["id"]])
     # Another system publishing the same event straight to the topic, twice.
     raw = orjson.dumps(original)
     await produce_raw(stack.broker.bootstrap, Topic.PURCHASES, [raw, raw], key=b"cust-dup")
     marker = purchase("cust-dup", "1.00")
-    assert (await post(stack, [marker])).status_code == 202
+    assert outcome(await post(stack, [marker])) == (1, [])
     await wait_for_model(stack, [original, marker])
     stored = await stack.fetch("SELECT count(*) c FROM ingest.events")
     assert stored[0]["c"] == 2
@@ -153,20 +145,21 @@ async def test_two_systems_may_use_the_same_id(stack: Stack) -> None:
     "1001"; both are stored, both are folded, and each source's own re-send is a duplicate."""
     web = {**purchase("cust-same-id", "10.00", order="W-1001"), "id": "1001", "source": "shop/web"}
     till = {**purchase("cust-same-id", "4.00", order="T-1001"), "id": "1001", "source": "pos/till"}
-    assert (await post(stack, [web])).status_code == 202
-    second = await post(stack, [till])
-    assert second.status_code == 202, second.text
-    assert without_receipt(second) == {"accepted": 1, "duplicates": []}
-    assert without_receipt(await post(stack, [till])) == {"accepted": 0, "duplicates": ["1001"]}
+    assert outcome(await post(stack, [web])) == (1, [])
+    assert outcome(await post(stack, [till])) == (1, [])
+    assert outcome(await post(stack, [till])) == (0, ["1001"])
     changed = {**till, "data": {**till["data"], "amount": "5.00"}}
-    assert (await post(stack, [changed])).status_code == 409
+    with pytest.raises(ProblemError) as refused:
+        await post(stack, [changed])
+    assert refused.value.status == 409
+    assert [(e.index, e.id, e.field) for e in refused.value.errors] == [(0, "1001", "id")]
     await wait_for_model(stack, [web, till])
 
 
 async def test_sigkill_mid_stream_ends_with_the_uninterrupted_model(stack: Stack) -> None:
     events = stream(customers=80, count=3000, seed=7)
     for start in range(0, 1500, 250):
-        assert (await post(stack, events[start : start + 250])).status_code == 202
+        assert outcome(await post(stack, events[start : start + 250])) == (250, [])
 
     async def applying() -> bool:
         rows = await stack.fetch(
@@ -178,7 +171,7 @@ async def test_sigkill_mid_stream_ends_with_the_uninterrupted_model(stack: Stack
     stack.services["scoring"].kill()
     stack.services["reporting"].kill()
     for start in range(1500, 3000, 250):
-        assert (await post(stack, events[start : start + 250])).status_code == 202
+        assert outcome(await post(stack, events[start : start + 250])) == (250, [])
     await stack.restart("scoring")
     await stack.restart("reporting")
     await wait_for_model(stack, events)
@@ -187,12 +180,12 @@ async def test_sigkill_mid_stream_ends_with_the_uninterrupted_model(stack: Stack
 @pytest.mark.embedded_only
 async def test_broker_restart_loses_nothing_and_counts_nothing_twice(stack: Stack) -> None:
     before = stream(customers=30, count=600, seed=11)
-    assert (await post(stack, before)).status_code == 202
+    assert outcome(await post(stack, before)) == (600, [])
     await wait_for_model(stack, before)
 
     stack.broker.restart()  # memory storage: every topic is gone
     after = stream(customers=30, count=400, seed=12)
-    assert (await post(stack, after)).status_code == 202
+    assert outcome(await post(stack, after)) == (400, [])
     await wait_for_model(stack, before + after)
 
     republished = await read_topic(stack.broker.bootstrap, Topic.PURCHASES)
@@ -243,7 +236,7 @@ async def test_events_published_straight_to_topics_are_archived_and_survive_brok
 
     stack.broker.restart()  # the topic and the direct event on it are gone
     posted = purchase("cust-direct", "1.00")
-    assert (await post(stack, [posted])).status_code == 202
+    assert outcome(await post(stack, [posted])) == (1, [])
 
     async def republished() -> bool:
         records = await read_topic(stack.broker.bootstrap, Topic.PURCHASES)
