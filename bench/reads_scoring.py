@@ -150,11 +150,13 @@ def cpu_seconds(process: psutil.Process) -> float:
 async def profile(stack: Stack, dsn: str, customers: int) -> None:
     from services.scoring.main import app as scoring_app  # (the subprocess serves the load)
 
-    settings = ScoringSettings(
-        **stack.settings("reads").model_dump() | {"timezone": "UTC", "database_url": dsn},
-        scoring_rescore_seconds=86400,
-        admin_key_sha256=token_sha256(BENCH_TOKEN),
-    )
+    fields = stack.settings("reads").model_dump() | {
+        "timezone": "UTC",
+        "database_url": dsn,
+        "scoring_rescore_seconds": 86400,
+        "admin_key_sha256": token_sha256(BENCH_TOKEN),
+    }
+    settings = ScoringSettings(**fields)
     app = scoring_app(settings)
     ids = [f"c-{c}" for c in range(1, customers + 1)]
     day = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()

@@ -682,24 +682,6 @@ async def save_live_scores(
         )
 
 
-# One customer's current row, with what its run measured (one indexed read).
-_CURRENT = """
-SELECT s.*, r.as_of AS run_as_of, r.customers AS reference_customers,
-       r.mvc_threshold, r.simple_lifespan_weeks, r.simple_lifespan_measured,
-       r.currency, r.horizon_weeks, r.discount_rate_per_week, r.margin, m.time_unit
-FROM customer_scores s
-JOIN score_runs r ON r.run_id = s.run_id
-LEFT JOIN clv_models m ON m.version = s.model_version
-WHERE s.customer_id = $1 AND s.stats IS NOT NULL
-"""
-
-
-async def current_score(pool: Pool, customer_id: str) -> dict[str, Any] | None:
-    """The customer's current row (None: none, or one stored before rows kept statistics)."""
-    row = await pool.fetchrow(_CURRENT, customer_id)
-    return dict(row) if row else None
-
-
 # The run in force at $2 (the latest that saw a buyer, as of $2 or before) and the
 # customer's row in its snapshot (the latest history row up to it); no row: no run yet.
 _SNAPSHOT = """
@@ -729,59 +711,131 @@ async def snapshot_score(pool: Pool, customer_id: str, instant: datetime) -> dic
 
 # ---- read side: the API's queries ---------------------------------------------------------
 
+# One customer's current row, with what its run measured (one indexed read).
+_RUN_COLUMNS = {
+    "run_as_of": "r.as_of",
+    "reference_customers": "r.customers",
+    "mvc_threshold": "r.mvc_threshold",
+    "simple_lifespan_weeks": "r.simple_lifespan_weeks",
+    "simple_lifespan_measured": "r.simple_lifespan_measured",
+    "currency": "r.currency",
+    "horizon_weeks": "r.horizon_weeks",
+    "discount_rate_per_week": "r.discount_rate_per_week",
+    "margin": "r.margin",
+    "time_unit": "m.time_unit",
+}
+_CURRENT_COLUMNS = (
+    *_ROW_FIELDS,
+    "run_id",
+    "scored_as_of",
+    "source",
+    "model_version",
+    *_RUN_COLUMNS,
+)
+_CURRENT = f"""
+SELECT {", ".join(f"s.{c}" for c in _CURRENT_COLUMNS if c not in _RUN_COLUMNS)},
+       {", ".join(f"{v} AS {c}" for c, v in _RUN_COLUMNS.items())}
+FROM customer_scores s
+JOIN score_runs r ON r.run_id = s.run_id
+LEFT JOIN clv_models m ON m.version = s.model_version
+WHERE s.customer_id = $1 AND s.stats IS NOT NULL
+"""
+
+
+async def current_score(pool: Pool, customer_id: str) -> dict[str, Any] | None:
+    """The customer's current row (None: none, or one stored before rows kept statistics)."""
+    row = await pool.fetchrow(_CURRENT, customer_id)
+    return dict(row) if row else None
+
+
+# The latest of each kind in the customer view: the columns (as named in the answer), the
+# table, and the row each becomes (read within the customer's rows of the table's key).
 _LATEST = {
-    "latest_purchases": "SELECT event_id, order_id, time, amount, is_refund FROM purchases "
-    "WHERE customer_id = $1 ORDER BY time DESC LIMIT $2",
-    "latest_interactions": "SELECT event_id, time, channel, direction, sentiment, topic "
-    "FROM interactions WHERE customer_id = $1 ORDER BY time DESC LIMIT $2",
-    "latest_complaints": "SELECT complaint_id, time AS opened_at, category FROM complaints "
-    "WHERE customer_id = $1 ORDER BY time DESC LIMIT $2",
-    "latest_surveys": "SELECT kind, score, time AS answered_at, survey_id, channel FROM surveys "
-    "WHERE customer_id = $1 ORDER BY time DESC LIMIT $2",
+    "latest_purchases": (
+        ("event_id", "order_id", "time", "amount", "is_refund"),
+        "ROW(event_id, order_id, time, amount, is_refund) FROM purchases",
+    ),
+    "latest_interactions": (
+        ("event_id", "time", "channel", "direction", "sentiment", "topic"),
+        "ROW(event_id, time, channel, direction, sentiment, topic) FROM interactions",
+    ),
+    "latest_complaints": (
+        ("complaint_id", "opened_at", "category"),
+        "ROW(complaint_id, time, category) FROM complaints",
+    ),
+    "latest_surveys": (
+        ("kind", "score", "answered_at", "survey_id", "channel"),
+        "ROW(kind, score, time, survey_id, channel) FROM surveys",
+    ),
 }
 
 # The customer's survey answers of each kind: how many, the latest, and the shares the
 # satisfaction KPIs read (NPS: 9-10 promoters, 0-6 detractors; CSAT: 4-5 satisfied).
+_SURVEY_COLUMNS = (
+    "kind",
+    "responses",
+    "latest_score",
+    "latest_at",
+    "average_score",
+    "promoters",
+    "detractors",
+    "satisfied",
+)
 _SURVEY_SUMMARY = """
-SELECT kind, count(*) AS responses,
-       (array_agg(score ORDER BY time DESC, source DESC, event_id DESC))[1] AS latest_score,
-       max(time) AS latest_at, avg(score)::float8 AS average_score,
-       count(*) FILTER (WHERE kind = 'nps' AND score >= 9) AS promoters,
-       count(*) FILTER (WHERE kind = 'nps' AND score <= 6) AS detractors,
-       count(*) FILTER (WHERE kind = 'csat' AND score >= 4) AS satisfied
+SELECT ROW(kind, count(*),
+       (array_agg(score ORDER BY time DESC, source DESC, event_id DESC))[1],
+       max(time), avg(score)::float8,
+       count(*) FILTER (WHERE kind = 'nps' AND score >= 9),
+       count(*) FILTER (WHERE kind = 'nps' AND score <= 6),
+       count(*) FILTER (WHERE kind = 'csat' AND score >= 4))
 FROM surveys WHERE customer_id = $1 GROUP BY kind
+"""
+
+_COUNTS = {
+    "purchases": "purchases WHERE customer_id = $1 AND NOT is_refund",
+    "refunds": "purchases WHERE customer_id = $1 AND is_refund",
+    "interactions": "interactions WHERE customer_id = $1",
+    "complaints": "complaints WHERE customer_id = $1",
+    "surveys": "surveys WHERE customer_id = $1",
+}
+
+# Everything the customer view shows, in one statement: counts, profile events, the latest
+# of each kind, the survey summary and the current scores row (its columns; NULL: none).
+_VIEW = f"""
+SELECT {", ".join(f"(SELECT count(*) FROM {where}) AS {name}" for name, where in _COUNTS.items())},
+       ARRAY(SELECT body FROM customer_events WHERE customer_id = $1 ORDER BY time)
+           AS profile_events,
+       {
+    ", ".join(
+        f"ARRAY(SELECT {rows} WHERE customer_id = $1 ORDER BY time DESC LIMIT $2) AS {name}"
+        for name, (_, rows) in _LATEST.items()
+    )
+},
+       ARRAY({_SURVEY_SUMMARY}) AS survey_summary,
+       current.*
+FROM (SELECT 1) one LEFT JOIN LATERAL ({_CURRENT}) current ON true
 """
 
 
 async def customer_view(pool: Pool, customer_id: str, latest: int) -> dict[str, Any] | None:
     """Profile events, the customer's current scores row (as current_score reads it), counts
-    and the latest of each kind; None if unknown."""
-    async with pool.acquire() as conn:
-        counts = await conn.fetchrow(
-            "SELECT (SELECT count(*) FROM purchases WHERE customer_id = $1 AND NOT is_refund)"
-            " AS purchases, (SELECT count(*) FROM purchases WHERE customer_id = $1 AND is_refund)"
-            " AS refunds, (SELECT count(*) FROM interactions WHERE customer_id = $1)"
-            " AS interactions, (SELECT count(*) FROM complaints WHERE customer_id = $1)"
-            " AS complaints, (SELECT count(*) FROM surveys WHERE customer_id = $1)"
-            " AS surveys, (SELECT count(*) FROM customer_events WHERE customer_id = $1)"
-            " AS profile_events",
-            customer_id,
-        )
-        if counts is None or not any(counts.values()):
-            return None
-        profile_events = await conn.fetch(
-            "SELECT body FROM customer_events WHERE customer_id = $1 ORDER BY time", customer_id
-        )
-        scores = await conn.fetchrow(_CURRENT, customer_id)
-        view: dict[str, Any] = {
-            "profile_events": [r["body"] for r in profile_events],
-            "scores": dict(scores) if scores else None,
-            "counts": {k: v for k, v in counts.items() if k != "profile_events"},
-        }
-        for key, query in _LATEST.items():
-            view[key] = [dict(r) for r in await conn.fetch(query, customer_id, latest)]
-        summary = await conn.fetch(_SURVEY_SUMMARY, customer_id)
-        view["survey_summary"] = {r["kind"]: dict(r) for r in summary}
+    and the latest of each kind; None if unknown. One statement."""
+    row = await pool.fetchrow(_VIEW, customer_id, latest)
+    assert row is not None
+    counts = {name: row[name] for name in _COUNTS}
+    if not any(counts.values()) and not row["profile_events"]:
+        return None
+    view: dict[str, Any] = {
+        "profile_events": list(row["profile_events"]),
+        "scores": {k: row[k] for k in _CURRENT_COLUMNS} if row["run_as_of"] else None,
+        "counts": counts,
+        "survey_summary": {
+            found[0]: dict(zip(_SURVEY_COLUMNS, found, strict=True))
+            for found in row["survey_summary"]
+        },
+    }
+    for name, (columns, _) in _LATEST.items():
+        view[name] = [dict(zip(columns, found, strict=True)) for found in row[name]]
     return view
 
 
