@@ -150,21 +150,27 @@ def _add(into: dict[tuple[str, str, Day], int], column: str, slice_: str, day: D
     into[key] = into.get(key, 0) + n
 
 
-def _flows(
-    found: list[tuple[Day, Day]], classes: _Classes, granularity: str
-) -> dict[tuple[str, str, Day], int]:
+Spell = tuple[Day | None, Day, Day]  # (the spell before's lost day or None, a, L)
+Partial = dict[tuple[str, str, Day], int]  # (column, slice, day) -> n
+
+
+def _with_before(found: list[tuple[Day, Day]]) -> list[Spell]:
+    return [(found[i - 1][1] if i else None, a, lost) for i, (a, lost) in enumerate(found)]
+
+
+def _flows(found: Iterable[Spell], classes: _Classes, granularity: str) -> Partial:
     """The full counters of one granularity: each under the class of the first day of the
-    period its day is in."""
+    period its day is in. Each spell's part depends on it, the one before's lost day and
+    the classes only (so a change to one spell recounts it and the next alone)."""
     start = _START[granularity]
-    out: dict[tuple[str, str, Day], int] = {}
+    out: Partial = {}
 
     def cls(day: Day) -> str:
         return classes.on(start(day))
 
     breaks = classes.changes(granularity)
-    for i, (a, lost) in enumerate(found):
+    for before, a, lost in found:
         first_day = start(a)
-        before = found[i - 1][1] if i else None
         if before is None:
             _add(out, "new", cls(a), a, 1)
         elif before < first_day:
@@ -184,24 +190,28 @@ def _flows(
     return out
 
 
-def _enter(found: list[tuple[Day, Day]], classes: _Classes) -> dict[tuple[str, str, Day], int]:
+def _enter(found: Iterable[Spell], classes: _Classes) -> Partial:
     """At a class change on day t of a customer active on t - 1: at_start of a period
     starting on t counts them under the new class, the level of t - 1 under the old."""
-    out: dict[tuple[str, str, Day], int] = {}
+    out: Partial = {}
     for t in classes.days[1:]:
         old, new = classes.on(t - 1), classes.on(t)
-        if old != new and any(a <= t - 1 < lost for a, lost in found):
-            _add(out, "enter", old, t, -1)
-            _add(out, "enter", new, t, 1)
+        if old == new:
+            continue
+        for _, a, lost in found:
+            if a <= t - 1 < lost:
+                _add(out, "enter", old, t, -1)
+                _add(out, "enter", new, t, 1)
     return out
 
 
-def _dimension(found: list[tuple[Day, Day]], classes: _Classes) -> dict[tuple[str, str, Day], int]:
+def _dimension(found: list[Spell], classes: _Classes) -> Partial:
     """The counters of one dimension: day columns, then week and month corrections."""
     daily = _flows(found, classes, "day")
     out = dict(daily)
     if len(classes.values) > 1:
-        out.update(_enter(found, classes))
+        for key, n in _enter(found, classes).items():
+            out[key] = out.get(key, 0) + n
     for granularity in ("week", "month"):
         for (column, slice_, day), n in _flows(found, classes, granularity).items():
             _add(out, f"{column}_{granularity}", slice_, day, n)
@@ -211,37 +221,97 @@ def _dimension(found: list[tuple[Day, Day]], classes: _Classes) -> dict[tuple[st
     return out
 
 
+def _fixed(found: Iterable[Spell]) -> Partial:
+    """`_dimension` for a class that never changes (slice ''), written out: the day
+    counters, and the week and month corrections, which only the rules about spells that
+    begin or end inside one period make."""
+    out: Partial = {}
+    for before, a, lost in found:
+        _add(out, "new" if before is None else "won", "", a, 1)
+        _add(out, "lost", "", lost, 1)
+        _add(out, "level", "", a, 1)
+        _add(out, "level", "", lost, -1)
+        for granularity in ("week", "month"):
+            start = _START[granularity]
+            first_day = start(a)
+            if before is not None and before >= first_day:  # lost and back in one period
+                _add(out, f"won_{granularity}", "", a, -1)
+            if a > first_day and (before is None or before <= first_day):
+                _add(out, f"join_{granularity}", "", a, 1)
+            if a >= start(lost):  # began in the period it ends in
+                _add(out, f"lost_{granularity}", "", lost, -1)
+    return out
+
+
+def _count(member: Member, found: list[Spell], sign: int, out: Counts) -> None:
+    """Add `sign` times the counters of the spells `found` of `member` to `out`. A class
+    that never changes gives the same counters under another name: computed once."""
+    fixed: Partial | None = None
+    for dimension, changes, default in (
+        ("tier", member.tier, UNSCORED),
+        ("segment", member.segment, UNSCORED),
+        ("channel", (), member.channel),
+    ):
+        classes = _Classes(changes, default)
+        if len(classes.values) == 1:
+            if fixed is None:
+                fixed = _fixed(found)
+            partial = fixed
+            named = classes.values[0]
+        else:
+            partial, named = _dimension(found, classes), ""
+        window = member.window
+        assert window is not None
+        for (column, slice_, day), n in partial.items():
+            if n:
+                key = (window, dimension, named or slice_, day)
+                row = out.get(key)
+                if row is None:
+                    row = out[key] = [0] * len(COLUMNS)
+                row[_COLUMN[column]] += sign * n
+
+
+def _spells_of(member: Member | None) -> list[Spell]:
+    if member is None or member.window is None or not member.days:
+        return []
+    return _with_before(spells(member.days, member.window))
+
+
 def contribution(member: Member | None) -> Counts:
     """The counters a customer adds: per (window, dimension, slice, day), a value per
-    column of COLUMNS (zeros left out)."""
-    if member is None or member.window is None or not member.days:
-        return {}
-    found = spells(member.days, member.window)
+    column of COLUMNS."""
     out: Counts = {}
-    for dimension, classes in (
-        ("tier", _Classes(member.tier, UNSCORED)),
-        ("segment", _Classes(member.segment, UNSCORED)),
-        ("channel", _Classes((), member.channel)),
-    ):
-        for (column, slice_, day), n in _dimension(found, classes).items():
-            if n:
-                row = out.setdefault((member.window, dimension, slice_, day), [0] * len(COLUMNS))
-                row[_COLUMN[column]] += n
+    if member is not None:
+        _count(member, _spells_of(member), 1, out)
     return out
+
+
+def _same_classes(old: Member, new: Member) -> bool:
+    return (old.window, old.tier, old.segment, old.channel) == (
+        new.window,
+        new.tier,
+        new.segment,
+        new.channel,
+    )
 
 
 def difference(pairs: Iterable[tuple[Member | None, Member | None]]) -> Counts:
     """What moving each customer from the first inputs to the second adds to the counters
-    (rows that cancel out left out)."""
+    (rows that cancel out left out). When only the purchase days changed, only the spells
+    that changed are recounted."""
     out: Counts = {}
     for old, new in pairs:
         if old == new:
             continue
-        for sign, member in ((-1, old), (1, new)):
-            for key, values in contribution(member).items():
-                row = out.setdefault(key, [0] * len(COLUMNS))
-                for i, n in enumerate(values):
-                    row[i] += sign * n
+        gone, came = _spells_of(old), _spells_of(new)
+        if old is not None and new is not None and _same_classes(old, new):
+            kept = set(gone) & set(came)
+            gone = [s for s in gone if s not in kept]
+            came = [s for s in came if s not in kept]
+        if old is not None and gone:
+            _count(old, gone, -1, out)
+        if new is not None and came:
+            _count(new, came, 1, out)
     return {key: row for key, row in out.items() if any(row)}
 
 

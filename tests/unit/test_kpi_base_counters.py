@@ -35,14 +35,18 @@ def brute_force(
         window = m.window
         bought = {date.fromordinal(d) for d in m.days}
 
-        def active(day: date, bought: set[date] = bought, window: int = window) -> bool:
-            return any(day - timedelta(days=k) in bought for k in range(window))
+        active_days = {p + timedelta(days=k) for p in bought for k in range(window)}
+        lost_days = {
+            p + timedelta(days=window)
+            for p in bought
+            if not any(p + timedelta(days=k) in bought for k in range(1, window + 1))
+        }
 
-        def lost_on(day: date, bought: set[date] = bought, window: int = window) -> bool:
-            p = day - timedelta(days=window)
-            return p in bought and not any(
-                p + timedelta(days=k) in bought for k in range(1, window + 1)
-            )
+        def active(day: date, found: set[date] = active_days) -> bool:
+            return day in found
+
+        def lost_on(day: date, found: set[date] = lost_days) -> bool:
+            return day in found
 
         def cls(day: date, m: Member = m) -> str:
             if dimension is None:
