@@ -389,14 +389,17 @@ _WRITE_COUNTERS = (
     )
     + " ORDER BY 1, 2, 4, 3 ON CONFLICT (window_days, dim, day, slice) DO UPDATE SET "
     + ", ".join(f"{c} = b.{c} + EXCLUDED.{c}" for c in base.COLUMNS)
-    + " RETURNING window_days, dim, slice, day, "
+    + " RETURNING ctid, "
     + " AND ".join(f"{c} = 0" for c in base.COLUMNS)
     + " AS empty"
 )
+# An upsert of rows that exist (the lock made them): found through the key's index
+# whatever the planner's statistics say, where an UPDATE .. FROM might scan the table.
 _UPDATE_MEMBERS = (
-    "UPDATE base_members m SET window_days = u.window_days, state = u.state"
-    " FROM json_to_recordset($1::text::json) AS u(customer_id text, window_days int, state jsonb)"
-    " WHERE m.customer_id = u.customer_id"
+    "INSERT INTO base_members AS m "
+    + _rows("customer_id text", "window_days int", "state jsonb")
+    + " ORDER BY 1 ON CONFLICT (customer_id) DO UPDATE"
+    " SET window_days = EXCLUDED.window_days, state = EXCLUDED.state"
 )
 
 
@@ -470,15 +473,9 @@ async def _write_counters(conn: Connection, counts: base.Counts) -> None:
         for (w, dim, slice_, day), values in counts.items()
     ]
     written = await conn.fetch(_WRITE_COUNTERS, _document(rows))
-    empty = [r for r in written if r["empty"]]
+    empty = [r["ctid"] for r in written if r["empty"]]
     if empty:  # a row back to all zeros: gone, so the tables do not depend on the history
-        await conn.execute(
-            "DELETE FROM base_days b USING json_to_recordset($1::text::json)"
-            " AS e(window_days int, dim text, slice text, day date)"
-            " WHERE (b.window_days, b.dim, b.slice, b.day) = (e.window_days, e.dim, e.slice, e.day)"
-            " AND " + " AND ".join(f"b.{c} = 0" for c in base.COLUMNS),
-            _document([{k: r[k] for k in ("window_days", "dim", "slice", "day")} for r in empty]),
-        )
+        await conn.execute("DELETE FROM base_days WHERE ctid = ANY($1::tid[])", empty)
 
 
 async def _write_activity(conn: Connection, batch: Batch) -> None:
