@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cache
+from itertools import accumulate
 from typing import Any, Final
 
 DEFAULT_WINDOW: Final = 365  # CHURN_AFTER_DAYS' default: the counters' W until set
@@ -346,22 +347,16 @@ class _Running:
         ]
         flows.append([_COLUMN[f"join{suffix}"]] if suffix else [])
         self.first = first
-        self.levels: list[int] = []  # active on the day, class of the day
-        self.corrected: list[int] = []  # active on the day, class of its period's first day
-        self.sums: list[list[int]] = [[] for _ in flows]  # new, won, lost, join up to the day
-        running = start[level]
-        corrected = running + (start[corrections] if corrections is not None else 0)
-        totals = [0] * len(flows)
-        for values in days:
-            if values is not None:
-                running += values[level]
-                corrected += values[level] + (values[corrections] if corrections is not None else 0)
-                for i, columns in enumerate(flows):
-                    totals[i] += sum(values[c] for c in columns)
-            self.levels.append(running)
-            self.corrected.append(corrected)
-            for i, total in enumerate(totals):
-                self.sums[i].append(total)
+
+        def running(columns: list[int], initial: int = 0) -> list[int]:
+            daily = (sum(v[c] for c in columns) if v is not None else 0 for v in days)
+            return list(accumulate(daily, initial=initial))[1:]
+
+        # Active on the day under the class of the day, and of its period's first day.
+        self.levels = running([level], start[level])
+        both = [level, corrections] if corrections is not None else [level]
+        self.corrected = running(both, sum(start[c] for c in both))
+        self.sums = [running(columns) for columns in flows]  # new, won, lost, join to the day
 
     def between(self, i: int, low: Day, high: Day) -> int:
         """Flow i (new, won, lost, join) over the days low .. high."""

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Final
 
 from services.reporting import kpi
@@ -162,20 +163,55 @@ class Interactions:
     asynchronous: int = 0  # the rest of interaction_kinds' contacts did not say
 
 
-@dataclass
 class Cell:
-    """Everything known about one (period, slice)."""
+    """Everything known about one (period, slice). Each part is made when first read: a
+    daily table of a year builds hundreds of cells, and a metric reads one or two parts."""
 
-    sales: Sales = field(default_factory=Sales)
-    repeat: Repeat = field(default_factory=Repeat)
-    base: Base = field(default_factory=Base)
-    marketing: Marketing = field(default_factory=Marketing)
-    value: Lifetime = field(default_factory=Lifetime)
-    surveys: Surveys = field(default_factory=Surveys)
-    complaints: Complaints = field(default_factory=Complaints)
-    sla: Sla = field(default_factory=Sla)
-    crisis: Crisis = field(default_factory=Crisis)
-    interactions: Interactions = field(default_factory=Interactions)
+    def __init__(self, **parts: object) -> None:
+        for name, part in parts.items():
+            if not isinstance(getattr(type(self), name, None), cached_property):
+                raise TypeError(f"a Cell has no part {name!r}")
+            setattr(self, name, part)
+
+    @cached_property
+    def sales(self) -> Sales:
+        return Sales()
+
+    @cached_property
+    def repeat(self) -> Repeat:
+        return Repeat()
+
+    @cached_property
+    def base(self) -> Base:
+        return Base()
+
+    @cached_property
+    def marketing(self) -> Marketing:
+        return Marketing()
+
+    @cached_property
+    def value(self) -> Lifetime:
+        return Lifetime()
+
+    @cached_property
+    def surveys(self) -> Surveys:
+        return Surveys()
+
+    @cached_property
+    def complaints(self) -> Complaints:
+        return Complaints()
+
+    @cached_property
+    def sla(self) -> Sla:
+        return Sla()
+
+    @cached_property
+    def crisis(self) -> Crisis:
+        return Crisis()
+
+    @cached_property
+    def interactions(self) -> Interactions:
+        return Interactions()
 
 
 # --------------------------------------------------------------------------- formulas
