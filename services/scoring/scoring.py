@@ -81,17 +81,19 @@ class Population:
     # Value beyond the spend (referrals, a reference account) in the reporting currency, the
     # customer attribute strategic_value of the customer events; None: 0 for everyone.
     strategic_value: FloatArray | None = None
-    # The first purchase's instant, seconds since the epoch (what a stored row keeps of it);
-    # None: unknown (NaN for everyone).
+    # The first and the last purchase's instants, seconds since the epoch (what a stored row
+    # keeps of them, exact to the microsecond); None: unknown (NaN for everyone).
     first_purchase_epoch: FloatArray | None = None
+    last_purchase_epoch: FloatArray | None = None
     # net_spent as the database sums it (Decimal), for what is stored; None: net_spent's.
     net_spent_exact: npt.NDArray[np.object_] | None = None
 
     def __post_init__(self) -> None:
         if self.strategic_value is None:  # an array like the others, so slicing keeps working
             object.__setattr__(self, "strategic_value", np.zeros(self.customer_id.size))
-        if self.first_purchase_epoch is None:
-            object.__setattr__(self, "first_purchase_epoch", np.full(self.customer_id.size, np.nan))
+        for name in ("first_purchase_epoch", "last_purchase_epoch"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, np.full(self.customer_id.size, np.nan))
         if self.net_spent_exact is None:
             object.__setattr__(self, "net_spent_exact", self.net_spent.astype(object))
 

@@ -260,6 +260,7 @@ SELECT b.customer_id,
        coalesce(t.total, 0)::float8, coalesce(c.total, 0)::float8,
        coalesce(v.value, 0)::float8,
        extract(epoch FROM b.first_at)::float8 AS first_purchase_epoch,
+       extract(epoch FROM b.last_at)::float8 AS last_purchase_epoch,
        b.net_spent AS net_spent_exact
 FROM buyers b
 JOIN daily f ON f.customer_id = b.customer_id AND f.day = b.first_day
@@ -314,13 +315,14 @@ def _population_of(rows: list[asyncpg.Record], as_of: datetime) -> Population:
     values = (
         np.array([tuple(r)[1:-1] for r in rows], dtype=np.float64)
         if rows
-        else np.zeros((0, len(POPULATION_FIELDS) + 1))
+        else np.zeros((0, len(POPULATION_FIELDS) + 2))
     )
     columns = {name: values[:, i].copy() for i, name in enumerate(POPULATION_FIELDS)}
     return Population(
         as_of=as_of,
         customer_id=ids,
         first_purchase_epoch=values[:, len(POPULATION_FIELDS)].copy(),
+        last_purchase_epoch=values[:, len(POPULATION_FIELDS) + 1].copy(),
         net_spent_exact=np.array([r[-1] for r in rows], dtype=object),
         **columns,
     )
@@ -617,10 +619,12 @@ async def save_scores(
     )
 
 
-def _significant(column: str) -> str:
-    """SQL: a run_rows column to stored.SIGNIFICANT_DIGITS significant digits."""
-    digits = stored.SIGNIFICANT_DIGITS - 1
+def _rounded(column: str) -> str:
+    """SQL: a run_rows model figure as the run history keeps it (stored.MODEL_FIGURES)."""
     value = f"n.{column}::numeric"
+    if column in stored.PROBABILITIES:
+        return f"round({value}, {stored.PROBABILITY_DECIMALS})::float8"
+    digits = stored.SIGNIFICANT_DIGITS - 1
     return (
         f"CASE WHEN n.{column} IS NULL OR n.{column} = 0"
         f" OR n.{column} IN ('Infinity', '-Infinity') THEN n.{column}"
@@ -629,9 +633,7 @@ def _significant(column: str) -> str:
 
 
 _HISTORY_COLUMNS = [c for c in _ROW_FIELDS if c != "customer_id"]
-_HISTORY_VALUES = [
-    _significant(c) if c in stored.MODEL_FIGURES else f"n.{c}" for c in _HISTORY_COLUMNS
-]
+_HISTORY_VALUES = [_rounded(c) if c in stored.MODEL_FIGURES else f"n.{c}" for c in _HISTORY_COLUMNS]
 
 # The run's rows that differ from the customer's latest history row (or have none, or
 # follow a departure).

@@ -15,10 +15,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-import numpy as np
-
 from services.scoring.explain import CustomerFacts
-from services.scoring.scoring import FloatArray, Population, Scores
+from services.scoring.scoring import Population, Scores
 
 # The statistics a row keeps (its `stats` array), in this order.
 STORED_STATS = (
@@ -57,8 +55,9 @@ SCORE_FIELDS = (
 )
 
 # The model's figures: they drift with the clock (the customer's age), so a re-score run's
-# history compares and keeps them to SIGNIFICANT_DIGITS (else every customer would be written
-# again every run).
+# history compares and keeps them rounded (else every customer would be written again every
+# run): probabilities to PROBABILITY_DECIMALS decimals (a churn risk of 5e-9 is 1 - 0.999..,
+# all rounding noise), the rest to SIGNIFICANT_DIGITS significant digits.
 MODEL_FIGURES = (
     "p_alive",
     "expected_purchases",
@@ -67,6 +66,8 @@ MODEL_FIGURES = (
     "simple_clv",
     "churn_risk",
 )
+PROBABILITIES = ("p_alive", "churn_risk")
+PROBABILITY_DECIMALS = 4
 SIGNIFICANT_DIGITS = 4
 
 
@@ -90,30 +91,29 @@ def row_columns(scores: Scores, population: Population) -> dict[str, list[Any]]:
     assert exact is not None  # (Population fills it)
     columns["net_spent"] = exact.tolist()
     columns["orders"] = [int(o) for o in population.orders.tolist()]
+    # From the instants, not from days since: a day count's rounding would move them by a
+    # microsecond from one run to the next, and rewrite every row of the run history.
+    first, last = population.first_purchase_epoch, population.last_purchase_epoch
+    assert first is not None  # (Population fills them)
+    assert last is not None
     columns["last_purchase_at"] = [
-        population.as_of - timedelta(days=d) if math.isfinite(d) else None
-        for d in population.days_since_last.tolist()
+        _instant(s) if math.isfinite(s) else population.as_of - timedelta(days=d)
+        for s, d in zip(last.tolist(), population.days_since_last.tolist(), strict=True)
     ]
-    first = population.first_purchase_epoch
-    assert first is not None  # (Population fills it)
     columns["first_purchase_at"] = [
-        datetime.fromtimestamp(s, UTC) if math.isfinite(s) else None for s in first.tolist()
+        _instant(s) if math.isfinite(s) else None for s in first.tolist()
     ]
     for i, name in enumerate(STORED_STATS):
         columns[f"stat_{i}"] = getattr(population, name).tolist()
     return columns
 
 
+def _instant(epoch_seconds: float) -> datetime:
+    return datetime.fromtimestamp(epoch_seconds, UTC)
+
+
 def _nullable(values: list[Any]) -> list[Any]:
     return [None if isinstance(v, float) and math.isnan(v) else v for v in values]
-
-
-def significant(values: FloatArray, digits: int = SIGNIFICANT_DIGITS) -> FloatArray:
-    """`values` rounded to `digits` significant digits (0, NaN and infinities unchanged)."""
-    finite = np.isfinite(values) & (values != 0)
-    magnitude = np.floor(np.log10(np.abs(np.where(finite, values, 1.0))))
-    scale = 10.0 ** (digits - 1 - magnitude)
-    return np.where(finite, np.round(values * scale) / scale, values)
 
 
 def days_since(row: Mapping[str, Any], as_of: datetime, zone: tzinfo) -> tuple[float, float]:

@@ -17,8 +17,8 @@ ALTER TABLE customer_scores
     ADD COLUMN stats              float8[];
 
 -- Each re-score's snapshot, compactly: a customer's row is written in a run when a value
--- differs from the customer's previous row (model figures compared and kept to 4
--- significant digits, so the clock's drift does not rewrite everyone every run); `present`
+-- differs from the customer's previous row (the model's figures compared and kept rounded,
+-- stored.MODEL_FIGURES, so the clock's drift does not rewrite everyone every run); `present`
 -- false: the customer left the population (no purchase counts any more). The snapshot of
 -- run N is, per customer, the latest row with run_id <= N.
 CREATE TABLE score_history (
