@@ -841,6 +841,10 @@ async def customer_view(pool: Pool, customer_id: str, latest: int) -> dict[str, 
     return view
 
 
+# Columns of a row that a campaign list does not show (the statistics behind explanations,
+# the fold's bookkeeping).
+_UNLISTED = ("sort_key", "stats", "applied_at")
+
 _SORTS = {
     "clv": "coalesce(predicted_clv, '-Infinity'::float8)",
     "churn_risk": "churn_risk",
@@ -879,7 +883,7 @@ async def list_customers(
         after[1] if after else None,
         limit,
     )
-    items = [{k: v for k, v in dict(r).items() if k != "sort_key"} for r in rows]
+    items = [{k: v for k, v in dict(r).items() if k not in _UNLISTED} for r in rows]
     last = (float(rows[-1]["sort_key"]), rows[-1]["customer_id"]) if rows else None
     return items, last
 
