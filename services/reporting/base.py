@@ -59,15 +59,26 @@ Key = tuple[int, str, str, Day]  # (window, dimension, slice, day)
 Counts = dict[Key, list[int]]  # one value per COLUMNS
 
 
+ClassChange = tuple[Day, int, str, str]  # day, as_of (microseconds since 1970), event id, value
+ChannelSet = tuple[int, str, str]  # set at (microseconds since 1970), event id, value
+
+
 @dataclass(frozen=True)
 class Member:
-    """What a customer's part of the counters is computed from."""
+    """What a customer's part of the counters is computed from: their own copy of the
+    facts that decide it, merged by the same rules as the tables they come from (a class
+    per day and the acquisition channel: the latest by the event's own time, then id), so
+    the fold never reads another table to recount a customer."""
 
     window: int | None  # W of the counters it is in; None: in none yet
     days: tuple[Day, ...]  # purchase days, ascending, distinct
-    tier: tuple[tuple[Day, str], ...] = ()  # class changes (day, value), ascending
-    segment: tuple[tuple[Day, str], ...] = ()
-    channel: str = UNKNOWN_CHANNEL
+    tier: tuple[ClassChange, ...] = ()  # the latest change of each day, ascending
+    segment: tuple[ClassChange, ...] = ()
+    channel: ChannelSet | None = None
+
+    @property
+    def channel_value(self) -> str:
+        return self.channel[2] if self.channel else UNKNOWN_CHANNEL
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -75,18 +86,38 @@ class Member:
             "days": list(self.days),
             "tier": [list(c) for c in self.tier],
             "segment": [list(c) for c in self.segment],
-            "channel": self.channel,
+            "channel": list(self.channel) if self.channel else None,
         }
 
     @classmethod
     def from_json(cls, found: dict[str, Any]) -> Member:
+        channel = found.get("channel")
         return cls(
             found.get("w"),
             tuple(found.get("days", ())),
-            tuple((d, v) for d, v in found.get("tier", ())),
-            tuple((d, v) for d, v in found.get("segment", ())),
-            found.get("channel") or UNKNOWN_CHANNEL,
+            tuple((d, t, e, v) for d, t, e, v in found.get("tier", ())),
+            tuple((d, t, e, v) for d, t, e, v in found.get("segment", ())),
+            (channel[0], channel[1], channel[2]) if channel else None,
         )
+
+
+def merge_classes(
+    known: Iterable[ClassChange], learnt: Iterable[ClassChange]
+) -> tuple[ClassChange, ...]:
+    """A class history with the changes learnt: per day, the latest by (as_of, event id)."""
+    by_day: dict[Day, ClassChange] = {}
+    for change in (*known, *learnt):
+        found = by_day.get(change[0])
+        if found is None or change[1:3] > found[1:3]:
+            by_day[change[0]] = change
+    return tuple(by_day[d] for d in sorted(by_day))
+
+
+def latest_channel(known: ChannelSet | None, learnt: ChannelSet | None) -> ChannelSet | None:
+    """The acquisition channel set last, by (time, event id)."""
+    if known is None or (learnt is not None and learnt[:2] > known[:2]):
+        return learnt
+    return known
 
 
 def spells(days: Sequence[Day], window: int) -> list[tuple[Day, Day]]:
@@ -249,9 +280,9 @@ def _count(member: Member, found: list[Spell], sign: int, out: Counts) -> None:
     that never changes gives the same counters under another name: computed once."""
     fixed: Partial | None = None
     for dimension, changes, default in (
-        ("tier", member.tier, UNSCORED),
-        ("segment", member.segment, UNSCORED),
-        ("channel", (), member.channel),
+        ("tier", [(d, v) for d, _, _, v in member.tier], UNSCORED),
+        ("segment", [(d, v) for d, _, _, v in member.segment], UNSCORED),
+        ("channel", [], member.channel_value),
     ):
         classes = _Classes(changes, default)
         if len(classes.values) == 1:

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from dataclasses import field as dataclass_field
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -371,17 +372,9 @@ _LOCK_MEMBERS = (
     " ON CONFLICT (customer_id) DO UPDATE SET customer_id = EXCLUDED.customer_id"
     " RETURNING customer_id, state::text"
 )
-# Read after the members are locked (a statement of its own, so its snapshot includes
-# whatever another transaction committed before releasing them).
-_MEMBER_INPUTS = """
-    SELECT customer_id, kind, day, value FROM customer_classes
-    WHERE customer_id = ANY($1::text[])
-    UNION ALL
-    SELECT customer_id, 'channel', NULL, acquisition_channel FROM customers
-    WHERE customer_id = ANY($1::text[])
-    UNION ALL
-    SELECT NULL, 'window', NULL, window_days::text FROM base_window
-    ORDER BY 1, 2, 3"""
+# Read after the members are locked, by a statement of its own: its snapshot has whatever
+# store.converge_base committed before (it may have changed the window meanwhile).
+_WINDOW = "SELECT window_days FROM base_window"
 _WRITE_COUNTERS = (
     "INSERT INTO base_days AS b "
     + _rows(
@@ -412,44 +405,61 @@ def _base_customers(batch: Batch) -> set[str]:
     )
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _micros(moment: datetime) -> int:
+    """A time as whole microseconds since 1970 (exact; compared as numbers)."""
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+@dataclass
+class Learnt:
+    """What one batch tells the base counters about its customers."""
+
+    days: dict[str, set[int]] = dataclass_field(default_factory=dict)
+    classes: dict[tuple[str, str], list[base.ClassChange]] = dataclass_field(default_factory=dict)
+    channels: dict[str, base.ChannelSet] = dataclass_field(default_factory=dict)
+
+
+def _learnt(batch: Batch) -> Learnt:
+    found = Learnt()
+    for day, customer, _ in batch.sales:
+        found.days.setdefault(customer, set()).add(day.toordinal())
+    for (customer, kind, day), r in batch.classes.items():
+        change = (day.toordinal(), _micros(r.as_of), r.event_id, r.value)
+        found.classes.setdefault((customer, kind), []).append(change)
+    for customer, latest in batch.acquisition_channel.items():
+        found.channels[customer] = (_micros(latest.at), latest.event_id, latest.value)
+    return found
+
+
 async def _write_base(conn: Connection, batch: Batch) -> None:
-    customers = _base_customers(batch)
+    learnt = _learnt(batch)
+    customers = learnt.days.keys() | {c for c, _ in learnt.classes} | learnt.channels.keys()
     if customers:
-        bought: dict[str, set[int]] = {}
-        for day, customer, _ in batch.sales:
-            bought.setdefault(customer, set()).add(day.toordinal())
-        await recount_members(conn, sorted(customers), bought)
+        await recount_members(conn, sorted(customers), learnt)
 
 
-async def recount_members(
-    conn: Connection, customers: list[str], bought: Mapping[str, set[int]]
-) -> None:
-    """Lock the members (in key order, so two instances cannot deadlock), add the purchase
-    days `bought`, read their classes and channel as committed now, and write the
-    difference between their new and old parts of the counters."""
+async def recount_members(conn: Connection, customers: list[str], learnt: Learnt) -> None:
+    """Lock the members (in key order, so two instances cannot deadlock), merge what the
+    batch learnt into their inputs, and write the difference between their new and old
+    parts of the counters (counted with the window in force now)."""
     old = {
         r["customer_id"]: base.Member.from_json(orjson.loads(r["state"])) if r["state"] else None
         for r in await conn.fetch(_LOCK_MEMBERS, customers)
     }
-    inputs: dict[str, dict[str, Any]] = {c: {"tier": [], "segment": []} for c in customers}
-    window = base.DEFAULT_WINDOW
-    for r in await conn.fetch(_MEMBER_INPUTS, customers):
-        if r["kind"] == "window":
-            window = int(r["value"])
-        elif r["kind"] == "channel":
-            inputs[r["customer_id"]]["channel"] = r["value"]
-        else:
-            inputs[r["customer_id"]][r["kind"]].append((r["day"].toordinal(), r["value"]))
+    window = await conn.fetchval(_WINDOW) or base.DEFAULT_WINDOW
     new: dict[str, base.Member] = {}
     for customer in customers:
-        before, found = old[customer], inputs[customer]
-        days = set(before.days if before else ()) | bought.get(customer, set())
+        before = old[customer] or base.Member(None, ())
         new[customer] = base.Member(
             window,
-            tuple(sorted(days)),
-            tuple(found["tier"]),
-            tuple(found["segment"]),
-            found.get("channel") or base.UNKNOWN_CHANNEL,
+            tuple(sorted(set(before.days) | learnt.days.get(customer, set()))),
+            base.merge_classes(before.tier, learnt.classes.get((customer, "tier"), ())),
+            base.merge_classes(before.segment, learnt.classes.get((customer, "segment"), ())),
+            base.latest_channel(before.channel, learnt.channels.get(customer)),
         )
     await _write_counters(conn, base.difference((old[c], new[c]) for c in customers))
     await conn.execute(
@@ -1185,7 +1195,7 @@ async def converge_base(pool: Pool, window: int, chunk: int = 1000) -> bool:
                 chunk,
             ):
                 async with conn.transaction():
-                    await recount_members(conn, [r["customer_id"] for r in ids], {})
+                    await recount_members(conn, [r["customer_id"] for r in ids], Learnt())
                 after = ids[-1]["customer_id"]
             await conn.execute(
                 "UPDATE base_window SET ready = true WHERE window_days = $1 AND NOT EXISTS"

@@ -270,3 +270,31 @@ async def test_another_window_reads_the_definition_until_the_counters_come_over(
     assert await pool.fetchval("SELECT ready AND window_days = 45 FROM base_window")
     assert not await pool.fetchval("SELECT count(*) FROM base_days WHERE window_days = 365")
     await same_as_brute_force(pool, events, other)
+
+
+async def test_customers_folded_before_the_counters_are_counted_by_converge(
+    database_url: str, schemas: list[db.Pool]
+) -> None:
+    """Migration 006 copies each customer's purchase days, classes and channel from the
+    tables folded before it; converge_base counts them: the same counters as a fold."""
+    rng = random.Random(6)
+    raw, late = history(rng, 30)
+    events = validated(raw + late)
+    pool = await fresh(database_url, "reporting_base_backfill")
+    schemas.append(pool)
+    assert await store.converge_base(pool, WINDOW)
+    await feed(pool, rng.sample(events, len(events)), batch_size=25)
+    folded = {t: await rows_of(pool, t) for t in ("base_members", "base_days")}
+    # As before migration 006: the other tables, and no counters.
+    await pool.execute("DELETE FROM base_members; DELETE FROM base_days")
+    await pool.execute("UPDATE base_window SET window_days = 365, ready = false")
+    migration = (SPEC.migrations / "006_base_counters.sql").read_text()
+    await pool.execute(migration.split("-- backfill:")[1].split("-- :backfill")[0])
+    await same_as_brute_force(pool, events, WINDOW)  # read-time path meanwhile
+    assert await store.converge_base(pool, WINDOW)
+    assert {t: await rows_of(pool, t) for t in folded} == folded
+    await same_as_brute_force(pool, events, WINDOW)
+
+
+async def rows_of(pool: db.Pool, name: str) -> list[str]:
+    return sorted(r[0] for r in await pool.fetch(f"SELECT row_to_json(t)::text FROM {name} t"))

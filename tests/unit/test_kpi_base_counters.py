@@ -18,6 +18,8 @@ from services.reporting.base import (
     BaseCounts,
     Member,
     difference,
+    latest_channel,
+    merge_classes,
     period_counts,
 )
 from services.reporting.kpi import Granularity
@@ -52,12 +54,12 @@ def brute_force(
             if dimension is None:
                 return ""
             if dimension == "channel":
-                return m.channel
+                return m.channel_value
             changes = m.tier if dimension == "tier" else m.segment
             if not changes:
                 return UNSCORED
-            found = [v for d, v in changes if d <= day.toordinal()]
-            return found[-1] if found else changes[0][1]
+            found = [v for d, _, _, v in changes if d <= day.toordinal()]
+            return found[-1] if found else changes[0][3]
 
         first_purchase = min(bought) if bought else None
         for s, end in periods:
@@ -94,7 +96,8 @@ def history(rng: random.Random, window: int) -> Member:
             for _ in range(rng.randrange(0, 4))
         }.items()
     )
-    return Member(window, tuple(days), tuple(tiers), (), rng.choice(["web", "store"]))
+    changes = tuple((d, 0, "e", v) for d, v in tiers)
+    return Member(window, tuple(days), changes, (), (0, "e", rng.choice(["web", "store"])))
 
 
 def counters(members: list[Member]) -> dict[tuple[int, str, str, int], list[int]]:
@@ -175,3 +178,15 @@ def test_learning_the_inputs_in_any_order_gives_the_same_counters() -> None:
         got = {k: v for k, v in merged.items() if v}
         want = {(key, i): n for key, values in expected.items() for i, n in enumerate(values) if n}
         assert got == want
+
+
+def test_a_members_classes_and_channel_merge_as_their_tables_do() -> None:
+    """Per day the latest change by (as_of, event id); the channel set last wins."""
+    early, late = (10, 100, "e1", "gold"), (10, 200, "e0", "silver")
+    other_day = (12, 50, "e2", "bronze")
+    assert merge_classes([late], [early, other_day]) == (late, other_day)
+    assert merge_classes([other_day, early], [late]) == (late, other_day)
+    assert merge_classes([(10, 100, "e2", "a")], [(10, 100, "e1", "b")]) == ((10, 100, "e2", "a"),)
+    assert latest_channel((5, "e1", "web"), (4, "e9", "shop")) == (5, "e1", "web")
+    assert latest_channel((5, "e1", "web"), (5, "e2", "shop")) == (5, "e2", "shop")
+    assert latest_channel(None, (1, "e", "shop")) == (1, "e", "shop")

@@ -47,12 +47,40 @@ CREATE TABLE base_window (
     ready        boolean NOT NULL
 );
 
--- Purchases folded before this migration: their days, not yet counted.
+-- Customers folded before this migration: their purchase days, classes and acquisition
+-- channel (as base.Member keeps them: days as ordinals, 0001-01-01 = 1; times as
+-- microseconds since 1970), not yet counted (window_days NULL).
+-- backfill:
+WITH bought AS (
+    SELECT customer_id, jsonb_agg(d ORDER BY d) AS days
+    FROM (SELECT DISTINCT customer_id, day - DATE '0001-01-01' + 1 AS d FROM sales) AS s
+    GROUP BY customer_id
+), classes AS (
+    SELECT customer_id, kind,
+           jsonb_agg(jsonb_build_array(day - DATE '0001-01-01' + 1,
+                                       (extract(epoch FROM as_of) * 1000000)::bigint,
+                                       event_id, value) ORDER BY day) AS changes
+    FROM customer_classes GROUP BY customer_id, kind
+), members AS (
+    SELECT customer_id FROM bought
+    UNION SELECT customer_id FROM classes
+    UNION SELECT customer_id FROM customers WHERE acquisition_channel IS NOT NULL
+)
 INSERT INTO base_members (customer_id, window_days, state)
-SELECT customer_id, NULL,
-       jsonb_build_object('w', NULL, 'days', jsonb_agg(day - DATE '0001-01-01' + 1 ORDER BY day))
-FROM (SELECT DISTINCT customer_id, day FROM sales) AS bought
-GROUP BY customer_id;
+SELECT m.customer_id, NULL, jsonb_build_object(
+    'w', NULL,
+    'days', coalesce(b.days, '[]'::jsonb),
+    'tier', coalesce(t.changes, '[]'::jsonb),
+    'segment', coalesce(g.changes, '[]'::jsonb),
+    'channel', CASE WHEN c.acquisition_channel IS NOT NULL THEN jsonb_build_array(
+        (extract(epoch FROM c.acquisition_channel_at) * 1000000)::bigint,
+        c.acquisition_channel_by, c.acquisition_channel) END)
+FROM members m
+LEFT JOIN bought b ON b.customer_id = m.customer_id
+LEFT JOIN classes t ON t.customer_id = m.customer_id AND t.kind = 'tier'
+LEFT JOIN classes g ON g.customer_id = m.customer_id AND g.kind = 'segment'
+LEFT JOIN customers c ON c.customer_id = m.customer_id;
+-- :backfill
 
 INSERT INTO base_window (window_days, ready)
 SELECT 365, NOT EXISTS (SELECT FROM base_members);
