@@ -31,6 +31,7 @@ from services.scoring.scoring import (
     Population,
     Reference,
     ScoringConfig,
+    SimpleClvBase,
     annual_rate,
     score,
     simple_clv_base,
@@ -438,7 +439,8 @@ async def get_score(
                 "in force at as_of",
             )
         elif horizon_weeks in (None, snapshot["horizon_weeks"]):
-            return _score_of_row(customer_id, snapshot, snapshot["run_as_of"], "snapshot", settings)
+            row = snapshot | {"simple_clv": _simple_clv(snapshot, settings)}
+            return _score_of_row(customer_id, row, snapshot["run_as_of"], "snapshot", settings)
         else:
             note = OTHER_HORIZON
     return await _computed_score(res, customer_id, instant, horizon_weeks, note)
@@ -511,6 +513,22 @@ def _run_columns(
         "model_version": models.version if models else None,
         "time_unit": models.time_unit if models else None,
     }
+
+
+def _simple_clv(snapshot: dict[str, Any], settings: ScoringSettings) -> float:
+    """The simple CLV of a snapshot row, from its run's population averages."""
+    config = settings.scoring_config()
+    base = SimpleClvBase(
+        order_value=snapshot["simple_order_value"],
+        weekly_rate=snapshot["simple_weekly_rate"],
+        lifespan_weeks=snapshot["simple_lifespan_weeks"],
+        measured=snapshot["simple_lifespan_measured"],
+    )
+    margin = snapshot["margin"] if snapshot["margin"] is not None else config.margin
+    zone = ZoneInfo(settings.timezone)
+    return stored.simple_clv_of(
+        snapshot, snapshot["run_as_of"], zone, base, margin, config.min_observation_days
+    )
 
 
 def _terms_of(row: dict[str, Any], settings: ScoringSettings) -> store.MoneyTerms:

@@ -632,7 +632,9 @@ def _rounded(column: str) -> str:
     )
 
 
-_HISTORY_COLUMNS = [c for c in _ROW_FIELDS if c != "customer_id"]
+# simple_clv is not kept: it moves with every run's population averages (the base's
+# lifespan, order value and rate), so a snapshot read derives it (stored.simple_clv_of).
+_HISTORY_COLUMNS = [c for c in _ROW_FIELDS if c not in ("customer_id", "simple_clv")]
 _HISTORY_VALUES = [_rounded(c) if c in stored.MODEL_FIGURES else f"n.{c}" for c in _HISTORY_COLUMNS]
 
 # The run's rows that differ from the customer's latest history row (or have none, or
@@ -693,6 +695,7 @@ WITH run AS (
 )
 SELECT h.*, r.run_id, r.as_of AS run_as_of, r.customers AS reference_customers,
        r.mvc_threshold, r.simple_lifespan_weeks, r.simple_lifespan_measured,
+       r.simple_order_value, r.simple_weekly_rate,
        r.currency, r.horizon_weeks, r.discount_rate_per_week, r.margin,
        r.model_version, m.time_unit
 FROM run r

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from services.scoring.explain import CustomerFacts
-from services.scoring.scoring import Population, Scores
+from services.scoring.scoring import DAYS_PER_WEEK, Population, Scores, SimpleClvBase
 
 # The statistics a row keeps (its `stats` array), in this order.
 STORED_STATS = (
@@ -54,16 +54,16 @@ SCORE_FIELDS = (
     "churn_level",
 )
 
-# The model's figures: they drift with the clock (the customer's age), so a re-score run's
-# history compares and keeps them rounded (else every customer would be written again every
-# run): probabilities to PROBABILITY_DECIMALS decimals (a churn risk of 5e-9 is 1 - 0.999..,
-# all rounding noise), the rest to SIGNIFICANT_DIGITS significant digits.
+# The model's figures: they move with the customer's age (whole days) and the model, so a
+# re-score run's history compares and keeps them rounded (else rounding noise alone would
+# write a customer again): probabilities to PROBABILITY_DECIMALS decimals (a churn risk of
+# 5e-9 is 1 - 0.999.., all noise), the rest to SIGNIFICANT_DIGITS significant digits. The
+# simple CLV is not kept: it follows from the row and its run (simple_clv_of).
 MODEL_FIGURES = (
     "p_alive",
     "expected_purchases",
     "expected_spend",
     "predicted_clv",
-    "simple_clv",
     "churn_risk",
 )
 PROBABILITIES = ("p_alive", "churn_risk")
@@ -163,3 +163,24 @@ def one_row(scores: Scores, population: Population, index: int = 0) -> dict[str,
     row = {name: values[index] for name, values in columns.items()}
     row["stats"] = [row.pop(f"stat_{i}") for i in range(len(STORED_STATS))]
     return row
+
+
+def simple_clv_of(
+    row: Mapping[str, Any],
+    as_of: datetime,
+    zone: tzinfo,
+    base: SimpleClvBase,
+    margin: float,
+    min_observation_days: float,
+) -> float:
+    """scoring.simple_clv of one stored row as of its run (`base`: the run's averages): the
+    customer's own order value and rate once observed for min_observation_days, else the
+    base's, times the base's lifespan and the margin."""
+    orders, net_spent = float(row["stats"][0]), float(row["stats"][1])
+    _, since_first = days_since(row, as_of, zone)
+    if since_first >= min_observation_days:
+        rate = orders / (max(since_first, 1.0) / DAYS_PER_WEEK)
+        value = net_spent / orders if orders > 0 else 0.0
+    else:
+        rate, value = base.weekly_rate, base.order_value
+    return float(rate * value * base.lifespan_weeks * margin)

@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 
 from services.scoring import explain, stored
-from services.scoring.scoring import Population, Reference, ScoringConfig, score
+from services.scoring.scoring import (
+    Population,
+    Reference,
+    ScoringConfig,
+    score,
+    simple_clv,
+    simple_clv_base,
+)
 
 AS_OF = datetime(2026, 6, 30, 15, 45, 12, 345678, tzinfo=UTC)
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -73,3 +80,18 @@ def test_a_stored_row_gives_the_facts_its_population_gave() -> None:
         for name, value in vars(from_arrays).items():
             assert getattr(from_row, name) == pytest.approx(value, abs=1e-9), (i, name)
         assert explain.explain_all(from_row, config) == explain.explain_all(from_arrays, config)
+
+
+def test_a_snapshot_rows_simple_clv_follows_from_the_row_and_its_run() -> None:
+    """The run history does not keep the simple CLV (it moves with every run's averages):
+    derived from a row and its run's averages, it is the batch's."""
+    people, _, _ = population()
+    config = ScoringConfig(margin=0.4, min_observation_days=200)
+    base = simple_clv_base(people, config)
+    batch = simple_clv(people, config, base)
+    scores = score(people, Reference.of(people, config), None, config)
+    assert 0 < int((people.days_since_first >= 200).sum()) < people.size  # both branches
+    for i in range(people.size):
+        row = stored.one_row(scores, people, i)
+        derived = stored.simple_clv_of(row, AS_OF, ZONE, base, 0.4, 200)
+        assert derived == pytest.approx(float(batch[i]), rel=1e-12), i
