@@ -275,10 +275,23 @@ def _fixed(found: Iterable[Spell]) -> Partial:
     return out
 
 
+Grouped = dict[tuple[str, Day], list[tuple[int, int]]]  # (slice, day) -> (column, n) pairs
+
+
+def _grouped(partial: Partial) -> Grouped:
+    out: Grouped = {}
+    for (column, slice_, day), n in partial.items():
+        if n:
+            out.setdefault((slice_, day), []).append((_COLUMN[column], n))
+    return out
+
+
 def _count(member: Member, found: list[Spell], sign: int, out: Counts) -> None:
     """Add `sign` times the counters of the spells `found` of `member` to `out`. A class
     that never changes gives the same counters under another name: computed once."""
-    fixed: Partial | None = None
+    window = member.window
+    assert window is not None
+    fixed: Grouped | None = None
     for dimension, changes, default in (
         ("tier", [(d, v) for d, _, _, v in member.tier], UNSCORED),
         ("segment", [(d, v) for d, _, _, v in member.segment], UNSCORED),
@@ -287,20 +300,17 @@ def _count(member: Member, found: list[Spell], sign: int, out: Counts) -> None:
         classes = _Classes(changes, default)
         if len(classes.values) == 1:
             if fixed is None:
-                fixed = _fixed(found)
-            partial = fixed
-            named = classes.values[0]
+                fixed = _grouped(_fixed(found))
+            grouped, named = fixed, classes.values[0]
         else:
-            partial, named = _dimension(found, classes), ""
-        window = member.window
-        assert window is not None
-        for (column, slice_, day), n in partial.items():
-            if n:
-                key = (window, dimension, named or slice_, day)
-                row = out.get(key)
-                if row is None:
-                    row = out[key] = [0] * len(COLUMNS)
-                row[_COLUMN[column]] += sign * n
+            grouped, named = _grouped(_dimension(found, classes)), ""
+        for (slice_, day), cells in grouped.items():
+            key = (window, dimension, named or slice_, day)
+            row = out.get(key)
+            if row is None:
+                row = out[key] = [0] * len(COLUMNS)
+            for column, n in cells:
+                row[column] += sign * n
 
 
 def _spells_of(member: Member | None) -> list[Spell]:
