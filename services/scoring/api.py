@@ -385,7 +385,12 @@ async def _reference_as_of(res: Resources, as_of: datetime) -> Reference:
     (computed once per instant and cached)."""
     settings = _settings(res)
     cache: dict[datetime, Reference] = res.state.setdefault("references", {})
-    if as_of not in cache:
+    if as_of in cache:
+        return cache[as_of]
+    # One at a time: the requests that miss together would each load the whole population.
+    async with res.state.setdefault("references_lock", asyncio.Lock()):
+        if as_of in cache:
+            return cache[as_of]
         population = await store.load_population(
             res.pool,
             as_of,
