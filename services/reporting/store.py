@@ -14,8 +14,17 @@ the first to end and then applies its own change on top. The statements run in o
 order of tables, each taking its rows in key order (ORDER BY, sorted by PostgreSQL, cheaper
 than in Python), so two instances lock rows in the same order and cannot deadlock.
 
+One step reads before it writes, under a lock: the customer-base counters (base.py,
+migrations/006). A customer's part of them depends on all their purchase days and classes,
+so the fold locks the customer's `base_members` row (an upsert, in key order, at its place
+in the order of tables), merges what the batch learnt into the inputs kept there and adds
+the difference between the new and the old part to `base_days`. A second instance
+recounting the same customer waits for the lock and starts from the first one's result.
+
 Reads take the periods as two arrays (starts, exclusive stops) computed by kpi.py, so the
-calendar is defined once, and group facts by period and slice. Tier and segment are looked
+calendar is defined once, and group facts by period and slice. The customer base is read
+from its daily counters (a sum per slice of the days before the range, and the range's
+rows), whatever the range's length. Tier and segment are looked
 up at query time from the class history, so a late tier change re-attributes the facts of
 its days and a rebuild gives the same answers. The SQL text only ever contains fragments
 chosen from this module (the dimension is an enum), never request input.
