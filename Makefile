@@ -37,7 +37,7 @@ test: venv  ## the whole suite: unit, integration (real broker + PostgreSQL), en
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shared services
+	$(BIN)/mypy shared services clients/python/crm_client
 
 format: venv
 	$(BIN)/ruff check --fix .
