@@ -199,12 +199,23 @@ placed AS (
     GROUP BY d.customer_id
 )"""
 
+
+def _for_customers(query: str) -> str:
+    """`query` (a _BUYERS one) for the customers of $4 only, written so that every plan reads
+    their rows by the key: PostgreSQL may settle on one generic plan for a prepared
+    statement, and for `$4 IS NULL OR customer_id = ANY($4)` that plan scans whole tables."""
+    return query.replace(
+        "$4::text[] IS NULL OR customer_id = ANY($4::text[])", "customer_id = ANY($4::text[])"
+    )
+
+
 _RFM = f"""
 WITH {_BUYERS}
 SELECT customer_id, first_at AS first_purchase_at, last_at AS last_purchase_at,
        orders::int AS purchase_count, net_spent AS total_spent
 FROM buyers
 """
+_RFM_OF_ONE = _for_customers(_RFM)
 
 
 async def load_rfm(
@@ -218,7 +229,9 @@ async def load_rfm(
 ) -> PurchaseSummary | None:
     """One customer's RFM facts as of `as_of`, as the scores see them; None if no purchase."""
     local_day: date = as_of.astimezone(zone).date()
-    row = await conn.fetchrow(_RFM, as_of, local_day, window_days, [customer_id], count_zero_value)
+    row = await conn.fetchrow(
+        _RFM_OF_ONE, as_of, local_day, window_days, [customer_id], count_zero_value
+    )
     return PurchaseSummary(**dict(row)) if row else None
 
 
@@ -269,6 +282,7 @@ LEFT JOIN complaints_made c ON c.customer_id = b.customer_id
 LEFT JOIN strategic v ON v.customer_id = b.customer_id
 ORDER BY b.customer_id
 """
+_POPULATION_OF_SOME = _for_customers(_POPULATION)
 
 POPULATION_FIELDS = [
     "days_since_last",
@@ -301,7 +315,8 @@ async def load_population(
 ) -> Population:
     """Every customer who bought up to `as_of` (or just `customers`), with their statistics."""
     local_day: date = as_of.astimezone(zone).date()
-    rows = await conn.fetch(_POPULATION, as_of, local_day, window_days, customers, count_zero_value)
+    query = _POPULATION if customers is None else _POPULATION_OF_SOME
+    rows = await conn.fetch(query, as_of, local_day, window_days, customers, count_zero_value)
     if len(rows) < POPULATION_IN_THREAD:
         return _population_of(rows, as_of)
     return await asyncio.to_thread(_population_of, rows, as_of)  # the loop keeps serving
