@@ -783,7 +783,11 @@ class Periods:
         return cls(ordered, stops, kpi.Granularity(granularity))
 
 
-_PERIODS = "periods AS (SELECT * FROM unnest($1::date[], $2::date[]) AS p(start, stop))"
+_PERIODS = """periods AS (SELECT * FROM unnest($1::date[], $2::date[]) AS p(start, stop)),
+    period_days AS (
+        SELECT p.start, p.stop, d::date AS day
+        FROM periods p, generate_series(p.start, p.stop - 1, interval '1 day') AS d
+    )"""
 
 
 def _spans(kind: Dimension) -> str:
@@ -930,7 +934,7 @@ async def _read_sales(
     per_customer = f"""per_customer AS (
         SELECT p.start, {sl.expr} AS slice, f.customer_id,
                sum(f.orders) AS orders, sum(f.revenue) AS revenue
-        FROM facts f JOIN periods p ON f.day >= p.start AND f.day < p.stop
+        FROM facts f JOIN period_days p ON p.day = f.day
         {sl.join}
         GROUP BY 1, 2, 3
     )"""
@@ -965,7 +969,9 @@ async def _read_repeat(
     sl = _slicing(by, customer="f.customer_id", day="f.day", channel="f.dim", category="f.dim")
     periods = (
         "periods AS (SELECT * FROM unnest($1::date[], $2::date[], $3::date[])"
-        " AS p(start, stop, since))"
+        " AS p(start, stop, since)),"
+        " repeat_days AS (SELECT p.start, d::date AS day FROM periods p,"
+        " generate_series(p.since, p.stop - 1, interval '1 day') AS d)"
     )
     facts = f"""facts AS (
         SELECT day, customer_id, {dim} AS dim, orders FROM {table}
@@ -973,7 +979,7 @@ async def _read_repeat(
     )"""
     per_customer = f"""per_customer AS (
         SELECT p.start, {sl.expr} AS slice, f.customer_id, sum(f.orders) AS orders
-        FROM facts f JOIN periods p ON f.day >= p.since AND f.day < p.stop
+        FROM facts f JOIN repeat_days p ON p.day = f.day
         {sl.join}
         GROUP BY 1, 2, 3
     )"""
@@ -1222,7 +1228,7 @@ async def _read_marketing(
     channel = "m.channel" if by is Dimension.CHANNEL else "''"
     for r in await pool.fetch(
         f"{_with()} SELECT p.start, {channel} AS slice, sum(m.amount) AS spend"
-        " FROM marketing_spend m JOIN periods p ON m.day >= p.start AND m.day < p.stop"
+        " FROM marketing_spend m JOIN period_days p ON p.day = m.day"
         " GROUP BY 1, 2",
         *args,
     ):
@@ -1238,7 +1244,7 @@ async def _read_value(
         _with(
             """latest AS (
                 SELECT p.start, max(t.as_of) AS as_of
-                FROM periods p JOIN tier_summaries t ON t.day >= p.start AND t.day < p.stop
+                FROM period_days p JOIN tier_summaries t ON t.day = p.day
                 GROUP BY 1
             )"""
         )
@@ -1263,7 +1269,7 @@ async def _read_surveys(
     for r in await pool.fetch(
         f"""{_with(sl.cte)}
         SELECT p.start, {sl.expr} AS slice, a.kind, a.score, sum(a.responses)::int AS n
-        FROM survey_answers a JOIN periods p ON a.day >= p.start AND a.day < p.stop
+        FROM survey_answers a JOIN period_days p ON p.day = a.day
         {sl.join} GROUP BY 1, 2, 3, 4""",
         *args,
     ):
@@ -1289,7 +1295,7 @@ async def _read_complaints(
         f"""{_with(opened.cte)}
         SELECT p.start, {opened.expr} AS slice, count(*)::int AS opened,
                count(*) FILTER (WHERE {_RESOLVED_NOW})::int AS opened_resolved
-        FROM complaints k JOIN periods p ON k.opened_day >= p.start AND k.opened_day < p.stop
+        FROM complaints k JOIN period_days p ON p.day = k.opened_day
         {opened.join} GROUP BY 1, 2""",
         *args,
     ):
@@ -1302,7 +1308,7 @@ async def _read_complaints(
         for r in await pool.fetch(
             f"""{_with(sl.cte)}
             SELECT p.start, {sl.expr} AS slice, {group} AS score, {counted} AS n
-            FROM {table} e JOIN periods p ON e.day >= p.start AND e.day < p.stop
+            FROM {table} e JOIN period_days p ON p.day = e.day
             LEFT JOIN complaints k ON k.complaint_id = e.complaint_id
             {sl.join} GROUP BY 1, 2, 3""",
             *args,
@@ -1348,7 +1354,7 @@ async def _read_sla(
         category=f"coalesce(e.category, k.category, '{UNKNOWN}')",
         tier="e.tier",
     )
-    source = f"""periods p ON e.day >= p.start AND e.day < p.stop
+    source = f"""period_days p ON p.day = e.day
         LEFT JOIN complaints k ON k.complaint_id = e.complaint_id {sl.join}"""
     for r in await pool.fetch(
         f"""{_with(sl.cte, _VERDICTS)}
@@ -1385,7 +1391,7 @@ async def _read_crisis(
     for r in await pool.fetch(
         f"""{_with()}
         SELECT p.start, {value} AS slice, count(*)::int AS alerts
-        FROM crisis_alerts a JOIN periods p ON a.day >= p.start AND a.day < p.stop
+        FROM crisis_alerts a JOIN period_days p ON p.day = a.day
         WHERE $3::text IS NULL OR a.dimension = $3::text GROUP BY 1, 2""",
         *args,
         by.value if by is not None else None,
@@ -1401,7 +1407,7 @@ async def _read_interactions(
         f"""{_with(sl.cte)}
         SELECT p.start, {sl.expr} AS slice, sum(i.interactions)::int AS n,
                count(DISTINCT i.customer_id)::int AS customers, sum(i.negative)::int AS negative
-        FROM interactions i JOIN periods p ON i.day >= p.start AND i.day < p.stop
+        FROM interactions i JOIN period_days p ON p.day = i.day
         {sl.join} GROUP BY 1, 2""",
         *args,
     ):
@@ -1424,7 +1430,7 @@ async def _read_contact_kinds(
                sum(i.interactions) FILTER (WHERE i.handled_by = 'bot')::int AS bot,
                sum(i.interactions) FILTER (WHERE i.mode = 'synchronous')::int AS synchronous,
                sum(i.interactions) FILTER (WHERE i.mode = 'asynchronous')::int AS asynchronous
-        FROM interaction_kinds i JOIN periods p ON i.day >= p.start AND i.day < p.stop
+        FROM interaction_kinds i JOIN period_days p ON p.day = i.day
         {sl.join} GROUP BY 1, 2""",
         *args,
     ):
