@@ -36,9 +36,9 @@ from services.complaints.projection import ComplaintsProjection, sweep_due
 from services.complaints.settings import ComplaintsSettings
 from services.complaints.sla import SlaConfig
 from shared import db
-from shared.embedded import Database
 from shared.events import RECORDED, Event, ValidationContext, decode_event, validate_event
 from shared.service import GC_YOUNG_THRESHOLD
+from tooling.embedded import Database
 
 BATCH = 2000
 TOP = 25  # profile lines shown

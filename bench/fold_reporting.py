@@ -37,9 +37,9 @@ from services.reporting.projection import ReportingProjection
 from services.reporting.settings import ReportingSettings
 from shared import db
 from shared.consumer import Projection
-from shared.embedded import Database
 from shared.events import Event, ValidationContext, validate_event
 from shared.service import GC_YOUNG_THRESHOLD
+from tooling.embedded import Database
 
 COMPLAINT_EVERY = 10  # one complaint opening per this many purchases
 CONTEXT = ValidationContext(future_tolerance=timedelta(days=1))  # bench times are "now"

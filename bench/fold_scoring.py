@@ -32,8 +32,8 @@ from services.scoring.main import SPEC
 from services.scoring.settings import ScoringSettings
 from shared import db
 from shared.consumer import Projection
-from shared.embedded import Database
 from shared.events import Event, ValidationContext, validate_event
+from tooling.embedded import Database
 
 CONTEXT = ValidationContext(future_tolerance=timedelta(days=1))  # bench times are "now"
 KEPT = ("schema_migrations", "consumer_offsets", "applied_events")

@@ -32,8 +32,8 @@ from services.reporting.main import SPEC
 from services.reporting.metrics import Dimension, Period, sources_of, table
 from services.reporting.projection import ReportingProjection
 from shared import db
-from shared.embedded import Database
 from shared.events import Event, ValidationContext, validate_event
+from tooling.embedded import Database
 
 CLIENTS = 64
 WINDOW = 365  # CHURN_AFTER_DAYS' default

@@ -41,11 +41,11 @@ from bench.bench_clv import bench as bench_clv
 from bench.loadgen import AUTH, BENCH_TOKEN, LoadResult, request_bytes, run_load
 from shared import kafka
 from shared.auth import token_sha256
-from shared.devstack import Running, is_ready, start_services
-from shared.embedded import Broker, Database, free_port, service_environment
 from shared.events import Topic, ValidationContext, validate_event
 from shared.outbox import relay_headers
 from shared.settings import CommonSettings
+from tooling.devstack import Running, is_ready, start_services
+from tooling.embedded import Broker, Database, free_port, service_environment
 
 SCALE = float(os.environ.get("BENCH_SCALE", "1"))
 RESULTS = Path(__file__).parent / "results"
@@ -733,7 +733,7 @@ async def catch_up(stack: Stack, events: int) -> dict[str, Any]:
 
 async def rebuild_under_reads(stack: Stack) -> dict[str, Any]:
     """`crm rebuild reporting` on the catch-up backlog while 8 clients read daily KPIs."""
-    from shared import rebuild
+    from tooling import rebuild
 
     database = "catchup_reporting"
     await stack.start_services(database, ("reporting",), fresh=False)
@@ -772,7 +772,7 @@ async def rebuild_under_reads(stack: Stack) -> dict[str, Any]:
 
 async def import_history(stack: Stack, rows: int) -> dict[str, Any]:
     """`crm import purchases` of a synthetic order history into a fresh event store."""
-    from shared import cli
+    from tooling import cli
 
     path = stack.workdir / "orders.csv"
     with path.open("w") as out:

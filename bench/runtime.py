@@ -21,11 +21,11 @@ from bench.run import purchase_event, stored_bytes
 from shared import db, kafka
 from shared.consumer import ConsumerRuntime
 from shared.db import Connection
-from shared.embedded import Broker, Database
 from shared.events import Event, Topic, ValidationContext
 from shared.outbox import relay_headers
 from shared.service import GC_YOUNG_THRESHOLD
 from shared.settings import CommonSettings
+from tooling.embedded import Broker, Database
 
 
 class Nothing:

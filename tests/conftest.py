@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from shared.auth import token_sha256
-from shared.embedded import Broker, Database
 from shared.settings import CommonSettings
 from tests.helpers import TEST_SIGNING_SECRET, TEST_TOKEN
+from tooling.embedded import Broker, Database
 
 BACKEND = os.environ.get("CRM_TEST_BACKEND", "embedded")
 _databases = itertools.count()

@@ -27,8 +27,8 @@ from services.reporting.domain import fold as reporting_fold
 from services.scoring.domain import is_purchase
 from services.scoring.domain import summarise as scoring_summary
 from shared.auth import token_sha256
-from shared.embedded import Database, end_with_parent
 from shared.events import RECORDED, Event, decode_event
+from tooling.embedded import Database, end_with_parent
 
 T = TypeVar("T")
 _ids = itertools.count()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.embedded import Broker
 from tests.e2e.test_reporting import Reporting, running_reporting
+from tooling.embedded import Broker
 
 ENSURE_CHROMIUM = Path(__file__).parents[2] / "scripts" / "ensure-chromium.sh"
 

@@ -15,7 +15,6 @@ import pytest
 
 from services.scoring.projection import ScoringProjection
 from shared import db
-from shared.embedded import Broker, free_port, service_environment
 from tests.browser.test_dashboard import Page, chromium_args, png_size, run
 from tests.helpers import TEST_TOKEN, ServiceProcess, api_client
 from tests.integration.test_scoring_validation import (
@@ -23,6 +22,7 @@ from tests.integration.test_scoring_validation import (
     HOLDOUT_END,
     purchase_events,
 )
+from tooling.embedded import Broker, free_port, service_environment
 
 pytestmark = pytest.mark.e2e
 

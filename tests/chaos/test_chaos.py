@@ -21,8 +21,6 @@ import httpx
 import pytest
 
 from shared import kafka
-from shared.devstack import SERVICES
-from shared.embedded import Broker, Database, free_port, service_environment
 from shared.settings import CommonSettings
 from tests.helpers import (
     Feed,
@@ -34,6 +32,8 @@ from tests.helpers import (
     stored_events,
     wait_until,
 )
+from tooling.devstack import SERVICES
+from tooling.embedded import Broker, Database, free_port, service_environment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.embedded_only]
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from shared.devstack import SERVICES
-from shared.embedded import Broker, free_port, service_environment
 from tests.helpers import ServiceProcess
+from tooling.devstack import SERVICES
+from tooling.embedded import Broker, free_port, service_environment
 
 
 @dataclass

@@ -11,7 +11,6 @@ from pathlib import Path
 import orjson
 import pytest
 
-from shared import cli
 from shared.events import Topic
 from shared.settings import CommonSettings
 from tests.e2e.conftest import Stack
@@ -25,6 +24,7 @@ from tests.helpers import (
     read_topic,
     wait_until,
 )
+from tooling import cli
 
 pytestmark = [pytest.mark.e2e]
 

@@ -17,7 +17,6 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from shared.embedded import Database
 from tests.e2e.conftest import Stack
 from tests.helpers import (
     Feed,
@@ -29,6 +28,7 @@ from tests.helpers import (
     stored_events,
     wait_until,
 )
+from tooling.embedded import Database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.embedded_only]
 

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from shared import demo
 from tests.e2e.conftest import Stack
 from tests.helpers import TEST_TOKEN, api_client, wait_until
+from tooling import demo
 
 pytestmark = pytest.mark.e2e
 
@@ -51,7 +51,7 @@ async def crm_demo(
         if name not in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "CRM_API_KEY")
     }
     command = [
-        *(sys.executable, "-m", "shared.cli", "demo"),
+        *(sys.executable, "-m", "tooling.cli", "demo"),
         *("--customers", str(customers), "--seed", str(SEED), "--until", UNTIL.isoformat()),
         *("--url", stack.url("ingest"), "--api-key", TEST_TOKEN),
     ]

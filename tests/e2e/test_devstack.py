@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.devstack import SERVICES
-from shared.embedded import free_port
 from tests.helpers import purchase, wait_until
+from tooling.devstack import SERVICES
+from tooling.embedded import free_port
 
 pytestmark = [pytest.mark.e2e]
 
@@ -55,7 +55,7 @@ def second_shell(**extra: str) -> dict[str, str]:
 
 def crm(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args],
+        [sys.executable, "-m", "tooling.cli", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -90,7 +90,7 @@ def wait_for_line(process: subprocess.Popen[str], line: str, timeout: float) -> 
 
 @pytest.fixture
 def dev_stack(tmp_path: Path) -> Iterator[DevStack]:
-    """`make run` as a user starts it: `python -m shared.devstack`, on free ports."""
+    """`make run` as a user starts it: `python -m tooling.devstack`, on free ports."""
     data = tmp_path / "data"
     ports = {name: free_port() for name, _ in SERVICES}
     env = second_shell(
@@ -99,7 +99,7 @@ def dev_stack(tmp_path: Path) -> Iterator[DevStack]:
         **{f"{name.upper()}_PORT": str(port) for name, port in ports.items()},
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "shared.devstack"],
+        [sys.executable, "-m", "tooling.devstack"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.devstack import SERVICES
 from tests.e2e.conftest import Stack
 from tests.helpers import api_client, caught_up, event, model_differences, wait_until
+from tooling.devstack import SERVICES
 
 pytestmark = [pytest.mark.e2e]
 

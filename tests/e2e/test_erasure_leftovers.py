@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from shared.devstack import SERVICES
 from tests.e2e.conftest import Stack
 from tests.e2e.test_erasure_currency import database_text
 from tests.helpers import api_client, caught_up, event, model_differences, wait_until
+from tooling.devstack import SERVICES
 
 pytestmark = [pytest.mark.e2e]
 

@@ -14,11 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
-from shared import rebuild
 from shared.settings import CommonSettings
 from tests.e2e.conftest import Stack
 from tests.e2e.test_pipeline import post, stream, wait_for_model
 from tests.helpers import TEST_SIGNING_SECRET, api_client, event, wait_until
+from tooling import rebuild
 
 pytestmark = [pytest.mark.e2e]
 

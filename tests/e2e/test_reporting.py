@@ -32,8 +32,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from shared.embedded import Broker, free_port, service_environment
 from tests.helpers import ServiceProcess, api_client, event, wait_until
+from tooling.embedded import Broker, free_port, service_environment
 
 pytestmark = pytest.mark.e2e
 

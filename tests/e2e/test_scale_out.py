@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from shared.embedded import free_port
 from tests.e2e.conftest import Stack
 from tests.e2e.test_pipeline import post, stream, wait_for_model
 from tests.helpers import ServiceProcess, api_client, wait_until
+from tooling.embedded import free_port
 
 pytestmark = pytest.mark.e2e
 

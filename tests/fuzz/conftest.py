@@ -21,9 +21,9 @@ from services.reporting.main import app as reporting_app
 from services.scoring.main import app as scoring_app
 from services.scoring.settings import ScoringSettings
 from shared.auth import token_sha256
-from shared.embedded import Broker, Database, free_port
 from shared.settings import CommonSettings
 from tests.helpers import TEST_TOKEN, api_client, wait_until
+from tooling.embedded import Broker, Database, free_port
 
 Factory = Callable[[Any], FastAPI]
 SERVICES: dict[str, tuple[Factory, type[CommonSettings]]] = {

@@ -29,11 +29,11 @@ from services.complaints.main import SPEC as COMPLAINTS
 from services.reporting.main import SPEC as REPORTING
 from services.scoring.main import SPEC as SCORING
 from shared.consumer import MAX_DEAD_LETTER_BYTES
-from shared.embedded import Broker, free_port, service_environment
 from shared.events import SOURCE_TOPICS, Topic
 from shared.outbox import relay_headers
 from tests.fuzz.corpus import SEED, at_the_limits, good_event, hostile
 from tests.helpers import ServiceProcess, api_client, produce_raw, read_topic, wait_until
+from tooling.embedded import Broker, free_port, service_environment
 
 pytestmark = pytest.mark.e2e
 

@@ -24,9 +24,8 @@ from services.ingest.settings import IngestSettings
 from services.reporting.main import app as reporting_app
 from services.scoring.main import app as scoring_app
 from services.scoring.settings import ScoringSettings
-from shared import auth, cli, kafka, keys
+from shared import auth, kafka
 from shared.auth import KeyRing
-from shared.embedded import free_port
 from shared.events import Topic
 from shared.outbox import open_event_store, relay_headers
 from shared.settings import CommonSettings
@@ -39,6 +38,8 @@ from tests.helpers import (
     read_topic,
     wait_until,
 )
+from tooling import cli, keys
+from tooling.embedded import free_port
 
 pytestmark = pytest.mark.integration
 

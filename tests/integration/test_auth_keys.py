@@ -16,7 +16,7 @@ import pytest
 from fastapi import HTTPException
 
 from services.reporting.main import app as reporting_app
-from shared import cli, db
+from shared import db
 from shared.auth import KeyRing, Principal, new_token, token_sha256
 from shared.settings import CommonSettings
 from tests.helpers import event, wait_until
@@ -27,6 +27,7 @@ from tests.integration.test_auth import (
     issue,
     known_everywhere,
 )
+from tooling import cli
 
 pytestmark = pytest.mark.integration
 

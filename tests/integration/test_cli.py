@@ -9,11 +9,12 @@ import asyncpg
 import orjson
 import pytest
 
-from shared import cli, db, rebuild
+from shared import db
 from shared.events import Topic
 from shared.outbox import EVENT_STORE_SCHEMA, open_event_store
 from shared.settings import CommonSettings
 from tests.helpers import produce_raw, purchase, read_topic
+from tooling import cli, rebuild
 
 pytestmark = pytest.mark.integration
 

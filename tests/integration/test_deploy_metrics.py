@@ -28,7 +28,6 @@ import yaml
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.embedded import free_port, service_environment
 from shared.events import Topic
 from tests.helpers import ServiceProcess, api_client, event, produce_raw, wait_until
 from tests.unit.test_deploy_monitoring import (
@@ -39,6 +38,7 @@ from tests.unit.test_deploy_monitoring import (
     template_labels,
 )
 from tests.unit.test_deploy_promql import Parsed, parse, parse_grafana
+from tooling.embedded import free_port, service_environment
 
 pytestmark = pytest.mark.integration
 

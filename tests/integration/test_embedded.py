@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from shared.embedded import Database
+from tooling.embedded import Database
 
 pytestmark = pytest.mark.embedded_only
 
@@ -46,7 +46,7 @@ def test_a_child_started_with_end_with_parent_ends_with_its_parent() -> None:
             sys.executable,
             "-c",
             "import subprocess, sys, time\n"
-            "from shared.embedded import end_with_parent\n"
+            "from tooling.embedded import end_with_parent\n"
             "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'],"
             " preexec_fn=end_with_parent)\n"
             "print(child.pid, flush=True)\n"

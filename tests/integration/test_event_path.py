@@ -14,11 +14,11 @@ import pytest
 from shared import db, kafka
 from shared.consumer import ConsumerRuntime
 from shared.db import Connection
-from shared.embedded import Broker
 from shared.events import Event, Topic, ValidationContext
 from shared.outbox import relay_headers
 from shared.settings import CommonSettings
 from tests.helpers import purchase, read_topic, wait_until
+from tooling.embedded import Broker
 
 pytestmark = pytest.mark.integration
 SCHEMA = "eventpath"

@@ -18,7 +18,6 @@ from services.ingest.settings import IngestSettings
 from shared import db
 from shared.consumer import ConsumerRuntime
 from shared.db import Connection
-from shared.embedded import Broker
 from shared.events import Event, PurchaseCompleted, Topic, ValidationContext
 from shared.settings import CommonSettings
 from tests.helpers import (
@@ -29,6 +28,7 @@ from tests.helpers import (
     wait_until,
     without_receipt,
 )
+from tooling.embedded import Broker
 
 pytestmark = pytest.mark.integration
 

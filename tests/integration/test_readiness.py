@@ -23,9 +23,9 @@ from services.ingest.settings import IngestSettings
 from services.scoring.main import app as scoring_app
 from services.scoring.settings import ScoringSettings
 from shared.db import Pool
-from shared.embedded import Database
 from shared.settings import CommonSettings
 from tests.helpers import api_client, purchase, wait_until
+from tooling.embedded import Database
 
 pytestmark = pytest.mark.integration
 

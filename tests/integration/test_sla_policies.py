@@ -23,11 +23,11 @@ import pytest
 
 from services.complaints.main import app as complaints_app
 from services.complaints.settings import ComplaintsSettings
-from shared import keys
 from shared.events import ValidationContext, validate_event
 from shared.outbox import append_events
 from shared.settings import CommonSettings
 from tests.helpers import api_client, event, wait_until
+from tooling import keys
 
 pytestmark = pytest.mark.integration
 

@@ -20,9 +20,9 @@ from scipy.special import hyp2f1
 from scipy.stats import beta
 
 from services.complaints import crisis
-from shared import demo, demo_post
-from shared.demo_post import DemoError, history_end
 from shared.events import ValidationContext, validate_event
+from tooling import demo, demo_post
+from tooling.demo_post import DemoError, history_end
 
 UNTIL = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday, midnight
 # CDNOW, per week (Fader, Hardie & Lee 2005, Marketing Science 24(2), table 1)

@@ -69,10 +69,25 @@ def test_a_service_imports_no_other_service(service: Path) -> None:
         assert not crossing, f"{path.relative_to(ROOT)} imports {sorted(crossing)}"
 
 
-def test_shared_imports_no_service() -> None:
+def test_shared_imports_no_service_and_no_tooling() -> None:
+    """shared/ is the library: the services and the tooling stand on it, not it on them."""
     for path in (ROOT / "shared").rglob("*.py"):
-        crossing = {m for m in imports(path) if under(m, {"services"})}
+        crossing = {m for m in imports(path) if under(m, {"services", "tooling"})}
         assert not crossing, f"{path.relative_to(ROOT)} imports {sorted(crossing)}"
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=lambda p: p.name)
+def test_a_service_imports_no_tooling(service: Path) -> None:
+    for path in service.glob("*.py"):
+        crossing = {m for m in imports(path) if under(m, {"tooling"})}
+        assert not crossing, f"{path.relative_to(ROOT)} imports {sorted(crossing)}"
+
+
+def test_the_registry_names_every_service_package() -> None:
+    """One registry of services (tooling/registry.py) for the dev stack, `crm` and rebuilds."""
+    from tooling.registry import NAMES
+
+    assert sorted(NAMES) == sorted(p.name for p in SERVICES)
 
 
 @pytest.mark.parametrize("service", SERVICES, ids=lambda p: p.name)

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from services.complaints.policies import CalendarRule, PolicyBook, PolicyRule
 from services.complaints.policy_api import book_view
 from services.complaints.sla import Targets
-from shared.devstack import calendar_lines
+from tooling.devstack import calendar_lines
 
 NOW = datetime(2026, 11, 30, 8, tzinfo=UTC)
 

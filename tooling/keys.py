@@ -24,6 +24,7 @@ from shared.events import (
     validate_event,
 )
 from shared.outbox import append_events
+from tooling import registry
 
 KEY_SOURCE = "crm/keys"
 
@@ -120,7 +121,7 @@ async def list_keys(conn: Connection) -> list[dict[str, Any]]:
 
 
 # The schemas whose services note when a key was used (each in its own api_keys table).
-SERVICE_SCHEMAS = ("ingest", "scoring", "complaints", "reporting")
+SERVICE_SCHEMAS = registry.NAMES  # each service's schema is named after it
 
 
 async def last_uses(conn: Connection) -> dict[str, datetime]:

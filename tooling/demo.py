@@ -2,7 +2,7 @@
 
 Pure: ``simulate(DemoParams)`` returns the raw events (JSON-ready dicts) for a seed and
 parameters, with no I/O and no clock; ``posting_order`` sorts them for loading. Posting them
-is `shared.demo_post` (`crm demo`).
+is `tooling.demo_post` (`crm demo`).
 
 The models (their sources; docs/demo.md says more):
 

@@ -1,4 +1,4 @@
-"""`crm demo`: simulate the demo history (`shared.demo`) and load it through ingest's HTTP API.
+"""`crm demo`: simulate the demo history (`tooling.demo`) and load it through ingest's HTTP API.
 
 POST /v1/events in batches of up to 1000, with an API key that may write events: --api-key,
 else CRM_API_KEY, else the admin key `make run` keeps in CRM_DATA_DIR/admin-key. Ingest is
@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from shared import demo, devstack
+from tooling import demo, devstack
 
 BATCH = 1000  # ingest's default MAX_BATCH
 DEFAULT_INGEST_PORT = 8001  # as `make run` starts ingest

@@ -35,13 +35,14 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from shared import keys
-from shared.embedded import Broker, Database, service_environment
 from shared.outbox import open_event_store
 from shared.settings import ENV_PREFIX
+from tooling import keys
+from tooling.embedded import Broker, Database, service_environment
+from tooling.registry import NAMES, REGISTRY
 
-SERVICES = (("ingest", 8001), ("scoring", 8002), ("complaints", 8003), ("reporting", 8004))
-SERVICE_NAMES = tuple(name for name, _ in SERVICES)
+SERVICES = tuple((s.name, s.port) for s in REGISTRY)  # (name, port), from the registry
+SERVICE_NAMES = NAMES
 READY_TIMEOUT = 60.0
 STACK_ENV = "stack.env"  # the running stack's settings, for `crm` in another shell
 

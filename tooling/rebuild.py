@@ -23,7 +23,6 @@ the live one keeps serving, then swap the two in one transaction.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import time
 import uuid
 import zlib
@@ -36,8 +35,9 @@ from shared import db
 from shared.consumer import ConsumerRuntime
 from shared.service import ServiceSpec, validation_context
 from shared.settings import CommonSettings
+from tooling import registry
 
-REBUILDABLE = ("scoring", "complaints", "reporting")
+REBUILDABLE = registry.FOLDING
 LOG_TABLES = ("events", "outbox", "relay_marks", "relay_state")  # of a service that publishes
 # How long a rebuild within --max-lag may try to swap before giving up: it must get ahead of
 # the live consumers' offsets, which move on while events arrive.
@@ -61,8 +61,7 @@ def spec_of(service: str) -> ServiceSpec:
         raise RebuildError("ingest's read model is the event store itself: nothing to rebuild")
     if service not in REBUILDABLE:
         raise RebuildError(f"no service {service!r}; one of {', '.join(REBUILDABLE)}")
-    spec: ServiceSpec = importlib.import_module(f"services.{service}.main").SPEC
-    return spec
+    return registry.service(service).spec()
 
 
 def carried_tables(spec: ServiceSpec) -> tuple[str, ...]:

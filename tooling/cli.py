@@ -38,7 +38,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError
 from pydantic import ValidationError
 
-from shared import db, demo_post, devstack, kafka, keys, rebuild
+from shared import db, kafka
 from shared.cloudevents_binding import decode_record, is_binding_header
 from shared.events import (
     SCOPES,
@@ -52,8 +52,9 @@ from shared.events import (
 from shared.outbox import append_events, open_event_store
 from shared.service import validation_context
 from shared.settings import CommonSettings
+from tooling import demo_post, devstack, keys, rebuild, registry
 
-CONSUMING_SERVICES = ("scoring", "complaints", "reporting")
+CONSUMING_SERVICES = registry.FOLDING
 IMPORT_BATCH = 1000
 
 # What each import kind builds: the event type, the column that makes the id unique, and the
@@ -496,7 +497,7 @@ def parser() -> argparse.ArgumentParser:
     rebuilds = commands.add_parser(
         "rebuild", help="rebuild a service's read models from its topics, then swap them in"
     )
-    rebuilds.add_argument("service", choices=[*rebuild.REBUILDABLE, "ingest"])
+    rebuilds.add_argument("service", choices=registry.NAMES)
     rebuilds.add_argument(
         "--max-lag",
         type=int,
