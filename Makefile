@@ -26,10 +26,10 @@ $(STAMP): pyproject.toml $(DEV_LOCK)
 venv: $(STAMP)
 
 run: venv  ## start broker, PostgreSQL and the four services; Ctrl-C stops all
-	$(BIN)/python -m shared.devstack
+	$(BIN)/python -m tooling.devstack
 
 demo: venv  ## load a two-year synthetic history into the stack `make run` keeps running
-	$(BIN)/python -m shared.cli demo --customers $${CUSTOMERS:-3000} --seed $${SEED:-1}
+	$(BIN)/python -m tooling.cli demo --customers $${CUSTOMERS:-3000} --seed $${SEED:-1}
 
 test: venv  ## the whole suite: unit, integration (real broker + PostgreSQL), end-to-end
 	$(BIN)/python -m pytest
@@ -37,7 +37,7 @@ test: venv  ## the whole suite: unit, integration (real broker + PostgreSQL), en
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shared services clients/python/crm_client
+	$(BIN)/mypy shared services tooling clients/python/crm_client
 
 format: venv
 	$(BIN)/ruff check --fix .
