@@ -42,6 +42,7 @@ LOG_TABLES = ("events", "outbox", "relay_marks", "relay_state")  # of a service 
 # How long a rebuild within --max-lag may try to swap before giving up: it must get ahead of
 # the live consumers' offsets, which move on while events arrive.
 SWAP_PATIENCE_SECONDS = 300.0
+SWAP_LOCK_SECONDS = 30.0  # how long a swap keeps trying to lock the tables it moves
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,29 @@ async def _fold_and_swap(
         await runtime.stop()
 
 
+async def _lock_all_at_once(conn: asyncpg.Connection[asyncpg.Record], tables: list[str]) -> None:
+    """Lock the moved tables exclusively, all of them or none: a read takes its tables in
+    the planner's order, so waiting for them one by one while holding the others could
+    deadlock with it (PostgreSQL then aborts one side: a failed read). Each attempt is
+    NOWAIT in a savepoint, whose rollback releases what it took; it tries again until
+    SWAP_LOCK_SECONDS. The carried tables come before the offsets, the order a live batch
+    takes them in."""
+    if not tables:
+        return
+    deadline = time.monotonic() + SWAP_LOCK_SECONDS
+    while True:
+        try:
+            async with conn.transaction():  # a savepoint
+                await conn.execute(
+                    f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE NOWAIT"
+                )
+            return
+        except asyncpg.LockNotAvailableError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.01)
+
+
 async def _swap(
     conn: asyncpg.Connection[asyncpg.Record],
     spec: ServiceSpec,
@@ -156,12 +180,8 @@ async def _swap(
     readers would see older data for a moment): False, and nothing changed."""
     live, shadow, previous = spec.schema, f"{spec.schema}_rebuild", f"{spec.schema}_previous"
     async with conn.transaction():
-        # Waits for transactions using a moved table (a command being stored) to end. The
-        # carried tables are locked before the offsets, the order a live batch takes them
-        # in, so the two cannot deadlock.
         await conn.execute("SET LOCAL lock_timeout = '30s'")
-        for table in carried:
-            await conn.execute(f'LOCK TABLE "{live}"."{table}" IN ACCESS EXCLUSIVE MODE')
+        await _lock_all_at_once(conn, [f'"{live}"."{table}"' for table in carried])
         # Holds off the live consumers' commits: their offsets stay put while compared.
         await conn.execute(f'LOCK TABLE "{live}".consumer_offsets IN EXCLUSIVE MODE')
         behind = await conn.fetchval(
