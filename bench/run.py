@@ -554,11 +554,18 @@ async def reads(stack: Stack, customers: list[str]) -> dict[str, Any]:
             "scoring",
             lambda n: request_bytes("GET", f"/v1/customers/{customers[n % len(customers)]}/rfm"),
         ),
-        "daily KPIs (30 days)": (
+        "customer view": (
+            "scoring",
+            lambda n: request_bytes("GET", f"/v1/customers/{customers[n % len(customers)]}"),
+        ),
+        # The dashboard's customer-base KPIs: churn and retention, not just sales.
+        "daily KPIs with churn and retention (30 days)": (
             "reporting",
-            lambda n: request_bytes(
-                "GET", f"/v1/kpis/daily?from={today - timedelta(days=30)}&to={today}"
-            ),
+            lambda n: request_bytes("GET", _base_kpis(today - timedelta(days=29), today)),
+        ),
+        "daily KPIs with churn and retention (365 days)": (
+            "reporting",
+            lambda n: request_bytes("GET", _base_kpis(today - timedelta(days=364), today)),
         ),
     }
     results = {}
@@ -566,6 +573,11 @@ async def reads(stack: Stack, customers: list[str]) -> dict[str, Any]:
         load: LoadResult = await run_load(stack.port(service), make, clients=64, duration=4 * SCALE)
         results[label] = load.summary()
     return results
+
+
+def _base_kpis(start: date, end: date) -> str:
+    metrics = "churn_rate,retention_rate,active_customers,lost_customers"
+    return f"/v1/kpis?granularity=day&metrics={metrics}&from={start}&to={end}"
 
 
 async def produce_backlog(settings: CommonSettings, events: int) -> dict[str, int]:
