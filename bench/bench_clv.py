@@ -22,6 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.scoring import clv, rfm
+from tests import clv_offline as offline
 
 # Daily parameters in the range of a retail shop: mean purchase rate r / alpha = 1 per 80 days.
 TRUE_BGNBD = clv.BgNbdParams(r=0.25, alpha=20.0, a=0.8, b=2.5)
@@ -32,9 +33,9 @@ OBSERVATION_DAYS = 730
 def simulate(n_customers: int, seed: int) -> clv.CustomerSummary:
     rng = np.random.default_rng(seed)
     age = rng.integers(1, OBSERVATION_DAYS + 1, size=n_customers).astype(np.float64)
-    frequency, recency = clv.simulate_bgnbd(rng, TRUE_BGNBD, age)
+    frequency, recency = offline.simulate_bgnbd(rng, TRUE_BGNBD, age)
     recency = np.floor(recency)
-    monetary = clv.simulate_gamma_gamma(rng, TRUE_SPEND, frequency)
+    monetary = offline.simulate_gamma_gamma(rng, TRUE_SPEND, frequency)
     return clv.CustomerSummary(frequency=frequency, recency=recency, age=age, monetary=monetary)
 
 

@@ -19,6 +19,7 @@ from scipy.integrate import quad
 from scipy.special import hyp2f1
 
 from services.scoring import clv
+from tests import clv_offline as offline
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CDNOW_END = date(1997, 9, 30)  # end of the 39-week calibration period of [FHL05]
@@ -91,8 +92,8 @@ def test_summary_hand_case_in_weeks_and_days() -> None:
         (start + timedelta(days=21), 18.0),  # same day: 30
     ]
     end = start + timedelta(days=28)
-    weeks = clv.summarise_purchases([history], end, unit="week")
-    days = clv.summarise_purchases([history], end, unit="day")
+    weeks = offline.summarise_purchases([history], end, unit="week")
+    days = offline.summarise_purchases([history], end, unit="day")
     assert weeks.frequency.tolist() == [2.0]
     assert weeks.recency.tolist() == [3.0]
     assert weeks.age.tolist() == [4.0]
@@ -102,7 +103,7 @@ def test_summary_hand_case_in_weeks_and_days() -> None:
 
 def test_summary_single_purchase_and_fractional_weeks() -> None:
     start = date(2024, 3, 1)
-    summary = clv.summarise_purchases(
+    summary = offline.summarise_purchases(
         [[(start, 42.0)], [(start, 1.0), (start + timedelta(days=3), 2.0)]],
         start + timedelta(days=10),
     )
@@ -119,10 +120,10 @@ def test_summary_does_not_depend_on_transaction_order() -> None:
     day = rng.integers(0, 100, 400)
     amount = rng.uniform(1, 100, 400)
     order = rng.permutation(400)
-    first = clv.summarise_transactions(
+    first = offline.summarise_transactions(
         customer, day, amount, n_customers=50, observation_end_day=120
     )
-    second = clv.summarise_transactions(
+    second = offline.summarise_transactions(
         customer[order], day[order], amount[order], n_customers=50, observation_end_day=120
     )
     for name in ("frequency", "recency", "age", "monetary"):
@@ -130,16 +131,16 @@ def test_summary_does_not_depend_on_transaction_order() -> None:
 
 
 def test_summary_of_no_customers_is_empty() -> None:
-    summary = clv.summarise_purchases([], date(2024, 1, 1))
+    summary = offline.summarise_purchases([], date(2024, 1, 1))
     assert summary.frequency.size == summary.monetary.size == 0
 
 
 def test_summary_rejects_bad_input() -> None:
     end = date(2024, 1, 10)
     with pytest.raises(ValueError, match="after the observation end"):
-        clv.summarise_purchases([[(date(2024, 1, 11), 1.0)]], end)
+        offline.summarise_purchases([[(date(2024, 1, 11), 1.0)]], end)
     with pytest.raises(ValueError, match="at least one purchase"):
-        clv.summarise_purchases([[(end, 1.0)], []], end)
+        offline.summarise_purchases([[(end, 1.0)], []], end)
 
 
 def test_summary_reproduces_published_cdnow_summary(cdnow: dict[str, FloatArray]) -> None:
@@ -153,7 +154,7 @@ def test_summary_reproduces_published_cdnow_summary(cdnow: dict[str, FloatArray]
             customers.append(int(sample_id) - 1)
             days.append(when.toordinal())
             amounts.append(float(dollars))
-    summary = clv.summarise_transactions(
+    summary = offline.summarise_transactions(
         customers, days, amounts, n_customers=2357, observation_end_day=CDNOW_END.toordinal()
     )
     np.testing.assert_array_equal(summary.frequency, cdnow["x"])
@@ -222,7 +223,7 @@ def test_bgnbd_parameter_recovery_from_simulation() -> None:
     truth = clv.BgNbdParams(r=0.8, alpha=4.0, a=0.8, b=2.5)
     rng = np.random.default_rng(20240601)
     age = rng.uniform(52, 156, 50_000)
-    frequency, recency = clv.simulate_bgnbd(rng, truth, age)
+    frequency, recency = offline.simulate_bgnbd(rng, truth, age)
     fit = clv.fit_bgnbd(frequency, recency, age)
     assert fit.converged
     assert fit.params.r == pytest.approx(truth.r, rel=0.03)
@@ -390,14 +391,14 @@ def test_conditional_expectation_predicts_simulated_holdout() -> None:
     predicted = clv.bgnbd_expected_purchases(truth, 26.0, x, t_x, age)
     assert predicted.sum() == pytest.approx(holdout.sum(), rel=0.02)
     # And the simulator in clv draws the same calibration distribution.
-    x2, _ = clv.simulate_bgnbd(np.random.default_rng(12), truth, age)
+    x2, _ = offline.simulate_bgnbd(np.random.default_rng(12), truth, age)
     assert x2.mean() == pytest.approx(x.mean(), rel=0.03)
 
 
 def test_simulator_mean_matches_unconditional_expectation() -> None:
     truth = clv.BgNbdParams(r=0.5, alpha=2.0, a=1.5, b=3.0)
     age = np.full(200_000, 20.0)
-    x, recency = clv.simulate_bgnbd(np.random.default_rng(3), truth, age)
+    x, recency = offline.simulate_bgnbd(np.random.default_rng(3), truth, age)
     expected = float(clv.bgnbd_unconditional_expected_purchases(truth, 20.0))
     standard_error = x.std() / math.sqrt(x.size)
     assert abs(x.mean() - expected) < 4 * standard_error
@@ -468,7 +469,7 @@ def test_gamma_gamma_parameter_recovery_from_simulation() -> None:
     truth = clv.GammaGammaParams(p=1.0, q=4.0, gamma=30.0)
     rng = np.random.default_rng(5)
     frequency = 1.0 + rng.poisson(6, 50_000)
-    monetary = clv.simulate_gamma_gamma(rng, truth, frequency)
+    monetary = offline.simulate_gamma_gamma(rng, truth, frequency)
     fit = clv.fit_gamma_gamma(frequency, monetary)
     assert fit.converged
     assert fit.params.p == pytest.approx(truth.p, rel=0.06)
@@ -481,7 +482,7 @@ def test_gamma_gamma_parameter_recovery_from_simulation() -> None:
 def test_gamma_gamma_fit_ignores_non_repeaters_and_refunds() -> None:
     rng = np.random.default_rng(9)
     frequency = 1.0 + rng.poisson(4, 2000)
-    monetary = clv.simulate_gamma_gamma(rng, clv.GammaGammaParams(2.0, 5.0, 10.0), frequency)
+    monetary = offline.simulate_gamma_gamma(rng, clv.GammaGammaParams(2.0, 5.0, 10.0), frequency)
     with_noise = clv.fit_gamma_gamma(
         np.concatenate([frequency, [0.0, 3.0]]), np.concatenate([monetary, [0.0, -5.0]])
     )
@@ -533,22 +534,6 @@ def test_predictive_clv_falls_with_discount_and_rises_with_horizon() -> None:
     steep = clv.predictive_clv(*args, horizon_periods=12, discount_rate=0.05)
     assert float(short) < float(long)
     assert float(steep) < float(long)
-
-
-def test_simple_and_retention_clv() -> None:
-    # 2 purchases a year x 50 per order x 3 years x 30% margin.
-    assert clv.simple_clv(2.0, 50.0, 3.0, margin=0.3) == pytest.approx(90.0)
-    # [GL03]: m r / (1 + d - r) = 100 * 0.8 / 0.3.
-    assert clv.retention_clv(100.0, 0.8, 0.1) == pytest.approx(800.0 / 3.0)
-    # ... which is the sum over t >= 1 of m r^t / (1 + d)^t.
-    series = sum(100.0 * 0.8**t / 1.1**t for t in range(1, 400))
-    assert clv.retention_clv(100.0, 0.8, 0.1) == pytest.approx(series)
-    with pytest.raises(ValueError, match="retention"):
-        clv.retention_clv(100.0, 1.0, 0.1)
-
-
-def test_customer_equity_is_the_sum_of_clv() -> None:
-    assert clv.customer_equity([10.0, 20.5, 0.0]) == pytest.approx(30.5)
 
 
 def test_clv_over_many_periods_survives_scipy_nans_in_a_broadcast() -> None:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from services.scoring import classes
 from services.scoring.classes import LifecycleConfig, PurchaseActivity, RhythmConfig
-from services.scoring.clv import BgNbdParams, GammaGammaParams, simulate_bgnbd
+from services.scoring.clv import BgNbdParams, GammaGammaParams
 from services.scoring.scoring import (
     Models,
     Population,
@@ -23,6 +23,7 @@ from services.scoring.scoring import (
     simple_clv_base,
 )
 from services.scoring.settings import ScoringSettings
+from tests.clv_offline import simulate_bgnbd
 
 AS_OF = datetime(2026, 6, 30, tzinfo=UTC)
 CONFIG = ScoringConfig()
