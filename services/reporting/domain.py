@@ -600,31 +600,3 @@ def churn_reason(
     if last_refund_reason in CHURN_REASONS:
         return last_refund_reason
     return UNKNOWN
-
-
-# --------------------------------------------------------------------------- daily totals
-
-
-@dataclass
-class DayDelta:
-    revenue: Decimal = Decimal(0)  # net of refunds, reporting currency
-    orders: int = 0
-    buyers: set[str] = field(default_factory=set)
-
-
-def daily_deltas(events: Iterable[Event], zone: tzinfo) -> dict[date, DayDelta]:
-    """Net revenue, orders and buyers per local day: what a batch adds to the `daily_sales`
-    view and `daily_buyers` behind GET /v1/kpis/daily (the skeleton's daily fold)."""
-    deltas: dict[date, DayDelta] = {}
-    for event in events:
-        data = event.data
-        if not isinstance(data, PurchaseCompleted | PurchaseRefunded):
-            continue
-        delta = deltas.setdefault(local_date(event.time, zone), DayDelta())
-        if isinstance(data, PurchaseCompleted):
-            delta.revenue += data.value
-            delta.orders += 1
-            delta.buyers.add(event.subject)
-        else:
-            delta.revenue -= data.value
-    return deltas

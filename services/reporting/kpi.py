@@ -82,15 +82,6 @@ def _ratio(numerator: Number, denominator: Number) -> Decimal | None:
 # --------------------------------------------------------------------------- sales
 
 
-def total_revenue(amounts: Iterable[Decimal]) -> Decimal:
-    """Revenue (营业额): sum of the order amounts in the period, in the reporting currency."""
-    total = Decimal(0)
-    for amount in amounts:
-        _require_money("order amount", amount)
-        total += amount
-    return total
-
-
 def average_order_value(revenue: Decimal, orders: int) -> Decimal | None:
     """Average order value (客单价) = revenue / number of orders."""
     _require_money("revenue", revenue)
@@ -116,19 +107,6 @@ def repeat_window(start: date, stop: date, days: int) -> date:
     if days < 1:
         raise ValueError(f"the repeat window must be at least one day, got {days}")
     return min(start, stop - timedelta(days=days))
-
-
-def repeat_purchase_rate_from_order_counts(order_counts: Iterable[int]) -> Decimal | None:
-    """`repeat_purchase_rate` from each customer's number of orders in the window.
-    Customers with 0 orders are not buyers and are ignored."""
-    buyers = repeat_buyers = 0
-    for count in order_counts:
-        _require_count("order count", count)
-        if count >= 1:
-            buyers += 1
-        if count >= REPEAT_MIN_ORDERS:
-            repeat_buyers += 1
-    return repeat_purchase_rate(repeat_buyers, buyers)
 
 
 def growth_rate(current: Number, previous: Number) -> Decimal | None:

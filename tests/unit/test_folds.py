@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.complaints.domain import derive
-from services.reporting.domain import daily_deltas
+from services.reporting.domain import fold as reporting_fold
 from services.scoring.domain import PurchaseSummary, fold
 from shared.events import Event, ValidationContext, validate_event
 
@@ -107,11 +107,9 @@ def test_a_reopen_clears_the_resolution() -> None:
 
 def test_reporting_days_follow_the_deployment_time_zone() -> None:
     late_evening_utc = purchase(11 * 60 + 30, "10.00", 1)  # 23:30 UTC = next day in Shanghai
-    deltas = daily_deltas([late_evening_utc, refund(0, "1.00", 2)], ZoneInfo("Asia/Shanghai"))
-    day1, day2 = sorted(deltas)
-    assert (deltas[day1].revenue, deltas[day1].orders) == (Decimal("-1.00"), 0)
-    assert (deltas[day2].revenue, deltas[day2].orders, deltas[day2].buyers) == (
-        Decimal("10.00"),
-        1,
-        {"c1"},
-    )
+    batch = reporting_fold([late_evening_utc, refund(0, "1.00", 2)], ZoneInfo("Asia/Shanghai"))
+    # By hand: the refund at 12:00 UTC is 20:00 on 03-01 in Shanghai, the purchase 07:30 on 03-02.
+    assert [(r.day, r.amount) for r in batch.refunds] == [(date(2026, 3, 1), Decimal("1.00"))]
+    assert {k: (d.orders, d.revenue) for k, d in batch.sales.items()} == {
+        (date(2026, 3, 2), "c1", "unknown"): (1, Decimal("10.00"))
+    }

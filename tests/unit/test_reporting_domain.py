@@ -562,25 +562,3 @@ def test_average_clv_weights_each_group_by_its_customers() -> None:
     assert kpi.average_clv([(2, D(300)), (6, D(100)), (5, None)]) == D(150)
     assert kpi.average_clv([(3, None)]) is None
     assert kpi.average_clv([]) is None
-
-
-def test_daily_totals_agree_with_the_fold() -> None:
-    events = [
-        buy("c1", "2025-03-03T10:00:00+00:00", "10.00", order="a", channel="web"),
-        buy("c2", "2025-03-03T11:00:00+00:00", "5.00", order="b"),
-        ev(
-            "crm.purchase.refunded",
-            "c1",
-            {"order_id": "a", "amount": "4.00", "currency": "USD"},
-            "2025-03-04T10:00:00+00:00",
-        ),
-    ]
-    totals = domain.daily_deltas(events, UTC)
-    batch = fold(events, UTC)
-    for day, delta in totals.items():
-        sold = [d for (d2, _, _), d in batch.sales.items() if d2 == day]
-        refunded = sum((r.amount for r in batch.refunds if r.day == day), D(0))
-        assert delta.revenue == sum((d.revenue for d in sold), D(0)) - refunded
-        assert delta.orders == sum(d.orders for d in sold)
-        assert delta.buyers == {c for d2, c in batch.buyer_days if d2 == day}
-    assert totals[date(2025, 3, 4)].revenue == D("-4.00")
