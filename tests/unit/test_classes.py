@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from datetime import date, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,7 +18,6 @@ from services.scoring.classes import (
     LeadAction,
     LifecycleConfig,
     LifecycleStage,
-    PurchaseActivity,
     RhythmConfig,
     RiskLevel,
     Tier,
@@ -27,9 +27,47 @@ from services.scoring.classes import (
     ValueClassConfig,
 )
 from services.scoring.rfm import Segment
+from tests import scoring_oracles as oracles
+from tests.scoring_oracles import PurchaseActivity
 
 ALL_SCORES = list(itertools.product(range(1, 6), repeat=3))
 AS_OF = date(2024, 12, 31)
+
+
+def tier_of(*args: Any) -> Tier:
+    """One customer's tier by the service's rule (classes.tiers_for)."""
+    return Tier(classes.tiers_for(*args).item())
+
+
+def stage_of(activity: PurchaseActivity, config: LifecycleConfig) -> LifecycleStage:
+    """One customer's stage by the service's rule (classes.lifecycle_stages)."""
+    a = activity
+    stages = classes.lifecycle_stages(
+        a.purchase_days,
+        a.days_since_first,
+        a.days_since_last,
+        a.recent_purchase_days,
+        a.previous_purchase_days,
+        a.recent_spend,
+        a.previous_spend,
+        a.span_days,
+        config,
+    )
+    return LifecycleStage(stages.item())
+
+
+def value_classes(
+    revenue: list[float],
+    complaints: list[int],
+    interactions: list[int],
+    config: ValueClassConfig,
+    strategic_values: list[float] | float = 0.0,
+) -> tuple[Any, float]:
+    """A population's value classes and MVC threshold, composed as scoring.score does."""
+    net = classes.net_values(revenue, complaints, interactions, config, 1.0, strategic_values)
+    threshold = classes.mvc_threshold(net, config)
+    return classes.classes_of_net_values(net, threshold), threshold
+
 
 # --------------------------------------------------------------------------------------------
 # Tiers
@@ -51,12 +89,12 @@ AS_OF = date(2024, 12, 31)
     ],
 )
 def test_default_tier_rules(scores: tuple[int, int, int], tier: Tier) -> None:
-    assert classes.tier_for(*scores) is tier
+    assert tier_of(*scores) is tier
 
 
 def test_recency_alone_moves_a_customer_to_forgotten() -> None:
-    assert classes.tier_for(3, 5, 5) is Tier.GOLD
-    assert classes.tier_for(2, 5, 5) is Tier.FORGOTTEN
+    assert tier_of(3, 5, 5) is Tier.GOLD
+    assert tier_of(2, 5, 5) is Tier.FORGOTTEN
 
 
 def test_first_matching_rule_wins_and_fallback_applies() -> None:
@@ -67,15 +105,15 @@ def test_first_matching_rule_wins_and_fallback_applies() -> None:
         ),
         fallback=Tier.POTENTIAL,
     )
-    assert classes.tier_for(1, 3, 5, config) is Tier.DEVELOPING
-    assert classes.tier_for(1, 1, 5, config) is Tier.GOLD
-    assert classes.tier_for(1, 1, 1, config) is Tier.POTENTIAL
+    assert tier_of(1, 3, 5, config) is Tier.DEVELOPING
+    assert tier_of(1, 1, 5, config) is Tier.GOLD
+    assert tier_of(1, 1, 1, config) is Tier.POTENTIAL
 
 
 def test_max_bounds_of_a_rule() -> None:
     config = TierConfig(rules=(TierRule(Tier.POTENTIAL, max_recency=2, max_monetary=1),))
-    assert classes.tier_for(2, 5, 1, config) is Tier.POTENTIAL
-    assert classes.tier_for(3, 5, 1, config) is Tier.FORGOTTEN
+    assert tier_of(2, 5, 1, config) is Tier.POTENTIAL
+    assert tier_of(3, 5, 1, config) is Tier.FORGOTTEN
 
 
 @pytest.mark.parametrize(
@@ -93,7 +131,7 @@ def test_max_bounds_of_a_rule() -> None:
 )
 def test_vectorised_tiers_match_the_scalar_rule(config: TierConfig) -> None:
     recency, frequency, monetary = (np.array(col) for col in zip(*ALL_SCORES, strict=True))
-    expected = [classes.tier_for(r, f, m, config).value for r, f, m in ALL_SCORES]
+    expected = [oracles.tier_for(r, f, m, config).value for r, f, m in ALL_SCORES]
     assert classes.tiers_for(recency, frequency, monetary, config).tolist() == expected
 
 
@@ -121,20 +159,20 @@ def test_expected_gap_by_hand() -> None:
 def test_silence_bounds_the_quintile_tier(
     silent: float, purchase_days: int, span: float, tier: Tier
 ) -> None:
-    assert classes.tier_for(5, 5, 5, TierConfig(), silent, purchase_days, span) is tier
+    assert tier_of(5, 5, 5, TierConfig(), silent, purchase_days, span) is tier
 
 
 def test_silence_leaves_potential_and_forgotten_alone() -> None:
     # Only gold and developing are demoted by the rhythm; potential stays, forgotten stays.
-    assert classes.tier_for(5, 1, 1, TierConfig(), 300.0, 1, 0) is Tier.POTENTIAL
-    assert classes.tier_for(4, 4, 2, TierConfig(), 30.0, 53, 364) is Tier.POTENTIAL
-    assert classes.tier_for(1, 5, 5, TierConfig(), 1.0, 53, 364) is Tier.FORGOTTEN
+    assert tier_of(5, 1, 1, TierConfig(), 300.0, 1, 0) is Tier.POTENTIAL
+    assert tier_of(4, 4, 2, TierConfig(), 30.0, 53, 364) is Tier.POTENTIAL
+    assert tier_of(1, 5, 5, TierConfig(), 1.0, 53, 364) is Tier.FORGOTTEN
 
 
 def test_silence_settings_move_the_bounds() -> None:
     config = TierConfig(churn_after_days=200, silent_after_gaps=1.0)
-    assert classes.tier_for(5, 5, 5, config, 61.0, 1, 0) is Tier.POTENTIAL  # 61 > 1 x 60
-    assert classes.tier_for(5, 5, 5, config, 200.0, 2, 700) is Tier.FORGOTTEN
+    assert tier_of(5, 5, 5, config, 61.0, 1, 0) is Tier.POTENTIAL  # 61 > 1 x 60
+    assert tier_of(5, 5, 5, config, 200.0, 2, 700) is Tier.FORGOTTEN
     with pytest.raises(ValueError, match="positive"):
         TierConfig(silent_after_gaps=0.0)
 
@@ -149,7 +187,7 @@ def test_vectorised_silence_matches_the_scalar_rule() -> None:
     vectorised = classes.tiers_for(r, f, m, TierConfig(), silent, purchase_days, span)
     for i in range(n):
         args = (int(r[i]), int(f[i]), int(m[i]), TierConfig())
-        scalar = classes.tier_for(*args, float(silent[i]), int(purchase_days[i]), float(span[i]))
+        scalar = oracles.tier_for(*args, float(silent[i]), int(purchase_days[i]), float(span[i]))
         assert vectorised[i] == scalar.value
 
 
@@ -185,7 +223,7 @@ def test_value_classes_of_a_population() -> None:
     actual = [100.0 * k for k in range(1, 11)] + [0.0]
     interactions = [1] * 11
     config = ValueClassConfig(cost_per_complaint=0.0, cost_per_interaction=10.0, mvc_top_share=0.2)
-    labels, threshold = classes.value_classes(actual, [0] * 11, interactions, config)
+    labels, threshold = value_classes(actual, [0] * 11, interactions, config)
     # ceil(0.2 * 11) = 3: the third largest net value, 790, is the threshold.
     assert threshold == 790.0
     assert labels.tolist() == ["stc"] * 7 + ["mvc"] * 3 + ["bz"]
@@ -193,7 +231,7 @@ def test_value_classes_of_a_population() -> None:
 
 def test_strategic_value_counts_towards_net_value() -> None:
     assert classes.value_class(100.0, 150.0, 500.0, strategic_value=100.0) is ValueClass.STC
-    labels, _ = classes.value_classes(
+    labels, _ = value_classes(
         [100.0, 1000.0], [1, 0], [0, 0], ValueClassConfig(), strategic_values=[60.0, 0.0]
     )
     assert labels.tolist() == ["stc", "mvc"]
@@ -278,16 +316,16 @@ CONFIG = LifecycleConfig()  # churn 365, exploration 90 days / 2 purchase days, 
     ],
 )
 def test_lifecycle_stages(history: list[tuple[date, float]], stage: LifecycleStage) -> None:
-    activity = classes.purchase_activity(history, AS_OF, CONFIG)
-    assert classes.lifecycle_stage(activity, CONFIG) is stage
+    activity = oracles.purchase_activity(history, AS_OF, CONFIG)
+    assert stage_of(activity, CONFIG) is stage
 
 
 def test_rising_spend_alone_is_growth() -> None:
     # Every 20 days: 4 purchase days in each window; g = (150 + 60) / 8 = 26.25 <= 45.
     history = days_ago(170, 150, 120, 100, amount=10.0) + days_ago(80, 60, 40, 20, amount=50.0)
-    activity = classes.purchase_activity(history, AS_OF, CONFIG)
+    activity = oracles.purchase_activity(history, AS_OF, CONFIG)
     assert (activity.recent_purchase_days, activity.previous_purchase_days) == (4, 4)
-    assert classes.lifecycle_stage(activity, CONFIG) is LifecycleStage.GROWTH
+    assert stage_of(activity, CONFIG) is LifecycleStage.GROWTH
 
 
 def test_purchase_activity_merges_same_day_and_ignores_the_future() -> None:
@@ -295,7 +333,7 @@ def test_purchase_activity_merges_same_day_and_ignores_the_future() -> None:
         *days_ago(100, 10, 10),
         (AS_OF + timedelta(days=1), 99.0),
     ]
-    activity = classes.purchase_activity(history, AS_OF, CONFIG)
+    activity = oracles.purchase_activity(history, AS_OF, CONFIG)
     assert activity == PurchaseActivity(
         purchase_days=2,
         days_since_first=100,
@@ -310,10 +348,10 @@ def test_purchase_activity_merges_same_day_and_ignores_the_future() -> None:
 
 def test_churn_window_is_configurable() -> None:
     # g = (180 + 60) / 3 = 80: silent 120 < 160 and too slow for the windows: mature.
-    activity = classes.purchase_activity(days_ago(300, 200, 120), AS_OF, CONFIG)
-    assert classes.lifecycle_stage(activity, CONFIG) is LifecycleStage.MATURITY
+    activity = oracles.purchase_activity(days_ago(300, 200, 120), AS_OF, CONFIG)
+    assert stage_of(activity, CONFIG) is LifecycleStage.MATURITY
     short = LifecycleConfig(churn_after_days=100)
-    assert classes.lifecycle_stage(activity, short) is LifecycleStage.CHURNED
+    assert stage_of(activity, short) is LifecycleStage.CHURNED
 
 
 def test_a_regular_slow_buyer_stays_mature_between_purchases() -> None:
@@ -323,8 +361,8 @@ def test_a_regular_slow_buyer_stays_mature_between_purchases() -> None:
     # fixed windows alone saw 1 then 0 purchases and swung growth -> maturity -> decline.
     for offset in range(120):
         history = days_ago(*(offset + 120 * k for k in range(10)))
-        activity = classes.purchase_activity(history, AS_OF, CONFIG)
-        assert classes.lifecycle_stage(activity, CONFIG) is LifecycleStage.MATURITY, offset
+        activity = oracles.purchase_activity(history, AS_OF, CONFIG)
+        assert stage_of(activity, CONFIG) is LifecycleStage.MATURITY, offset
 
 
 def test_old_rules_swung_the_slow_buyer() -> None:
@@ -333,8 +371,8 @@ def test_old_rules_swung_the_slow_buyer() -> None:
     # past the previous window): growth; d = 100 sees 0 vs 1 (100): decline.
     fixed = LifecycleConfig(min_window_purchases=0.0)
     seen = {
-        classes.lifecycle_stage(
-            classes.purchase_activity(days_ago(*(d + 120 * k for k in range(10))), AS_OF, fixed),
+        stage_of(
+            oracles.purchase_activity(days_ago(*(d + 120 * k for k in range(10))), AS_OF, fixed),
             fixed,
         )
         for d in (0, 70, 100)
@@ -354,8 +392,8 @@ def test_old_rules_swung_the_slow_buyer() -> None:
     ],
 )
 def test_exploration_ends_with_silence(silent_days: int, stage: LifecycleStage) -> None:
-    activity = classes.purchase_activity(days_ago(silent_days), AS_OF, CONFIG)
-    assert classes.lifecycle_stage(activity, CONFIG) is stage
+    activity = oracles.purchase_activity(days_ago(silent_days), AS_OF, CONFIG)
+    assert stage_of(activity, CONFIG) is stage
 
 
 def test_lifecycle_config_validation() -> None:

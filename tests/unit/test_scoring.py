@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.scoring import classes
-from services.scoring.classes import LifecycleConfig, PurchaseActivity, RhythmConfig
+from services.scoring.classes import LifecycleConfig, RhythmConfig
 from services.scoring.clv import BgNbdParams, GammaGammaParams
 from services.scoring.scoring import (
     Models,
@@ -23,7 +23,9 @@ from services.scoring.scoring import (
     simple_clv_base,
 )
 from services.scoring.settings import ScoringSettings
+from tests import scoring_oracles as oracles
 from tests.clv_offline import simulate_bgnbd
+from tests.scoring_oracles import PurchaseActivity
 
 AS_OF = datetime(2026, 6, 30, tzinfo=UTC)
 CONFIG = ScoringConfig()
@@ -185,7 +187,7 @@ def test_vectorised_lifecycle_matches_the_scalar_rule(
     arrays = [np.array(col, dtype=float) for col in zip(*rows, strict=True)]
     stages = classes.lifecycle_stages(*arrays, config)
     for row, stage in zip(rows, stages, strict=True):
-        expected = classes.lifecycle_stage(
+        expected = oracles.lifecycle_stage(
             PurchaseActivity(
                 int(row[0]), int(row[1]), row[2], int(row[3]), int(row[4]), row[5], row[6], row[7]
             ),

@@ -95,9 +95,9 @@ def test_net_values_by_hand() -> None:
 def test_value_classes_of_a_population_use_the_margin() -> None:
     # margin 0.5, 10 an interaction: nets 40, 90, -5 (0.5 x 10 - 10); threshold ceil(0.6)=1: 90.
     config = ValueClassConfig(cost_per_complaint=0.0, cost_per_interaction=10.0)
-    labels, threshold = classes.value_classes(
-        [100.0, 200.0, 10.0], [0, 0, 0], [1, 1, 1], config, margin=0.5
-    )
+    net = classes.net_values([100.0, 200.0, 10.0], [0, 0, 0], [1, 1, 1], config, margin=0.5)
+    threshold = classes.mvc_threshold(net, config)
+    labels = classes.classes_of_net_values(net, threshold)
     assert threshold == 90.0
     assert labels.tolist() == ["stc", "mvc", "bz"]
     assert classes.value_class(27.0, 27.0, threshold=90.0) is ValueClass.STC  # net 0: not BZ
