@@ -127,7 +127,17 @@ ComplaintCategory = Literal[
     "delivery",
     "other",
 ]
-Priority = Literal["low", "medium", "high", "urgent"]
+
+
+class Priority(StrEnum):
+    """A complaint's priority: on its events, and what complaints' SLA policies select by."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
 Relationship = Literal["prospect", "new", "current", "lapsed", "reluctant"]
 ChurnReason = Literal["price", "competitor", "service_quality", "product_quality", "other"]
 
@@ -296,7 +306,7 @@ class ComplaintEvent(EventData):
 class ComplaintOpened(ComplaintEvent):
     channel: ComplaintChannel
     category: ComplaintCategory
-    priority: Priority = "medium"
+    priority: Priority = Priority.MEDIUM
     product: Annotated[str, Field(max_length=128)] | None = None
     description: LongText | None = None
 

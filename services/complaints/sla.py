@@ -96,6 +96,7 @@ from services.complaints.business_time import (
     add_business_times,
     business_elapsed,
 )
+from shared.events import Priority as Priority  # re-exported: the SLA's callers name it here
 
 ZERO = timedelta(0)
 _Frozen = TypeVar("_Frozen")
@@ -114,13 +115,6 @@ class Metric(StrEnum):
     FIRST_RESPONSE = "first_response"
     NEXT_RESPONSE = "next_response"
     RESOLUTION = "resolution"
-
-
-class Priority(StrEnum):
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
-    URGENT = "urgent"
 
 
 class Tier(StrEnum):
