@@ -39,7 +39,7 @@ from services.scoring.settings import ScoringSettings
 from shared.db import Connection, Pool
 from shared.events import ClassChanged, Event, TierSummary, new_event
 from shared.outbox import append_events
-from shared.service import Resources
+from shared.service import Resources, every
 
 log = logging.getLogger(__name__)
 
@@ -228,16 +228,19 @@ def _tier_summaries(
 
 
 async def rescore_periodically(res: Resources) -> None:
-    """The scheduler: re-score, refresh the cached reference, sleep, again."""
+    """The scheduler (task "rescore" of `every`): re-score, then refresh the cached reference,
+    every SCORING_RESCORE_SECONDS."""
     settings = res.settings
     assert isinstance(settings, ScoringSettings)
-    while True:
+
+    async def rescore_and_refresh() -> None:
         try:
             await rescore(res.pool, settings)
-        except Exception:
-            log.exception("re-score failed; trying again next period")
-        await refresh_reference(res)
-        await asyncio.sleep(settings.scoring_rescore_seconds)
+        finally:
+            # Reads need the stored reference (an earlier run's) even when this run failed.
+            await refresh_reference(res)
+
+    await every(settings.scoring_rescore_seconds, "rescore", rescore_and_refresh)
 
 
 async def refresh_reference(res: Resources) -> None:
