@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, Field, create_model
 
 from services.reporting import kpi, store
 from services.reporting.kpi import Granularity, Unit
@@ -31,7 +31,7 @@ from services.reporting.metrics import (
 )
 from services.reporting.settings import ReportingSettings
 from shared.auth import api_router
-from shared.http import ErrorBody, invalid
+from shared.http import ErrorBody, decode_cursor, encode_cursor, invalid
 from shared.service import Resources, resources
 
 router = api_router("reports:read", tags=["kpis"])
@@ -119,7 +119,7 @@ class MetricInfo(BaseModel):
     slices: list[Dimension] = Field(description="The `by` values this metric accepts.")
 
 
-class KpiTable(BaseModel):
+class _KpiTableHead(BaseModel):
     """One row per period (and slice): `period`, `period_end`, the slice column named after
     `by`, then one column per metric. Money is a decimal string with cents in `currency`;
     ratios are fractions; NPS is -100..100, CSAT 0..100; durations are business seconds;
@@ -155,7 +155,52 @@ class KpiTable(BaseModel):
     by: Dimension | None
     currency: str
     metrics: list[MetricInfo]
-    rows: list[dict[str, Any]]
+
+
+class _KpiRowHead(BaseModel):
+    period: date = Field(description="First day of the period.")
+    period_end: date = Field(description="Last day of the period (inclusive).")
+    tier: str | None = Field(default=None, description="With by=tier: the row's slice.")
+    segment: str | None = Field(default=None, description="With by=segment: the row's slice.")
+    channel: str | None = Field(default=None, description="With by=channel: the row's slice.")
+    category: str | None = Field(default=None, description="With by=category: the row's slice.")
+
+
+def _metric_member(unit: Unit) -> Any:
+    """How a row shows a metric of this unit (metrics.present): money as a decimal string,
+    counts as integers, the rest as numbers; null: no data."""
+    if unit is Unit.MONEY:
+        return str | None
+    if unit is Unit.COUNT:
+        return int | None
+    return float | None
+
+
+# One member per metric of the catalogue, rather than a map of numbers: a generated client
+# gets each metric by name with its own type (money a decimal string, counts integers) and
+# its definition, which a map of `number | string` would lose; the catalogue is code, so the
+# document changes only when a metric is added. A row holds the metrics asked for, so none
+# is required.
+_METRIC_MEMBERS: dict[str, Any] = {
+    name: (
+        _metric_member(m.unit),
+        Field(default=None, description=f"{m.label_en} ({m.unit.value}): {m.formula}"),
+    )
+    for name, m in METRICS.items()
+}
+KpiRow = create_model(
+    "KpiRow",
+    __base__=_KpiRowHead,
+    __doc__="One period (and slice): `period`, `period_end`, the slice member named after "
+    "`by`, then each metric asked for (GET /v1/kpis/metrics).",
+    **_METRIC_MEMBERS,
+)
+KpiTable = create_model(
+    "KpiTable",
+    __base__=_KpiTableHead,
+    __doc__=_KpiTableHead.__doc__,
+    rows=(list[KpiRow], ...),
+)
 
 
 def _info(name: str) -> MetricInfo:
@@ -568,24 +613,71 @@ def _open_since(settings: ReportingSettings) -> datetime:
     return datetime.now(UTC) - timedelta(hours=settings.reporting_crisis_open_hours)
 
 
+class AlertPage(BaseModel):
+    items: list[CrisisAlert] = Field(description="Newest first (detected_at, then id).")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor`, with the same `status`, for the next page; null on "
+        "the last page."
+    )
+
+
+# A page of alerts after a cursor (detected_at, event_id), newest first; $1 open_since (NULL:
+# every alert; else the latest per series among those still open), $2/$3 the cursor (NULL:
+# the first page), $4 the page size.
+_ALERT_PAGE = """
+SELECT * FROM (
+    SELECT DISTINCT ON (dimension, value) * FROM crisis_alerts
+    WHERE $1::timestamptz IS NOT NULL AND window_end >= $1
+    ORDER BY dimension, value, detected_at DESC, event_id DESC
+) AS open_latest
+WHERE $2::timestamptz IS NULL OR (detected_at, event_id) < ($2, $3::text)
+UNION ALL
+SELECT * FROM crisis_alerts
+WHERE $1::timestamptz IS NULL
+  AND ($2::timestamptz IS NULL OR (detected_at, event_id) < ($2, $3::text))
+ORDER BY detected_at DESC, event_id DESC
+LIMIT $4
+"""
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _alert_cursor(detected_at: datetime, event_id: str) -> str:
+    """The cursor after an alert: its time in whole microseconds since 1970 (a float holds
+    them exactly), so the next page starts exactly after it."""
+    micros = (detected_at - EPOCH) // timedelta(microseconds=1)
+    return encode_cursor(float(micros), event_id)
+
+
+def _after_alert(cursor: str | None) -> tuple[datetime | None, str | None]:
+    decoded = decode_cursor(cursor)
+    if decoded is None:
+        return None, None
+    micros, event_id = decoded
+    if not abs(micros) < 2**53:  # also NaN and infinities: no alert's time
+        raise invalid("query.cursor", "not a cursor this API returned")
+    return EPOCH + timedelta(microseconds=int(micros)), event_id
+
+
 @router.get(
     "/alerts",
-    response_model=list[CrisisAlert],
+    response_model=AlertPage,
     tags=["alerts"],
     summary="Crisis alerts from reporting's own read model: open ones (latest per series) "
-    "or all, newest first",
+    "or all, newest first (paged)",
     responses=BAD_INPUT,
 )
 async def get_alerts(
     res: Annotated[Resources, Depends(resources)],
     status: Annotated[Literal["open", "all"], Query()] = "open",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[CrisisAlert]:
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+) -> AlertPage:
     since = _open_since(_settings(res))
-    rows = await store.crisis_alerts(
-        res.pool, open_since=since if status == "open" else None, limit=limit
+    after, after_id = _after_alert(cursor)
+    rows = await res.pool.fetch(
+        _ALERT_PAGE, since if status == "open" else None, after, after_id, limit
     )
-    return [
+    items = [
         CrisisAlert(
             id=r["event_id"],
             detected_at=r["detected_at"],
@@ -600,6 +692,10 @@ async def get_alerts(
         )
         for r in rows
     ]
+    next_cursor = None
+    if len(rows) == limit:
+        next_cursor = _alert_cursor(rows[-1]["detected_at"], rows[-1]["event_id"])
+    return AlertPage(items=items, next_cursor=next_cursor)
 
 
 # --------------------------------------------------------------------------- dashboard

@@ -249,6 +249,70 @@ def _rfm_score_of_row(row: dict[str, Any]) -> RfmScore:
     return RfmScore.model_validate(labelled(scored))
 
 
+class TierPlaybook(BaseModel):
+    """What the tier means and what to do with its customers."""
+
+    name_zh: str = Field(examples=["潜力客户"])
+    who: str = Field(description="Who the tier's customers are.")
+    actions: list[str] = Field(description="The playbook's actions, in order.")
+
+
+class HistoricalValue(BaseModel):
+    amount: float | None = Field(description="Net spend to date, in currency.")
+    currency: str | None = Field(description="Null: a re-score stored before it was kept.")
+    definition: str
+
+
+class SimpleValue(BaseModel):
+    amount: float | None = Field(description="Simple CLV, in currency.")
+    currency: str | None
+    lifespan_weeks: float | None = Field(description="The base's lifespan, weeks.")
+    lifespan_measured: bool | None = Field(
+        description="Measured on the base (false: the configured default)."
+    )
+    margin: float | None = Field(description="Margin share applied.")
+    discounted: bool = Field(description="Always false.")
+    definition: str
+
+
+class PredictiveValue(BaseModel):
+    amount: float | None = Field(description="Predicted CLV; null without a spend model.")
+    currency: str | None
+    horizon_weeks: int | None
+    discount_rate_per_week: float | None
+    annual_discount_rate: float | None
+    margin: float | None
+    discounted: bool = Field(description="Always true.")
+    definition: str
+
+
+class LifetimeValues(BaseModel):
+    """Each lifetime value by kind, each with its amount, currency and definition (null
+    currency, horizon and rate: a re-score stored before they were kept)."""
+
+    historical: HistoricalValue
+    simple: SimpleValue
+    predictive: PredictiveValue
+
+
+# A number an explanation's rule compared: counts, amounts, thresholds, flags (MAN), or the
+# name of the score pair a tier rule read.
+ExplanationNumber = bool | int | float | str | None
+
+
+class Explanation(BaseModel):
+    """Why a class is what it is."""
+
+    code: str = Field(description="The class's code.", examples=["potential"])
+    rule: str = Field(description="The branch of the rule that decided it.")
+    numbers: dict[str, ExplanationNumber] = Field(
+        description="The numbers that branch compared, by name (durations in days, money in "
+        "the answer's currency)."
+    )
+    text_en: str
+    text_zh: str
+
+
 class Lifetime(BaseModel):
     currency: str = Field(description="Currency of every amount here (reporting currency).")
     horizon_weeks: int = Field(description="Horizon of expected_purchases and predicted_clv.")
@@ -267,7 +331,7 @@ class Lifetime(BaseModel):
         description="Average order value x orders per week x lifespan in weeks x margin, in "
         "currency (values.simple)."
     )
-    values: dict[str, dict[str, Any]] = Field(
+    values: LifetimeValues = Field(
         description="Each lifetime value by kind, with what it means: `historical` (net spend "
         "to date), `simple` (undiscounted, over the base's measured lifespan), `predictive` "
         "(over horizon_weeks, discounted at discount_rate_per_week); each with its amount, "
@@ -340,7 +404,7 @@ class CustomerScore(BaseModel):
     tier: str
     tier_label_en: str = Field(examples=["Potential"])
     tier_label_zh: str = Field(examples=["潜力客户"])
-    tier_playbook: dict[str, Any]
+    tier_playbook: TierPlaybook
     value_class: str
     value_class_label_en: str = Field(examples=["Second-tier customer"])
     value_class_label_zh: str = Field(examples=["二级客户"])
@@ -352,7 +416,7 @@ class CustomerScore(BaseModel):
     churn_level: str
     churn_level_label_en: str = Field(examples=["Low risk"])
     churn_level_label_zh: str = Field(examples=["低风险"])
-    explanations: dict[str, dict[str, Any]] = Field(
+    explanations: dict[str, Explanation] = Field(
         description="Per class (segment, tier, value_class, lifecycle, churn_level): the "
         "`code`, the `rule` that decided it, the `numbers` it used and `text_en`/`text_zh`."
     )
@@ -574,11 +638,9 @@ def _score_of_row(
         tier=tier.value,
         tier_label_en=str(codes["tier_label_en"]),
         tier_label_zh=str(codes["tier_label_zh"]),
-        tier_playbook={
-            "name_zh": playbook.name_zh,
-            "who": playbook.who,
-            "actions": list(playbook.actions),
-        },
+        tier_playbook=TierPlaybook(
+            name_zh=playbook.name_zh, who=playbook.who, actions=list(playbook.actions)
+        ),
         value_class=row["value_class"],
         value_class_label_en=str(codes["value_class_label_en"]),
         value_class_label_zh=str(codes["value_class_label_zh"]),
@@ -607,16 +669,165 @@ def _score_of_row(
     )
 
 
+class ProfileView(BaseModel):
+    """The customer record as the profile events left it: each field the latest event that
+    named it set (absent: never set; null: cleared by an update)."""
+
+    kind: str | None = Field(default=None, examples=["individual"])
+    name: str | None = None
+    birth_year: int | None = None
+    gender: str | None = None
+    occupation: str | None = None
+    address: str | None = None
+    phone: str | None = None
+    fax: str | None = None
+    email: str | None = None
+    industry: str | None = None
+    size: str | None = None
+    segment: str | None = None
+    acquisition_channel: str | None = None
+    preferred_contact: str | None = None
+    consent: dict[str, bool] | None = Field(default=None, description="Consent by purpose.")
+    relationship: str | None = None
+    reason: str | None = Field(default=None, description="Why reluctant or lapsed.")
+    strategic_value: Decimal | None = Field(
+        default=None,
+        description="Value beyond the spend (reporting currency) that value classes add to "
+        "the margin.",
+    )
+
+
+class LeadView(BaseModel):
+    """The latest MAN assessment and the action the MAN rule gives for it."""
+
+    money: bool
+    authority: bool
+    need: bool
+    assessed_by: str | None = Field(default=None, description="Absent when not said.")
+    notes: str | None = Field(default=None, description="Absent when not said.")
+    assessed_at: datetime
+    man_class: str = Field(alias="class", examples=["M+a+N"])
+    action: LeadAction
+    advice: str
+    advice_zh: str
+
+
+class ViewScores(BaseModel):
+    """A customer's current scores row, each code with its `<field>_label_en/_zh`."""
+
+    customer_id: str
+    recency_score: int
+    frequency_score: int
+    monetary_score: int
+    segment: str
+    segment_label_en: str | None = None
+    segment_label_zh: str | None = None
+    tier: str
+    tier_label_en: str | None = None
+    tier_label_zh: str | None = None
+    value_class: str
+    value_class_label_en: str | None = None
+    value_class_label_zh: str | None = None
+    lifecycle: str
+    lifecycle_label_en: str | None = None
+    lifecycle_label_zh: str | None = None
+    p_alive: float | None
+    expected_purchases: float | None
+    expected_spend: float | None
+    predicted_clv: float | None
+    simple_clv: float
+    churn_risk: float
+    churn_level: str
+    churn_level_label_en: str | None = None
+    churn_level_label_zh: str | None = None
+    rfm_code: str
+    net_spent: Decimal = Field(description="Net of refunds, in currency.")
+    orders: int
+    first_purchase_at: datetime | None = Field(
+        default=None, description="Absent when scored for this request (no re-score yet)."
+    )
+    last_purchase_at: datetime | None
+    run_id: int | None
+    run_as_of: datetime | None
+    scored_as_of: datetime | None
+    reference_customers: int
+    source: ScoreSource
+    lifetime_values: LifetimeValues
+
+
+class SurveyKindSummary(BaseModel):
+    responses: int
+    latest_score: int
+    latest_at: datetime
+    average_score: float
+
+
+class NpsSummary(SurveyKindSummary):
+    promoters: int = Field(description="Answers of 9-10.")
+    detractors: int = Field(description="Answers of 0-6.")
+    latest_category: Literal["promoter", "passive", "detractor"]
+
+
+class CsatSummary(SurveyKindSummary):
+    satisfied: int = Field(description="Answers of 4-5.")
+
+
+class SurveySummaries(BaseModel):
+    """Per kind, present once the customer answered one."""
+
+    nps: NpsSummary | None = None
+    csat: CsatSummary | None = None
+
+
+class ActivityCounts(BaseModel):
+    purchases: int
+    refunds: int
+    interactions: int
+    complaints: int
+    surveys: int
+
+
+class PurchaseEntry(BaseModel):
+    event_id: str
+    order_id: str
+    time: datetime
+    amount: Decimal = Field(description="In the reporting currency.")
+    is_refund: bool
+
+
+class InteractionEntry(BaseModel):
+    event_id: str
+    time: datetime
+    channel: str
+    direction: str
+    sentiment: str | None
+    topic: str | None
+
+
+class ComplaintEntry(BaseModel):
+    complaint_id: str
+    opened_at: datetime
+    category: str
+
+
+class SurveyEntry(BaseModel):
+    kind: Literal["nps", "csat"]
+    score: int
+    answered_at: datetime
+    survey_id: str | None
+    channel: str | None
+
+
 class CustomerView(BaseModel):
     """Everything about one customer in one read, so no team keeps its own silo."""
 
     customer_id: str
-    profile: dict[str, Any] = Field(
+    profile: ProfileView = Field(
         description="The customer record; `strategic_value` (reporting currency) is value "
         "beyond the spend that value classes add to the margin."
     )
     registered_at: datetime | None
-    lead: dict[str, Any] | None = Field(
+    lead: LeadView | None = Field(
         description="The latest MAN assessment: `class`, the `action` of the MAN rule, "
         "`advice` (English) and `advice_zh`."
     )
@@ -627,7 +838,7 @@ class CustomerView(BaseModel):
     lifecycle_label_en: str
     lifecycle_label_zh: str
     currency: str = Field(description="Currency of every amount in this view.")
-    scores: dict[str, Any] | None = Field(
+    scores: ViewScores | None = Field(
         description="The latest re-score's (`source`: re-score), or, when the customer has "
         "a fact it may not have seen, scored now against its population (`source`: live); "
         "`scored_as_of` says when, `reference_customers` against how many buyers (0: no "
@@ -635,24 +846,26 @@ class CustomerView(BaseModel):
         "Null while no purchase counts. Each code with its `<field>_label_en/_zh`; "
         "`lifetime_values` says what each CLV is (currency, horizon, discount rate)."
     )
-    explanations: dict[str, dict[str, Any]] = Field(
+    explanations: dict[str, Explanation] = Field(
         description="Per class (segment, tier, value_class, lifecycle, churn_level, man): the "
         "`code`, the `rule` that decided it, the `numbers` it used and `text_en`/`text_zh`."
     )
-    surveys: dict[str, Any] = Field(
+    surveys: SurveySummaries = Field(
         description="Per kind (nps 0-10, csat 1-5): responses, latest score and time, "
         "average, and the customer's promoter/detractor (NPS) or satisfied (CSAT) answers."
     )
-    counts: dict[str, int]
-    latest_purchases: list[dict[str, Any]]
-    latest_interactions: list[dict[str, Any]]
-    latest_complaints: list[dict[str, Any]]
-    latest_surveys: list[dict[str, Any]]
+    counts: ActivityCounts
+    latest_purchases: list[PurchaseEntry]
+    latest_interactions: list[InteractionEntry]
+    latest_complaints: list[ComplaintEntry]
+    latest_surveys: list[SurveyEntry]
 
 
 @router.get(
     "/customers/{customer_id}",
     response_model=CustomerView,
+    # Members a customer's events never set are left out, not shown as null.
+    response_model_exclude_unset=True,
     summary="The unified customer view: profile, lead, scores explained, surveys, latest activity",
     responses=NOT_FOUND,
 )
@@ -754,7 +967,8 @@ async def _current_scores(
             found = await _computed_score(res, customer_id, None, None, None)
         except HTTPException:
             return None, {}  # no purchase counts (for example every order refunded)
-        return _view_scores_of(found), found.explanations
+        explained = {name: e.model_dump() for name, e in found.explanations.items()}
+        return _view_scores_of(found), explained
     if row is None:
         return None, {}
     zone = ZoneInfo(settings.timezone)
@@ -796,15 +1010,56 @@ def _view_scores_of(found: CustomerScore) -> dict[str, Any]:
         "scored_as_of": found.as_of,
         "reference_customers": 0,
         "source": "live",
-        "lifetime_values": found.lifetime.values,
+        "lifetime_values": found.lifetime.values.model_dump(),
     }
 
 
 SortKey = Literal["clv", "churn_risk", "monetary", "recency"]
 
 
+class CustomerListItem(BaseModel):
+    """A buyer's latest scores row, each code with its `<field>_label_en/_zh`; a prospect
+    (`lifecycle=prospect`) has only customer_id, registered_at and lifecycle (with labels)."""
+
+    customer_id: str
+    registered_at: datetime | None = Field(default=None, description="Prospects only.")
+    run_id: int | None = None
+    recency_score: int | None = None
+    frequency_score: int | None = None
+    monetary_score: int | None = None
+    rfm_code: str | None = None
+    segment: str | None = None
+    segment_label_en: str | None = None
+    segment_label_zh: str | None = None
+    tier: str | None = None
+    tier_label_en: str | None = None
+    tier_label_zh: str | None = None
+    value_class: str | None = None
+    value_class_label_en: str | None = None
+    value_class_label_zh: str | None = None
+    lifecycle: str
+    lifecycle_label_en: str | None = None
+    lifecycle_label_zh: str | None = None
+    p_alive: float | None = None
+    expected_purchases: float | None = None
+    expected_spend: float | None = None
+    predicted_clv: float | None = None
+    simple_clv: float | None = None
+    churn_risk: float | None = None
+    churn_level: str | None = None
+    churn_level_label_en: str | None = None
+    churn_level_label_zh: str | None = None
+    net_spent: Decimal | None = Field(default=None, description="Net of refunds, in currency.")
+    orders: int | None = None
+    first_purchase_at: datetime | None = None
+    last_purchase_at: datetime | None = None
+    scored_as_of: datetime | None = None
+    source: ScoreSource | None = None
+    model_version: int | None = None
+
+
 class CustomerPage(BaseModel):
-    items: list[dict[str, Any]] = Field(
+    items: list[CustomerListItem] = Field(
         description="Latest scores; each code with its `<field>_label_en` and `_label_zh`."
     )
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
@@ -819,6 +1074,8 @@ class CustomerPage(BaseModel):
 @router.get(
     "/customers",
     response_model=CustomerPage,
+    # A buyer's row has no registered_at, a prospect's no scores: left out, not null.
+    response_model_exclude_unset=True,
     summary="Customers by segment, tier, lifecycle and churn risk, for campaigns (paged)",
     description="Buyers from the latest re-score, highest `sort` first. `lifecycle=prospect` "
     "lists instead the customers the customer events know (registered, updated, assessed "
@@ -969,6 +1226,38 @@ def _group(
     return result
 
 
+class BgNbdFit(BaseModel):
+    """BG/NBD parameters (alpha in the model's time_unit) and the fit's log-likelihood."""
+
+    r: float | None
+    alpha: float | None
+    a: float | None
+    b: float | None
+    log_likelihood: float | None
+    method: str | None = Field(description="The optimiser that converged.")
+
+
+class GammaGammaFit(BaseModel):
+    """Gamma-Gamma spend parameters, fitted on the repeat buyers (`customers`)."""
+
+    p: float
+    q: float
+    gamma: float
+    log_likelihood: float | None
+    customers: int | None
+
+
+class ClvModel(BaseModel):
+    version: int
+    fitted_at: datetime
+    observation_end: datetime = Field(description="The history it was fitted on ends here.")
+    time_unit: str = Field(examples=["week"])
+    customers: int
+    fit_seconds: float
+    bgnbd: BgNbdFit
+    gamma_gamma: GammaGammaFit | None = Field(description="Null: too few repeat buyers.")
+
+
 class FitRequest(BaseModel):
     as_of: str | None = Field(default=None, max_length=40, examples=["2026-09-30"])
     time_unit: Literal["day", "week"] | None = None
@@ -976,11 +1265,12 @@ class FitRequest(BaseModel):
 
 @router.get(
     "/models/clv",
+    response_model=ClvModel,
     summary="The current lifetime-value model",
     tags=["models"],
     responses={404: {"model": ErrorBody, "description": "No model fitted yet."}},
 )
-async def get_model(res: Annotated[Resources, Depends(resources)]) -> dict[str, Any]:
+async def get_model(res: Annotated[Resources, Depends(resources)]) -> ClvModel:
     rows = await store.model_rows(res.pool)
     if not rows:
         raise HTTPException(404, "no model fitted yet")
@@ -989,6 +1279,7 @@ async def get_model(res: Annotated[Resources, Depends(resources)]) -> dict[str, 
 
 @router.post(
     "/models/clv/fit",
+    response_model=ClvModel,
     summary="Fit BG/NBD and Gamma-Gamma now on the population as of a date",
     tags=["models"],
     dependencies=[Depends(require("admin"))],
@@ -996,9 +1287,7 @@ async def get_model(res: Annotated[Resources, Depends(resources)]) -> dict[str, 
     | BODY_TOO_LARGE
     | {409: {"model": ErrorBody, "description": "Too few customers."}},
 )
-async def fit_model(
-    request: FitRequest, res: Annotated[Resources, Depends(resources)]
-) -> dict[str, Any]:
+async def fit_model(request: FitRequest, res: Annotated[Resources, Depends(resources)]) -> ClvModel:
     settings = _settings(res)
     zone = ZoneInfo(settings.timezone)
     at = parse_as_of(request.as_of, zone) or datetime.now(UTC)
@@ -1018,24 +1307,26 @@ async def fit_model(
     return _model_body((await store.model_rows(res.pool))[0])
 
 
-def _model_body(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "version": row["version"],
-        "fitted_at": row["fitted_at"],
-        "observation_end": row["observation_end"],
-        "time_unit": row["time_unit"],
-        "customers": row["customers"],
-        "fit_seconds": row["fit_seconds"],
-        "bgnbd": {k: row[k] for k in ("r", "alpha", "a", "b")}
-        | {"log_likelihood": row["bgnbd_log_likelihood"], "method": row["bgnbd_method"]},
-        "gamma_gamma": None
-        if row["p"] is None
-        else {k: row[k] for k in ("p", "q", "gamma")}
-        | {
-            "log_likelihood": row["gamma_gamma_log_likelihood"],
-            "customers": row["gamma_gamma_customers"],
-        },
-    }
+def _model_body(row: dict[str, Any]) -> ClvModel:
+    return ClvModel.model_validate(
+        {
+            "version": row["version"],
+            "fitted_at": row["fitted_at"],
+            "observation_end": row["observation_end"],
+            "time_unit": row["time_unit"],
+            "customers": row["customers"],
+            "fit_seconds": row["fit_seconds"],
+            "bgnbd": {k: row[k] for k in ("r", "alpha", "a", "b")}
+            | {"log_likelihood": row["bgnbd_log_likelihood"], "method": row["bgnbd_method"]},
+            "gamma_gamma": None
+            if row["p"] is None
+            else {k: row[k] for k in ("p", "q", "gamma")}
+            | {
+                "log_likelihood": row["gamma_gamma_log_likelihood"],
+                "customers": row["gamma_gamma_customers"],
+            },
+        }
+    )
 
 
 class ValidationGroup(BaseModel):
@@ -1225,8 +1516,27 @@ def _period(start: date, end: date) -> ValidationPeriod:
 MAN_CLASS_PATTERN = r"^[mM]\+[aA]\+[nN]$"
 
 
+class LeadItem(BaseModel):
+    """A lead: the latest MAN assessment, the action the MAN rule gives, whether they bought."""
+
+    customer_id: str
+    assessed_at: datetime
+    money: bool
+    authority: bool
+    need: bool
+    assessed_by: str | None
+    has_bought: bool = Field(description="Has a purchase that counts.")
+    man_class: str = Field(alias="class", examples=["M+a+N"])
+    action: LeadAction
+    advice: str
+    advice_zh: str
+    lifecycle: str | None = Field(description="`prospect` while not bought, else null.")
+    lifecycle_label_en: str | None = Field(default=None, description="Prospects only.")
+    lifecycle_label_zh: str | None = Field(default=None, description="Prospects only.")
+
+
 class LeadPage(BaseModel):
-    items: list[dict[str, Any]] = Field(
+    items: list[LeadItem] = Field(
         description="Leads by customer id: the latest MAN assessment (`class`, money, "
         "authority, need, assessed_at, assessed_by), the `action` the MAN rule gives with its "
         "`advice`/`advice_zh`, and whether the customer has bought (`has_bought`; "
@@ -1238,6 +1548,8 @@ class LeadPage(BaseModel):
 @router.get(
     "/leads",
     response_model=LeadPage,
+    # A buyer's lead has no lifecycle labels: left out, not null.
+    response_model_exclude_unset=True,
     summary="MAN lead lists: leads by class or action, with the action for each (paged)",
     description="The MAN rule (money, authority, need; upper case = has it): M+A+N pursue; "
     "M+A+n contact with skill; M+a+N find the decision maker; m+A+N check credit and "

@@ -119,7 +119,7 @@ async def fed(reporting: Reporting) -> dict[str, Any]:
 
         async def loaded() -> dict[str, Any] | None:
             summary = (await client.get("/v1/kpis/summary", params={"period": "month"})).json()
-            alerts = (await client.get("/v1/alerts")).json()
+            alerts = (await client.get("/v1/alerts")).json()["items"]
             cards = {c["name"]: c for c in summary["cards"]}
             ready = cards["orders"]["value"] and cards["customer_equity"]["value"] and alerts
             return summary if ready else None

@@ -676,7 +676,7 @@ async def test_a_month_of_events_reads_back_as_kpis(reporting: Reporting) -> Non
         assert cards["orders"]["value"] == expected_month["orders"] + 1
         assert cards["nps"]["value"] == expected_month["nps"]
         assert cards["revenue"]["previous"] is not None
-        alerts = (await client.get("/v1/alerts", params={"status": "all"})).json()
+        alerts = (await client.get("/v1/alerts", params={"status": "all"})).json()["items"]
         assert sorted((a["dimension"], a["value"]) for a in alerts) == [
             ("category", "delivery"),
             ("channel", "hotline"),

@@ -16,12 +16,19 @@ from crm_client.errors import raise_for_problem
 from crm_client.models import (
     Alert,
     AlertPage,
+    ClvModel,
     CommandAccepted,
     Complaint,
+    CrisisAlert,
+    CrisisAlertPage,
+    CustomerListItem,
+    CustomerPage,
     CustomerScore,
     CustomerView,
     DailyKpi,
     KpiTable,
+    LeadItem,
+    LeadPage,
     QueueItem,
     QueuePage,
     Receipt,
@@ -135,6 +142,114 @@ class CrmClient:
         return await self._read(
             CustomerScore, "get_score", {"customer_id": customer_id}, query, min_position
         )
+
+    async def list_customers_page(
+        self,
+        *,
+        segment: str | None = None,
+        tier: str | None = None,
+        lifecycle: str | None = None,
+        min_churn_risk: float | None = None,
+        sort: Literal["clv", "churn_risk", "monetary", "recency"] | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        min_position: str | None = None,
+    ) -> CustomerPage:
+        """One page of a campaign list: buyers by their latest scores, highest `sort` first
+        (`lifecycle="prospect"`: customers with no purchase that counts, by id)."""
+        query = {
+            "segment": segment,
+            "tier": tier,
+            "lifecycle": lifecycle,
+            "min_churn_risk": min_churn_risk,
+            "sort": sort,
+            "limit": limit,
+            "cursor": cursor,
+        }
+        return await self._read(CustomerPage, "list_customers", {}, query, min_position)
+
+    async def list_customers(
+        self,
+        *,
+        segment: str | None = None,
+        tier: str | None = None,
+        lifecycle: str | None = None,
+        min_churn_risk: float | None = None,
+        sort: Literal["clv", "churn_risk", "monetary", "recency"] | None = None,
+        page_size: int | None = None,
+        min_position: str | None = None,
+    ) -> AsyncIterator[CustomerListItem]:
+        """The whole campaign list, page after page (following `next_cursor`)."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_customers_page(
+                segment=segment,
+                tier=tier,
+                lifecycle=lifecycle,
+                min_churn_risk=min_churn_risk,
+                sort=sort,
+                limit=page_size,
+                cursor=cursor,
+                min_position=min_position,
+            )
+            for item in page.items:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def list_leads_page(
+        self,
+        *,
+        man_class: str | None = None,
+        action: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        min_position: str | None = None,
+    ) -> LeadPage:
+        """One page of leads by customer id, with the MAN rule's action for each."""
+        query = {"class": man_class, "action": action, "limit": limit, "cursor": cursor}
+        return await self._read(LeadPage, "list_leads", {}, query, min_position)
+
+    async def list_leads(
+        self,
+        *,
+        man_class: str | None = None,
+        action: str | None = None,
+        page_size: int | None = None,
+        min_position: str | None = None,
+    ) -> AsyncIterator[LeadItem]:
+        """Every lead of a MAN class (`M+a+N`) or action (`pursue`), page after page."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_leads_page(
+                man_class=man_class,
+                action=action,
+                limit=page_size,
+                cursor=cursor,
+                min_position=min_position,
+            )
+            for item in page.items:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def get_clv_model(self) -> ClvModel:
+        """The current lifetime-value model (404 ProblemError: none fitted yet)."""
+        return await self._read(ClvModel, "get_model", {}, {}, None)
+
+    async def fit_clv_model(
+        self, *, as_of: date | datetime | None = None, time_unit: str | None = None
+    ) -> ClvModel:
+        """Fit BG/NBD and Gamma-Gamma now (an admin key; 409 ProblemError: too few customers)."""
+        body = {"as_of": _text(as_of), "time_unit": time_unit}
+        response = await self._send(
+            "fit_model",
+            content=_json({k: v for k, v in body.items() if v is not None}),
+            headers={"Content-Type": "application/json"},
+        )
+        return ClvModel.model_validate(response.json())
 
     # ---- complaints ----------------------------------------------------------------------
 
@@ -290,6 +405,38 @@ class CrmClient:
         query = {"from": start.isoformat(), "to": end.isoformat()}
         response = await self._send("get_daily", params=_params(query), min_position=min_position)
         return [DailyKpi.model_validate(row) for row in response.json()]
+
+    async def list_crisis_alerts_page(
+        self,
+        *,
+        status: Literal["open", "all"] | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        min_position: str | None = None,
+    ) -> CrisisAlertPage:
+        """One page of reporting's crisis alerts, newest first: the open ones (the latest of
+        each series whose window ended within REPORTING_CRISIS_OPEN_HOURS) or all."""
+        query = {"status": status, "limit": limit, "cursor": cursor}
+        return await self._read(CrisisAlertPage, "get_crisis_alerts", {}, query, min_position)
+
+    async def list_crisis_alerts(
+        self,
+        *,
+        status: Literal["open", "all"] | None = None,
+        page_size: int | None = None,
+        min_position: str | None = None,
+    ) -> AsyncIterator[CrisisAlert]:
+        """Reporting's crisis alerts, newest first, page after page."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_crisis_alerts_page(
+                status=status, limit=page_size, cursor=cursor, min_position=min_position
+            )
+            for item in page.items:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     # ---- transport -----------------------------------------------------------------------
 

@@ -39,6 +39,14 @@ class RfmScore(Answer):
     segment_label_zh: str
 
 
+class ScoreReference(Answer):
+    """The population a customer's scores are ranked against (customers 0: none yet)."""
+
+    run_id: int | None
+    as_of: datetime | None
+    customers: int
+
+
 class Rfm(Answer):
     customer_id: str
     first_purchase_at: datetime | None
@@ -48,7 +56,56 @@ class Rfm(Answer):
     monetary: Decimal
     currency: str
     scores: RfmScore
-    reference: dict[str, Any]
+    reference: ScoreReference
+
+
+class TierPlaybook(Answer):
+    name_zh: str
+    who: str
+    actions: list[str]
+
+
+class HistoricalValue(Answer):
+    amount: float | None
+    currency: str | None
+    definition: str
+
+
+class SimpleValue(Answer):
+    amount: float | None
+    currency: str | None
+    lifespan_weeks: float | None
+    lifespan_measured: bool | None
+    margin: float | None
+    discounted: bool
+    definition: str
+
+
+class PredictiveValue(Answer):
+    amount: float | None
+    currency: str | None
+    horizon_weeks: int | None
+    discount_rate_per_week: float | None
+    annual_discount_rate: float | None
+    margin: float | None
+    discounted: bool
+    definition: str
+
+
+class LifetimeValues(Answer):
+    historical: HistoricalValue
+    simple: SimpleValue
+    predictive: PredictiveValue
+
+
+class Explanation(Answer):
+    """Why a class is what it is: the rule's branch and the numbers it compared."""
+
+    code: str
+    rule: str
+    numbers: dict[str, bool | int | float | str | None]
+    text_en: str
+    text_zh: str
 
 
 class Lifetime(Answer):
@@ -59,7 +116,7 @@ class Lifetime(Answer):
     expected_spend: float | None
     predicted_clv: float | None
     simple_clv: float
-    values: dict[str, dict[str, Any]]
+    values: LifetimeValues
 
 
 class CustomerScore(Answer):
@@ -76,32 +133,215 @@ class CustomerScore(Answer):
     tier: str
     tier_label_en: str
     tier_label_zh: str
-    tier_playbook: dict[str, Any]
+    tier_playbook: TierPlaybook
     value_class: str
     lifecycle: str
     lifetime: Lifetime
     churn_risk: float
     churn_level: str
-    explanations: dict[str, dict[str, Any]]
+    explanations: dict[str, Explanation]
+    source: str | None = None
+
+
+class ProfileView(Answer):
+    """The customer record; a member the profile events never set is absent (None here)."""
+
+    kind: str | None = None
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    segment: str | None = None
+    relationship: str | None = None
+    strategic_value: Decimal | None = None
+
+
+class LeadView(Answer):
+    money: bool
+    authority: bool
+    need: bool
+    assessed_by: str | None = None
+    assessed_at: datetime
+    man_class: str = Field(alias="class")
+    action: str
+    advice: str
+    advice_zh: str
+
+
+class ViewScores(Answer):
+    customer_id: str
+    recency_score: int
+    frequency_score: int
+    monetary_score: int
+    segment: str
+    tier: str
+    value_class: str
+    lifecycle: str
+    p_alive: float | None
+    predicted_clv: float | None
+    simple_clv: float
+    churn_risk: float
+    churn_level: str
+    rfm_code: str
+    net_spent: Decimal
+    orders: int
+    last_purchase_at: datetime | None
+    scored_as_of: datetime | None
+    reference_customers: int
+    source: str
+    lifetime_values: LifetimeValues
+
+
+class SurveyKindSummary(Answer):
+    responses: int
+    latest_score: int
+    latest_at: datetime
+    average_score: float
+
+
+class NpsSummary(SurveyKindSummary):
+    promoters: int
+    detractors: int
+    latest_category: str
+
+
+class CsatSummary(SurveyKindSummary):
+    satisfied: int
+
+
+class SurveySummaries(Answer):
+    nps: NpsSummary | None = None
+    csat: CsatSummary | None = None
+
+
+class ActivityCounts(Answer):
+    purchases: int
+    refunds: int
+    interactions: int
+    complaints: int
+    surveys: int
+
+
+class PurchaseEntry(Answer):
+    event_id: str
+    order_id: str
+    time: datetime
+    amount: Decimal
+    is_refund: bool
+
+
+class InteractionEntry(Answer):
+    event_id: str
+    time: datetime
+    channel: str
+    direction: str
+    sentiment: str | None
+    topic: str | None
+
+
+class ComplaintEntry(Answer):
+    complaint_id: str
+    opened_at: datetime
+    category: str
+
+
+class SurveyEntry(Answer):
+    kind: str
+    score: int
+    answered_at: datetime
+    survey_id: str | None
+    channel: str | None
 
 
 class CustomerView(Answer):
     """The unified view of one customer."""
 
     customer_id: str
-    profile: dict[str, Any]
+    profile: ProfileView
     registered_at: datetime | None
-    lead: dict[str, Any] | None
+    lead: LeadView | None
     lifecycle: str
     currency: str
-    scores: dict[str, Any] | None
-    explanations: dict[str, dict[str, Any]]
-    surveys: dict[str, Any]
-    counts: dict[str, int]
-    latest_purchases: list[dict[str, Any]]
-    latest_interactions: list[dict[str, Any]]
-    latest_complaints: list[dict[str, Any]]
-    latest_surveys: list[dict[str, Any]]
+    scores: ViewScores | None
+    explanations: dict[str, Explanation]
+    surveys: SurveySummaries
+    counts: ActivityCounts
+    latest_purchases: list[PurchaseEntry]
+    latest_interactions: list[InteractionEntry]
+    latest_complaints: list[ComplaintEntry]
+    latest_surveys: list[SurveyEntry]
+
+
+class CustomerListItem(Answer):
+    """A buyer's latest scores; a prospect has only customer_id, registered_at, lifecycle."""
+
+    customer_id: str
+    lifecycle: str
+    registered_at: datetime | None = None
+    segment: str | None = None
+    tier: str | None = None
+    value_class: str | None = None
+    churn_risk: float | None = None
+    churn_level: str | None = None
+    predicted_clv: float | None = None
+    simple_clv: float | None = None
+    net_spent: Decimal | None = None
+    orders: int | None = None
+    last_purchase_at: datetime | None = None
+
+
+class CustomerPage(Answer):
+    items: list[CustomerListItem]
+    next_cursor: str | None
+    currency: str | None
+    horizon_weeks: int | None
+
+
+class LeadItem(Answer):
+    customer_id: str
+    assessed_at: datetime
+    money: bool
+    authority: bool
+    need: bool
+    assessed_by: str | None
+    has_bought: bool
+    man_class: str = Field(alias="class")
+    action: str
+    advice: str
+    advice_zh: str
+    lifecycle: str | None
+
+
+class LeadPage(Answer):
+    items: list[LeadItem]
+    next_cursor: str | None
+
+
+class BgNbdFit(Answer):
+    r: float | None
+    alpha: float | None
+    a: float | None
+    b: float | None
+    log_likelihood: float | None
+
+
+class GammaGammaFit(Answer):
+    p: float
+    q: float
+    gamma: float
+    log_likelihood: float | None
+    customers: int | None
+
+
+class ClvModel(Answer):
+    """The lifetime-value model: BG/NBD and (with enough repeat buyers) Gamma-Gamma."""
+
+    version: int
+    fitted_at: datetime
+    observation_end: datetime
+    time_unit: str
+    customers: int
+    bgnbd: BgNbdFit
+    gamma_gamma: GammaGammaFit | None
 
 
 # ---- complaints --------------------------------------------------------------------------
@@ -239,14 +479,43 @@ class DailyKpi(Answer):
     buyers: int
 
 
+class MetricInfo(Answer):
+    name: str
+    group: str
+    label_en: str
+    label_zh: str
+    unit: str
+    formula: str
+    source: str
+
+
+class KpiRow(Answer):
+    """One period (and slice); each metric asked for is a member of its name (`metric()`):
+    money a decimal string, counts integers, the rest numbers, None without data."""
+
+    period: date
+    period_end: date
+    tier: str | None = None
+    segment: str | None = None
+    channel: str | None = None
+    category: str | None = None
+
+    def metric(self, name: str) -> str | int | float | None:
+        extra = self.model_extra or {}
+        if name not in extra:
+            raise KeyError(f"{name!r} was not asked for")
+        value: str | int | float | None = extra[name]
+        return value
+
+
 class KpiTable(Answer):
     start: date = Field(alias="from")
     end: date = Field(alias="to")
     granularity: str
     by: str | None
     currency: str
-    metrics: list[dict[str, Any]]
-    rows: list[dict[str, Any]]
+    metrics: list[MetricInfo]
+    rows: list[KpiRow]
 
 
 class Card(Answer):
@@ -270,3 +539,23 @@ class Summary(Answer):
     currency: str
     cards: list[Card]
     open_crisis_alerts: int
+
+
+class CrisisAlert(Answer):
+    """A crisis alert as reporting keeps it (complaints' `Alert` adds the handling stage)."""
+
+    id: str
+    detected_at: datetime
+    dimension: str
+    value: str
+    window_start: datetime
+    window_end: datetime
+    count: int
+    baseline: float
+    score: float
+    open: bool
+
+
+class CrisisAlertPage(Answer):
+    items: list[CrisisAlert]
+    next_cursor: str | None

@@ -32,10 +32,15 @@ COMMANDS = (
 
 @dataclass(frozen=True)
 class Operation:
-    operation_id: str
+    operation_id: str  # unique within its service
     service: Service
     method: Literal["GET", "POST", "PATCH"]
     path: str  # the OpenAPI path template
+    name: str = ""  # the client's key for it, where two services use the same operationId
+
+    @property
+    def key(self) -> str:
+        return self.name or self.operation_id
 
     def url_path(self, **parameters: str) -> str:
         """The path with its parameters filled in, each percent-encoded as one segment."""
@@ -43,7 +48,9 @@ class Operation:
 
 
 def _table(*operations: Operation) -> dict[str, Operation]:
-    return {o.operation_id: o for o in operations}
+    table = {o.key: o for o in operations}
+    assert len(table) == len(operations), "two operations under one key"
+    return table
 
 
 OPERATIONS: dict[str, Operation] = _table(
@@ -51,6 +58,10 @@ OPERATIONS: dict[str, Operation] = _table(
     Operation("get_customer", "scoring", "GET", "/v1/customers/{customer_id}"),
     Operation("get_rfm", "scoring", "GET", "/v1/customers/{customer_id}/rfm"),
     Operation("get_score", "scoring", "GET", "/v1/customers/{customer_id}/score"),
+    Operation("list_customers", "scoring", "GET", "/v1/customers"),
+    Operation("list_leads", "scoring", "GET", "/v1/leads"),
+    Operation("get_model", "scoring", "GET", "/v1/models/clv"),
+    Operation("fit_model", "scoring", "POST", "/v1/models/clv/fit"),
     Operation("get_complaint", "complaints", "GET", "/v1/complaints/{complaint_id}"),
     Operation("list_complaints", "complaints", "GET", "/v1/complaints"),
     Operation("get_step_durations", "complaints", "GET", "/v1/complaints/steps/durations"),
@@ -67,4 +78,6 @@ OPERATIONS: dict[str, Operation] = _table(
     Operation("get_kpis", "reporting", "GET", "/v1/kpis"),
     Operation("get_summary", "reporting", "GET", "/v1/kpis/summary"),
     Operation("get_daily", "reporting", "GET", "/v1/kpis/daily"),
+    # complaints has its own get_alerts (alerts with their handling stage)
+    Operation("get_alerts", "reporting", "GET", "/v1/alerts", name="get_crisis_alerts"),
 )

@@ -144,7 +144,8 @@
     const tiers = await getJSON(
       `/v1/kpis?metrics=${TIER_METRICS.join(",")}&granularity=${period}&by=tier` +
       `&from=${summary.start}&to=${summary.start}`);
-    const alerts = await getJSON("/v1/alerts?status=open&limit=20");
+    // The newest 20 open alerts (the first page; the card counts them all).
+    const alerts = (await getJSON("/v1/alerts?status=open&limit=20")).items;
     return { summary, series, cohorts, tiers, alerts };
   }
 
