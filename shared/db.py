@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import zlib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -21,6 +22,36 @@ log = logging.getLogger(__name__)
 Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
 # What SQL functions take: a plain connection, or one borrowed from the pool.
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+
+
+# ---- rows sent as arrays: one parameter per column, unnest() turns them back into rows.
+# A statement's size and plan stay the same whatever the batch's size (no VALUES list to
+# build), and asyncpg encodes each column in one go.
+
+
+def unnest(*types: str, first: int = 1) -> str:
+    """`unnest($1::t1[], $2::t2[], ...)`: the rows of the columns passed as parameters
+    `first`, `first` + 1, ..., one array per column."""
+    arrays = ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(types))
+    return f"unnest({arrays})"
+
+
+def insert_unnest(table: str, *columns: str, then: str = "ON CONFLICT DO NOTHING") -> str:
+    """`INSERT INTO table (names) SELECT * FROM unnest(...) then`, columns given as "name type"
+    in the order of the parameters (`as_columns`)."""
+    names = ", ".join(column.split()[0] for column in columns)
+    types = (column.split(maxsplit=1)[1] for column in columns)
+    return f"INSERT INTO {table} ({names}) SELECT * FROM {unnest(*types)} {then}".rstrip()
+
+
+def as_columns(rows: Iterable[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows turned into the `width` column arrays an unnest takes (empty ones for no rows)."""
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    if not columns:
+        return [[] for _ in range(width)]
+    if len(columns) != width:
+        raise ValueError(f"rows of {len(columns)} values for {width} columns")
+    return columns
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

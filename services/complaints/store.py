@@ -21,7 +21,7 @@ from typing import Any
 from services.complaints.domain import Complaint, StepDone
 from services.complaints.fold import Folded, Position, TierChange
 from services.complaints.sla import Schedule, copy_with
-from shared.db import Connection, Pool
+from shared.db import Connection, Pool, as_columns, insert_unnest, unnest
 from shared.events import RECORDED, Event, decode_event
 
 # A complaint's columns; its steps are rows of complaint_steps.
@@ -59,10 +59,15 @@ async def insert_complaint_events(
     if not rows:
         return set()
     inserted = await conn.fetch(
-        "INSERT INTO complaint_events (complaint_id, event_id, time, body) "
-        "SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::jsonb[]) "
-        "ON CONFLICT DO NOTHING RETURNING complaint_id, event_id",
-        *[[r[i] for r in rows] for i in range(4)],
+        insert_unnest(
+            "complaint_events",
+            "complaint_id text",
+            "event_id text",
+            "time timestamptz",
+            "body jsonb",
+            then="ON CONFLICT DO NOTHING RETURNING complaint_id, event_id",
+        ),
+        *as_columns(rows, 4),
     )
     return {(r[0], r[1]) for r in inserted}
 
@@ -81,9 +86,9 @@ async def replace_complaint_bodies(
 ) -> None:
     if changed:
         await conn.execute(
-            "UPDATE complaint_events SET body = u.body FROM unnest($1::text[], $2::text[], "
-            "$3::jsonb[]) AS u(cid, eid, body) WHERE complaint_id = u.cid AND event_id = u.eid",
-            *[[c[i] for c in changed] for i in range(3)],
+            f"UPDATE complaint_events SET body = u.body FROM {unnest('text', 'text', 'jsonb')}"
+            " AS u(cid, eid, body) WHERE complaint_id = u.cid AND event_id = u.eid",
+            *as_columns(changed, 3),
         )
 
 
@@ -103,13 +108,15 @@ async def insert_tiers(conn: Connection, tiers: Sequence[TierChange]) -> list[Ti
     if not tiers:
         return []
     inserted = await conn.fetch(
-        "INSERT INTO customer_tiers (customer_id, time, event_id, tier) "
-        "SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[]) "
-        "ON CONFLICT DO NOTHING RETURNING customer_id, time, event_id, tier",
-        [t.customer_id for t in tiers],
-        [t.time for t in tiers],
-        [t.event_id for t in tiers],
-        [t.tier for t in tiers],
+        insert_unnest(
+            "customer_tiers",
+            "customer_id text",
+            "time timestamptz",
+            "event_id text",
+            "tier text",
+            then="ON CONFLICT DO NOTHING RETURNING customer_id, time, event_id, tier",
+        ),
+        *as_columns(((t.customer_id, t.time, t.event_id, t.tier) for t in tiers), 4),
     )
     return [TierChange(*r) for r in inserted]
 
@@ -132,14 +139,16 @@ async def add_signal_counts(conn: Connection, counts: dict[tuple[str, str, datet
     if counts:
         keys = sorted(counts)
         await conn.execute(
-            "INSERT INTO signal_counts (dimension, value, hour, count) "
-            "SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[]) "
-            "ON CONFLICT (dimension, value, hour) DO UPDATE "
-            "SET count = signal_counts.count + EXCLUDED.count",
-            [k[0] for k in keys],
-            [k[1] for k in keys],
-            [k[2] for k in keys],
-            [counts[k] for k in keys],
+            insert_unnest(
+                "signal_counts",
+                "dimension text",
+                "value text",
+                "hour timestamptz",
+                "count int",
+                then="ON CONFLICT (dimension, value, hour) DO UPDATE "
+                "SET count = signal_counts.count + EXCLUDED.count",
+            ),
+            *as_columns(((*k, counts[k]) for k in keys), 4),
         )
 
 
@@ -215,13 +224,12 @@ async def save_complaints(
         await conn.copy_records_to_table("complaints", records=inserted, columns=_SAVED)
     updated = [r for r in rows if r[0] not in new]
     if updated:
-        params = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_SAVED_TYPES))
         changes = ", ".join(f"{c} = u.{c}" for c in _SAVED[1:])
         await conn.execute(
             f"UPDATE complaints SET {changes}, updated_at = now() "
-            f"FROM unnest({params}) AS u({', '.join(_SAVED)}) "
+            f"FROM {unnest(*_SAVED_TYPES)} AS u({', '.join(_SAVED)}) "
             "WHERE complaints.complaint_id = u.complaint_id",
-            *[list(column) for column in zip(*updated, strict=True)],
+            *as_columns(updated, len(_SAVED)),
         )
 
 
@@ -311,10 +319,10 @@ async def record_emitted(
     """(key, complaint_id, kind, at) of SLA events appended to the outbox."""
     if emitted:
         await conn.execute(
-            "INSERT INTO sla_emitted (key, complaint_id, kind, at) "
-            "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) "
-            "ON CONFLICT DO NOTHING",
-            *[[e[i] for e in emitted] for i in range(4)],
+            insert_unnest(
+                "sla_emitted", "key text", "complaint_id text", "kind text", "at timestamptz"
+            ),
+            *as_columns(emitted, 4),
         )
 
 

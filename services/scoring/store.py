@@ -17,7 +17,7 @@ from services.scoring import stored
 from services.scoring.clv import BgNbdParams, GammaGammaParams
 from services.scoring.domain import History, PurchaseSummary
 from services.scoring.scoring import Models, Population, Reference, Scores, SimpleClvBase
-from shared.db import Connection, Pool
+from shared.db import Connection, Pool, insert_unnest, unnest
 
 # ---- write side: what a batch adds (projection.py runs the flow) ---------------------------
 
@@ -84,11 +84,8 @@ class _Table:
 
     def insert_new(self) -> str:
         """INSERT ... unnest that skips rows already stored."""
-        arrays = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(self.types))
-        return (
-            f"INSERT INTO {self.name} ({', '.join(self.columns)})"
-            f" SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING"
-        )
+        columns = (f"{c} {t}" for c, t in zip(self.columns, self.types, strict=True))
+        return insert_unnest(self.name, *columns)
 
 
 _HISTORY_TABLES = {
@@ -554,9 +551,9 @@ _STATS_ARRAY = "ARRAY[" + ", ".join(f"u.stat_{i}" for i in range(len(stored.STOR
 
 def _unnest_rows(first_parameter: int) -> str:
     """SELECT of the stored rows passed as arrays from $first_parameter on (_ROW_FIELDS)."""
-    arrays = ", ".join(f"${first_parameter + i}::{t}[]" for i, t in enumerate(_ROW_TYPES.values()))
+    arrays = unnest(*_ROW_TYPES.values(), first=first_parameter)
     plain = ", ".join(f"u.{c}" for c in list(_ROW_TYPES)[: -len(stored.STORED_STATS)])
-    return f"SELECT {plain}, {_STATS_ARRAY} FROM unnest({arrays}) AS u({', '.join(_ROW_TYPES)})"
+    return f"SELECT {plain}, {_STATS_ARRAY} FROM {arrays} AS u({', '.join(_ROW_TYPES)})"
 
 
 SCORES_PER_STATEMENT = 5000  # rows: each statement's encoding holds the event loop briefly
