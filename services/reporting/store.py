@@ -74,6 +74,17 @@ async def _insert(conn: Connection, sql: str, rows: list[Row]) -> None:
         await conn.execute(sql, _document(rows))
 
 
+async def _insert_facts(conn: Connection, table: str, facts: Iterable[Any], *columns: str) -> None:
+    """New facts, one row per event, rows already stored skipped: each column ("name type")
+    is the fact's attribute of that name."""
+    names = [column.split()[0] for column in columns]
+    await _insert(
+        conn,
+        f"INSERT INTO {table} {_rows(*columns)} ON CONFLICT DO NOTHING",
+        [{name: getattr(fact, name) for name in names} for fact in facts],
+    )
+
+
 async def write(conn: Connection, batch: Batch) -> None:
     """Add one batch's rows to the read models (in the runtime's transaction)."""
     await _write_sales(conn, batch)
@@ -84,53 +95,30 @@ async def write(conn: Connection, batch: Batch) -> None:
     await _write_complaints(conn, batch)
     await _write_sla(conn, batch)
     # New facts, one row per event: an insert, nothing to merge.
-    await _insert(
+    await _insert_facts(
         conn,
-        "INSERT INTO crisis_alerts "
-        + _rows(
-            "event_id text",
-            "detected_at timestamptz",
-            "day date",
-            "dimension text",
-            "value text",
-            "window_start timestamptz",
-            "window_end timestamptz",
-            "count int",
-            "baseline float8",
-            "score float8",
-        )
-        + " ON CONFLICT DO NOTHING",
-        [
-            {
-                "event_id": a.event_id,
-                "detected_at": a.detected_at,
-                "day": a.day,
-                "dimension": a.dimension,
-                "value": a.value,
-                "window_start": a.window_start,
-                "window_end": a.window_end,
-                "count": a.count,
-                "baseline": a.baseline,
-                "score": a.score,
-            }
-            for a in batch.alerts
-        ],
+        "crisis_alerts",
+        batch.alerts,
+        "event_id text",
+        "detected_at timestamptz",
+        "day date",
+        "dimension text",
+        "value text",
+        "window_start timestamptz",
+        "window_end timestamptz",
+        "count int",
+        "baseline float8",
+        "score float8",
     )
-    await _insert(
+    await _insert_facts(
         conn,
-        "INSERT INTO marketing_spend "
-        + _rows("event_id text", "day date", "channel text", "campaign text", "amount numeric")
-        + " ON CONFLICT DO NOTHING",
-        [
-            {
-                "event_id": s.event_id,
-                "day": s.day,
-                "channel": s.channel,
-                "campaign": s.campaign,
-                "amount": s.amount,
-            }
-            for s in batch.spend
-        ],
+        "marketing_spend",
+        batch.spend,
+        "event_id text",
+        "day date",
+        "channel text",
+        "campaign text",
+        "amount numeric",
     )
 
 
@@ -231,31 +219,17 @@ async def _write_sales(conn: Connection, batch: Batch) -> None:
         " < (orders.completed_at, orders.event_id)",
         [_order_row(c, order_id, o) for (c, order_id), o in batch.orders.items()],
     )
-    await _insert(
+    await _insert_facts(
         conn,
-        "INSERT INTO refunds "
-        + _rows(
-            "event_id text",
-            "customer_id text",
-            "order_id text",
-            "day date",
-            "time timestamptz",
-            "amount numeric",
-            "reason text",
-        )
-        + " ON CONFLICT DO NOTHING",
-        [
-            {
-                "event_id": r.event_id,
-                "customer_id": r.customer_id,
-                "order_id": r.order_id,
-                "day": r.day,
-                "time": r.time,
-                "amount": r.amount,
-                "reason": r.reason,
-            }
-            for r in batch.refunds
-        ],
+        "refunds",
+        batch.refunds,
+        "event_id text",
+        "customer_id text",
+        "order_id text",
+        "day date",
+        "time timestamptz",
+        "amount numeric",
+        "reason text",
     )
 
 
@@ -637,36 +611,24 @@ async def _write_complaints(conn: Connection, batch: Batch) -> None:
         [_complaint_row(batch, cid) for cid in batch.complaint_customers],
     )
     # New facts, one row per event.
-    await _insert(
+    await _insert_facts(
         conn,
-        "INSERT INTO complaint_resolutions "
-        + _rows("event_id text", "complaint_id text", "customer_id text", "day date")
-        + " ON CONFLICT DO NOTHING",
-        [
-            {
-                "event_id": r.event_id,
-                "complaint_id": r.complaint_id,
-                "customer_id": r.customer_id,
-                "day": r.day,
-            }
-            for r in batch.resolutions
-        ],
+        "complaint_resolutions",
+        batch.resolutions,
+        "event_id text",
+        "complaint_id text",
+        "customer_id text",
+        "day date",
     )
-    await _insert(
+    await _insert_facts(
         conn,
-        "INSERT INTO complaint_feedback "
-        + _rows("event_id text", "complaint_id text", "customer_id text", "day date", "score int")
-        + " ON CONFLICT DO NOTHING",
-        [
-            {
-                "event_id": f.event_id,
-                "complaint_id": f.complaint_id,
-                "customer_id": f.customer_id,
-                "day": f.day,
-                "score": f.score,
-            }
-            for f in batch.feedback
-        ],
+        "complaint_feedback",
+        batch.feedback,
+        "event_id text",
+        "complaint_id text",
+        "customer_id text",
+        "day date",
+        "score int",
     )
 
 
