@@ -8,7 +8,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
@@ -418,23 +418,28 @@ PAGE_SECURITY_POLICY = (
 )
 
 
-def page_router(static: Path, pages: dict[str, str]) -> APIRouter:
+# What a page's JSON configuration block holds, from the request (its app's settings).
+PageConfig = Callable[[Request], Mapping[str, object]]
+CONFIG_PLACEHOLDER = "{{CONFIG}}"
+
+
+def page_router(static: Path, pages: dict[str, str], config: PageConfig | None = None) -> APIRouter:
     """Routes serving `pages` (URL path -> file in `static`) under the page security policy,
-    and every file of `static` at /static/<name>. Not in the API documents."""
+    and every file of `static` at /static/<name>. Not in the API documents. With `config`,
+    each page's {{CONFIG}} (inside a `<script type="application/json">` block) becomes the
+    JSON of config(request)."""
     router = APIRouter(include_in_schema=False)
     root = static.resolve()
+    # The page carries a key in its address (#key=...): no copy of it anywhere.
+    headers = {"Content-Security-Policy": PAGE_SECURITY_POLICY, "Cache-Control": "no-store"}
 
-    def serve_page(name: str) -> Callable[[], Coroutine[Any, Any, Response]]:
-        async def page() -> Response:
-            # The page carries a key in its address (#key=...): no copy of it anywhere.
-            return FileResponse(
-                root / name,
-                media_type=STATIC_TYPES[".html"],
-                headers={
-                    "Content-Security-Policy": PAGE_SECURITY_POLICY,
-                    "Cache-Control": "no-store",
-                },
-            )
+    def serve_page(name: str) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        async def page(request: Request) -> Response:
+            if config is None:
+                return FileResponse(root / name, media_type=STATIC_TYPES[".html"], headers=headers)
+            block = orjson.dumps(config(request)).decode()
+            text = (root / name).read_text(encoding="utf-8").replace(CONFIG_PLACEHOLDER, block)
+            return HTMLResponse(text, headers=headers)
 
         return page
 

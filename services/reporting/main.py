@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 from fastapi import FastAPI
 
 from services.reporting import store
-from services.reporting.api import pages, router
+from services.reporting.api import router
+from services.reporting.pages import pages
 from services.reporting.projection import ReportingProjection
 from services.reporting.settings import ReportingSettings
 from shared.http import REVALIDATE
