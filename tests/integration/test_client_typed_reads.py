@@ -19,10 +19,12 @@ import httpx
 import jsonschema_rs
 import pytest
 from crm_client import CrmClient, ProblemError
+from crm_client.operations import Service
 from fastapi import FastAPI
 
 from services.reporting.main import app as reporting_app
 from services.reporting.projection import ReportingProjection
+from services.reporting.settings import ReportingSettings
 from services.scoring import rescore
 from services.scoring.main import app as scoring_app
 from services.scoring.projection import ScoringProjection
@@ -86,11 +88,11 @@ class Api:
         return body
 
 
-async def api(app: FastAPI, service: str) -> AsyncIterator[Api]:
+async def api(app: FastAPI, service: Service) -> AsyncIterator[Api]:
     transport = httpx.ASGITransport(app=app)
     base = f"http://{service}"
     async with (
-        CrmClient(TEST_TOKEN, urls={service: base}, transport=transport) as crm,  # type: ignore[dict-item]
+        CrmClient(TEST_TOKEN, urls={service: base}, transport=transport) as crm,
         httpx.AsyncClient(transport=transport, base_url=base, headers=AUTH) as raw,
     ):
         yield Api(crm, raw, app.openapi())
@@ -216,7 +218,7 @@ ALERTS = [
 
 @pytest.fixture
 async def reporting(settings: CommonSettings) -> AsyncIterator[Api]:
-    app = reporting_app(settings)
+    app = reporting_app(ReportingSettings(**settings.model_dump()))
     async with app.router.lifespan_context(app):
         pool = await db.create_pool(settings.database_url, "reporting")
         raw = [crisis(series, NOW - timedelta(hours=hours), eid) for series, hours, eid in ALERTS]

@@ -109,7 +109,7 @@ def test_the_walk_finds_an_untyped_member() -> None:
             }
         }
     }
-    cases = {
+    cases: dict[str, dict[str, Any]] = {
         "map of anything": {"type": "object", "additionalProperties": True},
         "bare object": {"type": "object"},
         "empty map": {"type": "object", "additionalProperties": {}},
@@ -119,7 +119,7 @@ def test_the_walk_finds_an_untyped_member() -> None:
     }
     for name, schema in cases.items():
         assert untyped_members(document, schema, name), name
-    typed = [
+    typed: list[dict[str, Any]] = [
         {"$ref": "#/components/schemas/Typed"},
         {"type": "object", "additionalProperties": {"type": "number"}},
         {"type": "array", "items": {"$ref": "#/components/schemas/Typed"}},

@@ -448,6 +448,18 @@ class StepDurations(Answer):
     steps: list[StepDuration]
 
 
+class Severity(Answer):
+    """How grave a crisis is: magnitude (count against baseline) and reach (customers and
+    channels), 1-3 each; None while not assessed."""
+
+    level: str | None
+    magnitude: int | None
+    reach: int | None
+    customers: int | None
+    channels: int | None
+    difficulty: str | None
+
+
 class Alert(Answer):
     id: str
     key: str
@@ -458,7 +470,7 @@ class Alert(Answer):
     count: int
     baseline: float
     score: float
-    severity: dict[str, Any]
+    severity: Severity
     stage: str
     next_stage: str | None
     detected_at: datetime
