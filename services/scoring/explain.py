@@ -165,7 +165,7 @@ def _rule_text(rule: TierRule) -> str:
 
 
 def explain_tier(facts: CustomerFacts, config: ScoringConfig) -> Explanation:
-    """classes.tier_for: the first matching RFM rule, then the churn window, then silence
+    """classes.tiers_for: the first matching RFM rule, then the churn window, then silence
     beyond the customer's own rhythm."""
     tier = config.tier
     gap = _expected_gap(facts, tier.rhythm)
@@ -291,7 +291,7 @@ def explain_value_class(facts: CustomerFacts, config: ScoringConfig) -> Explanat
 
 
 def explain_lifecycle(facts: CustomerFacts, config: ScoringConfig) -> Explanation:
-    """classes.lifecycle_stage, branch by branch in its order."""
+    """classes.lifecycle_stages, branch by branch in its order."""
     life = config.lifecycle
     stage = classes.LifecycleStage
     gap = _expected_gap(facts, life.rhythm)
