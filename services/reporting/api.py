@@ -8,13 +8,12 @@ import io
 import re
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi import Depends, HTTPException, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, BeforeValidator, Field, create_model
 
 from services.reporting import kpi, store
@@ -37,9 +36,7 @@ from shared.service import Resources, resources
 router = api_router("reports:read", tags=["kpis"])
 # The dashboard page and its scripts hold no data: the page asks for a key and sends it with
 # every call to /v1.
-pages = APIRouter(include_in_schema=False)
 
-STATIC = Path(__file__).parent / "static"
 MAX_DAYS = 3 * 366
 MAX_PERIODS = MAX_DAYS
 EARLIEST = date(1970, 1, 1)  # no event is older (shared/events.py)
@@ -696,49 +693,3 @@ async def get_alerts(
     if len(rows) == limit:
         next_cursor = _alert_cursor(rows[-1]["detected_at"], rows[-1]["event_id"])
     return AlertPage(items=items, next_cursor=next_cursor)
-
-
-# --------------------------------------------------------------------------- dashboard
-
-_STATIC_TYPES = {
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".html": "text/html; charset=utf-8",
-    ".svg": "image/svg+xml",
-}
-
-
-# The page loads its scripts and styles from /static only (its configuration is a JSON data
-# block, which is not script); scripts set element styles through the CSSOM, which style-src
-# does not govern. No framing: the page holds a key.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
-)
-
-
-@pages.get("/", response_class=HTMLResponse)
-async def dashboard(res: Annotated[Resources, Depends(resources)]) -> HTMLResponse:
-    settings = _settings(res)
-    config = orjson.dumps(
-        {
-            "refresh_seconds": settings.reporting_dashboard_refresh_seconds,
-            "currency": settings.reporting_currency,
-            # Times on the page are shown in the deployment's zone, not the browser's.
-            "timezone": settings.timezone,
-        }
-    ).decode()
-    page = (STATIC / "index.html").read_text(encoding="utf-8")
-    return HTMLResponse(
-        page.replace("{{CONFIG}}", config),
-        # The page carries a key in its address (#key=...): no copy of it anywhere.
-        headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY, "Cache-Control": "no-store"},
-    )
-
-
-@pages.get("/static/{name:path}")
-async def static_file(name: str) -> FileResponse:
-    path = (STATIC / name).resolve()
-    if not path.is_relative_to(STATIC.resolve()) or not path.is_file():
-        raise HTTPException(404, "not found")
-    return FileResponse(path, media_type=_STATIC_TYPES.get(path.suffix))
