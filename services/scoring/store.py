@@ -281,24 +281,9 @@ ORDER BY b.customer_id
 """
 _POPULATION_OF_SOME = _for_customers(_POPULATION)
 
-POPULATION_FIELDS = [
-    "days_since_last",
-    "days_since_first",
-    "orders",
-    "net_spent",
-    "purchase_days",
-    "span_days",
-    "repeat_spend",
-    "recent_purchase_days",
-    "previous_purchase_days",
-    "recent_spend",
-    "previous_spend",
-    "recent_interactions",
-    "previous_interactions",
-    "interactions",
-    "complaints",
-    "strategic_value",
-]
+# The population's columns: the days since the last and first purchase, then the statistics a
+# stored row keeps, in their order (stored.STORED_STATS: one list of them).
+POPULATION_FIELDS = ["days_since_last", "days_since_first", *stored.STORED_STATS]
 
 
 async def load_population(
