@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -50,6 +50,31 @@ DEFAULT_PORTS: dict[Service, int] = {
 }
 
 A = TypeVar("A", bound=BaseModel)
+Item = TypeVar("Item", covariant=True)
+
+
+class Page(Protocol[Item]):
+    """A page of a cursor-paged list, as every list of the services answers."""
+
+    @property
+    def items(self) -> Sequence[Item]: ...
+
+    @property
+    def next_cursor(self) -> str | None: ...
+
+
+async def every_item(page_at: Callable[[str | None], Awaitable[Page[Item]]]) -> AsyncIterator[Item]:
+    """Every item of a cursor-paged list: page after page, following `next_cursor`."""
+    cursor: str | None = None
+    while True:
+        page = await page_at(cursor)
+        for item in page.items:
+            yield item
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
 Query = Mapping[str, str | int | float | bool | None]
 
 
@@ -168,7 +193,7 @@ class CrmClient:
         }
         return await self._read(CustomerPage, "list_customers", {}, query, min_position)
 
-    async def list_customers(
+    def list_customers(
         self,
         *,
         segment: str | None = None,
@@ -180,9 +205,9 @@ class CrmClient:
         min_position: str | None = None,
     ) -> AsyncIterator[CustomerListItem]:
         """The whole campaign list, page after page (following `next_cursor`)."""
-        cursor: str | None = None
-        while True:
-            page = await self.list_customers_page(
+
+        async def page_at(cursor: str | None) -> Page[CustomerListItem]:
+            return await self.list_customers_page(
                 segment=segment,
                 tier=tier,
                 lifecycle=lifecycle,
@@ -192,11 +217,8 @@ class CrmClient:
                 cursor=cursor,
                 min_position=min_position,
             )
-            for item in page.items:
-                yield item
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+
+        return every_item(page_at)
 
     async def list_leads_page(
         self,
@@ -211,7 +233,7 @@ class CrmClient:
         query = {"class": man_class, "action": action, "limit": limit, "cursor": cursor}
         return await self._read(LeadPage, "list_leads", {}, query, min_position)
 
-    async def list_leads(
+    def list_leads(
         self,
         *,
         man_class: str | None = None,
@@ -220,20 +242,17 @@ class CrmClient:
         min_position: str | None = None,
     ) -> AsyncIterator[LeadItem]:
         """Every lead of a MAN class (`M+a+N`) or action (`pursue`), page after page."""
-        cursor: str | None = None
-        while True:
-            page = await self.list_leads_page(
+
+        async def page_at(cursor: str | None) -> Page[LeadItem]:
+            return await self.list_leads_page(
                 man_class=man_class,
                 action=action,
                 limit=page_size,
                 cursor=cursor,
                 min_position=min_position,
             )
-            for item in page.items:
-                yield item
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+
+        return every_item(page_at)
 
     async def get_clv_model(self) -> ClvModel:
         """The current lifetime-value model (404 ProblemError: none fitted yet)."""
@@ -285,7 +304,7 @@ class CrmClient:
         }
         return await self._read(QueuePage, "list_complaints", {}, query, min_position)
 
-    async def list_complaints(
+    def list_complaints(
         self,
         *,
         status: str | None = None,
@@ -297,9 +316,9 @@ class CrmClient:
         min_position: str | None = None,
     ) -> AsyncIterator[QueueItem]:
         """The whole queue, most urgent first, page after page (following `next_cursor`)."""
-        cursor: str | None = None
-        while True:
-            page = await self.list_complaints_page(
+
+        async def page_at(cursor: str | None) -> Page[QueueItem]:
+            return await self.list_complaints_page(
                 status=status,
                 breached=breached,
                 due_before=due_before,
@@ -309,13 +328,10 @@ class CrmClient:
                 cursor=cursor,
                 min_position=min_position,
             )
-            for item in page.items:
-                yield item
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
 
-    async def list_alerts(
+        return every_item(page_at)
+
+    def list_alerts(
         self,
         *,
         start: datetime | None = None,
@@ -324,8 +340,8 @@ class CrmClient:
         page_size: int | None = None,
     ) -> AsyncIterator[Alert]:
         """Every crisis alert, latest window first, page after page."""
-        cursor: str | None = None
-        while True:
+
+        async def page_at(cursor: str | None) -> Page[Alert]:
             query = {
                 "from": _text(start),
                 "to": _text(end),
@@ -333,12 +349,9 @@ class CrmClient:
                 "limit": page_size,
                 "cursor": cursor,
             }
-            page = await self._read(AlertPage, "get_alerts", {}, query, None)
-            for item in page.items:
-                yield item
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+            return await self._read(AlertPage, "get_alerts", {}, query, None)
+
+        return every_item(page_at)
 
     async def command(self, complaint_id: str, command: str, **fields: Any) -> CommandAccepted:
         """An agent's command on a complaint (`respond`, `follow_up`, `close`, ...: see
@@ -419,7 +432,7 @@ class CrmClient:
         query = {"status": status, "limit": limit, "cursor": cursor}
         return await self._read(CrisisAlertPage, "get_crisis_alerts", {}, query, min_position)
 
-    async def list_crisis_alerts(
+    def list_crisis_alerts(
         self,
         *,
         status: Literal["open", "all"] | None = None,
@@ -427,16 +440,13 @@ class CrmClient:
         min_position: str | None = None,
     ) -> AsyncIterator[CrisisAlert]:
         """Reporting's crisis alerts, newest first, page after page."""
-        cursor: str | None = None
-        while True:
-            page = await self.list_crisis_alerts_page(
+
+        async def page_at(cursor: str | None) -> Page[CrisisAlert]:
+            return await self.list_crisis_alerts_page(
                 status=status, limit=page_size, cursor=cursor, min_position=min_position
             )
-            for item in page.items:
-                yield item
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+
+        return every_item(page_at)
 
     # ---- transport -----------------------------------------------------------------------
 
