@@ -138,6 +138,16 @@ class Priority(StrEnum):
     URGENT = "urgent"
 
 
+class Tier(StrEnum):
+    """A customer's tier (客户分层): scoring assigns it, tier-changed events carry it, and
+    complaints' SLA policies select by it."""
+
+    GOLD = "gold"
+    DEVELOPING = "developing"
+    POTENTIAL = "potential"
+    FORGOTTEN = "forgotten"
+
+
 Relationship = Literal["prospect", "new", "current", "lapsed", "reluctant"]
 ChurnReason = Literal["price", "competitor", "service_quality", "product_quality", "other"]
 

@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from services.scoring.rfm import SEGMENT_LABELS, Segment
+from shared.events import Tier as Tier  # re-exported: scoring modules name it here
 
 FloatArray = npt.NDArray[np.float64]
 StrArray = npt.NDArray[np.str_]
@@ -20,13 +21,6 @@ StrArray = npt.NDArray[np.str_]
 # --------------------------------------------------------------------------------------------
 # Tiers (客户分层)
 # --------------------------------------------------------------------------------------------
-
-
-class Tier(StrEnum):
-    GOLD = "gold"
-    DEVELOPING = "developing"
-    POTENTIAL = "potential"
-    FORGOTTEN = "forgotten"
 
 
 @dataclass(frozen=True)
