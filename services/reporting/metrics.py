@@ -59,19 +59,19 @@ class Source(StrEnum):
     INTERACTIONS = "interactions"
 
 
-_ALL = frozenset(Dimension)
-_CUSTOMER = frozenset({Dimension.TIER, Dimension.SEGMENT, Dimension.CHANNEL})
+_ALL_DIMENSIONS = frozenset(Dimension)
+_CUSTOMER_DIMENSIONS = frozenset({Dimension.TIER, Dimension.SEGMENT, Dimension.CHANNEL})
 SOURCE_DIMENSIONS: Final[dict[Source, frozenset[Dimension]]] = {
-    Source.SALES: _ALL,
-    Source.REPEAT: _ALL,
-    Source.BASE: _CUSTOMER,
+    Source.SALES: _ALL_DIMENSIONS,
+    Source.REPEAT: _ALL_DIMENSIONS,
+    Source.BASE: _CUSTOMER_DIMENSIONS,
     Source.MARKETING: frozenset({Dimension.CHANNEL}),
     Source.VALUE: frozenset({Dimension.TIER}),
-    Source.SURVEYS: _CUSTOMER,
-    Source.COMPLAINTS: _ALL,
-    Source.SLA: _ALL,
+    Source.SURVEYS: _CUSTOMER_DIMENSIONS,
+    Source.COMPLAINTS: _ALL_DIMENSIONS,
+    Source.SLA: _ALL_DIMENSIONS,
     Source.CRISIS: frozenset({Dimension.CHANNEL, Dimension.CATEGORY}),
-    Source.INTERACTIONS: _CUSTOMER,
+    Source.INTERACTIONS: _CUSTOMER_DIMENSIONS,
 }
 SLA_METRICS: Final = ("first_response", "next_response", "resolution")
 
@@ -257,25 +257,33 @@ def _growth(current: Value, previous: Value) -> Decimal | None:
     return kpi.growth_rate(current, previous)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Metric:
+    """One KPI of the catalogue: what GET /v1/kpis/metrics says of it, the read-model queries
+    it needs and how its value is computed from them. Written with keywords, so that each
+    line of the catalogue says what it sets."""
+
     name: str
-    group: str
+    group: str  # the section it is listed in (sales, acquisition, value, ...)
     label_en: str
     label_zh: str
     unit: Unit
-    formula: str
-    source: str
-    sources: tuple[Source, ...]
-    compute: Formula
+    formula: str  # the formula in words, as the API shows it
+    source: str  # where the definition comes from: a publication, or the product's own
+    sources: tuple[Source, ...]  # the read-model queries its value needs
+    compute: Formula | None = None  # its value from a cell; None for a growth metric
     growth_of: str | None = None  # period-over-period growth of another metric
     dimensions: frozenset[Dimension] | None = None  # default: what all sources know
+
+    def __post_init__(self) -> None:
+        if (self.compute is None) == (self.growth_of is None):
+            raise ValueError(f"metric {self.name}: give either compute or growth_of")
 
     @property
     def slices(self) -> frozenset[Dimension]:
         if self.dimensions is not None:
             return self.dimensions
-        found = _ALL
+        found = _ALL_DIMENSIONS
         for source in self.sources:
             found &= SOURCE_DIMENSIONS[source]
         return found
@@ -287,251 +295,640 @@ class Metric:
 
     def value(self, cell: Cell, previous: Cell | None) -> Value:
         if self.growth_of is None:
-            return self.compute(cell)
+            return self._own_value(cell)
         if previous is None:
             return None
         base = METRICS[self.growth_of]
-        return _growth(base.compute(cell), base.compute(previous))
+        return _growth(base._own_value(cell), base._own_value(previous))
+
+    def _own_value(self, cell: Cell) -> Value:
+        if self.compute is None:
+            raise ValueError(f"{self.name} is a growth metric: its value needs the period before")
+        return self.compute(cell)
 
 
 # Where a KPI has no published source, its definition is the product's own, written down in
 # the repository with the rest of the domain rules.
-_D7 = "docs/domain.md, KPIs"
-_STEP7 = "docs/domain.md, Complaint handling (step 7: follow-up on satisfaction)"
-_NET = "net of refunds (on the refund's day)"
-
-
-def _m(
-    name: str,
-    group: str,
-    en: str,
-    zh: str,
-    unit: Unit,
-    formula: str,
-    source: str,
-    sources: tuple[Source, ...],
-    compute: Formula,
-    *,
-    growth_of: str | None = None,
-    dimensions: frozenset[Dimension] | None = None,
-) -> Metric:
-    return Metric(
-        name, group, en, zh, unit, formula, source, sources, compute, growth_of, dimensions
-    )
-
-
-S, B, MK, V, SV, C, SL, CR, IN = (
-    Source.SALES,
-    Source.BASE,
-    Source.MARKETING,
-    Source.VALUE,
-    Source.SURVEYS,
-    Source.COMPLAINTS,
-    Source.SLA,
-    Source.CRISIS,
-    Source.INTERACTIONS,
+PRODUCT_DEFINITION: Final = "docs/domain.md, KPIs"
+COMPLAINT_FOLLOW_UP_DEFINITION: Final = (
+    "docs/domain.md, Complaint handling (step 7: follow-up on satisfaction)"
 )
 
-# fmt: off
 _CATALOGUE: list[Metric] = [
     # Sales
-    _m("revenue", "sales", "Revenue", "营业额", Unit.MONEY, f"sum of order amounts, {_NET}",
-       _D7, (S,), lambda c: c.sales.revenue),
-    _m("orders", "sales", "Orders", "订单数", Unit.COUNT, "number of orders", _D7, (S,),
-       lambda c: c.sales.orders),
-    _m("average_order_value", "sales", "Average order value", "客单价", Unit.MONEY,
-       "revenue / orders (kpi.average_order_value)", _D7, (S,),
-       lambda c: kpi.average_order_value(c.sales.revenue, c.sales.orders)),
-    _m("buyers", "sales", "Buyers", "购买客户数", Unit.COUNT,
-       "distinct customers with 1+ order (exact)", _D7, (S,), lambda c: c.sales.buyers),
-    _m("new_buyers", "sales", "New buyers", "新购买客户", Unit.COUNT,
-       "buyers whose first purchase ever is in the period (the new customers CAC counts)",
-       _D7, (S,), lambda c: c.sales.new_buyers),
-    _m("returning_buyers", "sales", "Returning buyers", "回头客", Unit.COUNT,
-       "buyers - new buyers (kpi.returning_buyers)", _D7, (S,),
-       lambda c: kpi.returning_buyers(c.sales.buyers, c.sales.new_buyers)),
-    _m("repeat_purchase_rate", "sales", "Repeat purchase rate", "复购率", Unit.RATIO,
-       "customers with 2+ orders / customers with 1+ order, both in the repeat window: the "
-       "period, or the REPORTING_REPEAT_WINDOW_DAYS days up to its last day when it is "
-       "shorter (kpi.repeat_window, kpi.repeat_purchase_rate)", _D7, (Source.REPEAT,),
-       lambda c: kpi.repeat_purchase_rate(c.repeat.repeat_buyers, c.repeat.buyers)),
-    _m("revenue_growth", "sales", "Revenue growth", "营业额增长率", Unit.RATIO,
-       "(revenue - previous period's) / previous period's (kpi.growth_rate)", _D7, (S,),
-       lambda c: None, growth_of="revenue"),
-    _m("orders_growth", "sales", "Order growth", "订单增长率", Unit.RATIO,
-       "(orders - previous period's) / previous period's (kpi.growth_rate)", _D7, (S,),
-       lambda c: None, growth_of="orders"),
-    _m("buyers_growth", "sales", "Buyer growth", "购买客户增长率", Unit.RATIO,
-       "(buyers - previous period's) / previous period's (kpi.growth_rate)", _D7, (S,),
-       lambda c: None, growth_of="buyers"),
+    Metric(
+        name="revenue",
+        group="sales",
+        label_en="Revenue",
+        label_zh="营业额",
+        unit=Unit.MONEY,
+        formula="sum of order amounts, net of refunds (on the refund's day)",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.SALES,),
+        compute=lambda cell: cell.sales.revenue,
+    ),
+    Metric(
+        name="orders",
+        group="sales",
+        label_en="Orders",
+        label_zh="订单数",
+        unit=Unit.COUNT,
+        formula="number of orders",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.SALES,),
+        compute=lambda cell: cell.sales.orders,
+    ),
+    Metric(
+        name="average_order_value",
+        group="sales",
+        label_en="Average order value",
+        label_zh="客单价",
+        unit=Unit.MONEY,
+        formula="revenue / orders (kpi.average_order_value)",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.SALES,),
+        compute=lambda cell: kpi.average_order_value(cell.sales.revenue, cell.sales.orders),
+    ),
+    Metric(
+        name="buyers",
+        group="sales",
+        label_en="Buyers",
+        label_zh="购买客户数",
+        unit=Unit.COUNT,
+        formula="distinct customers with 1+ order (exact)",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.SALES,),
+        compute=lambda cell: cell.sales.buyers,
+    ),
+    Metric(
+        name="new_buyers",
+        group="sales",
+        label_en="New buyers",
+        label_zh="新购买客户",
+        unit=Unit.COUNT,
+        formula="buyers whose first purchase ever is in the period (the new customers CAC counts)",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.SALES,),
+        compute=lambda cell: cell.sales.new_buyers,
+    ),
+    Metric(
+        name="returning_buyers",
+        group="sales",
+        label_en="Returning buyers",
+        label_zh="回头客",
+        unit=Unit.COUNT,
+        formula="buyers - new buyers (kpi.returning_buyers)",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.SALES,),
+        compute=lambda cell: kpi.returning_buyers(cell.sales.buyers, cell.sales.new_buyers),
+    ),
+    Metric(
+        name="repeat_purchase_rate",
+        group="sales",
+        label_en="Repeat purchase rate",
+        label_zh="复购率",
+        unit=Unit.RATIO,
+        formula="customers with 2+ orders / customers with 1+ order, both in the repeat window: "
+        "the period, or the REPORTING_REPEAT_WINDOW_DAYS days up to its last day when it is "
+        "shorter (kpi.repeat_window, kpi.repeat_purchase_rate)",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.REPEAT,),
+        compute=lambda cell: kpi.repeat_purchase_rate(
+            cell.repeat.repeat_buyers, cell.repeat.buyers
+        ),
+    ),
+    Metric(
+        name="revenue_growth",
+        group="sales",
+        label_en="Revenue growth",
+        label_zh="营业额增长率",
+        unit=Unit.RATIO,
+        formula="(revenue - previous period's) / previous period's (kpi.growth_rate)",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.SALES,),
+        growth_of="revenue",
+    ),
+    Metric(
+        name="orders_growth",
+        group="sales",
+        label_en="Order growth",
+        label_zh="订单增长率",
+        unit=Unit.RATIO,
+        formula="(orders - previous period's) / previous period's (kpi.growth_rate)",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.SALES,),
+        growth_of="orders",
+    ),
+    Metric(
+        name="buyers_growth",
+        group="sales",
+        label_en="Buyer growth",
+        label_zh="购买客户增长率",
+        unit=Unit.RATIO,
+        formula="(buyers - previous period's) / previous period's (kpi.growth_rate)",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.SALES,),
+        growth_of="buyers",
+    ),
     # Acquisition and churn
-    _m("marketing_spend", "acquisition", "Marketing spend", "营销费用", Unit.MONEY,
-       "spend events spread evenly over the days of their period", _D7, (MK,),
-       lambda c: c.marketing.spend),
-    _m("cac", "acquisition", "Customer acquisition cost", "获客成本", Unit.MONEY,
-       "marketing spend / new customers, those whose first purchase ever is in the period "
-       "(new_buyers; kpi.customer_acquisition_cost)", _D7, (MK, B),
-       lambda c: kpi.customer_acquisition_cost(c.marketing.spend, c.base.new)),
-    _m("won_back_customers", "acquisition", "Won-back customers", "挽回客户数", Unit.COUNT,
-       "customers not active at the start who had bought before and bought in the period",
-       _D7, (B,), lambda c: c.base.won_back),
-    _m("active_customers", "acquisition", "Active customers", "活跃客户数", Unit.COUNT,
-       "customers with a purchase within the inactivity window on a day of the period",
-       _D7, (B,), lambda c: c.base.active),
-    _m("customers_at_start", "acquisition", "Customers at start", "期初客户数", Unit.COUNT,
-       "customers active on the day before the period", _D7, (B,),
-       lambda c: c.base.at_start),
-    _m("customers_at_end", "acquisition", "Customers at end", "期末客户数", Unit.COUNT,
-       "customers active on the period's last day (today for the current period)", _D7,
-       (B,), lambda c: c.base.at_end),
-    _m("lost_customers", "acquisition", "Lost customers", "流失客户数", Unit.COUNT,
-       "customers at start whose inactivity window ends in the period", _D7, (B,),
-       lambda c: c.base.lost),
-    _m("churn_rate", "acquisition", "Churn rate", "流失率", Unit.RATIO,
-       "lost customers / customers at start (kpi.churn_rate)", _D7, (B,),
-       lambda c: kpi.churn_rate(c.base.lost, c.base.at_start)),
-    _m("retention_rate", "acquisition", "Retention rate", "客户保持率", Unit.RATIO,
-       "(customers at end - customers acquired) / customers at start, acquired = new + won "
-       "back (kpi.retention_rate)",
-       "V. Kumar & W. Reinartz, Customer Relationship Management (Springer)", (B,),
-       lambda c: kpi.retention_rate(
-           c.base.at_end, c.base.new + c.base.won_back, c.base.at_start
-       )),
+    Metric(
+        name="marketing_spend",
+        group="acquisition",
+        label_en="Marketing spend",
+        label_zh="营销费用",
+        unit=Unit.MONEY,
+        formula="spend events spread evenly over the days of their period",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.MARKETING,),
+        compute=lambda cell: cell.marketing.spend,
+    ),
+    Metric(
+        name="cac",
+        group="acquisition",
+        label_en="Customer acquisition cost",
+        label_zh="获客成本",
+        unit=Unit.MONEY,
+        formula="marketing spend / new customers, those whose first purchase ever is in the period "
+        "(new_buyers; kpi.customer_acquisition_cost)",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.MARKETING, Source.BASE),
+        compute=lambda cell: kpi.customer_acquisition_cost(cell.marketing.spend, cell.base.new),
+    ),
+    Metric(
+        name="won_back_customers",
+        group="acquisition",
+        label_en="Won-back customers",
+        label_zh="挽回客户数",
+        unit=Unit.COUNT,
+        formula="customers not active at the start who had bought before and bought in the period",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.BASE,),
+        compute=lambda cell: cell.base.won_back,
+    ),
+    Metric(
+        name="active_customers",
+        group="acquisition",
+        label_en="Active customers",
+        label_zh="活跃客户数",
+        unit=Unit.COUNT,
+        formula="customers with a purchase within the inactivity window on a day of the period",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.BASE,),
+        compute=lambda cell: cell.base.active,
+    ),
+    Metric(
+        name="customers_at_start",
+        group="acquisition",
+        label_en="Customers at start",
+        label_zh="期初客户数",
+        unit=Unit.COUNT,
+        formula="customers active on the day before the period",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.BASE,),
+        compute=lambda cell: cell.base.at_start,
+    ),
+    Metric(
+        name="customers_at_end",
+        group="acquisition",
+        label_en="Customers at end",
+        label_zh="期末客户数",
+        unit=Unit.COUNT,
+        formula="customers active on the period's last day (today for the current period)",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.BASE,),
+        compute=lambda cell: cell.base.at_end,
+    ),
+    Metric(
+        name="lost_customers",
+        group="acquisition",
+        label_en="Lost customers",
+        label_zh="流失客户数",
+        unit=Unit.COUNT,
+        formula="customers at start whose inactivity window ends in the period",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.BASE,),
+        compute=lambda cell: cell.base.lost,
+    ),
+    Metric(
+        name="churn_rate",
+        group="acquisition",
+        label_en="Churn rate",
+        label_zh="流失率",
+        unit=Unit.RATIO,
+        formula="lost customers / customers at start (kpi.churn_rate)",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.BASE,),
+        compute=lambda cell: kpi.churn_rate(cell.base.lost, cell.base.at_start),
+    ),
+    Metric(
+        name="retention_rate",
+        group="acquisition",
+        label_en="Retention rate",
+        label_zh="客户保持率",
+        unit=Unit.RATIO,
+        formula="(customers at end - customers acquired) / customers at start, acquired = new "
+        "+ won back (kpi.retention_rate)",
+        source="V. Kumar & W. Reinartz, Customer Relationship Management (Springer)",
+        sources=(Source.BASE,),
+        compute=lambda cell: kpi.retention_rate(
+            cell.base.at_end, cell.base.new + cell.base.won_back, cell.base.at_start
+        ),
+    ),
     # Value
-    _m("customer_equity", "value", "Customer equity", "客户资产", Unit.MONEY,
-       "sum of the tiers' predicted CLV at the period's last re-score (kpi.customer_equity)",
-       "Blattberg & Deighton 1996; crm.scoring.tier_summary", (V,), _equity),
-    _m("average_clv", "value", "Average CLV", "平均客户终身价值", Unit.MONEY,
-       "customer-weighted mean of the tiers' average CLV at the period's last re-score "
-       "(kpi.average_clv)", "Blattberg & Deighton 1996; crm.scoring.tier_summary", (V,),
-       lambda c: kpi.average_clv((t.customers, t.average_clv) for t in c.value.tiers)),
-    _m("scored_customers", "value", "Scored customers", "已评分客户数", Unit.COUNT,
-       "customers in the period's last re-score", "crm.scoring.tier_summary", (V,),
-       lambda c: sum(t.customers for t in c.value.tiers) if c.value.tiers else None),
-    _m("customer_equity_growth", "value", "Customer equity growth", "客户资产增长率",
-       Unit.RATIO, "(equity - previous period's) / previous period's (kpi.growth_rate)",
-       _D7, (V,), lambda c: None, growth_of="customer_equity"),
+    Metric(
+        name="customer_equity",
+        group="value",
+        label_en="Customer equity",
+        label_zh="客户资产",
+        unit=Unit.MONEY,
+        formula="sum of the tiers' predicted CLV at the period's last re-score "
+        "(kpi.customer_equity)",
+        source="Blattberg & Deighton 1996; crm.scoring.tier_summary",
+        sources=(Source.VALUE,),
+        compute=_equity,
+    ),
+    Metric(
+        name="average_clv",
+        group="value",
+        label_en="Average CLV",
+        label_zh="平均客户终身价值",
+        unit=Unit.MONEY,
+        formula="customer-weighted mean of the tiers' average CLV at the period's last re-score "
+        "(kpi.average_clv)",
+        source="Blattberg & Deighton 1996; crm.scoring.tier_summary",
+        sources=(Source.VALUE,),
+        compute=lambda cell: kpi.average_clv(
+            (t.customers, t.average_clv) for t in cell.value.tiers
+        ),
+    ),
+    Metric(
+        name="scored_customers",
+        group="value",
+        label_en="Scored customers",
+        label_zh="已评分客户数",
+        unit=Unit.COUNT,
+        formula="customers in the period's last re-score",
+        source="crm.scoring.tier_summary",
+        sources=(Source.VALUE,),
+        compute=lambda cell: (
+            sum(t.customers for t in cell.value.tiers) if cell.value.tiers else None
+        ),
+    ),
+    Metric(
+        name="customer_equity_growth",
+        group="value",
+        label_en="Customer equity growth",
+        label_zh="客户资产增长率",
+        unit=Unit.RATIO,
+        formula="(equity - previous period's) / previous period's (kpi.growth_rate)",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.VALUE,),
+        growth_of="customer_equity",
+    ),
     # Satisfaction
-    _m("nps", "satisfaction", "Net Promoter Score", "净推荐值", Unit.NPS_POINTS,
-       "% of 9-10 answers - % of 0-6 answers (kpi.net_promoter_score)",
-       'F. F. Reichheld, "The One Number You Need to Grow", HBR, 2003', (SV,),
-       lambda c: kpi.net_promoter_score(c.surveys.nps)),
-    _m("nps_responses", "satisfaction", "NPS responses", "NPS答卷数", Unit.COUNT,
-       "answers to the 0-10 question", _D7, (SV,), lambda c: c.surveys.nps.total()),
-    _m("csat", "satisfaction", "Customer satisfaction (CSAT)", "客户满意度", Unit.PERCENT,
-       "% of 4-5 answers on the 1-5 question (kpi.customer_satisfaction_score)", _D7, (SV,),
-       lambda c: kpi.customer_satisfaction_score(c.surveys.csat)),
-    _m("csat_responses", "satisfaction", "CSAT responses", "满意度答卷数", Unit.COUNT,
-       "answers to the 1-5 question", _D7, (SV,), lambda c: c.surveys.csat.total()),
-    _m("complaint_feedback_score", "satisfaction", "Complaint feedback score",
-       "投诉处理满意度", Unit.SCORE,
-       "mean answer (1-5) to the complaint follow-up (kpi.complaint_feedback_score)",
-       _STEP7, (C,),
-       lambda c: kpi.complaint_feedback_score(c.complaints.feedback)),
-    _m("feedback_responses", "satisfaction", "Complaint feedback answers", "投诉回访答卷数",
-       Unit.COUNT, "answers to the complaint follow-up", _STEP7, (C,),
-       lambda c: c.complaints.feedback.total()),
+    Metric(
+        name="nps",
+        group="satisfaction",
+        label_en="Net Promoter Score",
+        label_zh="净推荐值",
+        unit=Unit.NPS_POINTS,
+        formula="% of 9-10 answers - % of 0-6 answers (kpi.net_promoter_score)",
+        source='F. F. Reichheld, "The One Number You Need to Grow", HBR, 2003',
+        sources=(Source.SURVEYS,),
+        compute=lambda cell: kpi.net_promoter_score(cell.surveys.nps),
+    ),
+    Metric(
+        name="nps_responses",
+        group="satisfaction",
+        label_en="NPS responses",
+        label_zh="NPS答卷数",
+        unit=Unit.COUNT,
+        formula="answers to the 0-10 question",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.SURVEYS,),
+        compute=lambda cell: cell.surveys.nps.total(),
+    ),
+    Metric(
+        name="csat",
+        group="satisfaction",
+        label_en="Customer satisfaction (CSAT)",
+        label_zh="客户满意度",
+        unit=Unit.PERCENT,
+        formula="% of 4-5 answers on the 1-5 question (kpi.customer_satisfaction_score)",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.SURVEYS,),
+        compute=lambda cell: kpi.customer_satisfaction_score(cell.surveys.csat),
+    ),
+    Metric(
+        name="csat_responses",
+        group="satisfaction",
+        label_en="CSAT responses",
+        label_zh="满意度答卷数",
+        unit=Unit.COUNT,
+        formula="answers to the 1-5 question",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.SURVEYS,),
+        compute=lambda cell: cell.surveys.csat.total(),
+    ),
+    Metric(
+        name="complaint_feedback_score",
+        group="satisfaction",
+        label_en="Complaint feedback score",
+        label_zh="投诉处理满意度",
+        unit=Unit.SCORE,
+        formula="mean answer (1-5) to the complaint follow-up (kpi.complaint_feedback_score)",
+        source=COMPLAINT_FOLLOW_UP_DEFINITION,
+        sources=(Source.COMPLAINTS,),
+        compute=lambda cell: kpi.complaint_feedback_score(cell.complaints.feedback),
+    ),
+    Metric(
+        name="feedback_responses",
+        group="satisfaction",
+        label_en="Complaint feedback answers",
+        label_zh="投诉回访答卷数",
+        unit=Unit.COUNT,
+        formula="answers to the complaint follow-up",
+        source=COMPLAINT_FOLLOW_UP_DEFINITION,
+        sources=(Source.COMPLAINTS,),
+        compute=lambda cell: cell.complaints.feedback.total(),
+    ),
     # Service
-    _m("complaints_opened", "service", "Complaints opened", "新增投诉", Unit.COUNT,
-       "complaints opened in the period", _D7, (C,), lambda c: c.complaints.opened),
-    _m("complaints_resolved", "service", "Complaints resolved", "已解决投诉", Unit.COUNT,
-       "distinct complaints with a resolution in the period", _D7, (C,),
-       lambda c: c.complaints.resolved),
-    _m("resolution_rate", "service", "Resolution rate", "投诉解决率", Unit.RATIO,
-       "of the complaints opened in the period, those resolved now (not reopened since) "
-       "(kpi.resolution_rate)", _D7, (C,),
-       lambda c: kpi.resolution_rate(c.complaints.opened_resolved, c.complaints.opened)),
-    _m("complaints_per_1000_orders", "service", "Complaints per 1,000 orders", "每千单投诉率",
-       Unit.PER_THOUSAND_ORDERS,
-       "complaints opened in the period / orders in the period x 1,000 "
-       "(kpi.complaints_per_thousand_orders)",
-       "per 1,000 of the business's volume as in the UK FCA's firm-level complaints data; "
-       "orders as the base: docs/domain.md, KPIs", (S, C),
-       lambda c: kpi.complaints_per_thousand_orders(c.complaints.opened, c.sales.orders),
-       dimensions=frozenset({Dimension.TIER, Dimension.SEGMENT})),
-    _m("sla_compliance", "service", "SLA compliance", "SLA达标率", Unit.RATIO,
-       "clocks met / (met + breached), all SLA metrics: a breached clock counts on its "
-       "breach day, stopped or not, a met one on its stop day, each clock once "
-       "(domain.sla_verdicts, kpi.sla_compliance)",
-       _D7, (SL,), lambda c: _compliance(c, None)),
+    Metric(
+        name="complaints_opened",
+        group="service",
+        label_en="Complaints opened",
+        label_zh="新增投诉",
+        unit=Unit.COUNT,
+        formula="complaints opened in the period",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.COMPLAINTS,),
+        compute=lambda cell: cell.complaints.opened,
+    ),
+    Metric(
+        name="complaints_resolved",
+        group="service",
+        label_en="Complaints resolved",
+        label_zh="已解决投诉",
+        unit=Unit.COUNT,
+        formula="distinct complaints with a resolution in the period",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.COMPLAINTS,),
+        compute=lambda cell: cell.complaints.resolved,
+    ),
+    Metric(
+        name="resolution_rate",
+        group="service",
+        label_en="Resolution rate",
+        label_zh="投诉解决率",
+        unit=Unit.RATIO,
+        formula="of the complaints opened in the period, those resolved now (not reopened since) "
+        "(kpi.resolution_rate)",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.COMPLAINTS,),
+        compute=lambda cell: kpi.resolution_rate(
+            cell.complaints.opened_resolved, cell.complaints.opened
+        ),
+    ),
+    Metric(
+        name="complaints_per_1000_orders",
+        group="service",
+        label_en="Complaints per 1,000 orders",
+        label_zh="每千单投诉率",
+        unit=Unit.PER_THOUSAND_ORDERS,
+        formula="complaints opened in the period / orders in the period x 1,000 "
+        "(kpi.complaints_per_thousand_orders)",
+        source="per 1,000 of the business's volume as in the UK FCA's firm-level complaints data; "
+        "orders as the base: docs/domain.md, KPIs",
+        sources=(Source.SALES, Source.COMPLAINTS),
+        compute=lambda cell: kpi.complaints_per_thousand_orders(
+            cell.complaints.opened, cell.sales.orders
+        ),
+        dimensions=frozenset({Dimension.TIER, Dimension.SEGMENT}),
+    ),
+    Metric(
+        name="sla_compliance",
+        group="service",
+        label_en="SLA compliance",
+        label_zh="SLA达标率",
+        unit=Unit.RATIO,
+        formula="clocks met / (met + breached), all SLA metrics: a breached clock counts on its "
+        "breach day, stopped or not, a met one on its stop day, each clock once "
+        "(domain.sla_verdicts, kpi.sla_compliance)",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.SLA,),
+        compute=lambda cell: _compliance(cell, None),
+    ),
     *(
-        _m(f"sla_compliance_{metric}", "service", f"SLA compliance: {en}", f"SLA达标率：{zh}",
-           Unit.RATIO,
-           f"{en} clocks met / (met + breached), breached on the breach day, met on the stop "
-           "day (domain.sla_verdicts, kpi.sla_compliance)", _D7, (SL,),
-           _compliance_of(metric))
+        Metric(
+            name=f"sla_compliance_{metric}",
+            group="service",
+            label_en=f"SLA compliance: {en}",
+            label_zh=f"SLA达标率：{zh}",
+            unit=Unit.RATIO,
+            formula=f"{en} clocks met / (met + breached), breached on the breach day, met on the "
+            "stop day (domain.sla_verdicts, kpi.sla_compliance)",
+            source=PRODUCT_DEFINITION,
+            sources=(Source.SLA,),
+            compute=_compliance_of(metric),
+        )
         for metric, en, zh in (
             ("first_response", "first response", "首次响应"),
             ("next_response", "next response", "后续响应"),
             ("resolution", "resolution", "解决"),
         )
     ),
-    _m("sla_breaches", "service", "SLA breaches", "SLA违约次数", Unit.COUNT,
-       "SLA clocks breached in the period (one per clock cycle)", _D7, (SL,),
-       lambda c: c.sla.breaches),
-    _m("first_response_time_median", "service", "First response time, median",
-       "首次响应时长中位数", Unit.DURATION,
-       "median business seconds of first-response clocks stopped in the period "
-       "(kpi.median_duration)", _D7, (SL,),
-       lambda c: _seconds(kpi.median_duration(_durations(c, "first_response")))),
-    _m("first_response_time_p90", "service", "First response time, p90", "首次响应时长P90",
-       Unit.DURATION, "90th percentile, business seconds (kpi.p90_duration)", _D7, (SL,),
-       lambda c: _seconds(kpi.p90_duration(_durations(c, "first_response")))),
-    _m("resolution_time_median", "service", "Resolution time, median", "解决时长中位数",
-       Unit.DURATION,
-       "median business seconds of resolution clocks stopped in the period "
-       "(kpi.median_duration)", _D7, (SL,),
-       lambda c: _seconds(kpi.median_duration(_durations(c, "resolution")))),
-    _m("resolution_time_p90", "service", "Resolution time, p90", "解决时长P90", Unit.DURATION,
-       "90th percentile, business seconds (kpi.p90_duration)", _D7, (SL,),
-       lambda c: _seconds(kpi.p90_duration(_durations(c, "resolution")))),
-    _m("crisis_alerts", "service", "Crisis alerts", "危机预警", Unit.COUNT,
-       "crisis alerts raised in the period", "docs/domain.md, Crises", (CR,),
-       lambda c: c.crisis.alerts),
+    Metric(
+        name="sla_breaches",
+        group="service",
+        label_en="SLA breaches",
+        label_zh="SLA违约次数",
+        unit=Unit.COUNT,
+        formula="SLA clocks breached in the period (one per clock cycle)",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.SLA,),
+        compute=lambda cell: cell.sla.breaches,
+    ),
+    Metric(
+        name="first_response_time_median",
+        group="service",
+        label_en="First response time, median",
+        label_zh="首次响应时长中位数",
+        unit=Unit.DURATION,
+        formula="median business seconds of first-response clocks stopped in the period "
+        "(kpi.median_duration)",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.SLA,),
+        compute=lambda cell: _seconds(kpi.median_duration(_durations(cell, "first_response"))),
+    ),
+    Metric(
+        name="first_response_time_p90",
+        group="service",
+        label_en="First response time, p90",
+        label_zh="首次响应时长P90",
+        unit=Unit.DURATION,
+        formula="90th percentile, business seconds (kpi.p90_duration)",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.SLA,),
+        compute=lambda cell: _seconds(kpi.p90_duration(_durations(cell, "first_response"))),
+    ),
+    Metric(
+        name="resolution_time_median",
+        group="service",
+        label_en="Resolution time, median",
+        label_zh="解决时长中位数",
+        unit=Unit.DURATION,
+        formula="median business seconds of resolution clocks stopped in the period "
+        "(kpi.median_duration)",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.SLA,),
+        compute=lambda cell: _seconds(kpi.median_duration(_durations(cell, "resolution"))),
+    ),
+    Metric(
+        name="resolution_time_p90",
+        group="service",
+        label_en="Resolution time, p90",
+        label_zh="解决时长P90",
+        unit=Unit.DURATION,
+        formula="90th percentile, business seconds (kpi.p90_duration)",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.SLA,),
+        compute=lambda cell: _seconds(kpi.p90_duration(_durations(cell, "resolution"))),
+    ),
+    Metric(
+        name="crisis_alerts",
+        group="service",
+        label_en="Crisis alerts",
+        label_zh="危机预警",
+        unit=Unit.COUNT,
+        formula="crisis alerts raised in the period",
+        source="docs/domain.md, Crises",
+        sources=(Source.CRISIS,),
+        compute=lambda cell: cell.crisis.alerts,
+    ),
     # Relationship depth
-    _m("interactions", "relationship", "Interactions", "互动次数", Unit.COUNT,
-       "interactions logged in the period", _D7, (IN,), lambda c: c.interactions.interactions),
-    _m("interacting_customers", "relationship", "Interacting customers", "互动客户数",
-       Unit.COUNT, "distinct customers with an interaction (exact)", _D7, (IN,),
-       lambda c: c.interactions.customers),
-    _m("interactions_per_customer", "relationship", "Interactions per customer",
-       "人均互动次数", Unit.PER_CUSTOMER,
-       "interactions / the distinct customers who made them, in the period "
-       "(kpi.interactions_per_customer)", _D7, (IN,),
-       lambda c: kpi.interactions_per_customer(
-           c.interactions.interactions, c.interactions.customers
-       )),
-    _m("interactions_by_human", "relationship", "Contacts handled by people", "人工处理互动",
-       Unit.COUNT, "interactions handled by a person (handled_by = human)", _D7, (IN,),
-       lambda c: c.interactions.by_human),
-    _m("interactions_by_bot", "relationship", "Contacts handled by bots", "机器人处理互动",
-       Unit.COUNT, "interactions handled by a bot (handled_by = bot)", _D7, (IN,),
-       lambda c: c.interactions.by_bot),
-    _m("bot_share", "relationship", "Bot-handled share", "机器人处理占比", Unit.RATIO,
-       "interactions handled by a bot / interactions handled by a bot or a person "
-       "(kpi.contact_share); who handled a contact, not whether the bot resolved it",
-       _D7, (IN,),
-       lambda c: kpi.contact_share(
-           c.interactions.by_bot, c.interactions.by_bot + c.interactions.by_human
-       )),
-    _m("interactions_synchronous", "relationship", "Synchronous contacts", "同步互动",
-       Unit.COUNT, "interactions where both sides took part at once (a call, a live chat: "
-       "synchronous = true)", _D7, (IN,), lambda c: c.interactions.synchronous),
-    _m("interactions_asynchronous", "relationship", "Asynchronous contacts", "异步互动",
-       Unit.COUNT, "interactions answered later (email, messages: synchronous = false)",
-       _D7, (IN,), lambda c: c.interactions.asynchronous),
-    _m("synchronous_share", "relationship", "Synchronous share", "同步互动占比", Unit.RATIO,
-       "synchronous / (synchronous + asynchronous) interactions; those whose mode was not "
-       "recorded are in neither (kpi.contact_share)", _D7, (IN,),
-       lambda c: kpi.contact_share(
-           c.interactions.synchronous, c.interactions.synchronous + c.interactions.asynchronous
-       )),
+    Metric(
+        name="interactions",
+        group="relationship",
+        label_en="Interactions",
+        label_zh="互动次数",
+        unit=Unit.COUNT,
+        formula="interactions logged in the period",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.INTERACTIONS,),
+        compute=lambda cell: cell.interactions.interactions,
+    ),
+    Metric(
+        name="interacting_customers",
+        group="relationship",
+        label_en="Interacting customers",
+        label_zh="互动客户数",
+        unit=Unit.COUNT,
+        formula="distinct customers with an interaction (exact)",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.INTERACTIONS,),
+        compute=lambda cell: cell.interactions.customers,
+    ),
+    Metric(
+        name="interactions_per_customer",
+        group="relationship",
+        label_en="Interactions per customer",
+        label_zh="人均互动次数",
+        unit=Unit.PER_CUSTOMER,
+        formula="interactions / the distinct customers who made them, in the period "
+        "(kpi.interactions_per_customer)",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.INTERACTIONS,),
+        compute=lambda cell: kpi.interactions_per_customer(
+            cell.interactions.interactions, cell.interactions.customers
+        ),
+    ),
+    Metric(
+        name="interactions_by_human",
+        group="relationship",
+        label_en="Contacts handled by people",
+        label_zh="人工处理互动",
+        unit=Unit.COUNT,
+        formula="interactions handled by a person (handled_by = human)",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.INTERACTIONS,),
+        compute=lambda cell: cell.interactions.by_human,
+    ),
+    Metric(
+        name="interactions_by_bot",
+        group="relationship",
+        label_en="Contacts handled by bots",
+        label_zh="机器人处理互动",
+        unit=Unit.COUNT,
+        formula="interactions handled by a bot (handled_by = bot)",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.INTERACTIONS,),
+        compute=lambda cell: cell.interactions.by_bot,
+    ),
+    Metric(
+        name="bot_share",
+        group="relationship",
+        label_en="Bot-handled share",
+        label_zh="机器人处理占比",
+        unit=Unit.RATIO,
+        formula="interactions handled by a bot / interactions handled by a bot or a person "
+        "(kpi.contact_share); who handled a contact, not whether the bot resolved it",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.INTERACTIONS,),
+        compute=lambda cell: kpi.contact_share(
+            cell.interactions.by_bot, cell.interactions.by_bot + cell.interactions.by_human
+        ),
+    ),
+    Metric(
+        name="interactions_synchronous",
+        group="relationship",
+        label_en="Synchronous contacts",
+        label_zh="同步互动",
+        unit=Unit.COUNT,
+        formula="interactions where both sides took part at once (a call, a live chat: "
+        "synchronous = true)",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.INTERACTIONS,),
+        compute=lambda cell: cell.interactions.synchronous,
+    ),
+    Metric(
+        name="interactions_asynchronous",
+        group="relationship",
+        label_en="Asynchronous contacts",
+        label_zh="异步互动",
+        unit=Unit.COUNT,
+        formula="interactions answered later (email, messages: synchronous = false)",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.INTERACTIONS,),
+        compute=lambda cell: cell.interactions.asynchronous,
+    ),
+    Metric(
+        name="synchronous_share",
+        group="relationship",
+        label_en="Synchronous share",
+        label_zh="同步互动占比",
+        unit=Unit.RATIO,
+        formula="synchronous / (synchronous + asynchronous) interactions; those whose mode was not "
+        "recorded are in neither (kpi.contact_share)",
+        source=PRODUCT_DEFINITION,
+        sources=(Source.INTERACTIONS,),
+        compute=lambda cell: kpi.contact_share(
+            cell.interactions.synchronous,
+            cell.interactions.synchronous + cell.interactions.asynchronous,
+        ),
+    ),
     # Churn reasons
     *(
-        _m(f"churn_reason_{reason}", "churn_reasons", f"Lost customers: {en}",
-           f"流失原因：{zh}", Unit.COUNT,
-           "lost customers whose reason (domain.churn_reason) is " + reason, _D7, (B,),
-           _lost_for(reason))
+        Metric(
+            name=f"churn_reason_{reason}",
+            group="churn_reasons",
+            label_en=f"Lost customers: {en}",
+            label_zh=f"流失原因：{zh}",
+            unit=Unit.COUNT,
+            formula="lost customers whose reason (domain.churn_reason) is " + reason,
+            source=PRODUCT_DEFINITION,
+            sources=(Source.BASE,),
+            compute=_lost_for(reason),
+        )
         for reason, en, zh in (
             ("price", "price", "价格"),
             ("competitor", "competitor", "竞争对手"),
@@ -542,7 +939,6 @@ _CATALOGUE: list[Metric] = [
         )
     ),
 ]
-# fmt: on
 
 METRICS: Final[dict[str, Metric]] = {metric.name: metric for metric in _CATALOGUE}
 assert {f"churn_reason_{r}" for r in CHURN_REASONS} <= set(METRICS)

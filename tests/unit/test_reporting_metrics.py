@@ -17,9 +17,11 @@ from services.reporting.metrics import (
     Complaints,
     Crisis,
     Dimension,
+    Formula,
     Interactions,
     Lifetime,
     Marketing,
+    Metric,
     Period,
     Repeat,
     Sales,
@@ -174,6 +176,29 @@ def test_an_empty_period_has_zero_counts_and_no_ratios(name: str) -> None:
 def test_growth_needs_a_previous_period() -> None:
     assert METRICS["revenue_growth"].value(cell(), None) is None
     assert METRICS["revenue_growth"].value(cell(), Cell()) is None  # from nothing: no rate
+
+
+@pytest.mark.parametrize(
+    ("compute", "growth_of"),
+    [(None, None), (lambda cell: cell.sales.orders, "orders")],
+    ids=["neither", "both"],
+)
+def test_a_metric_has_its_own_formula_or_is_a_growth_not_both(
+    compute: Formula | None, growth_of: str | None
+) -> None:
+    with pytest.raises(ValueError, match="either compute or growth_of"):
+        Metric(
+            name="orders_growth_again",
+            group="sales",
+            label_en="Order growth",
+            label_zh="订单增长率",
+            unit=Unit.RATIO,
+            formula="(orders - previous period's) / previous period's",
+            source="test",
+            sources=(Source.SALES,),
+            compute=compute,
+            growth_of=growth_of,
+        )
 
 
 def test_every_metric_says_what_it_is() -> None:
