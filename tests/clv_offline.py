@@ -1,7 +1,8 @@
 """Offline CLV helpers that only the tests and the benchmarks use: customer summaries computed
 from raw transactions (the service reads its summaries from SQL; these check the convention
 against the published CDNOW summary) and exact simulations of the BG/NBD and Gamma-Gamma
-processes (populations with known parameters for recovery tests and benchmarks).
+processes (populations with known parameters for recovery tests and benchmarks), and the
+expected purchases of a customer just acquired that those populations average to.
 
 Sources: [FHL05] Fader, Hardie & Lee (2005), "'Counting Your Customers' the Easy Way",
 Marketing Science 24(2); [FH13] Fader & Hardie (2013), "The Gamma-Gamma Model of Monetary
@@ -24,6 +25,7 @@ from services.scoring.clv import (
     GammaGammaParams,
     IntArray,
     TimeUnit,
+    bgnbd_expected_purchases,
 )
 
 
@@ -176,3 +178,15 @@ def simulate_gamma_gamma(
     shape = np.where(has_repeat, params.p * x, 1.0)
     scale = 1.0 / (nu * np.where(has_repeat, x, 1.0))
     return np.asarray(np.where(has_repeat, rng.gamma(shape, scale), 0.0), dtype=np.float64)
+
+
+def unconditional_expected_purchases(params: BgNbdParams, t: npt.ArrayLike) -> FloatArray:
+    """E[X(t)] for a customer just acquired, [FHL05] eq. 9:
+
+    (a+b-1)/(a-1) [1 - (alpha/(alpha+t))^r 2F1(r, b; a+b-1; t/(alpha+t))],
+    which is eq. 10 at x = t_x = T = 0 (P(alive) = 1 there): the service's
+    `bgnbd_expected_purchases` at a customer with no history.
+    """
+    t_arr = np.asarray(t, dtype=np.float64)
+    zero = np.zeros_like(t_arr)
+    return bgnbd_expected_purchases(params, t_arr, zero, zero, zero)

@@ -1,14 +1,15 @@
 """Key performance indicators (绩效评估) as small pure functions.
 
 Every KPI formula is written once, here; the SQL side, the HTTP API and the dashboard call
-these functions or mirror them, and `KPI_REGISTRY` describes each one for rendering.
+these functions or mirror them, and the catalogue of `metrics.py` describes each KPI the API
+serves (labels, unit, formula, source).
 
 Conventions
 - Money is `decimal.Decimal`, never float. Ratios are `Decimal` too, so that a ratio of money
   stays exact and every KPI has one numeric type. Nothing is rounded here: rounding is a
   presentation concern.
 - Rates are fractions (Decimal("0.25") means 25 %), except NPS (-100..100) and CSAT (0..100),
-  which are conventionally quoted on those scales. `KpiInfo.unit` names each KPI's unit.
+  which are conventionally quoted on those scales. `Unit` names each KPI's unit.
 - A ratio whose denominator is zero is `None` ("no data in this slice"), never a crash or NaN.
 - An input that is impossible by definition (a negative count, a part larger than its whole,
   a survey score off its scale, money as float) raises: it reveals a bug upstream.
@@ -414,7 +415,7 @@ def period_starts(first: date, last: date, granularity: Granularity) -> list[dat
     return starts
 
 
-# --------------------------------------------------------------------------- registry
+# --------------------------------------------------------------------------- units, comparisons
 
 
 class Unit(StrEnum):

@@ -530,17 +530,6 @@ def bgnbd_expected_purchases(
     return np.asarray(scaled_bracket * alive, dtype=np.float64)
 
 
-def bgnbd_unconditional_expected_purchases(params: BgNbdParams, t: npt.ArrayLike) -> FloatArray:
-    """E[X(t)] for a customer just acquired, [FHL05] eq. 9:
-
-    (a+b-1)/(a-1) [1 - (alpha/(alpha+t))^r 2F1(r, b; a+b-1; t/(alpha+t))],
-    which is eq. 10 at x = t_x = T = 0 (P(alive) = 1 there), so it shares that code path.
-    """
-    t_arr = np.asarray(t, dtype=np.float64)
-    zero = np.zeros_like(t_arr)
-    return bgnbd_expected_purchases(params, t_arr, zero, zero, zero)
-
-
 def _eq10_bracket(
     params: BgNbdParams, t: FloatArray, x: FloatArray, big_t: FloatArray
 ) -> FloatArray:

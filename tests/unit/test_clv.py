@@ -303,7 +303,7 @@ def test_unconditional_expectation_hand_case() -> None:
     # r = 1, a = 2, b = 1: E[X(t)] = 2 [1 - alpha/(alpha+t) 2F1(1, 1; 2; z)] and
     # 2F1(1, 1; 2; z) = -ln(1 - z) / z; with alpha = t = 1, z = 1/2: E[X(1)] = 2 (1 - ln 2).
     params = clv.BgNbdParams(r=1.0, alpha=1.0, a=2.0, b=1.0)
-    result = clv.bgnbd_unconditional_expected_purchases(params, [0.0, 1.0])
+    result = offline.unconditional_expected_purchases(params, [0.0, 1.0])
     np.testing.assert_allclose(result, [0.0, 2 * (1 - math.log(2))], atol=1e-14)
 
 
@@ -322,7 +322,7 @@ def test_unconditional_expectation_matches_quadrature_for_a_below_one() -> None:
     expected = integral / math.exp(
         math.lgamma(params.a) + math.lgamma(params.b) - math.lgamma(params.a + params.b)
     )
-    result = float(clv.bgnbd_unconditional_expected_purchases(params, t))
+    result = float(offline.unconditional_expected_purchases(params, t))
     assert result == pytest.approx(expected, rel=1e-8)
 
 
@@ -399,7 +399,7 @@ def test_simulator_mean_matches_unconditional_expectation() -> None:
     truth = clv.BgNbdParams(r=0.5, alpha=2.0, a=1.5, b=3.0)
     age = np.full(200_000, 20.0)
     x, recency = offline.simulate_bgnbd(np.random.default_rng(3), truth, age)
-    expected = float(clv.bgnbd_unconditional_expected_purchases(truth, 20.0))
+    expected = float(offline.unconditional_expected_purchases(truth, 20.0))
     standard_error = x.std() / math.sqrt(x.size)
     assert abs(x.mean() - expected) < 4 * standard_error
     assert np.all((recency >= 0) & (recency <= age))
