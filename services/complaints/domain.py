@@ -461,7 +461,7 @@ _SLA_KINDS: dict[type[EventData], sla.EventKind] = {
 }
 
 
-def sla_event(event: Event) -> sla.ComplaintEvent | None:
+def sla_event(event: Event) -> sla.ClockEvent | None:
     """The SLA fold's event for a complaint event (None for events without an SLA effect)."""
     kind = _SLA_KINDS.get(type(event.data))
     if kind is None:
@@ -471,9 +471,13 @@ def sla_event(event: Event) -> sla.ComplaintEvent | None:
         return None  # after the resolution: no clock runs, and it is not a reply owed
     priority = getattr(data, "priority", None)
     level = cast(ComplaintEscalated, data).level if kind is sla.EventKind.ESCALATED else None
-    return sla.ComplaintEvent(event.id, kind, event.time, priority=priority, level=level)
+    return sla.ClockEvent(event.id, kind, event.time, priority=priority, level=level)
 
 
-def tier_event(event_id: str, at: datetime, tier: str) -> sla.ComplaintEvent:
-    known = tier if tier in sla.Tier.__members__.values() else sla.Tier.UNKNOWN
-    return sla.ComplaintEvent(event_id, sla.EventKind.TIER_CHANGED, at, tier=sla.Tier(known))
+def tier_event(event_id: str, at: datetime, tier: str) -> sla.ClockEvent:
+    """A customer's tier change for the clocks; a tier we do not know counts as unknown."""
+    try:
+        known = sla.tier_or_unknown(tier)
+    except ValueError:
+        known = sla.UNKNOWN_TIER
+    return sla.ClockEvent(event_id, sla.EventKind.TIER_CHANGED, at, tier=known)

@@ -115,7 +115,7 @@ def _apply_sorted(folded: Folded, steps: list[Step], config: sla.SlaConfig) -> F
         return folded
     complaint, clocks = folded.complaint, folded.clocks
     for step in steps:
-        clock_step: sla.ComplaintEvent | None
+        clock_step: sla.ClockEvent | None
         if isinstance(step, TierChange):
             clock_step = tier_event(step.step_id, step.time, step.tier)
         else:
@@ -162,7 +162,7 @@ def _common(
         "cycle": cycle,
         "target_seconds": target.total_seconds(),
         "priority": state.priority.value,
-        "tier": state.tier.value,
+        "tier": str(state.tier),  # a tier or "unknown"
         "category": complaint.category,
         "channel": complaint.channel,
     }

@@ -40,10 +40,13 @@ from services.complaints.business_time import (
 )
 from services.complaints.sla import (
     DEFAULT_TARGET_HOURS,
+    TIERS_OR_UNKNOWN,
     Metric,
     Priority,
     Targets,
     Tier,
+    TierOrUnknown,
+    tier_or_unknown,
 )
 
 # Rules seeded without a date are in force from here on (before any complaint).
@@ -180,7 +183,7 @@ class PolicyRule:
     calendar: str
     targets: Targets
     priorities: frozenset[Priority] = frozenset()
-    tiers: frozenset[Tier] = frozenset()
+    tiers: frozenset[TierOrUnknown] = frozenset()
     rank: int = 100
     effective_from: datetime = BEGINNING
 
@@ -189,7 +192,7 @@ class PolicyRule:
             self, "effective_from", _check_date("effective_from", self.effective_from)
         )
         object.__setattr__(self, "priorities", frozenset(map(Priority, self.priorities)))
-        object.__setattr__(self, "tiers", frozenset(map(Tier, self.tiers)))
+        object.__setattr__(self, "tiers", frozenset(map(tier_or_unknown, self.tiers)))
         if not self.name.strip():
             raise RuleError("name", "must not be empty")
 
@@ -197,7 +200,7 @@ class PolicyRule:
     def key(self) -> str:
         return f"{self.name}@{self.effective_from.isoformat()}"
 
-    def matches(self, priority: Priority, tier: Tier) -> bool:
+    def matches(self, priority: Priority, tier: TierOrUnknown) -> bool:
         return (not self.priorities or priority in self.priorities) and (
             not self.tiers or tier in self.tiers
         )
@@ -221,7 +224,7 @@ class Ruleset:
     calendars: Mapping[str, CalendarRule]
     policies: tuple[PolicyRule, ...]  # in matching order: rank, then name
 
-    def choose(self, priority: Priority, tier: Tier) -> tuple[PolicyRule, CalendarRule]:
+    def choose(self, priority: Priority, tier: TierOrUnknown) -> tuple[PolicyRule, CalendarRule]:
         for policy in self.policies:
             if policy.matches(priority, tier):
                 return policy, self.calendars[policy.calendar]
@@ -265,7 +268,7 @@ class PolicyBook:
                     f"unknown calendar '{policy.calendar}' (policy '{policy.name}', from "
                     f"{ruleset.since.isoformat()})",
                 )
-        for priority, tier in product(Priority, Tier):
+        for priority, tier in product(Priority, TIERS_OR_UNKNOWN):
             if not any(policy.matches(priority, tier) for policy in ruleset.policies):
                 raise RuleError(
                     "priorities",
@@ -298,18 +301,20 @@ class PolicyBook:
         return self.rulesets[index]
 
     @cached_property
-    def _choices(self) -> tuple[dict[tuple[Priority, Tier], tuple[Targets, str]], ...]:
+    def _choices(self) -> tuple[dict[tuple[Priority, TierOrUnknown], tuple[Targets, str]], ...]:
         """Per epoch, every priority x tier resolved once: the fold asks at every clock start."""
         found = []
         for ruleset in self.rulesets:
             pairs = {}
-            for priority, tier in product(Priority, Tier):
+            for priority, tier in product(Priority, TIERS_OR_UNKNOWN):
                 policy, calendar = ruleset.choose(priority, tier)
                 pairs[(priority, tier)] = (policy.targets, calendar.key)
             found.append(pairs)
         return tuple(found)
 
-    def choose(self, priority: Priority, tier: Tier, opened_at: datetime) -> tuple[Targets, str]:
+    def choose(
+        self, priority: Priority, tier: TierOrUnknown, opened_at: datetime
+    ) -> tuple[Targets, str]:
         """Targets and calendar key for a complaint opened at ``opened_at``."""
         index = max(bisect_right(self.epochs, opened_at) - 1, 0)
         return self._choices[index][(priority, tier)]
@@ -436,7 +441,7 @@ def policy_rule_from_dict(
         field = "priorities" if "Priority" in str(error) else "targets"
         raise RuleError(field_prefix + field, str(error)) from None
     try:
-        tiers = frozenset(Tier(t) for t in _strings(data.get("tiers", ())))
+        tiers = frozenset(tier_or_unknown(t) for t in _strings(data.get("tiers", ())))
     except ValueError as error:
         raise RuleError(field_prefix + "tiers", str(error)) from None
     rank = data.get("rank", default_rank)

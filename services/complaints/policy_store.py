@@ -19,7 +19,7 @@ import orjson
 
 from services.complaints.policies import CalendarRule, PolicyBook, PolicyRule
 from services.complaints.settings import ComplaintsSettings
-from services.complaints.sla import Priority, SlaConfig, Targets, Tier
+from services.complaints.sla import Priority, SlaConfig, Targets, tier_or_unknown
 from shared.db import Connection, Pool
 from shared.service import Resources, every
 
@@ -84,7 +84,7 @@ def rule_from_row(kind: str, name: str, effective_from: datetime, spec: str) -> 
         calendar=data["calendar"],
         targets=Targets(*(timedelta(microseconds=m) for m in micros)),
         priorities=frozenset(map(Priority, data["priorities"])),
-        tiers=frozenset(map(Tier, data["tiers"])),
+        tiers=frozenset(map(tier_or_unknown, data["tiers"])),
         rank=data["rank"],
         effective_from=effective_from,
     )

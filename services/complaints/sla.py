@@ -85,7 +85,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from itertools import product
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Literal, Protocol, TypeVar
 
 import orjson
 
@@ -97,6 +97,7 @@ from services.complaints.business_time import (
     business_elapsed,
 )
 from shared.events import Priority as Priority  # re-exported: the SLA's callers name it here
+from shared.events import Tier as Tier  # re-exported likewise
 
 ZERO = timedelta(0)
 _Frozen = TypeVar("_Frozen")
@@ -117,12 +118,22 @@ class Metric(StrEnum):
     RESOLUTION = "resolution"
 
 
-class Tier(StrEnum):
-    GOLD = "gold"
-    DEVELOPING = "developing"
-    POTENTIAL = "potential"
-    FORGOTTEN = "forgotten"
-    UNKNOWN = "unknown"
+# A customer's tier as the SLA policies see it: scoring's tier, or UNKNOWN_TIER for a customer
+# scoring has not placed (not scored yet, or a tier change naming no tier we know). Policies
+# select by it like by any tier; policy files, the API and stored states write it "unknown".
+UNKNOWN_TIER: Final = "unknown"
+TierOrUnknown = Tier | Literal["unknown"]
+TIERS_OR_UNKNOWN: tuple[TierOrUnknown, ...] = (*Tier, UNKNOWN_TIER)
+
+
+def tier_or_unknown(name: str) -> TierOrUnknown:
+    """A tier from its name, or UNKNOWN_TIER from "unknown"; ValueError for anything else."""
+    if name == UNKNOWN_TIER:
+        return UNKNOWN_TIER
+    try:
+        return Tier(name)
+    except ValueError:
+        raise ValueError(f"{name!r} is not a tier ({', '.join(TIERS_OR_UNKNOWN)})") from None
 
 
 class EventKind(StrEnum):
@@ -184,7 +195,7 @@ BEFORE_OPENED = frozenset({EventKind.OPENED, EventKind.PRIORITY_CHANGED, EventKi
 
 # Documented defaults; the service's settings override them from the environment.
 DEFAULT_PRIORITY = Priority.MEDIUM  # when ``opened`` names none
-DEFAULT_TIER = Tier.UNKNOWN
+DEFAULT_TIER: TierOrUnknown = UNKNOWN_TIER
 DEFAULT_WARN_SHARE = 0.8  # warn at 80% of a target
 DEFAULT_MAX_ESCALATION_LEVEL = 3  # agent (0) -> team lead -> supervisor -> manager
 DEFAULT_MAX_WAIT = timedelta(hours=72)  # wall-clock: a wait on the customer resumes after it
@@ -224,9 +235,9 @@ class Policy:
     name: str
     targets: Targets
     priorities: frozenset[Priority] = frozenset()
-    tiers: frozenset[Tier] = frozenset()
+    tiers: frozenset[TierOrUnknown] = frozenset()
 
-    def matches(self, priority: Priority, tier: Tier) -> bool:
+    def matches(self, priority: Priority, tier: TierOrUnknown) -> bool:
         return (not self.priorities or priority in self.priorities) and (
             not self.tiers or tier in self.tiers
         )
@@ -247,7 +258,7 @@ def default_policies() -> tuple[Policy, ...]:
     return gold + standard
 
 
-def select_policy(policies: Iterable[Policy], priority: Priority, tier: Tier) -> Policy:
+def select_policy(policies: Iterable[Policy], priority: Priority, tier: TierOrUnknown) -> Policy:
     """The first policy, in the given order, that matches."""
     for policy in policies:
         if policy.matches(priority, tier):
@@ -259,7 +270,9 @@ class PolicyRules(Protocol):
     """Versioned policies and calendars (``policies.PolicyBook``): a complaint takes the rules
     in force when it was opened; a clock keeps the key of its calendar's version."""
 
-    def choose(self, priority: Priority, tier: Tier, opened_at: datetime) -> tuple[Targets, str]:
+    def choose(
+        self, priority: Priority, tier: TierOrUnknown, opened_at: datetime
+    ) -> tuple[Targets, str]:
         """Targets and calendar key for a complaint opened at ``opened_at``."""
         ...
 
@@ -288,20 +301,22 @@ class SlaConfig:
             raise ValueError("max_wait must be positive")
         if self.max_escalation_level < 0:
             raise ValueError("max_escalation_level must not be negative")
-        for priority, tier in product(Priority, Tier):
+        for priority, tier in product(Priority, TIERS_OR_UNKNOWN):
             select_policy(self.policies, priority, tier)  # every complaint needs a policy
         # Every event of every complaint looks its targets up: resolve each pair once.
         chosen = {
             (priority, tier): select_policy(self.policies, priority, tier).targets
-            for priority, tier in product(Priority, Tier)
+            for priority, tier in product(Priority, TIERS_OR_UNKNOWN)
         }
         object.__setattr__(self, "_targets", chosen)
 
-    def targets(self, priority: Priority, tier: Tier) -> Targets:
-        chosen: dict[tuple[Priority, Tier], Targets] = self.__dict__["_targets"]
+    def targets(self, priority: Priority, tier: TierOrUnknown) -> Targets:
+        chosen: dict[tuple[Priority, TierOrUnknown], Targets] = self.__dict__["_targets"]
         return chosen[(priority, tier)]
 
-    def choose(self, priority: Priority, tier: Tier, opened_at: datetime) -> tuple[Targets, str]:
+    def choose(
+        self, priority: Priority, tier: TierOrUnknown, opened_at: datetime
+    ) -> tuple[Targets, str]:
         """Targets and calendar key of a complaint opened at ``opened_at``."""
         if self.rules is None:
             return self.targets(priority, tier), ""
@@ -321,15 +336,17 @@ class SlaConfig:
 
 
 @dataclass(frozen=True)
-class ComplaintEvent:
-    """One event of one complaint. ``priority`` / ``tier`` go with ``opened`` (optional) and
-    with ``priority_changed`` / ``tier_changed`` (required); ``level`` with ``escalated``."""
+class ClockEvent:
+    """One event of one complaint as the SLA clocks see it (``domain.sla_event`` derives it
+    from the complaint's published event). ``priority`` / ``tier`` go with ``opened``
+    (optional) and with ``priority_changed`` / ``tier_changed`` (required); ``level`` with
+    ``escalated``."""
 
     event_id: str
     kind: EventKind
     at: datetime
     priority: Priority | None = None
-    tier: Tier | None = None
+    tier: TierOrUnknown | None = None
     level: int | None = None
 
     def __post_init__(self) -> None:
@@ -339,7 +356,7 @@ class ComplaintEvent:
         if self.priority is not None:
             object.__setattr__(self, "priority", Priority(self.priority))
         if self.tier is not None:
-            object.__setattr__(self, "tier", Tier(self.tier))
+            object.__setattr__(self, "tier", tier_or_unknown(self.tier))
         if self.at.tzinfo is None or self.at.utcoffset() is None:
             raise ValueError("event time must be timezone-aware")
         if self.kind is EventKind.PRIORITY_CHANGED and self.priority is None:
@@ -402,7 +419,7 @@ class OutOfOrderEventError(ValueError):
 class SlaState:
     complaint_id: str
     priority: Priority = DEFAULT_PRIORITY
-    tier: Tier = DEFAULT_TIER
+    tier: TierOrUnknown = DEFAULT_TIER
     opened_at: datetime | None = None
     waiting: bool = False
     closed: bool = False
@@ -444,7 +461,7 @@ def new_state(
     )
 
 
-def fold_events(complaint_id: str, events: Iterable[ComplaintEvent], config: SlaConfig) -> SlaState:
+def fold_events(complaint_id: str, events: Iterable[ClockEvent], config: SlaConfig) -> SlaState:
     """The state after all ``events``, sorted into ``(at, event_id)`` order first."""
     state = new_state(complaint_id)
     for event in sorted(events, key=lambda e: e.position):
@@ -452,7 +469,7 @@ def fold_events(complaint_id: str, events: Iterable[ComplaintEvent], config: Sla
     return state
 
 
-def apply_event(state: SlaState, event: ComplaintEvent, config: SlaConfig) -> SlaState:
+def apply_event(state: SlaState, event: ClockEvent, config: SlaConfig) -> SlaState:
     """Fold one event. Events must come in ``(at, event_id)`` order; the same event twice in a
     row is ignored, an earlier one raises :class:`OutOfOrderEventError`."""
     if event.kind in FEEDBACK_KINDS:  # order-free: only records what was published
@@ -499,10 +516,10 @@ def mark_published(state: SlaState, published: Iterable[tuple[str, str, datetime
 
 # --------------------------------------------------------------------------- event handlers
 
-Handler = Callable[[SlaState, ComplaintEvent, datetime, SlaConfig], SlaState]
+Handler = Callable[[SlaState, ClockEvent, datetime, SlaConfig], SlaState]
 
 
-def _on_opened(state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig) -> SlaState:
+def _on_opened(state: SlaState, event: ClockEvent, at: datetime, config: SlaConfig) -> SlaState:
     if state.opened_at is not None:  # a second ``opened`` changes nothing
         return state
     priority, tier = event.priority or state.priority, event.tier or state.tier
@@ -515,7 +532,7 @@ def _on_opened(state: SlaState, event: ComplaintEvent, at: datetime, config: Sla
 
 
 def _on_agent_reply(
-    state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig
+    state: SlaState, event: ClockEvent, at: datetime, config: SlaConfig
 ) -> SlaState:
     replied = (Metric.FIRST_RESPONSE, Metric.NEXT_RESPONSE)
     return _map_clocks(
@@ -524,7 +541,7 @@ def _on_agent_reply(
 
 
 def _on_customer_replied(
-    state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig
+    state: SlaState, event: ClockEvent, at: datetime, config: SlaConfig
 ) -> SlaState:
     first, resolution = state.current(Metric.FIRST_RESPONSE), state.current(Metric.RESOLUTION)
     answered = first is not None and first.phase is Phase.STOPPED
@@ -532,30 +549,22 @@ def _on_customer_replied(
     return _open_next_response(state, at, config) if answered and active else state
 
 
-def _on_waiting(
-    state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig
-) -> SlaState:
+def _on_waiting(state: SlaState, event: ClockEvent, at: datetime, config: SlaConfig) -> SlaState:
     state = _map_clocks(state, lambda c: _pause(c, at, event.kind, config))
     return copy_with(state, waiting=True, waiting_since=state.waiting_since or at)
 
 
-def _on_escalated(
-    state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig
-) -> SlaState:
+def _on_escalated(state: SlaState, event: ClockEvent, at: datetime, config: SlaConfig) -> SlaState:
     escalation = (at, event.level)
     return copy_with(state, manual_escalations=(*state.manual_escalations, escalation))
 
 
-def _on_resolved(
-    state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig
-) -> SlaState:
+def _on_resolved(state: SlaState, event: ClockEvent, at: datetime, config: SlaConfig) -> SlaState:
     state = _map_clocks(state, lambda c: _stop(c, at, event.kind, config))
     return copy_with(state, waiting=False, waiting_since=None)
 
 
-def _on_reopened(
-    state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig
-) -> SlaState:
+def _on_reopened(state: SlaState, event: ClockEvent, at: datetime, config: SlaConfig) -> SlaState:
     resolution = state.current(Metric.RESOLUTION)
     if resolution is None or resolution.phase is not Phase.STOPPED:
         return state  # nothing was resolved: nothing to reopen
@@ -563,20 +572,20 @@ def _on_reopened(
     return _open_next_response(state, at, config)
 
 
-def _on_closed(state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig) -> SlaState:
+def _on_closed(state: SlaState, event: ClockEvent, at: datetime, config: SlaConfig) -> SlaState:
     state = _map_clocks(state, lambda c: _stop(c, at, event.kind, config))
     return copy_with(state, waiting=False, waiting_since=None, closed=True)
 
 
 def _on_priority_changed(
-    state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig
+    state: SlaState, event: ClockEvent, at: datetime, config: SlaConfig
 ) -> SlaState:
     state = copy_with(state, priority=event.priority or state.priority)
     return _retarget(state, at, event.kind, config)
 
 
 def _on_tier_changed(
-    state: SlaState, event: ComplaintEvent, at: datetime, config: SlaConfig
+    state: SlaState, event: ClockEvent, at: datetime, config: SlaConfig
 ) -> SlaState:
     return _retarget(copy_with(state, tier=event.tier or state.tier), at, event.kind, config)
 
@@ -1100,7 +1109,7 @@ def state_from_json(complaint_id: str, text: bytes | str) -> SlaState:
         _BLANK_STATE,
         complaint_id=complaint_id,
         priority=Priority(priority),
-        tier=Tier(tier),
+        tier=tier_or_unknown(tier),
         opened_at=_instant(opened_at),
         waiting=waiting,
         closed=closed,
@@ -1177,10 +1186,12 @@ __all__ = [
     "DEFAULT_TIER",
     "DEFAULT_WARN_SHARE",
     "ENDS_WAITING",
+    "TIERS_OR_UNKNOWN",
+    "UNKNOWN_TIER",
     "Clock",
+    "ClockEvent",
     "ClockStatus",
     "ClockView",
-    "ComplaintEvent",
     "EventKind",
     "Metric",
     "OutOfOrderEventError",
@@ -1196,6 +1207,7 @@ __all__ = [
     "SlaState",
     "Targets",
     "Tier",
+    "TierOrUnknown",
     "apply_event",
     "clock_views",
     "default_policies",
@@ -1211,5 +1223,6 @@ __all__ = [
     "state_from_json",
     "state_to_json",
     "stopped_key",
+    "tier_or_unknown",
     "with_published_breaches",
 ]

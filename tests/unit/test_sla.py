@@ -13,9 +13,11 @@ from hypothesis import strategies as st
 
 from services.complaints.business_time import Calendar
 from services.complaints.sla import (
+    TIERS_OR_UNKNOWN,
+    UNKNOWN_TIER,
+    ClockEvent,
     ClockStatus,
     ClockView,
-    ComplaintEvent,
     EventKind,
     Metric,
     OutOfOrderEventError,
@@ -27,6 +29,7 @@ from services.complaints.sla import (
     SlaState,
     Targets,
     Tier,
+    TierOrUnknown,
     apply_event,
     clock_views,
     default_policies,
@@ -50,18 +53,18 @@ def event(
     kind: EventKind,
     at_hours: float,
     priority: Priority | None = None,
-    tier: Tier | None = None,
+    tier: TierOrUnknown | None = None,
     *,
     start: datetime = T0,
-) -> ComplaintEvent:
-    return ComplaintEvent(f"e{next(_ids):04d}", kind, start + hours(at_hours), priority, tier)
+) -> ClockEvent:
+    return ClockEvent(f"e{next(_ids):04d}", kind, start + hours(at_hours), priority, tier)
 
 
-def opened(priority: Priority = Priority.MEDIUM, tier: Tier = Tier.DEVELOPING) -> ComplaintEvent:
+def opened(priority: Priority = Priority.MEDIUM, tier: Tier = Tier.DEVELOPING) -> ClockEvent:
     return event(EventKind.OPENED, 0, priority, tier)
 
 
-def fold(*events: ComplaintEvent, config: SlaConfig = ROUND_THE_CLOCK) -> SlaState:
+def fold(*events: ClockEvent, config: SlaConfig = ROUND_THE_CLOCK) -> SlaState:
     return fold_events("c1", events, config)
 
 
@@ -81,7 +84,7 @@ def test_default_targets_are_tighter_for_gold_and_for_higher_priority() -> None:
     for priority, metric in product(Priority, Metric):
         gold = config.targets(priority, Tier.GOLD).of(metric)
         assert gold < config.targets(priority, Tier.FORGOTTEN).of(metric)
-    ranked = [config.targets(p, Tier.UNKNOWN).resolution for p in Priority]
+    ranked = [config.targets(p, UNKNOWN_TIER).resolution for p in Priority]
     assert ranked == sorted(ranked, reverse=True)
 
 
@@ -139,7 +142,7 @@ def test_a_reply_exactly_at_the_deadline_meets_it_and_a_moment_later_breaches() 
     on_time = fold(opened(Priority.URGENT), event(EventKind.RESPONDED, 1))
     late = fold(
         opened(Priority.URGENT),
-        ComplaintEvent("late", EventKind.RESPONDED, T0 + hours(1) + timedelta(microseconds=1)),
+        ClockEvent("late", EventKind.RESPONDED, T0 + hours(1) + timedelta(microseconds=1)),
     )
     assert views_at(on_time, 2)[Metric.FIRST_RESPONSE].status is ClockStatus.MET
     assert views_at(late, 2)[Metric.FIRST_RESPONSE].breached_at == T0 + hours(1)
@@ -297,8 +300,8 @@ def test_becoming_gold_tightens_targets() -> None:
 
 
 def test_priority_before_opened_at_the_same_instant_is_kept() -> None:
-    changed = ComplaintEvent("a", EventKind.PRIORITY_CHANGED, T0, priority=Priority.URGENT)
-    state = fold(ComplaintEvent("b", EventKind.OPENED, T0), changed)
+    changed = ClockEvent("a", EventKind.PRIORITY_CHANGED, T0, priority=Priority.URGENT)
+    state = fold(ClockEvent("b", EventKind.OPENED, T0), changed)
     assert state.priority is Priority.URGENT
     assert views_at(state, 0)[Metric.FIRST_RESPONSE].target == hours(1)
 
@@ -342,7 +345,7 @@ def test_emitted_events_are_not_emitted_again() -> None:
     assert len(first_batch) == 6  # two clocks: warning, breach, escalation each
     assert due_sla_events(mark_emitted(state, first_batch), now, ROUND_THE_CLOCK) == ()
     # The same, with the published events fed back through the fold.
-    feedback = [ComplaintEvent(e.key, EventKind(e.kind.value), e.at) for e in first_batch]
+    feedback = [ClockEvent(e.key, EventKind(e.kind.value), e.at) for e in first_batch]
     replayed = fold(start, *feedback)
     assert due_sla_events(replayed, now, ROUND_THE_CLOCK) == ()
 
@@ -367,7 +370,7 @@ def test_escalation_levels_count_manual_escalations_and_stop_at_the_top() -> Non
 
 
 def test_a_manual_escalation_sets_the_level_it_names() -> None:
-    named = ComplaintEvent("m", EventKind.ESCALATED, T0 + hours(4), level=1)
+    named = ClockEvent("m", EventKind.ESCALATED, T0 + hours(4), level=1)
     state = fold(opened(Priority.URGENT), event(EventKind.RESPONDED, 2), named)
     # first response breached at 1h -> level 1; set to 1 at 4h; resolution at 8h -> level 2
     assert auto_levels(state, ROUND_THE_CLOCK) == [
@@ -377,18 +380,18 @@ def test_a_manual_escalation_sets_the_level_it_names() -> None:
 
 
 def test_events_accept_plain_strings_from_a_decoder() -> None:
-    decoded = ComplaintEvent("x", "priority_changed", T0, "urgent")  # type: ignore[arg-type]
+    decoded = ClockEvent("x", "priority_changed", T0, "urgent")  # type: ignore[arg-type]
     assert (decoded.kind, decoded.priority) == (EventKind.PRIORITY_CHANGED, Priority.URGENT)
     assert decoded.kind is EventKind.PRIORITY_CHANGED
     with pytest.raises(ValueError, match="aware"):
-        ComplaintEvent("y", EventKind.OPENED, datetime(2026, 1, 5))
+        ClockEvent("y", EventKind.OPENED, datetime(2026, 1, 5))
 
 
 def test_out_of_order_duplicate_and_early_events() -> None:
     state = fold(opened(), event(EventKind.RESPONDED, 2))
     with pytest.raises(OutOfOrderEventError):
         apply_event(state, event(EventKind.WAITING, 1), ROUND_THE_CLOCK)
-    last = ComplaintEvent("zz", EventKind.WAITING, T0 + hours(3))
+    last = ClockEvent("zz", EventKind.WAITING, T0 + hours(3))
     once = apply_event(state, last, ROUND_THE_CLOCK)
     assert apply_event(once, last, ROUND_THE_CLOCK) == once
     ignored = fold(event(EventKind.RESPONDED, -1), opened())
@@ -410,9 +413,9 @@ SCENARIO = [
 ]
 
 
-def scenario_events() -> list[ComplaintEvent]:
+def scenario_events() -> list[ClockEvent]:
     return [
-        ComplaintEvent(f"s{n}", kind, T0 + hours(at), priority, tier)
+        ClockEvent(f"s{n}", kind, T0 + hours(at), priority, tier)
         for n, (kind, at, priority, tier) in enumerate(SCENARIO)
     ]
 
@@ -454,22 +457,22 @@ kinds = st.sampled_from(
 
 
 @st.composite
-def histories(draw: st.DrawFn) -> list[ComplaintEvent]:
+def histories(draw: st.DrawFn) -> list[ClockEvent]:
     steps = draw(st.lists(st.tuples(kinds, st.integers(0, 40 * 60)), max_size=12))
-    events = [ComplaintEvent("h00", EventKind.OPENED, T0, draw(st.sampled_from(Priority)))]
+    events = [ClockEvent("h00", EventKind.OPENED, T0, draw(st.sampled_from(Priority)))]
     at = T0
     for n, (kind, minutes) in enumerate(steps, start=1):
         at += timedelta(minutes=minutes)
         priority = draw(st.sampled_from(Priority)) if kind is EventKind.PRIORITY_CHANGED else None
-        tier = draw(st.sampled_from(Tier)) if kind is EventKind.TIER_CHANGED else None
-        events.append(ComplaintEvent(f"h{n:02d}", kind, at, priority, tier))
+        tier = draw(st.sampled_from(TIERS_OR_UNKNOWN)) if kind is EventKind.TIER_CHANGED else None
+        events.append(ClockEvent(f"h{n:02d}", kind, at, priority, tier))
     return events
 
 
 @settings(max_examples=60, deadline=None)
 @given(histories(), st.randoms(use_true_random=False))
 def test_any_history_folds_deterministically_and_consistently(
-    events: list[ComplaintEvent], rng: random.Random
+    events: list[ClockEvent], rng: random.Random
 ) -> None:
     now = T0 + timedelta(days=30)
     state = fold(*events, config=OFFICE)

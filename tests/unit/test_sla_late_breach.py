@@ -12,8 +12,8 @@ from services.complaints import fold
 from services.complaints.business_time import Calendar
 from services.complaints.domain import derive
 from services.complaints.sla import (
+    ClockEvent,
     ClockStatus,
-    ComplaintEvent,
     EventKind,
     Metric,
     Priority,
@@ -45,8 +45,8 @@ def at(hour: int, minute: int = 0) -> datetime:
 # Medium priority, standard tier: first response within 4 business hours of 09:00, i.e.
 # 09:00-12:00 and 13:00-14:00: due at 14:00; the warning at 80% (3h12) at 13:12.
 DEADLINE, WARNING = at(14), at(13, 12)
-OPENED = ComplaintEvent("e0", EventKind.OPENED, at(9), Priority.MEDIUM, Tier.DEVELOPING)
-LATE_REPLY = ComplaintEvent("e1", EventKind.RESPONDED, at(13, 30))  # before the deadline
+OPENED = ClockEvent("e0", EventKind.OPENED, at(9), Priority.MEDIUM, Tier.DEVELOPING)
+LATE_REPLY = ClockEvent("e1", EventKind.RESPONDED, at(13, 30))  # before the deadline
 BREACH_KEY = event_key("c1", Metric.FIRST_RESPONSE, 0, SlaEventKind.SLA_BREACHED)
 
 
@@ -73,7 +73,7 @@ def test_a_published_breach_stands_when_a_late_reply_is_before_the_deadline() ->
 
 
 def test_the_same_breach_fed_back_as_an_event_gives_the_same_clock() -> None:
-    feedback = ComplaintEvent(BREACH_KEY, EventKind.SLA_BREACHED, DEADLINE)
+    feedback = ClockEvent(BREACH_KEY, EventKind.SLA_BREACHED, DEADLINE)
     refolded = fold_events("c1", [feedback, LATE_REPLY, OPENED], OFFICE)  # any order
     first = clock_views(refolded, at(16), OFFICE)[Metric.FIRST_RESPONSE]
     assert (first.status, first.breached_at) == (ClockStatus.BREACHED, DEADLINE)

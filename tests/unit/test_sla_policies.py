@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from services.complaints.domain import tier_event
 from services.complaints.policies import (
     BEGINNING,
     CalendarRule,
@@ -23,7 +24,8 @@ from services.complaints.policies import (
 )
 from services.complaints.settings import ComplaintsSettings
 from services.complaints.sla import (
-    ComplaintEvent,
+    UNKNOWN_TIER,
+    ClockEvent,
     EventKind,
     Metric,
     Priority,
@@ -61,11 +63,11 @@ BOOK = PolicyBook(
 CONFIG = SlaConfig(rules=BOOK)
 
 
-def step(kind: EventKind, at: datetime, n: int = 0, **data: object) -> ComplaintEvent:
-    return ComplaintEvent(f"e{n}-{kind}", kind, at, **data)  # type: ignore[arg-type]
+def step(kind: EventKind, at: datetime, n: int = 0, **data: object) -> ClockEvent:
+    return ClockEvent(f"e{n}-{kind}", kind, at, **data)  # type: ignore[arg-type]
 
 
-def resolution_due(events: list[ComplaintEvent], config: SlaConfig = CONFIG) -> datetime | None:
+def resolution_due(events: list[ClockEvent], config: SlaConfig = CONFIG) -> datetime | None:
     state = fold_events("c1", events, config)
     return clock_views(state, events[-1].at, config)[Metric.RESOLUTION].due_at
 
@@ -127,7 +129,7 @@ def test_the_built_in_seed_keeps_the_historical_targets() -> None:
         hours(4),
         OFFICE.key,
     )
-    targets, _ = book.choose(Priority.LOW, Tier.UNKNOWN, MONDAY)
+    targets, _ = book.choose(Priority.LOW, UNKNOWN_TIER, MONDAY)
     assert (targets.first_response, targets.next_response, targets.resolution) == (
         hours(8),
         hours(16),
@@ -268,7 +270,7 @@ resolution_hours = 24
     assert book == book_from_dict(SEED)
     targets, calendar = book.choose(Priority.HIGH, Tier.GOLD, MONDAY)
     assert (targets.resolution, calendar) == (hours(8), f"cn-support@{BEGINNING.isoformat()}")
-    _, calendar = book.choose(Priority.HIGH, Tier.UNKNOWN, MONDAY)
+    _, calendar = book.choose(Priority.HIGH, UNKNOWN_TIER, MONDAY)
     assert book.calendar(calendar).zone == "Europe/Berlin"
     # In file order: the gold policy (first) wins for gold customers.
     assert [p.name for p in book.at(MONDAY).policies] == ["gold", "rest"]
@@ -314,3 +316,39 @@ def test_policy_fields_are_checked_by_name() -> None:
     with pytest.raises(RuleError) as unknown:
         policy_rule_from_dict({"name": "x", "calender": "office"})
     assert (unknown.value.field, unknown.value.reason) == ("calender", "unknown field")
+
+
+def test_a_policy_can_select_the_customers_without_a_known_tier() -> None:
+    fields = {"calendar": "always", "next_response_hours": 2, "resolution_hours": 2}
+    unscored = policy_rule_from_dict(
+        {"name": "unscored", "tiers": ["unknown"], "first_response_hours": 1, **fields}
+    )
+    book = PolicyBook((OFFICE, ALWAYS), (unscored, policy("rest", "office", 16, rank=200)))
+    assert unscored.tiers == {UNKNOWN_TIER}
+    assert book.choose(Priority.LOW, UNKNOWN_TIER, MONDAY)[0].resolution == hours(2)
+    assert book.choose(Priority.LOW, Tier.GOLD, MONDAY)[0].resolution == hours(16)
+    # Opened Monday 09:00 with no tier: 2 hours on the always-open calendar -> 11:00. A
+    # tier change to gold at 10:00 retargets to rest (16 office hours): 1 hour counted on
+    # "always" 09:00-10:00, 15 left on office hours from 10:00: Monday 10:00-18:00 less
+    # lunch gives 7, Tuesday's 8 end at 18:00.
+    config = SlaConfig(rules=book)
+    opened = step(EventKind.OPENED, MONDAY + hours(9))
+    assert resolution_due([opened], config) == MONDAY + hours(11)
+    gold = step(EventKind.TIER_CHANGED, MONDAY + hours(10), 1, tier="gold")
+    assert resolution_due([opened, gold], config) == MONDAY + timedelta(days=1, hours=18)
+
+
+def test_a_tier_outside_the_vocabulary_is_refused_by_name() -> None:
+    fields = {"name": "x", "calendar": "office", "first_response_hours": 1}
+    fields |= {"next_response_hours": 1, "resolution_hours": 1}
+    with pytest.raises(RuleError) as error:
+        policy_rule_from_dict({**fields, "tiers": ["platinum"]})
+    assert error.value.field == "tiers"
+    assert "'platinum' is not a tier" in error.value.reason
+    for name in ("gold", "developing", "potential", "forgotten", "unknown"):
+        assert policy_rule_from_dict({**fields, "tiers": [name]}).tiers == {name}
+
+
+def test_a_tier_change_naming_no_tier_we_know_counts_as_unknown() -> None:
+    named = {name: tier_event("t", MONDAY, name).tier for name in ("gold", "unknown", "vip")}
+    assert named == {"gold": Tier.GOLD, "unknown": UNKNOWN_TIER, "vip": UNKNOWN_TIER}

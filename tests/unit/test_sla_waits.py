@@ -16,8 +16,8 @@ from services.complaints.business_time import Calendar
 from services.complaints.domain import Complaint, Rejected, decide
 from services.complaints.settings import ComplaintsSettings
 from services.complaints.sla import (
+    ClockEvent,
     ClockStatus,
-    ComplaintEvent,
     EventKind,
     Metric,
     Priority,
@@ -55,10 +55,10 @@ def at(day: int, hour: int, minute: int = 0) -> datetime:
     return datetime(2026, 1, day, hour, minute, tzinfo=UTC)
 
 
-def step(name: str, kind: EventKind, when: datetime) -> ComplaintEvent:
+def step(name: str, kind: EventKind, when: datetime) -> ClockEvent:
     priority = Priority.MEDIUM if kind is EventKind.OPENED else None
     tier = Tier.DEVELOPING if kind is EventKind.OPENED else None
-    return ComplaintEvent(name, kind, when, priority, tier)
+    return ClockEvent(name, kind, when, priority, tier)
 
 
 # Medium priority, standard tier: first response 4h, next response 8h, resolution 24h.
@@ -67,7 +67,7 @@ RESPONDED = step("e1", EventKind.RESPONDED, at(5, 10))
 WAITING = step("e2", EventKind.WAITING, at(5, 11))  # resolution has counted 2h
 
 
-def fold(*events: ComplaintEvent, config: SlaConfig = OFFICE) -> SlaState:
+def fold(*events: ClockEvent, config: SlaConfig = OFFICE) -> SlaState:
     return fold_events("c1", events, config)
 
 
