@@ -12,7 +12,7 @@ from typing import Any
 
 from services.complaints.crisis import Dimension, SeriesKey
 from services.complaints.crisis_severity import Counted, Level, Reach
-from shared.db import Connection, Pool
+from shared.db import Connection, Pool, as_columns, insert_unnest
 from shared.events import RECORDED, Event, decode_event
 
 STAGE_CHANGED = "crm.crisis.stage_changed"
@@ -112,10 +112,15 @@ async def insert_signal_reach(
     """(value, time, event_id, customer_id, channel) of negative signals."""
     if rows:
         await conn.execute(
-            "INSERT INTO signal_reach (value, time, event_id, customer_id, channel)"
-            " SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[],"
-            " $5::text[]) ON CONFLICT DO NOTHING",
-            *[[r[i] for r in rows] for i in range(5)],
+            insert_unnest(
+                "signal_reach",
+                "value text",
+                "time timestamptz",
+                "event_id text",
+                "customer_id text",
+                "channel text",
+            ),
+            *as_columns(rows, 5),
         )
 
 

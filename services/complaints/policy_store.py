@@ -20,7 +20,7 @@ import orjson
 from services.complaints.policies import CalendarRule, PolicyBook, PolicyRule
 from services.complaints.settings import ComplaintsSettings
 from services.complaints.sla import Priority, SlaConfig, Targets, tier_or_unknown
-from shared.db import Connection, Pool
+from shared.db import Connection, Pool, as_columns, insert_unnest
 from shared.service import Resources, every
 
 log = logging.getLogger(__name__)
@@ -108,9 +108,10 @@ async def insert_rules(conn: Connection, rules: Iterable[Rule]) -> None:
     rows = [rule_row(rule) for rule in rules]
     if rows:
         await conn.execute(
-            f"INSERT INTO {RULES_TABLE} (kind, name, effective_from, spec) SELECT * FROM "
-            "unnest($1::text[], $2::text[], $3::timestamptz[], $4::jsonb[]) ON CONFLICT DO NOTHING",
-            *[[row[i] for row in rows] for i in range(4)],
+            insert_unnest(
+                RULES_TABLE, "kind text", "name text", "effective_from timestamptz", "spec jsonb"
+            ),
+            *as_columns(rows, 4),
         )
 
 

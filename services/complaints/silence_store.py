@@ -8,7 +8,7 @@ from collections.abc import Collection, Mapping
 from datetime import datetime
 
 from services.complaints.silence import CustomerSilence, Watch
-from shared.db import Connection
+from shared.db import Connection, as_columns, insert_unnest
 
 
 async def lock_customers(conn: Connection, customers: Collection[str]) -> None:
@@ -45,10 +45,14 @@ async def save(conn: Connection, states: Mapping[str, CustomerSilence]) -> None:
         return
     ids = list(states)
     await conn.execute(
-        "INSERT INTO silence_customers (customer_id, last_activity, latest_resolution)"
-        " SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[])"
-        " ON CONFLICT (customer_id) DO UPDATE SET last_activity = EXCLUDED.last_activity,"
-        " latest_resolution = EXCLUDED.latest_resolution",
+        insert_unnest(
+            "silence_customers",
+            "customer_id text",
+            "last_activity timestamptz",
+            "latest_resolution timestamptz",
+            then="ON CONFLICT (customer_id) DO UPDATE SET last_activity = EXCLUDED.last_activity,"
+            " latest_resolution = EXCLUDED.latest_resolution",
+        ),
         ids,
         [states[c].last_activity for c in ids],
         [states[c].latest_resolution for c in ids],
@@ -57,10 +61,16 @@ async def save(conn: Connection, states: Mapping[str, CustomerSilence]) -> None:
     rows = [(c, *_watch_row(w)) for c in ids for w in states[c].watches]
     if rows:
         await conn.execute(
-            "INSERT INTO silence_watches (customer_id, complaint_id, resolved_at,"
-            " first_activity_after, last_activity_before) SELECT * FROM unnest($1::text[],"
-            " $2::text[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[])",
-            *[[r[i] for r in rows] for i in range(5)],
+            insert_unnest(
+                "silence_watches",
+                "customer_id text",
+                "complaint_id text",
+                "resolved_at timestamptz",
+                "first_activity_after timestamptz",
+                "last_activity_before timestamptz",
+                then="",  # their watches were deleted above: a conflict would be a bug, and fails
+            ),
+            *as_columns(rows, 5),
         )
 
 
