@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Final, Literal, get_args
 
 import orjson
 from pydantic import (
@@ -26,6 +26,8 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
     model_validator,
 )
@@ -146,6 +148,23 @@ class Tier(StrEnum):
     DEVELOPING = "developing"
     POTENTIAL = "potential"
     FORGOTTEN = "forgotten"
+
+
+# What SLA events (and complaints' SLA policies) name as the customer's tier: a Tier, or
+# "unknown" for a customer scoring has not placed (not scored yet, or a tier we do not know).
+UNKNOWN_TIER: Final = "unknown"
+
+
+def _one_tier_error(value: object, handler: ValidatorFunctionWrapHandler) -> object:
+    """One error naming every accepted value, not one per member of the union."""
+    try:
+        return handler(value)
+    except ValidationError:
+        names = ", ".join(f"'{name}'" for name in (*Tier, UNKNOWN_TIER))
+        raise ValueError(f"must be one of {names}") from None
+
+
+TierOrUnknown = Annotated[Tier | Literal["unknown"], WrapValidator(_one_tier_error)]
 
 
 Relationship = Literal["prospect", "new", "current", "lapsed", "reluctant"]
@@ -470,7 +489,7 @@ class TierSummary(EventData):
     """Customers and lifetime value of one tier at a re-score (subject: "tier:<tier>")."""
 
     as_of: Timestamp
-    tier: Annotated[str, Field(max_length=32)]
+    tier: Tier
     customers: int = Field(ge=0, le=MAX_COUNT)
     customer_equity: Decimal | None = Field(
         default=None,
@@ -496,7 +515,7 @@ class SlaEventData(ComplaintEvent):
     cycle: int = Field(ge=0, le=MAX_COUNT)
     target_seconds: float = Field(ge=0, le=MAX_SECONDS, description="Target in business seconds.")
     priority: Priority | None = None
-    tier: Annotated[str, Field(max_length=32)] | None = None
+    tier: TierOrUnknown | None = None
     category: Annotated[str, Field(max_length=64)] | None = None
     channel: Annotated[str, Field(max_length=64)] | None = None
 

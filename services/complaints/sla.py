@@ -85,7 +85,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from itertools import product
-from typing import Any, Final, Literal, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
@@ -96,8 +96,12 @@ from services.complaints.business_time import (
     add_business_times,
     business_elapsed,
 )
-from shared.events import Priority as Priority  # re-exported: the SLA's callers name it here
-from shared.events import Tier as Tier  # re-exported likewise
+
+# Re-exported: the SLA's callers name them here.
+from shared.events import UNKNOWN_TIER as UNKNOWN_TIER
+from shared.events import Priority as Priority
+from shared.events import Tier as Tier
+from shared.events import TierOrUnknown as TierOrUnknown
 
 ZERO = timedelta(0)
 _Frozen = TypeVar("_Frozen")
@@ -118,11 +122,8 @@ class Metric(StrEnum):
     RESOLUTION = "resolution"
 
 
-# A customer's tier as the SLA policies see it: scoring's tier, or UNKNOWN_TIER for a customer
-# scoring has not placed (not scored yet, or a tier change naming no tier we know). Policies
-# select by it like by any tier; policy files, the API and stored states write it "unknown".
-UNKNOWN_TIER: Final = "unknown"
-TierOrUnknown = Tier | Literal["unknown"]
+# Policies select by a customer's tier or UNKNOWN_TIER (a customer scoring has not placed):
+# policy files, the API, stored states and SLA events write it "unknown".
 TIERS_OR_UNKNOWN: tuple[TierOrUnknown, ...] = (*Tier, UNKNOWN_TIER)
 
 

@@ -113,3 +113,27 @@ def test_normalised_bytes_and_hash_are_stable() -> None:
     assert first.content_hash() == second.content_hash()
     changed = validate_event(raw(source="other"), CONTEXT)
     assert changed.content_hash() != first.content_hash()
+
+
+SLA_DATA = {"complaint_id": "k-1", "metric": "resolution", "cycle": 0, "target_seconds": 3600}
+SUMMARY_DATA = {"as_of": "2026-01-05T00:00:00Z", "customers": 3}
+
+
+@pytest.mark.parametrize("tier", ["gold", "developing", "potential", "forgotten", "unknown", None])
+def test_an_sla_event_names_a_tier_or_unknown(tier: str | None) -> None:
+    event = raw(
+        "crm.complaint.sla_breached", source="crm/complaints", data={**SLA_DATA, "tier": tier}
+    )
+    assert validate_event(event, CONTEXT).data.tier == tier  # type: ignore[attr-defined]
+
+
+def test_a_tier_outside_the_vocabulary_is_refused() -> None:
+    sla = raw("crm.complaint.sla_breached", source="crm/c", data={**SLA_DATA, "tier": "vip"})
+    assert "'unknown'" in errors_of(sla)["data.tier"]
+    for name in ("unknown", "vip"):
+        summary = raw(
+            "crm.scoring.tier_summary", source="crm/s", data={**SUMMARY_DATA, "tier": name}
+        )
+        assert "data.tier" in errors_of(summary)
+    summary = raw("crm.scoring.tier_summary", source="crm/s", data={**SUMMARY_DATA, "tier": "gold"})
+    assert validate_event(summary, CONTEXT).data.tier == "gold"  # type: ignore[attr-defined]
