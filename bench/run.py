@@ -13,16 +13,16 @@ minutes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import json
 import os
 import platform
-import random
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -38,7 +38,7 @@ import psutil
 from aiokafka import ConsumerRecord, TopicPartition
 
 from bench.bench_clv import bench as bench_clv
-from bench.loadgen import AUTH, BENCH_TOKEN, LoadResult, request_bytes, run_load
+from bench.loadgen import AUTH, BENCH_TOKEN, request_bytes, run_load
 from shared import kafka
 from shared.auth import token_sha256
 from shared.events import Topic, ValidationContext, validate_event
@@ -267,7 +267,9 @@ async def raw_write(dsn: str, rows: int) -> dict[str, float]:
         await conn.close()
 
 
-async def raw_http(bodies: dict[int, bytes]) -> dict[int, dict[str, float]]:
+@contextlib.asynccontextmanager
+async def echo_server() -> AsyncIterator[int]:
+    """The minimal ASGI endpoint (bench/echo_app.py) in a process of its own; its port."""
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "bench.echo_app", str(port)])
     try:
@@ -279,15 +281,29 @@ async def raw_http(bodies: dict[int, bytes]) -> dict[int, dict[str, float]]:
                     break
                 except httpx.HTTPError:
                     await asyncio.sleep(0.1)
+        yield port
+    finally:
+        server.terminate()
+        server.wait()
+
+
+async def raw_http(bodies: dict[int, bytes]) -> dict[int, dict[str, float]]:
+    async with echo_server() as port:
         results = {}
         for batch, body in bodies.items():
             request = request_bytes("POST", "/v1/events", body)
             load = await run_load(port, lambda _n, r=request: r, clients=8, duration=2 * SCALE)
             results[batch] = load.summary(batch)
         return results
-    finally:
-        server.terminate()
-        server.wait()
+
+
+async def raw_http_get(clients: int, seconds: float) -> dict[str, float]:
+    """The ceiling of a read: a GET of a /v1 path with a key, as the reads send them."""
+    request = request_bytes("GET", "/v1/customers/c-1/rfm")
+    async with echo_server() as port:
+        return (
+            await run_load(port, lambda _n: request, clients=clients, duration=seconds)
+        ).summary()
 
 
 # ---- the pipeline ---------------------------------------------------------------------------
@@ -541,43 +557,6 @@ async def freshness(stack: Stack, dsn: str, rate: float, seconds: float) -> dict
             "seen": len(latencies),
         }
     return result
-
-
-async def reads(stack: Stack, customers: list[str]) -> dict[str, Any]:
-    today = date.today()
-    cases: dict[str, tuple[str, Callable[[int], bytes]]] = {
-        "score lookup (live)": (
-            "scoring",
-            lambda n: request_bytes("GET", f"/v1/customers/{customers[n % len(customers)]}/score"),
-        ),
-        "rfm lookup": (
-            "scoring",
-            lambda n: request_bytes("GET", f"/v1/customers/{customers[n % len(customers)]}/rfm"),
-        ),
-        "customer view": (
-            "scoring",
-            lambda n: request_bytes("GET", f"/v1/customers/{customers[n % len(customers)]}"),
-        ),
-        # The dashboard's customer-base KPIs: churn and retention, not just sales.
-        "daily KPIs with churn and retention (30 days)": (
-            "reporting",
-            lambda n: request_bytes("GET", _base_kpis(today - timedelta(days=29), today)),
-        ),
-        "daily KPIs with churn and retention (365 days)": (
-            "reporting",
-            lambda n: request_bytes("GET", _base_kpis(today - timedelta(days=364), today)),
-        ),
-    }
-    results = {}
-    for label, (service, make) in cases.items():
-        load: LoadResult = await run_load(stack.port(service), make, clients=64, duration=4 * SCALE)
-        results[label] = load.summary()
-    return results
-
-
-def _base_kpis(start: date, end: date) -> str:
-    metrics = "churn_rate,retention_rate,active_customers,lost_customers"
-    return f"/v1/kpis?granularity=day&metrics={metrics}&from={start}&to={end}"
 
 
 async def produce_backlog(settings: CommonSettings, events: int) -> dict[str, int]:
@@ -911,11 +890,6 @@ def markdown(r: dict[str, Any]) -> str:
     for f in r["freshness"]:
         lines += freshness_rows(f)
     lines += catch_up_rows(r["catch_up"], min(consume, write))
-    for label, m in r["reads"].items():
-        lines.append(
-            f"| {label}, 64 clients | {m['requests_per_s']:,.0f} req/s, p50 "
-            f"{m['p50_ms']} ms, p99 {m['p99_ms']} ms | target p99 < 10 ms (lookups) | |"
-        )
     for model in r["models"]:
         s = model["seconds"]
         lines.append(
@@ -940,10 +914,16 @@ def markdown(r: dict[str, Any]) -> str:
         )
     memory = ", ".join(f"{k} {v} MB" for k, v in r["peak_rss_mb"].items())
     lines.append(f"| peak RSS | {memory} | | |")
+    if "scale" in r:
+        from bench import scale
+
+        lines += scale.markdown_rows(r["scale"])
     return "\n".join(lines)
 
 
 async def run() -> dict[str, Any]:
+    from bench import scale  # (it builds on this module's stack)
+
     results: dict[str, Any] = {"machine": machine()}
     with tempfile.TemporaryDirectory(prefix="crm-bench-") as tmp:
         stack = Stack(Path(tmp))
@@ -979,18 +959,7 @@ async def run() -> dict[str, Any]:
             ]
             await wait_caught_up(stack)
             print("freshness done", flush=True)
-            conn = await asyncpg.connect(dsn)
-            customers = [
-                r[0]
-                for r in await conn.fetch(
-                    "SELECT customer_id FROM scoring.purchase_summaries LIMIT 5000"
-                )
-            ]
-            await conn.close()
-            random.Random(1).shuffle(customers)
-            results["reads"] = await reads(stack, customers)
             results["peak_rss_mb"] = stack.stop_services()
-            print("reads done", flush=True)
             stack.broker.restart()  # a clean log for the backlog
             results["catch_up"] = await catch_up(stack, scaled(100_000))
             print("catch-up done", flush=True)
@@ -998,6 +967,11 @@ async def run() -> dict[str, Any]:
             print("rebuild done", flush=True)
             results["import"] = await import_history(stack, scaled(1_000_000))
             print("import done", flush=True)
+            stack.broker.restart()  # the broker keeps records in memory: a clean one
+            results["scale"] = await scale.reads_at_scale(
+                stack, scaled(1_000_000), scaled(5_000_000)
+            )
+            print("reads at scale done", flush=True)
         finally:
             stack.close()
     results["models"] = [bench_clv(n, seed=1) for n in (100_000, 1_000_000)]
