@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,7 +69,7 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
 
 
 async def run_load(
-    port: int,
+    port: int | Sequence[int],
     make_request: Callable[[int], bytes],
     *,
     clients: int,
@@ -77,12 +77,14 @@ async def run_load(
     max_requests: int | None = None,
 ) -> LoadResult:
     """`clients` connections sending requests back to back for `duration` seconds (or until
-    `max_requests`); make_request(n) builds the n-th request."""
+    `max_requests`); make_request(n) builds the n-th request. Given several ports (replicas
+    of a service), the connections are spread over them in turn, as a load balancer would."""
+    ports = [port] if isinstance(port, int) else list(port)
     result = LoadResult()
     counter = iter(range(10**12))
     deadline = time.perf_counter() + duration
 
-    async def client() -> None:
+    async def client(port: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             while time.perf_counter() < deadline:
@@ -101,6 +103,6 @@ async def run_load(
             writer.close()
 
     started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
+    await asyncio.gather(*(client(ports[i % len(ports)]) for i in range(clients)))
     result.seconds = time.perf_counter() - started
     return result

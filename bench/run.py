@@ -151,6 +151,10 @@ class Stack:
     def port(self, name: str) -> int:
         return next(s.port for s in self.services if s.name == name)
 
+    def ports(self, name: str) -> list[int]:
+        """The ports of every running instance of a service."""
+        return [s.port for s in self.services if s.name == name]
+
     def stop_services(self) -> dict[str, float]:
         """Stop the services; return each one's peak resident memory (MB)."""
         peaks = {}
@@ -268,27 +272,34 @@ async def raw_write(dsn: str, rows: int) -> dict[str, float]:
 
 
 @contextlib.asynccontextmanager
-async def echo_server() -> AsyncIterator[int]:
-    """The minimal ASGI endpoint (bench/echo_app.py) in a process of its own; its port."""
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "bench.echo_app", str(port)])
+async def echo_servers(processes: int = 1) -> AsyncIterator[list[int]]:
+    """The minimal ASGI endpoint (bench/echo_app.py), each instance a process of its own;
+    their ports."""
+    ports = [free_port() for _ in range(processes)]
+    servers = [
+        subprocess.Popen([sys.executable, "-m", "bench.echo_app", str(port)]) for port in ports
+    ]
     try:
         async with httpx.AsyncClient() as client:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                try:
-                    await client.post(f"http://127.0.0.1:{port}/", content=b"{}")
-                    break
-                except httpx.HTTPError:
-                    await asyncio.sleep(0.1)
-        yield port
+            for port in ports:
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    try:
+                        await client.post(f"http://127.0.0.1:{port}/", content=b"{}")
+                        break
+                    except httpx.HTTPError:
+                        await asyncio.sleep(0.1)
+        yield ports
     finally:
-        server.terminate()
-        server.wait()
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait()
 
 
 async def raw_http(bodies: dict[int, bytes]) -> dict[int, dict[str, float]]:
-    async with echo_server() as port:
+    async with echo_servers() as ports:
+        port = ports[0]
         results = {}
         for batch, body in bodies.items():
             request = request_bytes("POST", "/v1/events", body)
@@ -297,13 +308,13 @@ async def raw_http(bodies: dict[int, bytes]) -> dict[int, dict[str, float]]:
         return results
 
 
-async def raw_http_get(clients: int, seconds: float) -> dict[str, float]:
-    """The ceiling of a read: a GET of a /v1 path with a key, as the reads send them."""
+async def raw_http_get(clients: int, seconds: float, processes: int = 1) -> dict[str, float]:
+    """The ceiling of a read: a GET of a /v1 path with a key, as the reads send them, to
+    `processes` instances of the minimal endpoint."""
     request = request_bytes("GET", "/v1/customers/c-1/rfm")
-    async with echo_server() as port:
-        return (
-            await run_load(port, lambda _n: request, clients=clients, duration=seconds)
-        ).summary()
+    async with echo_servers(processes) as ports:
+        load = await run_load(ports, lambda _n: request, clients=clients, duration=seconds)
+        return load.summary()
 
 
 # ---- the pipeline ---------------------------------------------------------------------------

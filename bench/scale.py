@@ -48,6 +48,7 @@ PURCHASE_MAPPING = {
     "time": "Placed",
 }
 CHANNELS = ("web", "store", "app", "partner")
+READ_SERVICES = ("scoring", "reporting")
 
 
 # The read path's targets: (share of the raw HTTP GET rate, p99 in ms); as_of is judged
@@ -198,28 +199,33 @@ def read_cases(customers: int, buyers: list[int]) -> dict[str, tuple[str, Callab
 
 
 async def measure_reads(
-    stack: Stack, customers: int, buyers: list[int], seconds: float
+    stack: Stack, customers: int, buyers: list[int], seconds: float, instances: int
 ) -> dict[str, Any]:
-    results: dict[str, Any] = {"raw HTTP GET": await raw_http_get(CLIENTS, seconds)}
+    """Every read against the running instances of its service; the ceiling is a raw GET to
+    as many processes of the minimal endpoint."""
+    raw = await raw_http_get(CLIENTS, seconds, processes=instances)
+    results: dict[str, Any] = {"raw HTTP GET": raw}
     for label, (service, make) in read_cases(customers, buyers).items():
-        port = stack.port(service)
-        await run_load(port, make, clients=CLIENTS, duration=1)  # warm plans and caches
-        load = await run_load(port, make, clients=CLIENTS, duration=seconds)
+        ports = stack.ports(service)
+        await run_load(ports, make, clients=CLIENTS, duration=1)  # warm plans and caches
+        load = await run_load(ports, make, clients=CLIENTS, duration=seconds)
         results[label] = load.summary() | {
             "statuses": {str(k): v for k, v in load.statuses.items()}
         }
-        print(label, results[label], flush=True)
+        print(f"{label} ({instances} instance(s))", results[label], flush=True)
     return results
+
+
+async def start(stack: Stack, names: tuple[str, ...], *, fresh: bool) -> None:
+    # The stage re-scores when it means to (rescore_twice), not on the scheduler's clock.
+    await stack.start_services(
+        DATABASE, names, fresh=fresh, TIMEZONE="UTC", SCORING_RESCORE_SECONDS="86400"
+    )
 
 
 async def reads_at_scale(stack: Stack, customers: int, purchases: int) -> dict[str, Any]:
     """The whole stage on `stack` (its broker and database already started)."""
-    await stack.start_services(
-        DATABASE,
-        ("ingest", "scoring", "reporting"),
-        TIMEZONE="UTC",
-        SCORING_RESCORE_SECONDS="86400",  # the stage re-scores when it means to (below)
-    )
+    await start(stack, ("ingest", *READ_SERVICES), fresh=True)
     dsn = stack.database.dsn_for(DATABASE)
     loaded, buyers = await load_history(stack, customers, purchases)
     results: dict[str, Any] = {"load": loaded}
@@ -227,7 +233,12 @@ async def reads_at_scale(stack: Stack, customers: int, purchases: int) -> dict[s
     results["rescore"] = await rescore_twice(dsn)
     print("scale: re-scored", results["rescore"], flush=True)
     results["database_gb"] = await database_size(dsn)
-    results["reads"] = await measure_reads(stack, customers, buyers, 8 * max(SCALE, 0.5))
+    seconds = 8 * max(SCALE, 0.5)
+    results["reads"] = {"1": await measure_reads(stack, customers, buyers, seconds, 1)}
+    # Two instances of each read service, as a deployment scales reads out: they share the
+    # database and split the topics' partitions (tests/integration/*_concurrency.py).
+    await start(stack, READ_SERVICES, fresh=False)
+    results["reads"]["2"] = await measure_reads(stack, customers, buyers, seconds, 2)
     results["peak_rss_mb"] = stack.stop_services()
     return results
 
@@ -249,6 +260,24 @@ def judged(label: str, read: dict[str, Any], reads: dict[str, Any]) -> tuple[str
     )
 
 
+def read_rows(reads: dict[str, Any], base: str, instances: str) -> list[str]:
+    raw = reads["raw HTTP GET"]
+    lines = [
+        f"| raw HTTP GET, {instances}, {CLIENTS} clients | {raw['requests_per_s']:,.0f} req/s, "
+        f"p50 {raw['p50_ms']} ms, p99 {raw['p99_ms']} ms | | |"
+    ]
+    for label, read in reads.items():
+        if label == "raw HTTP GET":
+            continue
+        target, verdict = judged(label, read, reads)
+        lines.append(
+            f"| {label} at {base}, {instances}, {CLIENTS} clients | "
+            f"{read['requests_per_s']:,.0f} req/s, p50 {read['p50_ms']} ms, p99 "
+            f"{read['p99_ms']} ms | {target} | {verdict} |"
+        )
+    return lines
+
+
 def markdown_rows(r: dict[str, Any]) -> list[str]:
     """The stage's rows of bench/results/latest.md."""
     load, base = r["load"], f"{r['load']['customers']:,} customers"
@@ -263,20 +292,8 @@ def markdown_rows(r: dict[str, Any]) -> list[str]:
             f"| re-score at {base}, as of {run['as_of']} | {run['seconds']} s, "
             f"{run['history_rows']:,} history rows kept | | |"
         )
-    reads = r["reads"]
-    raw = reads["raw HTTP GET"]
-    lines.append(
-        f"| raw HTTP GET, {CLIENTS} clients | {raw['requests_per_s']:,.0f} req/s, p50 "
-        f"{raw['p50_ms']} ms, p99 {raw['p99_ms']} ms | | |"
-    )
-    for label, read in reads.items():
-        if label == "raw HTTP GET":
-            continue
-        target, verdict = judged(label, read, reads)
-        lines.append(
-            f"| {label} at {base}, {CLIENTS} clients | {read['requests_per_s']:,.0f} req/s, "
-            f"p50 {read['p50_ms']} ms, p99 {read['p99_ms']} ms | {target} | {verdict} |"
-        )
+    for instances, reads in r["reads"].items():
+        lines += read_rows(reads, base, f"{instances} instance{'s' if instances != '1' else ''}")
     memory = ", ".join(f"{k} {v} MB" for k, v in r["peak_rss_mb"].items())
     lines.append(f"| peak RSS at {base} | {memory} | | |")
     return lines
