@@ -363,13 +363,9 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
     ) -> Principal:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise _unauthorised("no API key: send `Authorization: Bearer <key>`")
-        res = request.app.state.resources
+        res = request.app.state.resources  # shared.service.Resources (which imports this)
         ring: KeyRing = res.keys
-        failures: FailedAuthentications | None = res.state.get("failed_authentications")
-        if failures is None:
-            failures = res.state["failed_authentications"] = FailedAuthentications(
-                request.app.state.settings
-            )
+        failures: FailedAuthentications = res.failed_authentications
         address = request.client.host if request.client else "unknown"
         wait = failures.wait(address)
         verdict = await ring.authenticate(credentials.credentials, look_up=wait == 0)

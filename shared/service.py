@@ -17,15 +17,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic
 
 import asyncpg
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.routing import APIRoute
+from typing_extensions import TypeVar
 
 from shared import db, kafka, logs, metrics, tracing
-from shared.auth import KeyRing
+from shared.auth import FailedAuthentications, KeyRing
 from shared.consumer import ConsumerRuntime, ConsumerStatus, Projection
 from shared.events import ValidationContext
 from shared.freshness import ReadYourWritesMiddleware
@@ -53,25 +54,38 @@ DATABASE_CHECK_SECONDS = 1.0
 DATABASE_CHECK_TIMEOUT = 2.0
 DATABASE_VERDICT_MAX_AGE = 10.0
 
+# A service's settings class and caches, which its spec declares and its resources hold
+# (a bare `ServiceSpec`: any service's, read through the common settings).
+S = TypeVar("S", bound=CommonSettings, default=CommonSettings)
+C = TypeVar("C", default=object)
+# The same for Resources, covariant, and a bare `Resources` (code for any service: the shared
+# tasks and routes) reads the common settings: nothing reassigns `settings` or `caches`.
+SettingsT = TypeVar("SettingsT", bound=CommonSettings, covariant=True, default=CommonSettings)
+CachesT = TypeVar("CachesT", covariant=True, default=object)
+
 
 @dataclass(frozen=True)
-class ServiceSpec:
+class ServiceSpec(Generic[S, C]):
     name: str
     schema: str
     default_port: int
     migrations: Path
     routers: Sequence[APIRouter]
     description: str
-    projection: Callable[[CommonSettings], Projection] | None = None
+    # The service's own settings class: create_app builds its resources with settings of it.
+    settings_type: type[S]
+    # What the service keeps between requests (a small dataclass of its own; None: nothing),
+    # made once at start-up from its settings.
+    caches: Callable[[S], C]
+    projection: Callable[[S], Projection] | None = None
     publishes: bool = False  # has an event log and outbox relay
     # Whether a consumer without partitions makes the service unready. Not for ingest: its
     # consumer only archives, and it must keep taking events while the broker is away.
     consumer_gates_readiness: bool = True
     # Long-running work of the service (schedulers): started after the consumer, cancelled
     # at shutdown. Each gets the running service's resources.
-    tasks: Sequence[Callable[[Resources], Awaitable[None]]] = ()
+    tasks: Sequence[Callable[[Resources[S, C]], Awaitable[None]]] = ()
     tags: list[dict[str, str]] = field(default_factory=list)
-    settings_type: type[CommonSettings] = CommonSettings
     # Tables the service writes itself rather than folds from topics (job state, fitted
     # models, emitted-event marks): `crm rebuild` carries them over to the rebuilt schema,
     # with the event log and outbox of a service that publishes.
@@ -99,17 +113,22 @@ class DatabaseVerdict:
 
 
 @dataclass
-class Resources:
-    settings: CommonSettings
+class Resources(Generic[SettingsT, CachesT]):
+    """What a running service holds: its own settings and caches (typed per service: each
+    names its `Resources[XSettings, XCaches]` and the dependency its routes take, in
+    services/<name>/resources.py) and the parts every service has."""
+
+    settings: SettingsT
+    caches: CachesT
     pool: db.Pool
     keys: KeyRing
+    failed_authentications: FailedAuthentications  # per client address (shared.auth.require)
     consumer: ConsumerRuntime | None = None
     # Consumers a service runs beside its main one (complaints' activity consumer), by name:
     # readiness judges each like the main one.
     side_consumers: dict[str, ConsumerRuntime] = field(default_factory=dict)
     relay: OutboxRelay | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
-    state: dict[str, Any] = field(default_factory=dict)  # a service's own caches
     # Migrations have just run when this is made: the database answered.
     database: DatabaseVerdict = field(
         default_factory=lambda: DatabaseVerdict(reachable=True, checked_at=time.monotonic())
@@ -135,8 +154,14 @@ def validation_context(settings: CommonSettings) -> ValidationContext:
     )
 
 
+def no_caches(_settings: CommonSettings) -> None:
+    """The caches of a service that keeps nothing between requests."""
+
+
 async def resources(request: Request) -> Resources:
-    """FastAPI dependency: the running service's resources. `async` because FastAPI runs a
+    """FastAPI dependency: the running service's resources, which create_app built from its
+    spec: a service's routes take them typed, `Annotated[Resources[XSettings, XCaches],
+    Depends(resources)]` (services/<name>/resources.py). `async` because FastAPI runs a
     plain `def` dependency in its thread pool: a thread hop per request, which was a third of
     a row lookup's CPU (0.72 -> 0.46 ms per RFM lookup, bench/reads_scoring.py --profile)."""
     found: Resources = request.app.state.resources
@@ -166,10 +191,18 @@ def operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
+def create_app(spec: ServiceSpec[S, C], settings: CommonSettings) -> FastAPI:
+    """The service's app. Settings of another class (the common ones) become the service's
+    own, its other fields read from the environment: built once, here."""
+    own = (
+        settings
+        if isinstance(settings, spec.settings_type)
+        else spec.settings_type(**settings.model_dump())
+    )
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        res = await _start(spec, settings)
+        res = await _start(spec, own)
         # What start-up made lives as long as the process: out of the collector's way, so a
         # full collection walks only what requests and batches make.
         gc.freeze()
@@ -188,7 +221,6 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
         openapi_tags=spec.tags or None,
         generate_unique_id_function=operation_id,
     )
-    app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(EntityTagMiddleware)
     app.add_middleware(ReadYourWritesMiddleware, max_wait_seconds=settings.read_wait_max_seconds)
@@ -202,7 +234,7 @@ def create_app(spec: ServiceSpec, settings: CommonSettings) -> FastAPI:
     return app
 
 
-async def _start(spec: ServiceSpec, settings: CommonSettings) -> Resources:
+async def _start(spec: ServiceSpec[S, C], settings: S) -> Resources[S, C]:
     pool = await db.create_pool(
         settings.database_url,
         spec.schema,
@@ -210,8 +242,13 @@ async def _start(spec: ServiceSpec, settings: CommonSettings) -> Resources:
         max_size=settings.db_pool_max,
     )
     await db.migrate(pool, spec.schema, *spec.migration_directories())
-    keys = KeyRing(pool, settings.admin_key_sha256, settings.api_key_cache_seconds)
-    res = Resources(settings, pool, keys)
+    res = Resources(
+        settings,
+        spec.caches(settings),
+        pool,
+        KeyRing(pool, settings.admin_key_sha256, settings.api_key_cache_seconds),
+        FailedAuthentications(settings),
+    )
     await kafka.wait_for_broker(settings)
     if spec.publishes:
         res.relay = OutboxRelay(settings, pool, spec.schema)
@@ -227,7 +264,9 @@ async def _start(spec: ServiceSpec, settings: CommonSettings) -> Resources:
     return res
 
 
-async def _supervised(task: Callable[[Resources], Awaitable[None]], res: Resources) -> None:
+async def _supervised(
+    task: Callable[[Resources[S, C]], Awaitable[None]], res: Resources[S, C]
+) -> None:
     """Run a service task; if it fails, log and start it again after a pause."""
     while True:
         try:
@@ -289,7 +328,7 @@ async def _stop(res: Resources) -> None:
     await res.pool.close()
 
 
-def _readiness(app: FastAPI, spec: ServiceSpec) -> dict[str, Any]:
+def _readiness(app: FastAPI, spec: ServiceSpec[Any, Any]) -> dict[str, Any]:
     """Readiness from state the service already holds: no database or broker round trip, so
     a probe answers at once however busy the service is."""
     res: Resources | None = getattr(app.state, "resources", None)
@@ -374,7 +413,7 @@ def _error_type(described: str | None) -> str | None:
     return None if described is None else described.split(":", 1)[0]
 
 
-def serve(spec: ServiceSpec, settings: CommonSettings) -> None:
+def serve(spec: ServiceSpec[S, C], settings: CommonSettings) -> None:
     """Run the service until SIGINT/SIGTERM; uvicorn then drains requests and the lifespan
     stops the consumer after its batch in flight has committed."""
     logs.configure(spec.name, settings.log_level)

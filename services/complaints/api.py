@@ -8,40 +8,34 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from fastapi import Body, Depends, HTTPException, Path, Query
-from pydantic import BaseModel, Field, ValidationError, create_model
+from fastapi import Body, HTTPException, Path, Query
+from pydantic import BaseModel, Field, create_model
 
 from services.complaints import fold, policy_store, sla, store
 from services.complaints.business_time import business_elapsed
 from services.complaints.domain import (
+    COMMAND_DATA,
     COMMANDS,
+    HIGHEST_ESCALATION_LEVEL,
     STEP_ORDER,
+    Complaint,
     Invalid,
+    InvalidBody,
     Rejected,
     StepDone,
     StepPolicy,
     StepStats,
-    decide,
+    command_event,
     derive,
     reached,
     step_durations,
 )
-from services.complaints.settings import ComplaintsSettings
+from services.complaints.resources import Complaints, ComplaintsResources
 from shared.auth import api_router
 from shared.db import Connection
 from shared.events import (
     EVENT_TYPES,
-    ComplaintClosed,
-    ComplaintCustomerReplied,
-    ComplaintEscalated,
     ComplaintEvent,
-    ComplaintFeedback,
-    ComplaintReopened,
-    ComplaintResolved,
-    ComplaintResponded,
-    ComplaintSolutionProposed,
-    ComplaintStepDone,
-    ComplaintWaiting,
     Event,
     EventData,
     Priority,
@@ -57,7 +51,6 @@ from shared.http import (
     invalid,
 )
 from shared.outbox import append_events
-from shared.service import Resources, resources
 
 router = api_router("complaints:act", tags=["complaints"], route_class=BoundedBodyRoute)
 
@@ -70,21 +63,16 @@ BAD_INPUT: Responses = {422: {"model": ErrorBody, "description": "Invalid parame
 AGENT_SOURCE = "crm/complaints/agent"
 
 
-def _settings(res: Resources) -> ComplaintsSettings:
-    assert isinstance(res.settings, ComplaintsSettings)
-    return res.settings
-
-
-async def _current_sla_config(res: Resources) -> sla.SlaConfig:
+async def _current_sla_config(res: ComplaintsResources) -> sla.SlaConfig:
     """The SLA configuration with the rules as stored now: another instance may have added a
     version a moment ago, and a clock that names it must not fail the read."""
-    settings = _settings(res)
+    settings = res.settings
     await policy_store.refresh_now(res.pool, settings)
     return settings.sla_config()
 
 
-def _policy(res: Resources) -> StepPolicy:
-    return StepPolicy(frozenset(_settings(res).complaint_steps_skippable))
+def _policy(res: ComplaintsResources) -> StepPolicy:
+    return StepPolicy(frozenset(res.settings.complaint_steps_skippable))
 
 
 class ClockSegmentOut(BaseModel):
@@ -236,9 +224,7 @@ class ComplaintOut(ComplaintSummary):
     summary="One complaint: state, history and every SLA clock",
     responses=NOT_FOUND,
 )
-async def get_complaint(
-    complaint_id: ComplaintId, res: Annotated[Resources, Depends(resources)]
-) -> ComplaintOut:
+async def get_complaint(complaint_id: ComplaintId, res: Complaints) -> ComplaintOut:
     found = await store.load_complaint(res.pool, complaint_id)
     if found is None:
         raise HTTPException(404, f"no complaint '{complaint_id}'")
@@ -322,7 +308,7 @@ def _duration_out(position: int, stats: StepStats) -> StepDurationOut:
     responses=BAD_INPUT,
 )
 async def get_step_durations(
-    res: Annotated[Resources, Depends(resources)],
+    res: Complaints,
     start: Annotated[Timestamp | None, Query(alias="from")] = None,
     end: Annotated[Timestamp | None, Query(alias="to")] = None,
     clock: Literal["business", "wall"] = "business",
@@ -364,7 +350,7 @@ class QueuePage(BaseModel):
     responses=BAD_INPUT,
 )
 async def list_complaints(
-    res: Annotated[Resources, Depends(resources)],
+    res: Complaints,
     status: Annotated[str | None, Query(max_length=32)] = None,
     breached: bool | None = None,
     due_before: Timestamp | None = None,
@@ -398,23 +384,6 @@ async def list_complaints(
 
 # ---- agent commands -----------------------------------------------------------------------
 
-_DATA_MODELS: dict[str, type[EventData]] = {
-    "respond": ComplaintResponded,
-    "wait": ComplaintWaiting,
-    "customer_reply": ComplaintCustomerReplied,
-    "listen": ComplaintStepDone,
-    "thank": ComplaintStepDone,
-    "apologise": ComplaintStepDone,
-    "promise": ComplaintStepDone,
-    "propose": ComplaintSolutionProposed,
-    "escalate": ComplaintEscalated,
-    "resolve": ComplaintResolved,
-    "reopen": ComplaintReopened,
-    "close": ComplaintClosed,
-    "feedback": ComplaintFeedback,
-    "follow_up": ComplaintStepDone,
-}
-
 
 def _body_model(command: str, data_model: type[EventData]) -> type[BaseModel]:
     """The request body: the event's data without complaint_id (it is in the path) and the
@@ -425,7 +394,7 @@ def _body_model(command: str, data_model: type[EventData]) -> type[BaseModel]:
         if name not in ("complaint_id", "step")
     }
     if command == "escalate":  # the level defaults to one above the current one
-        fields["level"] = (int | None, Field(default=None, ge=1, le=10))
+        fields["level"] = (int | None, Field(default=None, ge=1, le=HIGHEST_ESCALATION_LEVEL))
     name = "".join(word.capitalize() for word in command.split("_"))
     return create_model(f"{name}Request", __config__=data_model.model_config, **fields)
 
@@ -436,7 +405,7 @@ class CommandAccepted(BaseModel):
     status_before: str
 
 
-async def _current(conn: Connection, complaint_id: str) -> tuple[list[Event], Any]:
+async def _current(conn: Connection, complaint_id: str) -> tuple[list[Event], Complaint]:
     folded = (await store.load_history(conn, [complaint_id]))[complaint_id]
     seen = {e.id for e in folded}
     pending = [e for e in await store.own_pending(conn, complaint_id) if e.id not in seen]
@@ -446,52 +415,35 @@ async def _current(conn: Connection, complaint_id: str) -> tuple[list[Event], An
     return events, derive(complaint_id, events[0].subject, events)
 
 
-def _problem(status: int, field: str, reason: str) -> HTTPException:
-    """A refused command in the error format: the reason, and the field it is about."""
+def _refusal(refused: InvalidBody | Rejected | Invalid) -> HTTPException:
+    """A refused command in the error format: for a body wrong in itself, "invalid request"
+    and each field's error; otherwise the reason and the field it is about (409: the state
+    stands in the way; 422: the policy refuses the body)."""
+    if isinstance(refused, InvalidBody):
+        errors = [{"field": field, "message": message} for field, message in refused.errors]
+        return HTTPException(422, {"detail": "invalid request", "errors": errors})
+    reason = str(refused)
     return HTTPException(
-        status, {"detail": reason, "errors": [{"field": field, "message": reason}]}
+        409 if isinstance(refused, Rejected) else 422,
+        {"detail": reason, "errors": [{"field": refused.field, "message": reason}]},
     )
 
 
-def _command_route(command: str, data_model: type[EventData]) -> None:
-    body_model = _body_model(command, data_model)
+def _command_route(command: str) -> None:
+    body_model = _body_model(command, COMMAND_DATA[command])
 
     async def run(
-        complaint_id: ComplaintId,
-        res: Annotated[Resources, Depends(resources)],
-        body: BaseModel | None = None,
+        complaint_id: ComplaintId, res: Complaints, body: BaseModel | None = None
     ) -> CommandAccepted:
         values: dict[str, Any] = body.model_dump(exclude_unset=True) if body is not None else {}
         async with res.pool.acquire() as conn, conn.transaction():
             await store.lock_complaint(conn, complaint_id)
             _, state = await _current(conn, complaint_id)
-            if command == "escalate" and values.get("level") is None:
-                values["level"] = min(state.escalation_level + 1, 10)
             now = datetime.now(UTC)
-            promised = values.get("promised_at")
-            if promised is not None and promised < now:
-                raise invalid("body.promised_at", "is in the past")
-            if data_model is ComplaintStepDone:
-                values["step"] = command
             try:
-                data = data_model.model_validate({"complaint_id": complaint_id, **values})
-            except ValidationError as error:
-                raise HTTPException(
-                    422,
-                    {
-                        "detail": "invalid request",
-                        "errors": [
-                            {"field": "body." + ".".join(map(str, e["loc"])), "message": e["msg"]}
-                            for e in error.errors(include_url=False)
-                        ],
-                    },
-                ) from None
-            try:
-                event_type = decide(state, command, data, _policy(res))
-            except Rejected as rejected:
-                raise _problem(409, rejected.field, str(rejected)) from None
-            except Invalid as refused:
-                raise _problem(422, refused.field, str(refused)) from None
+                event_type, data = command_event(state, command, values, now, _policy(res))
+            except (InvalidBody, Rejected, Invalid) as refused:
+                raise _refusal(refused) from None
             event = new_event(
                 event_type,
                 state.customer_id,
@@ -528,5 +480,5 @@ def _command_route(command: str, data_model: type[EventData]) -> None:
     )
 
 
-for _command, _model in _DATA_MODELS.items():
-    _command_route(_command, _model)
+for _command in COMMAND_DATA:
+    _command_route(_command)

@@ -6,16 +6,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, HTTPException, Path, Query
+from fastapi import HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.complaints import crisis_flow, crisis_store
 from services.complaints.crisis import Dimension, SeriesKey
 from services.complaints.crisis_stages import FIRST, Stage, StageRefused, next_stage
+from services.complaints.resources import Complaints
 from shared.auth import api_router
 from shared.events import Identifier, LongText, Timestamp
 from shared.http import BODY_TOO_LARGE, BoundedBodyRoute, ErrorBody, decode_cursor, encode_cursor
-from shared.service import Resources, resources
 
 router = api_router("complaints:act", tags=["alerts"], route_class=BoundedBodyRoute)
 
@@ -92,7 +92,7 @@ class AlertPage(BaseModel):
     responses=BAD_INPUT,
 )
 async def get_alerts(
-    res: Annotated[Resources, Depends(resources)],
+    res: Complaints,
     start: Annotated[Timestamp | None, Query(alias="from")] = None,
     end: Annotated[Timestamp | None, Query(alias="to")] = None,
     stage: Stage | None = None,
@@ -140,9 +140,7 @@ class StageChangedOut(BaseModel):
     | BODY_TOO_LARGE
     | {409: {"model": ErrorBody, "description": "Not the next stage (the reason says why)."}},
 )
-async def move_stage(
-    alert_id: AlertId, body: StageRequest, res: Annotated[Resources, Depends(resources)]
-) -> StageChangedOut:
+async def move_stage(alert_id: AlertId, body: StageRequest, res: Complaints) -> StageChangedOut:
     move = crisis_flow.StageMove(body.stage, body.agent_id, body.note, body.difficulty)
     try:
         async with res.pool.acquire() as conn, conn.transaction():
@@ -194,7 +192,7 @@ class TimelineOut(BaseModel):
     summary="An alert's crisis timeline: stage changes with times and counts, hourly counts",
     responses=NOT_FOUND,
 )
-async def timeline(alert_id: AlertId, res: Annotated[Resources, Depends(resources)]) -> TimelineOut:
+async def timeline(alert_id: AlertId, res: Complaints) -> TimelineOut:
     row = await crisis_store.alert(res.pool, alert_id)
     if row is None:
         raise HTTPException(404, f"no alert '{alert_id}'")

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast, get_args
 
+from pydantic import ValidationError
+
 from services.complaints import sla
 from services.complaints.sla import copy_with
 from shared.events import (
@@ -364,6 +366,74 @@ def decide(state: Complaint, command: str, data: EventData, policy: StepPolicy =
     if isinstance(data, ComplaintSolutionProposed) and data.promised_at is None:
         raise Invalid("a solution is proposed with its timetable", "body.promised_at")
     return event_type
+
+
+# The data of the event each command makes; its body is these fields but complaint_id (in
+# the path) and step (the command names it).
+COMMAND_DATA: dict[str, type[EventData]] = {
+    "respond": ComplaintResponded,
+    "wait": ComplaintWaiting,
+    "customer_reply": ComplaintCustomerReplied,
+    "listen": ComplaintStepDone,
+    "thank": ComplaintStepDone,
+    "apologise": ComplaintStepDone,
+    "promise": ComplaintStepDone,
+    "propose": ComplaintSolutionProposed,
+    "escalate": ComplaintEscalated,
+    "resolve": ComplaintResolved,
+    "reopen": ComplaintReopened,
+    "close": ComplaintClosed,
+    "feedback": ComplaintFeedback,
+    "follow_up": ComplaintStepDone,
+}
+HIGHEST_ESCALATION_LEVEL = 10  # ComplaintEscalated.level's bound
+
+
+class InvalidBody(Exception):
+    """A command's body wrong in itself, whatever the complaint's state (HTTP 422): each
+    error's field and message."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{field}: {message}" for field, message in errors))
+        self.errors = errors
+
+
+def command_event(
+    state: Complaint,
+    command: str,
+    body: dict[str, Any],
+    now: datetime,
+    policy: StepPolicy = STRICT,
+) -> tuple[str, EventData]:
+    """What an agent's command (`body`: the fields the agent sent) becomes on the complaint
+    as it stands at `now`: the event's type and data. Refused with InvalidBody, Rejected
+    (the state stands in the way) or Invalid (the policy refuses the body)."""
+    data = command_data(state, command, body, now)
+    return decide(state, command, data, policy), data
+
+
+def command_data(state: Complaint, command: str, body: dict[str, Any], now: datetime) -> EventData:
+    """The command's event data: the body with what the command implies (the step it names;
+    escalate's level, by default one above the complaint's and at most the highest),
+    validated; a promised date may not lie in the past. InvalidBody otherwise."""
+    values = dict(body)
+    if command == "escalate" and values.get("level") is None:
+        values["level"] = min(state.escalation_level + 1, HIGHEST_ESCALATION_LEVEL)
+    promised = values.get("promised_at")
+    if promised is not None and promised < now:
+        raise InvalidBody([("body.promised_at", "is in the past")])
+    data_model = COMMAND_DATA[command]
+    if data_model is ComplaintStepDone:
+        values["step"] = command
+    try:
+        return data_model.model_validate({"complaint_id": state.complaint_id, **values})
+    except ValidationError as error:
+        raise InvalidBody(
+            [
+                ("body." + ".".join(map(str, e["loc"])), e["msg"])
+                for e in error.errors(include_url=False)
+            ]
+        ) from None
 
 
 def reached(state: Complaint) -> int:

@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 
 from services.complaints.crisis_flow import evaluate_crisis
 from services.complaints.projection import sweep_due
+from services.complaints.resources import ComplaintsResources
 from services.complaints.settings import ComplaintsSettings
 from shared.db import Pool
-from shared.service import Resources, every
+from shared.service import every
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,8 @@ async def detect_once(pool: Pool, settings: ComplaintsSettings, now: datetime | 
         )
 
 
-async def sweep_sla(res: Resources) -> None:
+async def sweep_sla(res: ComplaintsResources) -> None:
     settings = res.settings
-    assert isinstance(settings, ComplaintsSettings)
 
     async def sweep() -> None:
         await sweep_once(res.pool, settings)
@@ -62,9 +62,8 @@ async def sweep_sla(res: Resources) -> None:
     await every(settings.sla_sweep_seconds, "sla_sweep", sweep)
 
 
-async def detect_crises(res: Resources) -> None:
+async def detect_crises(res: ComplaintsResources) -> None:
     settings = res.settings
-    assert isinstance(settings, ComplaintsSettings)
 
     async def detect() -> None:
         if await detect_once(res.pool, settings) and res.relay is not None:

@@ -14,8 +14,7 @@ from services.complaints.projection import ComplaintsProjection
 from services.complaints.settings import ComplaintsSettings
 from shared.db import Connection
 from shared.events import Event
-from shared.service import ServiceSpec, create_app, serve
-from shared.settings import CommonSettings
+from shared.service import ServiceSpec, create_app, no_caches, serve
 
 
 class RulesProjection(ComplaintsProjection):
@@ -32,23 +31,19 @@ class RulesProjection(ComplaintsProjection):
         await super().store(conn, events)
 
 
-def _projection(settings: CommonSettings) -> ComplaintsProjection:
-    assert isinstance(settings, ComplaintsSettings)
-    return RulesProjection(settings)
-
-
 SPEC = ServiceSpec(
     name="complaints",
     schema="complaints",  # policy_store.RULES_TABLE names it too
     default_port=8003,
     migrations=Path(__file__).parent / "migrations",
     routers=[router, policy_api.router, crisis_api.router],
-    projection=_projection,
+    settings_type=ComplaintsSettings,
+    caches=no_caches,
+    projection=RulesProjection,
     publishes=True,  # agent commands, SLA events and crisis alerts, through its own outbox
     tasks=[policy_store.keep_rules_fresh, sweep_sla, detect_crises, silence_flow.watch_silence],
     description="The complaint workflow (seven handling steps), SLA clocks in business hours "
     "with warnings, breaches and automatic escalation, and crisis detection.",
-    settings_type=ComplaintsSettings,
     kept_on_rebuild=("sla_emitted", "crisis_state", "crisis_alerts", "sla_rules"),
 )
 

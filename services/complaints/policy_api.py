@@ -23,10 +23,9 @@ from services.complaints.policies import (
     describe_hours,
     policy_rule_from_dict,
 )
-from services.complaints.settings import ComplaintsSettings
+from services.complaints.resources import Complaints, ComplaintsResources
 from shared.auth import api_router, require
 from shared.http import BODY_TOO_LARGE, BoundedBodyRoute, ErrorBody, invalid
-from shared.service import Resources, resources
 
 router = api_router("complaints:act", tags=["sla"], route_class=BoundedBodyRoute)
 ADMIN = [Depends(require("admin"))]
@@ -43,11 +42,6 @@ RuleName = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-
 Status = Literal["in_force", "scheduled", "superseded"]
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 TARGETS = ("first_response_hours", "next_response_hours", "resolution_hours")
-
-
-def _settings(res: Resources) -> ComplaintsSettings:
-    assert isinstance(res.settings, ComplaintsSettings)
-    return res.settings
 
 
 # ---- bodies ------------------------------------------------------------------------------
@@ -266,8 +260,8 @@ class RulesOut(BaseModel):
     response_model=RulesOut,
     summary="SLA calendars and policies, every version with its effective date",
 )
-async def get_rules(res: Annotated[Resources, Depends(resources)]) -> RulesOut:
-    book = await policy_store.refresh_now(res.pool, _settings(res))
+async def get_rules(res: Complaints) -> RulesOut:
+    book = await policy_store.refresh_now(res.pool, res.settings)
     return RulesOut(**book_view(book, datetime.now(UTC)))
 
 
@@ -289,10 +283,14 @@ def _latest(rules: Sequence[CalendarRule | PolicyRule], name: str) -> dict[str, 
 
 
 async def _change(
-    res: Resources, kind: Literal["calendar", "policy"], values: dict[str, Any], *, new: bool
+    res: ComplaintsResources,
+    kind: Literal["calendar", "policy"],
+    values: dict[str, Any],
+    *,
+    new: bool,
 ) -> dict[str, Any]:
     """Validate a new rule or version against the rules in the store and add it."""
-    settings = _settings(res)
+    settings = res.settings
     now = datetime.now(UTC)
     async with res.pool.acquire() as conn, conn.transaction():
         await policy_store.lock_rules(conn)
@@ -336,9 +334,7 @@ def _given(body: BaseModel) -> dict[str, Any]:
     summary="Create a calendar (admin)",
     responses=BAD_RULE,
 )
-async def create_calendar(
-    body: CalendarCreate, res: Annotated[Resources, Depends(resources)]
-) -> CalendarView:
+async def create_calendar(body: CalendarCreate, res: Complaints) -> CalendarView:
     return CalendarView.model_validate(await _change(res, "calendar", _given(body), new=True))
 
 
@@ -348,9 +344,7 @@ async def create_calendar(
     summary="Change a calendar from an effective date (admin)",
     responses=BAD_RULE,
 )
-async def change_calendar(
-    name: RuleName, body: CalendarChange, res: Annotated[Resources, Depends(resources)]
-) -> CalendarView:
+async def change_calendar(name: RuleName, body: CalendarChange, res: Complaints) -> CalendarView:
     return CalendarView.model_validate(
         await _change(res, "calendar", {**_given(body), "name": name}, new=False)
     )
@@ -363,9 +357,7 @@ async def change_calendar(
     summary="Create a policy (admin)",
     responses=BAD_RULE,
 )
-async def create_policy(
-    body: PolicyCreate, res: Annotated[Resources, Depends(resources)]
-) -> PolicyView:
+async def create_policy(body: PolicyCreate, res: Complaints) -> PolicyView:
     return PolicyView.model_validate(await _change(res, "policy", _given(body), new=True))
 
 
@@ -375,9 +367,7 @@ async def create_policy(
     summary="Change a policy from an effective date (admin)",
     responses=BAD_RULE,
 )
-async def change_policy(
-    name: RuleName, body: PolicyChange, res: Annotated[Resources, Depends(resources)]
-) -> PolicyView:
+async def change_policy(name: RuleName, body: PolicyChange, res: Complaints) -> PolicyView:
     return PolicyView.model_validate(
         await _change(res, "policy", {**_given(body), "name": name}, new=False)
     )

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from services.complaints import crisis_store, fold, silence, silence_store
 from services.complaints.crisis import Dimension
 from services.complaints.projection import signals_of
-from services.complaints.settings import ComplaintsSettings
+from services.complaints.resources import ComplaintsResources
 from shared.consumer import ConsumerRuntime, ConsumerStatus
 from shared.db import Connection, Pool
 from shared.events import (
@@ -38,7 +38,7 @@ from shared.events import (
     new_event,
 )
 from shared.outbox import append_events
-from shared.service import Resources, every, validation_context
+from shared.service import every, validation_context
 
 log = logging.getLogger(__name__)
 
@@ -158,10 +158,9 @@ def caught_up(status: ConsumerStatus) -> bool:
     return bool(status.assigned) and known >= set(status.assigned) and status.total_lag == 0
 
 
-async def watch_silence(res: Resources) -> None:
+async def watch_silence(res: ComplaintsResources) -> None:
     """The service task: run the activity consumer, and sweep while it has caught up."""
     settings = res.settings
-    assert isinstance(settings, ComplaintsSettings)
     days = settings.silence_after_complaint_days
     runtime = ConsumerRuntime(
         settings,

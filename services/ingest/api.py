@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import time
@@ -19,19 +18,19 @@ from services.ingest.domain import (
     decode_request,
     validate_batch,
 )
+from services.ingest.resources import Ingest, IngestResources
 from services.ingest.settings import IngestSettings
 from services.ingest.store import Conflict, Unavailable, store_batch
 from shared import freshness
-from shared.auth import Principal, TokenBuckets, api_router, require
+from shared.auth import Principal, api_router, require
 from shared.events import ERASED_TYPE, KNOWN_TYPE_NAMES, Envelope, Event
 from shared.http import ErrorBody, Problem, error_response
 from shared.outbox import EVENT_STORE_SCHEMA, AppendResult
 from shared.schemas import all_schemas, asyncapi
-from shared.service import Resources, resources, validation_context
+from shared.service import validation_context
 
 WRITE_EVENTS = require("events:write")
 ERASE_CUSTOMERS = "customers:erase"
-RATE_BUCKETS_LIMIT = 10_000  # keys remembered by the rate limiter
 router = api_router("events:write", tags=["events"])
 
 
@@ -146,11 +145,10 @@ def errors_json(errors: list[EventError]) -> list[dict[str, Any]]:
 )
 async def post_events(
     request: Request,
-    res: Annotated[Resources, Depends(resources)],
+    res: Ingest,
     principal: Annotated[Principal, Depends(WRITE_EVENTS)],
 ) -> JSONResponse:
     settings = res.settings
-    assert isinstance(settings, IngestSettings)
     try:
         body = await read_body(request, settings.max_body_bytes)
         decoded = decode_request(body, request.headers.raw, settings.max_batch)
@@ -181,7 +179,7 @@ async def post_events(
 
 
 def receipt_of(
-    res: Resources, settings: IngestSettings, events: list[Event], stored: AppendResult
+    res: IngestResources, settings: IngestSettings, events: list[Event], stored: AppendResult
 ) -> str:
     """The read-your-writes receipt of stored events (shared/freshness.py), partitioned as
     the relay will publish them."""
@@ -211,7 +209,7 @@ def _erasures_refused(principal: Principal, events: list[Event]) -> JSONResponse
 
 
 async def store_events(
-    res: Resources, settings: IngestSettings, events: list[Event], index_of: dict[str, int]
+    res: IngestResources, settings: IngestSettings, events: list[Event], index_of: dict[str, int]
 ) -> AppendResult | JSONResponse:
     """Store valid events all or nothing, and wake the relay; or the answer that says why
     not (503 shedding or database away, 409 an id reused; `index_of` places each id)."""
@@ -219,7 +217,7 @@ async def store_events(
     if shed is not None:
         return shed
     try:
-        async with _in_flight(res, settings):
+        async with _in_flight(res):
             result = await store_batch(res.pool, events, settings.db_timeout_seconds)
     except Unavailable as error:
         return error_response(
@@ -241,14 +239,12 @@ async def store_events(
 
 
 def rate_limited(
-    res: Resources, settings: IngestSettings, principal: Principal, events: int
+    res: IngestResources, settings: IngestSettings, principal: Principal, events: int
 ) -> JSONResponse | None:
     """429 with Retry-After when the key has sent more than its rate (per instance)."""
     rate = principal.rate_limit or settings.rate_limit_events_per_second
     capacity = max(rate * settings.rate_limit_burst_seconds, settings.max_batch)
-    # Bounded; when full, a full bucket (an idle key's, the default anyway) goes first.
-    buckets: TokenBuckets = res.state.setdefault("rate_buckets", TokenBuckets(RATE_BUCKETS_LIMIT))
-    wait = buckets.take(principal.key_id, events, rate, capacity, time.monotonic())
+    wait = res.caches.rate_buckets.take(principal.key_id, events, rate, capacity, time.monotonic())
     if wait == 0:
         return None
     return error_response(
@@ -259,7 +255,7 @@ def rate_limited(
     )
 
 
-def _shed(res: Resources, settings: IngestSettings) -> JSONResponse | None:
+def _shed(res: IngestResources, settings: IngestSettings) -> JSONResponse | None:
     """Refuse before taking more than the system can hold: 503 with Retry-After."""
     if res.relay is not None and res.relay.status.pending > settings.outbox_backlog_limit:
         return error_response(
@@ -268,10 +264,7 @@ def _shed(res: Resources, settings: IngestSettings) -> JSONResponse | None:
             f"{settings.outbox_backlog_limit}; nothing was stored, retry later",
             headers={"Retry-After": "5"},
         )
-    gate: asyncio.Semaphore = res.state.setdefault(
-        "in_flight", asyncio.Semaphore(settings.max_in_flight)
-    )
-    if gate.locked():
+    if res.caches.in_flight.locked():
         return error_response(
             503,
             f"{settings.max_in_flight} requests are being stored; retry",
@@ -281,11 +274,8 @@ def _shed(res: Resources, settings: IngestSettings) -> JSONResponse | None:
 
 
 @contextlib.asynccontextmanager
-async def _in_flight(res: Resources, settings: IngestSettings) -> AsyncIterator[None]:
-    gate: asyncio.Semaphore = res.state.setdefault(
-        "in_flight", asyncio.Semaphore(settings.max_in_flight)
-    )
-    async with gate:
+async def _in_flight(res: IngestResources) -> AsyncIterator[None]:
+    async with res.caches.in_flight:
         yield
 
 

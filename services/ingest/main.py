@@ -7,6 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.ingest.api import router
+from services.ingest.resources import ingest_caches
 from services.ingest.segment_api import router as segment_router
 from services.ingest.settings import IngestSettings
 from services.ingest.store import ArchiveProjection
@@ -18,13 +19,14 @@ SPEC = ServiceSpec(
     default_port=8001,
     migrations=Path(__file__).parent / "migrations",
     routers=[router, segment_router],
+    settings_type=IngestSettings,
+    caches=ingest_caches,
     publishes=True,
     projection=lambda _settings: ArchiveProjection(),
     consumer_gates_readiness=False,
     description="Takes CloudEvents over HTTP (and Segment/RudderStack calls), stores them, "
     "and publishes them to Kafka; "
     "archives events other systems publish straight to the topics.",
-    settings_type=IngestSettings,
 )
 
 

@@ -34,10 +34,10 @@ from services.ingest.api import (
     store_events,
 )
 from services.ingest.domain import BodyError, EventError, validate_batch
-from services.ingest.settings import IngestSettings
+from services.ingest.resources import Ingest, IngestResources
 from shared.auth import AUTH_ERRORS, Principal, bearer
 from shared.http import ErrorBody, error_response
-from shared.service import Resources, resources, validation_context
+from shared.service import validation_context
 
 log = logging.getLogger(__name__)
 
@@ -148,12 +148,11 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 async def collect(
-    request: Request, res: Resources, principal: Principal, call: str
+    request: Request, res: IngestResources, principal: Principal, call: str
 ) -> JSONResponse:
     """One Segment call: map its messages, store the mapped ones all or nothing, say what
     became of each."""
     settings = res.settings
-    assert isinstance(settings, IngestSettings)
     try:
         body = await read_body(request, settings.max_body_bytes)
         messages = _messages(body, request.headers.get("content-type"), call, settings.max_batch)
@@ -241,7 +240,7 @@ def _count(call: str, outcomes: list[segment.Outcome], verdict: str, duplicates:
 def _route(call: str, summary: str, body: str = "message") -> None:
     async def endpoint(
         request: Request,
-        res: Annotated[Resources, Depends(resources)],
+        res: Ingest,
         principal: Annotated[Principal, Depends(segment_caller)],
     ) -> JSONResponse:
         return await collect(request, res, principal, call)

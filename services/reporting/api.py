@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 import orjson
-from fastapi import Depends, HTTPException, Query, Request
+from fastapi import HTTPException, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, BeforeValidator, Field, create_model
 
@@ -28,10 +28,10 @@ from services.reporting.metrics import (
     sources_of,
     table,
 )
+from services.reporting.resources import Reporting, ReportingResources
 from services.reporting.settings import ReportingSettings
 from shared.auth import api_router
 from shared.http import ErrorBody, decode_cursor, encode_cursor, invalid
-from shared.service import Resources, resources
 
 router = api_router("reports:read", tags=["kpis"])
 # The dashboard page and its scripts hold no data: the page asks for a key and sends it with
@@ -59,17 +59,6 @@ def _iso_date(value: object) -> object:
 IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 
 
-def _settings(res: Resources) -> ReportingSettings:
-    settings = res.settings
-    if isinstance(settings, ReportingSettings):
-        return settings
-    # An app built with the common settings: reporting's own come from the environment.
-    found = res.state.get("settings")
-    if not isinstance(found, ReportingSettings):
-        found = res.state["settings"] = ReportingSettings(**settings.model_dump())
-    return found
-
-
 def _today(settings: ReportingSettings) -> date:
     return kpi.local_date(datetime.now(UTC), ZoneInfo(settings.timezone))
 
@@ -91,7 +80,7 @@ class DailyKpi(BaseModel):
     responses={422: {"model": ErrorBody, "description": "Bad or too long date range."}},
 )
 async def get_daily(
-    res: Annotated[Resources, Depends(resources)],
+    res: Reporting,
     first: Annotated[IsoDate, Query(alias="from", examples=["2026-11-01"])],
     last: Annotated[IsoDate, Query(alias="to", examples=["2026-11-30"])],
 ) -> list[DailyKpi]:
@@ -269,7 +258,7 @@ def _periods(
 
 
 async def _compute(
-    res: Resources,
+    res: ReportingResources,
     periods: list[Period],
     granularity: Granularity,
     names: list[str],
@@ -278,7 +267,7 @@ async def _compute(
     partial: bool = False,
 ) -> list[dict[str, Any]]:
     """`partial`: each period counts its days up to its `last` only (a period so far)."""
-    settings = _settings(res)
+    settings = res.settings
     needs_previous = any(METRICS[n].growth_of for n in names)
     starts = {p.start for p in periods}
     if needs_previous:
@@ -339,7 +328,7 @@ def _csv(rows: list[dict[str, Any]], columns: list[str], filename: str) -> Respo
 )
 async def get_kpis(
     request: Request,
-    res: Annotated[Resources, Depends(resources)],
+    res: Reporting,
     metrics: Annotated[
         str | None,
         Query(
@@ -370,7 +359,7 @@ async def get_kpis(
         Literal["json", "csv"] | None, Query(alias="format", description="Overrides Accept.")
     ] = None,
 ) -> Any:
-    settings = _settings(res)
+    settings = res.settings
     names = _metric_names(metrics, by)
     first, last, periods = _periods(first, last, granularity, _today(settings))
     rows = await _compute(res, periods, granularity, names, by)
@@ -443,7 +432,7 @@ class CohortMatrix(BaseModel):
     responses=BAD_INPUT,
 )
 async def get_cohorts(
-    res: Annotated[Resources, Depends(resources)],
+    res: Reporting,
     first: Annotated[
         IsoDate | None,
         Query(
@@ -462,7 +451,7 @@ async def get_cohorts(
         ),
     ] = None,
 ) -> CohortMatrix:
-    current = _today(_settings(res)).replace(day=1)
+    current = _today(res.settings).replace(day=1)
     to = (last or current).replace(day=1)
     if to > current:
         raise invalid("query.to", "after the current month: its cohorts have no purchases yet")
@@ -554,7 +543,7 @@ def _card(name: str, current: dict[str, Any], previous: dict[str, Any]) -> Card:
     responses=BAD_INPUT,
 )
 async def get_summary(
-    res: Annotated[Resources, Depends(resources)],
+    res: Reporting,
     period: Annotated[Granularity, Query(description="The period of the cards.")] = (
         Granularity.MONTH
     ),
@@ -563,7 +552,7 @@ async def get_summary(
         Query(alias="date", description="A day of the period; default: today (local)."),
     ] = None,
 ) -> Summary:
-    settings = _settings(res)
+    settings = res.settings
     today = _today(settings)
     day = on or today
     if day < EARLIEST or day > today + timedelta(days=FUTURE_DAYS):
@@ -664,12 +653,12 @@ def _after_alert(cursor: str | None) -> tuple[datetime | None, str | None]:
     responses=BAD_INPUT,
 )
 async def get_alerts(
-    res: Annotated[Resources, Depends(resources)],
+    res: Reporting,
     status: Annotated[Literal["open", "all"], Query()] = "open",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
 ) -> AlertPage:
-    since = _open_since(_settings(res))
+    since = _open_since(res.settings)
     after, after_id = _after_alert(cursor)
     rows = await res.pool.fetch(
         _ALERT_PAGE, since if status == "open" else None, after, after_id, limit

@@ -11,9 +11,10 @@ from services.reporting import store
 from services.reporting.api import router
 from services.reporting.pages import pages
 from services.reporting.projection import ReportingProjection
+from services.reporting.resources import ReportingResources
 from services.reporting.settings import ReportingSettings
 from shared.http import REVALIDATE
-from shared.service import Resources, ServiceSpec, create_app, every, serve
+from shared.service import ServiceSpec, create_app, every, no_caches, serve
 
 # How often an instance checks that the customer-base counters count every customer with
 # its CHURN_AFTER_DAYS (after migration 006, a rebuild or a change of the setting they
@@ -21,7 +22,7 @@ from shared.service import Resources, ServiceSpec, create_app, every, serve
 BASE_CHECK_SECONDS = 60.0
 
 
-async def count_the_base(res: Resources) -> None:
+async def count_the_base(res: ReportingResources) -> None:
     """Bring the fold's customer-base counters to this instance's CHURN_AFTER_DAYS."""
     window = res.settings.churn_after_days
     await every(BASE_CHECK_SECONDS, "base_counters", lambda: store.converge_base(res.pool, window))
@@ -33,6 +34,8 @@ SPEC = ServiceSpec(
     default_port=8004,
     migrations=Path(__file__).parent / "migrations",
     routers=[router, pages],
+    settings_type=ReportingSettings,
+    caches=no_caches,
     projection=lambda settings: ReportingProjection(ZoneInfo(settings.timezone)),
     description="KPIs by day, week and month, sliced by tier, segment, "
     "channel and category, folded from the event topics; crisis alerts; the dashboard at /.",
@@ -40,7 +43,6 @@ SPEC = ServiceSpec(
         {"name": "kpis", "description": "Key performance indicators and headline cards."},
         {"name": "alerts", "description": "Crisis alerts folded from crm.derived."},
     ],
-    settings_type=ReportingSettings,
     tasks=[count_the_base],
     api_cache_control=REVALIDATE,  # aggregates only: browsers keep and revalidate (ETag)
 )

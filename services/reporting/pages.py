@@ -8,16 +8,15 @@ from pathlib import Path
 
 from fastapi import Request
 
-from services.reporting.settings import ReportingSettings
+from services.reporting.resources import ReportingResources
 from shared.http import page_router
-from shared.service import resources
 
 
 def dashboard_config(request: Request) -> dict[str, object]:
-    settings = resources(request).settings
-    if not isinstance(settings, ReportingSettings):
-        # An app built with the common settings: reporting's own come from the environment.
-        settings = ReportingSettings(**settings.model_dump())
+    # The running service's (shared.service.resources, which is a FastAPI dependency: this
+    # is not, so it reads them where create_app put them).
+    res: ReportingResources = request.app.state.resources
+    settings = res.settings
     return {
         "refresh_seconds": settings.reporting_dashboard_refresh_seconds,
         "currency": settings.reporting_currency,

@@ -26,6 +26,7 @@ from services.scoring.classes import (
 )
 from services.scoring.domain import profile_of
 from services.scoring.rescore import fit_and_save, money_terms, refresh_reference
+from services.scoring.resources import REFERENCE_CACHE, Scoring, ScoringResources
 from services.scoring.scoring import (
     Models,
     Population,
@@ -47,7 +48,6 @@ from shared.http import (
     encode_cursor,
     invalid,
 )
-from shared.service import Resources, resources
 
 router = api_router("customers:read", tags=["customers"], route_class=BoundedBodyRoute)
 
@@ -64,12 +64,6 @@ AsOf = Annotated[
 Responses = dict[int | str, dict[str, Any]]
 NOT_FOUND: Responses = {404: {"model": ErrorBody, "description": "No such customer (up to as_of)."}}
 BAD_INPUT: Responses = {422: {"model": ErrorBody, "description": "Invalid parameter."}}
-REFERENCE_CACHE = 8
-
-
-def _settings(res: Resources) -> ScoringSettings:
-    assert isinstance(res.settings, ScoringSettings)
-    return res.settings
 
 
 def parse_as_of(value: str | None, zone: ZoneInfo) -> datetime | None:
@@ -122,13 +116,13 @@ class ScoreReference(BaseModel):
 NO_REFERENCE = ScoreReference(run_id=None, as_of=None, customers=0)
 
 
-async def _last_reference(res: Resources) -> tuple[ScoreReference, Reference | None]:
+async def _last_reference(res: ScoringResources) -> tuple[ScoreReference, Reference | None]:
     """The last re-score's population (None if it saw no buyer), cached; reloaded while the
     cached one is empty (a query of one small row), as another instance may have re-scored."""
-    cached = res.state.get("reference")
+    cached = res.caches.last_reference
     if cached is None or not cached[2].size:
         await refresh_reference(res)
-        cached = res.state.get("reference")
+        cached = res.caches.last_reference
     if cached is None or not cached[2].size:
         return NO_REFERENCE, None
     run_id, as_of, reference = cached
@@ -189,8 +183,8 @@ class Rfm(BaseModel):
     "SCORING_RESCORE_SECONDS; the read is one lookup of that row.",
     responses=NOT_FOUND,
 )
-async def get_rfm(customer_id: CustomerId, res: Annotated[Resources, Depends(resources)]) -> Rfm:
-    settings = _settings(res)
+async def get_rfm(customer_id: CustomerId, res: Scoring) -> Rfm:
+    settings = res.settings
     row = await store.current_score(res.pool, customer_id)
     if row is not None:
         return _rfm_of_row(customer_id, row, settings.reporting_currency)
@@ -444,15 +438,15 @@ BEFORE_FIRST_RUN = (
 OTHER_HORIZON = "horizon_weeks differs from the stored scores': recomputed from the history"
 
 
-async def _reference_as_of(res: Resources, as_of: datetime) -> Reference:
+async def _reference_as_of(res: ScoringResources, as_of: datetime) -> Reference:
     """The population as of an instant, a customer is scored against when recomputed
     (computed once per instant and cached)."""
-    settings = _settings(res)
-    cache: dict[datetime, Reference] = res.state.setdefault("references", {})
+    settings = res.settings
+    cache = res.caches.references
     if as_of in cache:
         return cache[as_of]
     # One at a time: the requests that miss together would each load the whole population.
-    async with res.state.setdefault("references_lock", asyncio.Lock()):
+    async with res.caches.references_lock:
         if as_of in cache:
             return cache[as_of]
         population = await store.load_population(
@@ -482,13 +476,13 @@ async def _reference_as_of(res: Resources, as_of: datetime) -> Reference:
 )
 async def get_score(
     customer_id: CustomerId,
-    res: Annotated[Resources, Depends(resources)],
+    res: Scoring,
     as_of: AsOf = None,
     horizon_weeks: Annotated[
         int | None, Query(ge=1, le=520, description="Predictive CLV horizon, weeks.")
     ] = None,
 ) -> CustomerScore:
-    settings = _settings(res)
+    settings = res.settings
     instant = parse_as_of(as_of, ZoneInfo(settings.timezone))
     note = None
     if instant is None:
@@ -516,7 +510,7 @@ async def get_score(
 
 
 async def _computed_score(
-    res: Resources,
+    res: ScoringResources,
     customer_id: str,
     instant: datetime | None,
     horizon_weeks: int | None,
@@ -524,7 +518,7 @@ async def _computed_score(
 ) -> CustomerScore:
     """The customer scored for this request from the history as of `instant` (None: now),
     against the population of then (now: of the last re-score)."""
-    settings = _settings(res)
+    settings = res.settings
     zone = ZoneInfo(settings.timezone)
     at = instant or datetime.now(UTC)
     population = await store.load_population(
@@ -871,7 +865,7 @@ class CustomerView(BaseModel):
 )
 async def get_customer(
     customer_id: CustomerId,
-    res: Annotated[Resources, Depends(resources)],
+    res: Scoring,
     latest: Annotated[int, Query(ge=0, le=50, description="How many of each to list.")] = 5,
 ) -> CustomerView:
     found = await store.customer_view(res.pool, customer_id, latest)
@@ -898,7 +892,7 @@ async def get_customer(
         lifecycle=stage,
         lifecycle_label_en=label.en,
         lifecycle_label_zh=label.zh,
-        currency=_settings(res).reporting_currency,
+        currency=res.settings.reporting_currency,
         scores=labelled(scores) if scores is not None else None,
         explanations=explained | explanations,
         surveys=_survey_summary(found.pop("survey_summary")),
@@ -956,12 +950,12 @@ _VIEW_SCORE_KEYS = (
 
 
 async def _current_scores(
-    res: Resources, customer_id: str, row: dict[str, Any] | None, bought: bool
+    res: ScoringResources, customer_id: str, row: dict[str, Any] | None, bought: bool
 ) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
     """The customer's row (the re-score's, or the fold's since), with the explanation of each
     class from the customer's statistics as of the scores' instant. Without a row (no
     re-score has seen a buyer yet) a customer who bought is scored now, as GET /score does."""
-    settings = _settings(res)
+    settings = res.settings
     if row is None and bought:
         try:
             found = await _computed_score(res, customer_id, None, None, None)
@@ -980,7 +974,7 @@ async def _current_scores(
         row["simple_lifespan_measured"],
     )
     scores = {k: row[k] for k in _VIEW_SCORE_KEYS} | {"lifetime_values": values}
-    return scores, explain.explain_all(facts, _settings(res).scoring_config())
+    return scores, explain.explain_all(facts, res.settings.scoring_config())
 
 
 def _view_scores_of(found: CustomerScore) -> dict[str, Any]:
@@ -1084,7 +1078,7 @@ class CustomerPage(BaseModel):
     responses=BAD_INPUT,
 )
 async def list_customers(
-    res: Annotated[Resources, Depends(resources)],
+    res: Scoring,
     segment: Annotated[str | None, Query(max_length=64)] = None,
     tier: Annotated[Tier | None, Query()] = None,
     lifecycle: Annotated[str | None, Query(max_length=32)] = None,
@@ -1118,13 +1112,13 @@ async def list_customers(
     )
 
 
-async def _prospect_page(res: Resources, limit: int, cursor: str | None) -> CustomerPage:
+async def _prospect_page(res: ScoringResources, limit: int, cursor: str | None) -> CustomerPage:
     decoded = decode_cursor(cursor)
     rows = await store.list_prospects(
         res.pool,
         decoded[1] if decoded else None,
         limit,
-        count_zero_value=_settings(res).scoring_count_zero_value_orders,
+        count_zero_value=res.settings.scoring_count_zero_value_orders,
     )
     items = [labelled(row | {"lifecycle": LifecycleStage.PROSPECT.value}) for row in rows]
     next_cursor = encode_cursor(0.0, rows[-1]["customer_id"]) if len(rows) == limit else None
@@ -1160,10 +1154,8 @@ class Segments(BaseModel):
     responses=BAD_INPUT,
     tags=["segments"],
 )
-async def get_segments(
-    res: Annotated[Resources, Depends(resources)], as_of: AsOf = None
-) -> Segments:
-    settings = _settings(res)
+async def get_segments(res: Scoring, as_of: AsOf = None) -> Segments:
+    settings = res.settings
     zone = ZoneInfo(settings.timezone)
     instant = parse_as_of(as_of, zone)
     if instant is None:
@@ -1270,7 +1262,7 @@ class FitRequest(BaseModel):
     tags=["models"],
     responses={404: {"model": ErrorBody, "description": "No model fitted yet."}},
 )
-async def get_model(res: Annotated[Resources, Depends(resources)]) -> ClvModel:
+async def get_model(res: Scoring) -> ClvModel:
     rows = await store.model_rows(res.pool)
     if not rows:
         raise HTTPException(404, "no model fitted yet")
@@ -1287,8 +1279,8 @@ async def get_model(res: Annotated[Resources, Depends(resources)]) -> ClvModel:
     | BODY_TOO_LARGE
     | {409: {"model": ErrorBody, "description": "Too few customers."}},
 )
-async def fit_model(request: FitRequest, res: Annotated[Resources, Depends(resources)]) -> ClvModel:
-    settings = _settings(res)
+async def fit_model(request: FitRequest, res: Scoring) -> ClvModel:
+    settings = res.settings
     zone = ZoneInfo(settings.timezone)
     at = parse_as_of(request.as_of, zone) or datetime.now(UTC)
     config = settings.scoring_config()
@@ -1406,14 +1398,14 @@ DateParam = Annotated[
     responses=BAD_INPUT | {409: {"model": ErrorBody, "description": "Too few customers."}},
 )
 async def validate_model(
-    res: Annotated[Resources, Depends(resources)],
+    res: Scoring,
     calibration_end: DateParam = None,
     holdout_end: DateParam = None,
     top_group: Annotated[
         int, Query(ge=1, le=50, description="Repeat purchases of the open-ended last group.")
     ] = validation.DEFAULT_TOP_GROUP,
 ) -> ModelValidation:
-    settings = _settings(res)
+    settings = res.settings
     zone = ZoneInfo(settings.timezone)
     today = datetime.now(zone).date()
     last_day = holdout_end or today
@@ -1427,7 +1419,7 @@ async def validate_model(
         raise invalid(
             "query.calibration_end", "must lie from the first purchase day to before holdout_end"
         )
-    async with res.state.setdefault("validation_lock", asyncio.Lock()):
+    async with res.caches.validation_lock:
         found, new_in_holdout = await _validate(res, split, last_day, top_group)
     if found is None:
         raise HTTPException(409, "too few customers in the calibration period to fit")
@@ -1439,9 +1431,9 @@ def _end_of_day(day: date, zone: ZoneInfo) -> datetime:
 
 
 async def _validate(
-    res: Resources, split: date, last_day: date, top_group: int
+    res: ScoringResources, split: date, last_day: date, top_group: int
 ) -> tuple[validation.Validation | None, int]:
-    settings = _settings(res)
+    settings = res.settings
     zone = ZoneInfo(settings.timezone)
     count_zero = settings.scoring_count_zero_value_orders
     calibration = await store.load_population(
@@ -1559,7 +1551,7 @@ class LeadPage(BaseModel):
     responses=BAD_INPUT,
 )
 async def list_leads(
-    res: Annotated[Resources, Depends(resources)],
+    res: Scoring,
     man_class: Annotated[
         str | None,
         Query(alias="class", pattern=MAN_CLASS_PATTERN, examples=["M+A+N"]),
@@ -1576,7 +1568,7 @@ async def list_leads(
         codes,
         after,
         limit,
-        count_zero_value=_settings(res).scoring_count_zero_value_orders,
+        count_zero_value=res.settings.scoring_count_zero_value_orders,
     )
     items = []
     for row in rows:

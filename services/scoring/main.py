@@ -11,15 +11,9 @@ from services.scoring.api import router
 from services.scoring.pages import pages
 from services.scoring.projection import ScoringProjection
 from services.scoring.rescore import rescore_periodically
+from services.scoring.resources import scoring_caches
 from services.scoring.settings import ScoringSettings
 from shared.service import ServiceSpec, create_app, serve
-from shared.settings import CommonSettings
-
-
-def _projection(settings: CommonSettings) -> ScoringProjection:
-    assert isinstance(settings, ScoringSettings)
-    return ScoringProjection(ZoneInfo(settings.timezone), settings)
-
 
 SPEC = ServiceSpec(
     name="scoring",
@@ -27,13 +21,14 @@ SPEC = ServiceSpec(
     default_port=8002,
     migrations=Path(__file__).parent / "migrations",
     routers=[router, pages],
-    projection=lambda settings: _projection(settings),
+    settings_type=ScoringSettings,
+    caches=scoring_caches,
+    projection=lambda settings: ScoringProjection(ZoneInfo(settings.timezone), settings),
     publishes=True,  # derived events: segment, tier and churn-risk changes, tier summaries
     tasks=[rescore_periodically],
     description="The unified customer view; RFM scores and segments, tiers, value classes, "
     "lifecycle stages, MAN lead classes, lifetime value (BG/NBD + Gamma-Gamma) and churn "
     "risk, live and as of any past date.",
-    settings_type=ScoringSettings,
     kept_on_rebuild=("clv_models", "score_runs", "customer_scores", "score_history"),
 )
 

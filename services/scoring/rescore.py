@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from services.scoring import store
+from services.scoring.resources import ScoringResources
 from services.scoring.scoring import (
     Change,
     FittedModels,
@@ -39,7 +40,7 @@ from services.scoring.settings import ScoringSettings
 from shared.db import Connection, Pool
 from shared.events import ClassChanged, Event, TierSummary, new_event
 from shared.outbox import append_events
-from shared.service import Resources, every
+from shared.service import every
 
 log = logging.getLogger(__name__)
 
@@ -227,11 +228,10 @@ def _tier_summaries(
     return events
 
 
-async def rescore_periodically(res: Resources) -> None:
+async def rescore_periodically(res: ScoringResources) -> None:
     """The scheduler (task "rescore" of `every`): re-score, then refresh the cached reference,
     every SCORING_RESCORE_SECONDS."""
     settings = res.settings
-    assert isinstance(settings, ScoringSettings)
 
     async def rescore_and_refresh() -> None:
         try:
@@ -243,7 +243,7 @@ async def rescore_periodically(res: Resources) -> None:
     await every(settings.scoring_rescore_seconds, "rescore", rescore_and_refresh)
 
 
-async def refresh_reference(res: Resources) -> None:
+async def refresh_reference(res: ScoringResources) -> None:
     found = await store.latest_reference(res.pool)
     if found is not None:
-        res.state["reference"] = found
+        res.caches.last_reference = found

@@ -12,9 +12,11 @@ import pytest
 
 ROOT = Path(__file__).parents[2]
 SERVICES = sorted(p for p in (ROOT / "services").iterdir() if (p / "__init__.py").exists())
-# Adapters talk to the outside (HTTP, SQL, Kafka, schedulers) and wire the service.
+# Adapters talk to the outside (HTTP, SQL, Kafka, schedulers) and wire the service
+# (`resources`: what the running service holds, and its routes' typed dependency).
 ADAPTER = re.compile(
-    r"(api|pages|store|projection|main|__main__|jobs|rescore|.+_api|.+_store|.+_flow)"
+    r"(api|pages|store|projection|main|__main__|jobs|rescore|resources"
+    r"|.+_api|.+_store|.+_flow)"
 )
 NOT_DOMAIN = {"__init__", "settings"}
 IO_MODULES = {

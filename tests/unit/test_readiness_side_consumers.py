@@ -16,7 +16,13 @@ from shared.settings import CommonSettings
 
 def app_with(side: ConsumerStatus) -> Any:
     settings = CommonSettings(consumer_max_failed_attempts=3)
-    res = Resources(settings=settings, pool=None, keys=None)  # type: ignore[arg-type]
+    res = Resources(
+        settings=settings,
+        caches=None,
+        pool=None,  # type: ignore[arg-type]
+        keys=None,  # type: ignore[arg-type]
+        failed_authentications=None,  # type: ignore[arg-type]
+    )
     res.side_consumers["complaints-activity"] = SimpleNamespace(status=side)  # type: ignore[assignment]
     return SimpleNamespace(state=SimpleNamespace(resources=res))
 
