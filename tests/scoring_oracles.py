@@ -1,5 +1,6 @@
 """The scoring rules for one customer, written branch by branch: the oracles that the
-service's vectorised rules (classes.tiers_for, classes.lifecycle_stages) are checked against.
+service's vectorised rules (customer_classes.tiers_for, customer_classes.lifecycle_stages)
+are checked against.
 The service scores whole populations at once and has no single-customer path.
 """
 
@@ -9,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from services.scoring.classes import (
+from services.scoring.customer_classes import (
     ACTIVE_TIERS,
     LifecycleConfig,
     LifecycleStage,

@@ -14,7 +14,7 @@ from fastapi import Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
 from services.scoring import explain, rfm, store, stored, validation
-from services.scoring.classes import (
+from services.scoring.customer_classes import (
     LABELS,
     TIER_PLAYBOOKS,
     LeadAction,
@@ -25,9 +25,7 @@ from services.scoring.classes import (
     man_lead_class,
 )
 from services.scoring.domain import profile_of
-from services.scoring.rescore import fit_and_save, money_terms, refresh_reference
-from services.scoring.resources import REFERENCE_CACHE, Scoring, ScoringResources
-from services.scoring.scoring import (
+from services.scoring.population import (
     Models,
     Population,
     Reference,
@@ -37,6 +35,8 @@ from services.scoring.scoring import (
     score,
     simple_clv_base,
 )
+from services.scoring.rescore import fit_and_save, money_terms, refresh_reference
+from services.scoring.resources import REFERENCE_CACHE, Scoring, ScoringResources
 from services.scoring.settings import ScoringSettings
 from shared.auth import api_router, require
 from shared.events import CUSTOMER_ID_PATTERN, EARLIEST_TIME, RECORDED, decode_event

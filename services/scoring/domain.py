@@ -2,7 +2,7 @@
 
 A batch of events folds into `History`, the rows each history table gains (`history_of`);
 everything scoring answers is derived from those tables when it is read: RFM and the
-population's statistics in SQL (store.py), scores from them in `scoring.py`, the profile by
+population's statistics in SQL (store.py), scores from them in `population.py`, the profile by
 `profile_of` in time order (so a late update lands where it belongs).
 
 `summarise` is the definition of one customer's RFM facts over events, order-independent:

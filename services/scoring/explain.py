@@ -3,7 +3,7 @@
 For each class scoring gives (RFM segment, tier, value class, lifecycle stage, churn level,
 MAN lead class) an `Explanation`: the code, a rule code naming the branch of the rule that
 decided it, the numbers that branch compared, and one sentence in English and in Chinese.
-Each function walks its rule in the order classes.py applies it (the vectorised rules
+Each function walks its rule in the order customer_classes.py applies it (the vectorised rules
 there score populations; these explain one customer), so the code explained is the code
 scored; the tests check that they agree on every branch.
 
@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from services.scoring import classes, rfm
-from services.scoring.classes import ACTIVE_TIERS, LABELS, ManLead, TierRule
-from services.scoring.scoring import Population, Scores, ScoringConfig
+from services.scoring import customer_classes, rfm
+from services.scoring.customer_classes import ACTIVE_TIERS, LABELS, ManLead, TierRule
+from services.scoring.population import Population, Scores, ScoringConfig
 
 Numbers = dict[str, Any]
 
@@ -99,15 +99,16 @@ def facts_of(
     )
 
 
-def _expected_gap(facts: CustomerFacts, rhythm: classes.RhythmConfig) -> float:
-    """classes.expected_gap_days for one customer, in plain arithmetic (a request's worth)."""
+def _expected_gap(facts: CustomerFacts, rhythm: customer_classes.RhythmConfig) -> float:
+    """customer_classes.expected_gap_days for one customer, in plain arithmetic (a
+    request's worth)."""
     gaps = max(facts.purchase_days - 1.0, 0.0)
     span = max(facts.span_days, 0.0)
     return (span + rhythm.prior_weight * rhythm.prior_gap_days) / (gaps + rhythm.prior_weight)
 
 
 def _fall(recent: float, previous: float) -> float:
-    """classes.activity_fall for one pair of counts."""
+    """customer_classes.activity_fall for one pair of counts."""
     return min(max(1.0 - recent / previous, 0.0), 1.0) if previous > 0 else 0.0
 
 
@@ -165,7 +166,7 @@ def _rule_text(rule: TierRule) -> str:
 
 
 def explain_tier(facts: CustomerFacts, config: ScoringConfig) -> Explanation:
-    """classes.tiers_for: the first matching RFM rule, then the churn window, then silence
+    """customer_classes.tiers_for: the first matching RFM rule, then the churn window, then silence
     beyond the customer's own rhythm."""
     tier = config.tier
     gap = _expected_gap(facts, tier.rhythm)
@@ -191,9 +192,9 @@ def explain_tier(facts: CustomerFacts, config: ScoringConfig) -> Explanation:
     last, gap_days = _days(facts.days_since_last), _days(gap)
     rel_en, rel_zh = _name("tier", relative.value)
     if facts.days_since_last >= tier.churn_after_days:
-        en, zh = _name("tier", classes.Tier.FORGOTTEN.value)
+        en, zh = _name("tier", customer_classes.Tier.FORGOTTEN.value)
         return Explanation(
-            classes.Tier.FORGOTTEN.value,
+            customer_classes.Tier.FORGOTTEN.value,
             "tier.churn_window",
             numbers,
             f"{en}: last purchase {last} days ago, at or past the churn window of "
@@ -202,9 +203,9 @@ def explain_tier(facts: CustomerFacts, config: ScoringConfig) -> Explanation:
             f"（仅按 {_rfm(facts)}：{rel_zh}）",
         )
     if relative in ACTIVE_TIERS and facts.days_since_last > tier.silent_after_gaps * gap:
-        en, zh = _name("tier", classes.Tier.POTENTIAL.value)
+        en, zh = _name("tier", customer_classes.Tier.POTENTIAL.value)
         return Explanation(
-            classes.Tier.POTENTIAL.value,
+            customer_classes.Tier.POTENTIAL.value,
             "tier.silent_beyond_rhythm",
             numbers,
             f"{en}: {_rfm(facts)} would make {rel_en}, but the last purchase {last} days ago "
@@ -234,7 +235,7 @@ def explain_tier(facts: CustomerFacts, config: ScoringConfig) -> Explanation:
 
 
 def explain_value_class(facts: CustomerFacts, config: ScoringConfig) -> Explanation:
-    """classes.value_class: margin x net spend + strategic value - cost to serve, against 0
+    """customer_classes.value_class: margin x net spend + strategic value - cost to serve, against 0
     and the MVC threshold (the top mvc_top_share of the base's net values)."""
     value = config.value
     margin_value = config.margin * facts.net_spent
@@ -243,7 +244,9 @@ def explain_value_class(facts: CustomerFacts, config: ScoringConfig) -> Explanat
         + facts.interactions * value.cost_per_interaction
     )
     net = margin_value + facts.strategic_value - cost
-    code = classes.value_class(margin_value, cost, facts.mvc_threshold, facts.strategic_value)
+    code = customer_classes.value_class(
+        margin_value, cost, facts.mvc_threshold, facts.strategic_value
+    )
     numbers: Numbers = {
         "net_spent": facts.net_spent,
         "margin": config.margin,
@@ -270,9 +273,9 @@ def explain_value_class(facts: CustomerFacts, config: ScoringConfig) -> Explanat
         f"（{facts.complaints} 次投诉，{facts.interactions} 次互动）"
     )
     en, zh = _name("value_class", code.value)
-    if code is classes.ValueClass.BZ:
+    if code is customer_classes.ValueClass.BZ:
         rule, tail_en, tail_zh = "value.below_zero", "below 0", "低于 0"
-    elif code is classes.ValueClass.MVC:
+    elif code is customer_classes.ValueClass.MVC:
         rule = "value.top_share"
         tail_en = (
             f"at or above {facts.mvc_threshold:.2f}, the top {value.mvc_top_share:.0%} of the base"
@@ -291,9 +294,9 @@ def explain_value_class(facts: CustomerFacts, config: ScoringConfig) -> Explanat
 
 
 def explain_lifecycle(facts: CustomerFacts, config: ScoringConfig) -> Explanation:
-    """classes.lifecycle_stages, branch by branch in its order."""
+    """customer_classes.lifecycle_stages, branch by branch in its order."""
     life = config.lifecycle
-    stage = classes.LifecycleStage
+    stage = customer_classes.LifecycleStage
     gap = _expected_gap(facts, life.rhythm)
     last, first, gap_days = _days(facts.days_since_last), _days(facts.days_since_first), _days(gap)
     recent, previous = facts.recent_purchase_days, facts.previous_purchase_days
@@ -315,7 +318,7 @@ def explain_lifecycle(facts: CustomerFacts, config: ScoringConfig) -> Explanatio
     )
     trend_zh = f"最近 {window} 天购买 {recent} 天，之前 {window} 天购买 {previous} 天"
 
-    def said(code: classes.LifecycleStage, rule: str, en: str, zh: str) -> Explanation:
+    def said(code: customer_classes.LifecycleStage, rule: str, en: str, zh: str) -> Explanation:
         name_en, name_zh = _name("lifecycle", code.value)
         return Explanation(code.value, rule, numbers, f"{name_en}: {en}", f"{name_zh}：{zh}")
 
@@ -378,9 +381,9 @@ def explain_lifecycle(facts: CustomerFacts, config: ScoringConfig) -> Explanatio
 def explain_prospect() -> Explanation:
     """Lifecycle of a customer known (registered, assessed as a lead) with no purchase that
     counts: a prospect (潜在客户), the stage before exploration."""
-    en, zh = _name("lifecycle", classes.LifecycleStage.PROSPECT.value)
+    en, zh = _name("lifecycle", customer_classes.LifecycleStage.PROSPECT.value)
     return Explanation(
-        classes.LifecycleStage.PROSPECT.value,
+        customer_classes.LifecycleStage.PROSPECT.value,
         "lifecycle.never_bought",
         {"purchase_days": 0},
         f"{en}: known, but no purchase yet (an order refunded in full is none)",
@@ -389,12 +392,12 @@ def explain_prospect() -> Explanation:
 
 
 def explain_churn(facts: CustomerFacts, config: ScoringConfig) -> Explanation:
-    """classes.churn_risk and its level."""
+    """customer_classes.churn_risk and its level."""
     churn = config.churn
     alive = 1.0 if facts.p_alive is None else facts.p_alive
     purchase_fall = _fall(facts.recent_purchase_days, facts.previous_purchase_days)
     talk_fall = _fall(facts.recent_interactions, facts.previous_interactions)
-    level = classes.churn_risk_level(facts.churn_risk, churn)
+    level = customer_classes.churn_risk_level(facts.churn_risk, churn)
     numbers: Numbers = {
         "churn_risk": facts.churn_risk,
         "p_alive": facts.p_alive,
@@ -430,16 +433,16 @@ def explain_churn(facts: CustomerFacts, config: ScoringConfig) -> Explanation:
 
 # The MAN rule's actions in Chinese, as the course states them.
 _MAN_ZH = {
-    classes.LeadAction.PURSUE: "理想目标：立即联系",
-    classes.LeadAction.CONTACT_WITH_SKILL: "可以接触，需要技巧：培养需求",
-    classes.LeadAction.FIND_DECISION_MAKER: "可以接触，并设法找到决策人",
-    classes.LeadAction.CHECK_CREDIT: "可以接触，需调查其信用与融资能力",
-    classes.LeadAction.NURTURE: "长期培养",
-    classes.LeadAction.STOP: "停止接触",
+    customer_classes.LeadAction.PURSUE: "理想目标：立即联系",
+    customer_classes.LeadAction.CONTACT_WITH_SKILL: "可以接触，需要技巧：培养需求",
+    customer_classes.LeadAction.FIND_DECISION_MAKER: "可以接触，并设法找到决策人",
+    customer_classes.LeadAction.CHECK_CREDIT: "可以接触，需调查其信用与融资能力",
+    customer_classes.LeadAction.NURTURE: "长期培养",
+    customer_classes.LeadAction.STOP: "停止接触",
 }
 
 
-def man_action_zh(action: classes.LeadAction) -> str:
+def man_action_zh(action: customer_classes.LeadAction) -> str:
     return _MAN_ZH[action]
 
 

@@ -38,7 +38,7 @@ from datetime import UTC, datetime, tzinfo
 
 from services.scoring import store
 from services.scoring.domain import History, history_of, personal_data
-from services.scoring.scoring import Models, Reference, score
+from services.scoring.population import Models, Reference, score
 from services.scoring.settings import ScoringSettings
 from shared.db import Connection
 from shared.erasure import erasures_for, record_erasures

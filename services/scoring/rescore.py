@@ -23,8 +23,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from services.scoring import store
-from services.scoring.resources import ScoringResources
-from services.scoring.scoring import (
+from services.scoring.population import (
     Change,
     FittedModels,
     Models,
@@ -36,6 +35,7 @@ from services.scoring.scoring import (
     score,
     weekly_discount_rate,
 )
+from services.scoring.resources import ScoringResources
 from services.scoring.settings import ScoringSettings
 from shared.db import Connection, Pool
 from shared.events import ClassChanged, Event, TierSummary, new_event

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends
 
-from services.scoring.scoring import Reference
+from services.scoring.population import Reference
 from services.scoring.settings import ScoringSettings
 from shared.service import Resources, resources
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from services.scoring.classes import (
+from services.scoring.customer_classes import (
     DEFAULT_TIER_RULES,
     ChurnRiskConfig,
     LifecycleConfig,
@@ -15,7 +15,7 @@ from services.scoring.classes import (
     TierRule,
     ValueClassConfig,
 )
-from services.scoring.scoring import ScoringConfig
+from services.scoring.population import ScoringConfig
 from shared.settings import CommonSettings
 
 

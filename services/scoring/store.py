@@ -16,7 +16,7 @@ import numpy as np
 from services.scoring import stored
 from services.scoring.clv import BgNbdParams, GammaGammaParams
 from services.scoring.domain import History, PurchaseSummary
-from services.scoring.scoring import Models, Population, Reference, Scores, SimpleClvBase
+from services.scoring.population import Models, Population, Reference, Scores, SimpleClvBase
 from shared.db import Connection, Pool, insert_unnest, unnest
 
 # ---- write side: what a batch adds (projection.py runs the flow) ---------------------------

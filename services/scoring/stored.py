@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from services.scoring.explain import CustomerFacts
-from services.scoring.scoring import DAYS_PER_WEEK, Population, Scores, SimpleClvBase
+from services.scoring.population import DAYS_PER_WEEK, Population, Scores, SimpleClvBase
 
 # The statistics a row keeps (its `stats` array), in this order.
 STORED_STATS = (
@@ -173,7 +173,7 @@ def simple_clv_of(
     margin: float,
     min_observation_days: float,
 ) -> float:
-    """scoring.simple_clv of one stored row as of its run (`base`: the run's averages): the
+    """population.simple_clv of one stored row as of its run (`base`: the run's averages): the
     customer's own order value and rate once observed for min_observation_days, else the
     base's, times the base's lifespan and the margin."""
     orders, net_spent = float(row["stats"][0]), float(row["stats"][1])

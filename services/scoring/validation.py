@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from services.scoring import clv
-from services.scoring.scoring import DAYS_PER_WEEK, Population, ScoringConfig, fit_models
+from services.scoring.population import DAYS_PER_WEEK, Population, ScoringConfig, fit_models
 
 FloatArray = npt.NDArray[np.float64]
 DEFAULT_TOP_GROUP = 7  # [FHL05]'s figure groups calibration repeat purchases 0, 1, ..., 7+

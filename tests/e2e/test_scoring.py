@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from services.scoring.clv import BgNbdParams, GammaGammaParams
-from services.scoring.scoring import Models, Population, Reference, ScoringConfig, score
+from services.scoring.population import Models, Population, Reference, ScoringConfig, score
 from services.scoring.store import POPULATION_FIELDS
 from shared.events import Topic
 from tests.e2e.conftest import Stack

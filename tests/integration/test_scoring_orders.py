@@ -15,8 +15,8 @@ import pytest
 from services.scoring import rescore, store
 from services.scoring.domain import PurchaseSummary, summarise
 from services.scoring.main import SPEC
+from services.scoring.population import SimpleClvBase
 from services.scoring.projection import ScoringProjection
-from services.scoring.scoring import SimpleClvBase
 from services.scoring.settings import ScoringSettings
 from shared import db
 from shared.events import RECORDED, Event, validate_event

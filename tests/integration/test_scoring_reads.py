@@ -31,7 +31,7 @@ import pytest
 from services.scoring import rescore, stored
 from services.scoring.clv import BgNbdParams, GammaGammaParams
 from services.scoring.main import app as scoring_app
-from services.scoring.scoring import Models, Population, Reference, score
+from services.scoring.population import Models, Population, Reference, score
 from services.scoring.settings import ScoringSettings
 from services.scoring.store import POPULATION_FIELDS
 from shared import db, kafka

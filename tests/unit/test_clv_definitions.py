@@ -18,8 +18,7 @@ import pytest
 
 from services.reporting.metrics import METRICS, Cell, TierValue
 from services.scoring.clv import BgNbdParams, GammaGammaParams
-from services.scoring.rescore import _tier_summaries
-from services.scoring.scoring import (
+from services.scoring.population import (
     Models,
     Population,
     Reference,
@@ -28,6 +27,7 @@ from services.scoring.scoring import (
     simple_clv,
     simple_clv_base,
 )
+from services.scoring.rescore import _tier_summaries
 from services.scoring.store import POPULATION_FIELDS
 from shared.events import TierSummary
 

@@ -8,10 +8,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.scoring import classes
-from services.scoring.classes import LifecycleConfig, RhythmConfig
+from services.scoring import customer_classes
 from services.scoring.clv import BgNbdParams, GammaGammaParams
-from services.scoring.scoring import (
+from services.scoring.customer_classes import LifecycleConfig, RhythmConfig
+from services.scoring.population import (
     Models,
     Population,
     Reference,
@@ -185,7 +185,7 @@ def test_vectorised_lifecycle_matches_the_scalar_rule(
     rows: list[tuple[float, ...]], config: LifecycleConfig
 ) -> None:
     arrays = [np.array(col, dtype=float) for col in zip(*rows, strict=True)]
-    stages = classes.lifecycle_stages(*arrays, config)
+    stages = customer_classes.lifecycle_stages(*arrays, config)
     for row, stage in zip(rows, stages, strict=True):
         expected = oracles.lifecycle_stage(
             PurchaseActivity(

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from services.scoring import explain
-from services.scoring.classes import man_lead_class
 from services.scoring.clv import BgNbdParams, GammaGammaParams
+from services.scoring.customer_classes import man_lead_class
 from services.scoring.explain import CustomerFacts
-from services.scoring.scoring import Models, Population, Reference, ScoringConfig, score
+from services.scoring.population import Models, Population, Reference, ScoringConfig, score
 
 CONFIG = ScoringConfig()  # defaults: prior gap 60 days (weight 1), 3 gaps, churn 365 days
 

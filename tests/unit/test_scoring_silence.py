@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from services.scoring.clv import BgNbdParams
-from services.scoring.scoring import Models, Population, Reference, ScoringConfig, score
+from services.scoring.population import Models, Population, Reference, ScoringConfig, score
 from services.scoring.store import POPULATION_FIELDS
 
 CONFIG = ScoringConfig()  # defaults: churn 365 days, 3 gaps (tiers), 2 gaps (lifecycle), prior 60

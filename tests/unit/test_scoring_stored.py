@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from services.scoring import explain, stored
-from services.scoring.scoring import (
+from services.scoring.population import (
     Population,
     Reference,
     ScoringConfig,

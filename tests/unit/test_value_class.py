@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from services.scoring import classes
-from services.scoring.classes import ValueClass, ValueClassConfig
-from services.scoring.scoring import Population, Reference, ScoringConfig, score
+from services.scoring import customer_classes
+from services.scoring.customer_classes import ValueClass, ValueClassConfig
+from services.scoring.population import Population, Reference, ScoringConfig, score
 from services.scoring.settings import ScoringSettings
 
 AS_OF = datetime(2026, 6, 30, tzinfo=UTC)
@@ -85,19 +85,23 @@ def test_margin_not_revenue_is_weighed_against_the_cost() -> None:
 
 def test_net_values_by_hand() -> None:
     config = ValueClassConfig(cost_per_complaint=25.0, cost_per_interaction=2.0)
-    net = classes.net_values([40.0, 100.0], [1, 2], [1, 5], config, margin=0.5)
+    net = customer_classes.net_values([40.0, 100.0], [1, 2], [1, 5], config, margin=0.5)
     # 0.5 x 40 - 25 - 2 = -7; 0.5 x 100 - 50 - 10 = -10.
     assert net.tolist() == pytest.approx([-7.0, -10.0])
-    net = classes.net_values([40.0], [1], [0], config, margin=0.5, strategic_values=[10.0])
+    net = customer_classes.net_values([40.0], [1], [0], config, margin=0.5, strategic_values=[10.0])
     assert net.tolist() == pytest.approx([5.0])  # 20 + 10 - 25
 
 
 def test_value_classes_of_a_population_use_the_margin() -> None:
     # margin 0.5, 10 an interaction: nets 40, 90, -5 (0.5 x 10 - 10); threshold ceil(0.6)=1: 90.
     config = ValueClassConfig(cost_per_complaint=0.0, cost_per_interaction=10.0)
-    net = classes.net_values([100.0, 200.0, 10.0], [0, 0, 0], [1, 1, 1], config, margin=0.5)
-    threshold = classes.mvc_threshold(net, config)
-    labels = classes.classes_of_net_values(net, threshold)
+    net = customer_classes.net_values(
+        [100.0, 200.0, 10.0], [0, 0, 0], [1, 1, 1], config, margin=0.5
+    )
+    threshold = customer_classes.mvc_threshold(net, config)
+    labels = customer_classes.classes_of_net_values(net, threshold)
     assert threshold == 90.0
     assert labels.tolist() == ["stc", "mvc", "bz"]
-    assert classes.value_class(27.0, 27.0, threshold=90.0) is ValueClass.STC  # net 0: not BZ
+    assert (
+        customer_classes.value_class(27.0, 27.0, threshold=90.0) is ValueClass.STC
+    )  # net 0: not BZ

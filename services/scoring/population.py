@@ -16,8 +16,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from services.scoring import classes, clv, rfm
-from services.scoring.classes import (
+from services.scoring import clv, customer_classes, rfm
+from services.scoring.customer_classes import (
     ChurnRiskConfig,
     LifecycleConfig,
     TierConfig,
@@ -141,7 +141,9 @@ class Reference:
     def of(cls, population: Population, config: ScoringConfig) -> Reference:
         net_value = value_net_of(population, config)
         threshold = (
-            classes.mvc_threshold(net_value, config.value) if population.size else float("inf")
+            customer_classes.mvc_threshold(net_value, config.value)
+            if population.size
+            else float("inf")
         )
         return cls(
             recency=np.sort(-population.days_since_last),
@@ -193,7 +195,7 @@ def _plain(value: object) -> object:
 def value_net_of(population: Population, config: ScoringConfig) -> FloatArray:
     """What each customer brought, net: margin (SCORING_MARGIN) x net spend + strategic
     value - cost to serve."""
-    return classes.net_values(
+    return customer_classes.net_values(
         population.net_spent,
         population.complaints,
         population.interactions,
@@ -231,13 +233,13 @@ def score(
     recency = rfm.quintile_scores(-population.days_since_last, reference.recency, presorted=True)
     frequency = rfm.quintile_scores(population.orders, reference.frequency, presorted=True)
     monetary = rfm.quintile_scores(population.net_spent, reference.monetary, presorted=True)
-    value_class = classes.classes_of_net_values(
+    value_class = customer_classes.classes_of_net_values(
         value_net_of(population, config), reference.mvc_threshold
     )
     p_alive, expected, spend, predicted = _lifetime_value(
         population, models, config, config.horizon_weeks if horizon_weeks is None else horizon_weeks
     )
-    churn = classes.churn_risk(
+    churn = customer_classes.churn_risk(
         np.nan_to_num(p_alive, nan=1.0),
         population.recent_purchase_days,
         population.previous_purchase_days,
@@ -251,7 +253,7 @@ def score(
         frequency_score=frequency,
         monetary_score=monetary,
         segment=rfm.segments_for(recency, frequency, monetary),
-        tier=classes.tiers_for(
+        tier=customer_classes.tiers_for(
             recency,
             frequency,
             monetary,
@@ -261,7 +263,7 @@ def score(
             span_days=population.span_days,
         ),
         value_class=value_class,
-        lifecycle=classes.lifecycle_stages(
+        lifecycle=customer_classes.lifecycle_stages(
             population.purchase_days,
             population.days_since_first,
             population.days_since_last,
@@ -280,7 +282,7 @@ def score(
             population, config, reference.simple or simple_clv_base(population, config)
         ),
         churn_risk=churn,
-        churn_level=classes.churn_risk_levels(churn, config.churn),
+        churn_level=customer_classes.churn_risk_levels(churn, config.churn),
     )
 
 

@@ -1,4 +1,4 @@
-"""Tests of services.scoring.classes: tiers, value classes, lifecycle, MAN, churn risk."""
+"""Tests of services.scoring.customer_classes: tiers, value classes, lifecycle, MAN, churn risk."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.scoring import classes
-from services.scoring.classes import (
+from services.scoring import customer_classes
+from services.scoring.customer_classes import (
     ChurnRiskConfig,
     LeadAction,
     LifecycleConfig,
@@ -35,14 +35,14 @@ AS_OF = date(2024, 12, 31)
 
 
 def tier_of(*args: Any) -> Tier:
-    """One customer's tier by the service's rule (classes.tiers_for)."""
-    return Tier(classes.tiers_for(*args).item())
+    """One customer's tier by the service's rule (customer_classes.tiers_for)."""
+    return Tier(customer_classes.tiers_for(*args).item())
 
 
 def stage_of(activity: PurchaseActivity, config: LifecycleConfig) -> LifecycleStage:
-    """One customer's stage by the service's rule (classes.lifecycle_stages)."""
+    """One customer's stage by the service's rule (customer_classes.lifecycle_stages)."""
     a = activity
-    stages = classes.lifecycle_stages(
+    stages = customer_classes.lifecycle_stages(
         a.purchase_days,
         a.days_since_first,
         a.days_since_last,
@@ -63,10 +63,12 @@ def value_classes(
     config: ValueClassConfig,
     strategic_values: list[float] | float = 0.0,
 ) -> tuple[Any, float]:
-    """A population's value classes and MVC threshold, composed as scoring.score does."""
-    net = classes.net_values(revenue, complaints, interactions, config, 1.0, strategic_values)
-    threshold = classes.mvc_threshold(net, config)
-    return classes.classes_of_net_values(net, threshold), threshold
+    """A population's value classes and MVC threshold, composed as population.score does."""
+    net = customer_classes.net_values(
+        revenue, complaints, interactions, config, 1.0, strategic_values
+    )
+    threshold = customer_classes.mvc_threshold(net, config)
+    return customer_classes.classes_of_net_values(net, threshold), threshold
 
 
 # --------------------------------------------------------------------------------------------
@@ -132,16 +134,16 @@ def test_max_bounds_of_a_rule() -> None:
 def test_vectorised_tiers_match_the_scalar_rule(config: TierConfig) -> None:
     recency, frequency, monetary = (np.array(col) for col in zip(*ALL_SCORES, strict=True))
     expected = [oracles.tier_for(r, f, m, config).value for r, f, m in ALL_SCORES]
-    assert classes.tiers_for(recency, frequency, monetary, config).tolist() == expected
+    assert customer_classes.tiers_for(recency, frequency, monetary, config).tolist() == expected
 
 
 def test_expected_gap_by_hand() -> None:
     # (span + 60) / (purchase days - 1 + 1): one-time 60; weekly for a year (53 days, span
     # 364) (364 + 60) / 53 = 8; twice a day apart (1 + 60) / 2 = 30.5.
-    gaps = classes.expected_gap_days([1, 53, 2], [0, 364, 1], RhythmConfig())
+    gaps = customer_classes.expected_gap_days([1, 53, 2], [0, 364, 1], RhythmConfig())
     np.testing.assert_allclose(gaps, [60.0, 8.0, 30.5])
     heavier = RhythmConfig(prior_gap_days=30.0, prior_weight=4.0)
-    assert float(classes.expected_gap_days(5, 100, heavier)) == pytest.approx(220 / 8)
+    assert float(customer_classes.expected_gap_days(5, 100, heavier)) == pytest.approx(220 / 8)
 
 
 @pytest.mark.parametrize(
@@ -184,7 +186,7 @@ def test_vectorised_silence_matches_the_scalar_rule() -> None:
     purchase_days = rng.integers(1, 40, n)
     span = np.where(purchase_days > 1, rng.uniform(0, 900, n), 0.0)
     silent = rng.uniform(0, 500, n)
-    vectorised = classes.tiers_for(r, f, m, TierConfig(), silent, purchase_days, span)
+    vectorised = customer_classes.tiers_for(r, f, m, TierConfig(), silent, purchase_days, span)
     for i in range(n):
         args = (int(r[i]), int(f[i]), int(m[i]), TierConfig())
         scalar = oracles.tier_for(*args, float(silent[i]), int(purchase_days[i]), float(span[i]))
@@ -192,13 +194,13 @@ def test_vectorised_silence_matches_the_scalar_rule() -> None:
 
 
 def test_every_tier_has_a_playbook_with_its_chinese_term() -> None:
-    assert set(classes.TIER_PLAYBOOKS) == set(Tier)
-    assert classes.TIER_PLAYBOOKS[Tier.GOLD].name_zh == "黄金客户"
-    assert classes.TIER_PLAYBOOKS[Tier.FORGOTTEN].name_zh == "被遗忘客户"
+    assert set(customer_classes.TIER_PLAYBOOKS) == set(Tier)
+    assert customer_classes.TIER_PLAYBOOKS[Tier.GOLD].name_zh == "黄金客户"
+    assert customer_classes.TIER_PLAYBOOKS[Tier.FORGOTTEN].name_zh == "被遗忘客户"
     # 潜力客户 (has potential), not 潜在客户 (a prospect who never bought).
-    assert classes.TIER_PLAYBOOKS[Tier.POTENTIAL].name_zh == "潜力客户"
-    assert "dedicated agent" in classes.TIER_PLAYBOOKS[Tier.GOLD].actions
-    assert "win-back campaign" in classes.TIER_PLAYBOOKS[Tier.FORGOTTEN].actions
+    assert customer_classes.TIER_PLAYBOOKS[Tier.POTENTIAL].name_zh == "潜力客户"
+    assert "dedicated agent" in customer_classes.TIER_PLAYBOOKS[Tier.GOLD].actions
+    assert "win-back campaign" in customer_classes.TIER_PLAYBOOKS[Tier.FORGOTTEN].actions
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,14 +210,14 @@ def test_every_tier_has_a_playbook_with_its_chinese_term() -> None:
 
 def test_cost_to_serve_from_unit_costs() -> None:
     config = ValueClassConfig(cost_per_complaint=50.0, cost_per_interaction=5.0)
-    assert float(classes.cost_to_serve(2, 10, config)) == 150.0
+    assert float(customer_classes.cost_to_serve(2, 10, config)) == 150.0
 
 
 def test_value_class_rules() -> None:
-    assert classes.value_class(100.0, 150.0, threshold=500.0) is ValueClass.BZ
-    assert classes.value_class(800.0, 150.0, threshold=500.0) is ValueClass.MVC
-    assert classes.value_class(600.0, 150.0, threshold=500.0) is ValueClass.STC
-    assert classes.value_class(150.0, 150.0, threshold=0.0) is ValueClass.STC  # net 0
+    assert customer_classes.value_class(100.0, 150.0, threshold=500.0) is ValueClass.BZ
+    assert customer_classes.value_class(800.0, 150.0, threshold=500.0) is ValueClass.MVC
+    assert customer_classes.value_class(600.0, 150.0, threshold=500.0) is ValueClass.STC
+    assert customer_classes.value_class(150.0, 150.0, threshold=0.0) is ValueClass.STC  # net 0
 
 
 def test_value_classes_of_a_population() -> None:
@@ -230,7 +232,9 @@ def test_value_classes_of_a_population() -> None:
 
 
 def test_strategic_value_counts_towards_net_value() -> None:
-    assert classes.value_class(100.0, 150.0, 500.0, strategic_value=100.0) is ValueClass.STC
+    assert (
+        customer_classes.value_class(100.0, 150.0, 500.0, strategic_value=100.0) is ValueClass.STC
+    )
     labels, _ = value_classes(
         [100.0, 1000.0], [1, 0], [0, 0], ValueClassConfig(), strategic_values=[60.0, 0.0]
     )
@@ -245,7 +249,7 @@ def test_value_class_config_validation() -> None:
 
 
 def test_chinese_value_class_names() -> None:
-    assert classes.VALUE_CLASS_NAMES_ZH[ValueClass.BZ] == "负值客户"
+    assert customer_classes.VALUE_CLASS_NAMES_ZH[ValueClass.BZ] == "负值客户"
 
 
 def test_every_code_has_an_english_and_a_chinese_label() -> None:
@@ -256,8 +260,8 @@ def test_every_code_has_an_english_and_a_chinese_label() -> None:
         "lifecycle": {stage.value for stage in LifecycleStage},
         "churn_level": {level.value for level in RiskLevel},
     }
-    assert {kind: set(names) for kind, names in classes.LABELS.items()} == kinds
-    for names in classes.LABELS.values():
+    assert {kind: set(names) for kind, names in customer_classes.LABELS.items()} == kinds
+    for names in customer_classes.LABELS.values():
         for label in names.values():
             assert label.en.isascii()
             assert label.en
@@ -265,7 +269,7 @@ def test_every_code_has_an_english_and_a_chinese_label() -> None:
     # Only the prospect stage (never bought) is 潜在; no buyer's label says it.
     prospects = [
         (kind, code)
-        for kind, names in classes.LABELS.items()
+        for kind, names in customer_classes.LABELS.items()
         for code, label in names.items()
         if "潜在" in label.zh
     ]
@@ -274,7 +278,7 @@ def test_every_code_has_an_english_and_a_chinese_label() -> None:
 
 def test_labelled_adds_sibling_fields_and_keeps_the_codes() -> None:
     row = {"tier": "potential", "value_class": "bz", "lifecycle": "exploration", "x": 1}
-    assert classes.labelled(row) == row | {
+    assert customer_classes.labelled(row) == row | {
         "tier_label_en": "Potential",
         "tier_label_zh": "潜力客户",
         "value_class_label_en": "Below-zero customer",
@@ -420,7 +424,7 @@ def test_lifecycle_config_validation() -> None:
     ],
 )
 def test_man_rule(flags: tuple[bool, bool, bool], code: str, action: LeadAction) -> None:
-    lead = classes.man_lead_class(*flags)
+    lead = customer_classes.man_lead_class(*flags)
     assert (lead.code, lead.action) == (code, action)
     assert (lead.money, lead.authority, lead.need) == flags
 
@@ -431,27 +435,27 @@ def test_man_rule(flags: tuple[bool, bool, bool], code: str, action: LeadAction)
 
 
 def test_activity_fall() -> None:
-    falls = classes.activity_fall([5, 0, 12, 3], [10, 4, 10, 0])
+    falls = customer_classes.activity_fall([5, 0, 12, 3], [10, 4, 10, 0])
     np.testing.assert_allclose(falls, [0.5, 1.0, 0.0, 0.0])
 
 
 def test_churn_risk_hand_case() -> None:
     # Purchases 10 -> 5 (fall 0.5), interactions 8 -> 2 (fall 0.75): joint sqrt(0.375).
-    risk = float(classes.churn_risk(0.8, 5, 10, 2, 8))
+    risk = float(customer_classes.churn_risk(0.8, 5, 10, 2, 8))
     expected = 1 - 0.8 * (1 - 0.5 * math.sqrt(0.375))
     assert risk == pytest.approx(expected)
-    assert classes.churn_risk_level(risk) is RiskLevel.MEDIUM
+    assert customer_classes.churn_risk_level(risk) is RiskLevel.MEDIUM
 
 
 def test_a_fall_in_only_one_signal_adds_no_risk() -> None:
-    assert float(classes.churn_risk(0.9, 0, 10, 8, 8)) == pytest.approx(0.1)
-    assert float(classes.churn_risk(0.9, 10, 10, 0, 8)) == pytest.approx(0.1)
+    assert float(customer_classes.churn_risk(0.9, 0, 10, 8, 8)) == pytest.approx(0.1)
+    assert float(customer_classes.churn_risk(0.9, 10, 10, 0, 8)) == pytest.approx(0.1)
 
 
 def test_stopping_both_discounts_survival_by_the_trend_weight() -> None:
-    assert float(classes.churn_risk(1.0, 0, 6, 0, 6)) == pytest.approx(0.5)
+    assert float(customer_classes.churn_risk(1.0, 0, 6, 0, 6)) == pytest.approx(0.5)
     strict = ChurnRiskConfig(trend_weight=1.0)
-    assert float(classes.churn_risk(1.0, 0, 6, 0, 6, strict)) == pytest.approx(1.0)
+    assert float(customer_classes.churn_risk(1.0, 0, 6, 0, 6, strict)) == pytest.approx(1.0)
 
 
 @given(
@@ -465,7 +469,7 @@ def test_churn_risk_is_bounded_and_at_least_model_risk(
     alive: float, purchases_now: int, purchases_before: int, talks_now: int, talks_before: int
 ) -> None:
     risk = float(
-        classes.churn_risk(alive, purchases_now, purchases_before, talks_now, talks_before)
+        customer_classes.churn_risk(alive, purchases_now, purchases_before, talks_now, talks_before)
     )
     assert 0.0 <= risk <= 1.0
     assert risk >= 1.0 - alive - 1e-12
@@ -473,13 +477,13 @@ def test_churn_risk_is_bounded_and_at_least_model_risk(
 
 def test_risk_levels_and_thresholds() -> None:
     config = ChurnRiskConfig(medium_threshold=0.2, high_threshold=0.7)
-    assert classes.churn_risk_levels([0.0, 0.2, 0.69, 0.7, 1.0], config).tolist() == [
+    assert customer_classes.churn_risk_levels([0.0, 0.2, 0.69, 0.7, 1.0], config).tolist() == [
         "low",
         "medium",
         "medium",
         "high",
         "high",
     ]
-    assert classes.churn_risk_level(0.65) is RiskLevel.HIGH  # default high threshold 0.6
+    assert customer_classes.churn_risk_level(0.65) is RiskLevel.HIGH  # default high threshold 0.6
     with pytest.raises(ValueError, match="threshold"):
         ChurnRiskConfig(medium_threshold=0.8, high_threshold=0.5)
