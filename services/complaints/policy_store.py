@@ -18,10 +18,11 @@ from typing import Any
 import orjson
 
 from services.complaints.policies import CalendarRule, PolicyBook, PolicyRule
+from services.complaints.resources import ComplaintsResources
 from services.complaints.settings import ComplaintsSettings
 from services.complaints.sla import Priority, SlaConfig, Targets, tier_or_unknown
 from shared.db import Connection, Pool, as_columns, insert_unnest
-from shared.service import Resources, every
+from shared.service import every
 
 log = logging.getLogger(__name__)
 
@@ -153,12 +154,10 @@ async def refresh_now(pool: Pool, settings: ComplaintsSettings) -> PolicyBook:
         return await refresh(conn, settings)
 
 
-async def keep_rules_fresh(res: Resources) -> None:
+async def keep_rules_fresh(res: ComplaintsResources) -> None:
     """Background task: read the rules again when another instance changed them."""
-    settings = res.settings
-    assert isinstance(settings, ComplaintsSettings)
     await every(
-        settings.sla_policy_refresh_seconds,
+        res.settings.sla_policy_refresh_seconds,
         "sla_rules_refresh",
-        lambda: refresh_now(res.pool, settings),
+        lambda: refresh_now(res.pool, res.settings),
     )
