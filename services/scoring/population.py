@@ -400,18 +400,33 @@ def simple_clv(population: Population, config: ScoringConfig, base: SimpleClvBas
     to stand for the customer. A customer who bought once today gets the base's rate, not
     52 orders a year.
     """
-    observed = population.days_since_first >= config.min_observation_days
-    weeks = np.maximum(population.days_since_first, 1.0) / DAYS_PER_WEEK
-    own_rate = population.orders / weeks
-    own_value = np.divide(
-        population.net_spent,
+    return simple_clv_values(
         population.orders,
-        out=np.zeros(population.size),
-        where=population.orders > 0,
+        population.net_spent,
+        population.days_since_first,
+        base,
+        config.margin,
+        config.min_observation_days,
     )
+
+
+def simple_clv_values(
+    orders: FloatArray,
+    net_spent: FloatArray,
+    days_since_first: FloatArray,
+    base: SimpleClvBase,
+    margin: float,
+    min_observation_days: float,
+) -> FloatArray:
+    """The simple CLV rule itself (`simple_clv`), customer by customer: the one definition
+    that a scored population and a stored row (stored.simple_clv_of) both read."""
+    observed = days_since_first >= min_observation_days
+    weeks = np.maximum(days_since_first, 1.0) / DAYS_PER_WEEK
+    own_rate = orders / weeks
+    own_value = np.divide(net_spent, orders, out=np.zeros(orders.size), where=orders > 0)
     rate = np.where(observed, own_rate, base.weekly_rate)
     value = np.where(observed, own_value, base.order_value)
-    return np.asarray(rate * value * base.lifespan_weeks * config.margin, dtype=np.float64)
+    return np.asarray(rate * value * base.lifespan_weeks * margin, dtype=np.float64)
 
 
 RISK_ORDER = {"low": 0, "medium": 1, "high": 2}

@@ -15,8 +15,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
+import numpy as np
+
 from services.scoring.explain import CustomerFacts
-from services.scoring.population import DAYS_PER_WEEK, Population, Scores, SimpleClvBase
+from services.scoring.population import Population, Scores, SimpleClvBase, simple_clv_values
 
 # The statistics a row keeps (its `stats` array), in this order.
 STORED_STATS = (
@@ -173,14 +175,16 @@ def simple_clv_of(
     margin: float,
     min_observation_days: float,
 ) -> float:
-    """population.simple_clv of one stored row as of its run (`base`: the run's averages): the
-    customer's own order value and rate once observed for min_observation_days, else the
-    base's, times the base's lifespan and the margin."""
+    """population.simple_clv of one stored row as of its run (`base`: the run's averages),
+    by the same rule (population.simple_clv_values) applied to the one customer."""
     orders, net_spent = float(row["stats"][0]), float(row["stats"][1])
     _, since_first = days_since(row, as_of, zone)
-    if since_first >= min_observation_days:
-        rate = orders / (max(since_first, 1.0) / DAYS_PER_WEEK)
-        value = net_spent / orders if orders > 0 else 0.0
-    else:
-        rate, value = base.weekly_rate, base.order_value
-    return float(rate * value * base.lifespan_weeks * margin)
+    values = simple_clv_values(
+        np.array([orders]),
+        np.array([net_spent]),
+        np.array([since_first]),
+        base,
+        margin,
+        min_observation_days,
+    )
+    return float(values[0])
