@@ -94,6 +94,16 @@ class ServiceSpec(Generic[S, C]):
     # of aggregates only may let browsers keep and revalidate them (shared.http.REVALIDATE).
     api_cache_control: str = NO_STORE
 
+    def own_settings(self, settings: CommonSettings | None = None) -> S:
+        """`settings` as the service's own class: settings of another class (the common
+        ones) keep their values, and the service's other fields are read from the
+        environment; None: all from the environment."""
+        if settings is None:
+            return self.settings_type()
+        if isinstance(settings, self.settings_type):
+            return settings
+        return self.settings_type(**settings.model_dump())
+
     def migration_directories(self) -> list[Path]:
         """The service's own migrations, the consumer runtime's (every service consumes, at
         least the API keys) and, for a service that publishes, the event log and outbox."""
@@ -192,13 +202,8 @@ def operation_id(route: APIRoute) -> str:
 
 
 def create_app(spec: ServiceSpec[S, C], settings: CommonSettings) -> FastAPI:
-    """The service's app. Settings of another class (the common ones) become the service's
-    own, its other fields read from the environment: built once, here."""
-    own = (
-        settings
-        if isinstance(settings, spec.settings_type)
-        else spec.settings_type(**settings.model_dump())
-    )
+    """The service's app, with its own settings (`ServiceSpec.own_settings`) built once, here."""
+    own = spec.own_settings(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

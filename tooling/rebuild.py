@@ -78,9 +78,7 @@ async def rebuild(
 ) -> Progress:
     """Rebuild `service`'s read models; return the progress at the swap."""
     spec = spec_of(service)
-    settings = settings or spec.settings_type()
-    if not isinstance(settings, spec.settings_type):
-        settings = spec.settings_type(**settings.model_dump())
+    settings = spec.own_settings(settings)
     shadow = f"{spec.schema}_rebuild"
     guard = await asyncpg.connect(settings.database_url)
     try:
