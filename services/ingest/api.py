@@ -19,7 +19,6 @@ from services.ingest.domain import (
     validate_batch,
 )
 from services.ingest.resources import Ingest, IngestResources
-from services.ingest.settings import IngestSettings
 from services.ingest.store import Conflict, Unavailable, store_batch
 from shared import freshness
 from shared.auth import Principal, api_router, require
@@ -154,7 +153,7 @@ async def post_events(
         decoded = decode_request(body, request.headers.raw, settings.max_batch)
     except BodyError as error:
         return error_response(error.status, str(error), errors_json(error.errors))
-    limited = rate_limited(res, settings, principal, len(decoded.events))
+    limited = rate_limited(res, principal, len(decoded.events))
     if limited is not None:
         return limited
     events, errors = validate_batch(
@@ -167,20 +166,18 @@ async def post_events(
     refused = _erasures_refused(principal, events)
     if refused is not None:
         return refused
-    stored = await store_events(res, settings, events, {e.id: i for i, e in enumerate(events)})
+    stored = await store_events(res, events, {e.id: i for i, e in enumerate(events)})
     if isinstance(stored, JSONResponse):
         return stored
     answer = {
         "accepted": len(stored.accepted),
         "duplicates": stored.duplicates,
-        "receipt": receipt_of(res, settings, events, stored),
+        "receipt": receipt_of(res, events, stored),
     }
     return JSONResponse(answer, status_code=202)
 
 
-def receipt_of(
-    res: IngestResources, settings: IngestSettings, events: list[Event], stored: AppendResult
-) -> str:
+def receipt_of(res: IngestResources, events: list[Event], stored: AppendResult) -> str:
     """The read-your-writes receipt of stored events (shared/freshness.py), partitioned as
     the relay will publish them."""
     counts = res.relay.partition_counts if res.relay is not None else {}
@@ -191,7 +188,7 @@ def receipt_of(
             for e in events
             if e.identity in stored.positions
         ),
-        lambda topic: counts.get(topic, settings.topic_partitions),
+        lambda topic: counts.get(topic, res.settings.topic_partitions),
     )
 
 
@@ -209,16 +206,16 @@ def _erasures_refused(principal: Principal, events: list[Event]) -> JSONResponse
 
 
 async def store_events(
-    res: IngestResources, settings: IngestSettings, events: list[Event], index_of: dict[str, int]
+    res: IngestResources, events: list[Event], index_of: dict[str, int]
 ) -> AppendResult | JSONResponse:
     """Store valid events all or nothing, and wake the relay; or the answer that says why
     not (503 shedding or database away, 409 an id reused; `index_of` places each id)."""
-    shed = _shed(res, settings)
+    shed = _shed(res)
     if shed is not None:
         return shed
     try:
         async with _in_flight(res):
-            result = await store_batch(res.pool, events, settings.db_timeout_seconds)
+            result = await store_batch(res.pool, events, res.settings.db_timeout_seconds)
     except Unavailable as error:
         return error_response(
             503,
@@ -238,10 +235,9 @@ async def store_events(
     return result
 
 
-def rate_limited(
-    res: IngestResources, settings: IngestSettings, principal: Principal, events: int
-) -> JSONResponse | None:
+def rate_limited(res: IngestResources, principal: Principal, events: int) -> JSONResponse | None:
     """429 with Retry-After when the key has sent more than its rate (per instance)."""
+    settings = res.settings
     rate = principal.rate_limit or settings.rate_limit_events_per_second
     capacity = max(rate * settings.rate_limit_burst_seconds, settings.max_batch)
     wait = res.caches.rate_buckets.take(principal.key_id, events, rate, capacity, time.monotonic())
@@ -255,8 +251,9 @@ def rate_limited(
     )
 
 
-def _shed(res: IngestResources, settings: IngestSettings) -> JSONResponse | None:
+def _shed(res: IngestResources) -> JSONResponse | None:
     """Refuse before taking more than the system can hold: 503 with Retry-After."""
+    settings = res.settings
     if res.relay is not None and res.relay.status.pending > settings.outbox_backlog_limit:
         return error_response(
             503,

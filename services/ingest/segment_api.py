@@ -158,7 +158,7 @@ async def collect(
         messages = _messages(body, request.headers.get("content-type"), call, settings.max_batch)
     except BodyError as error:
         return error_response(error.status, str(error))
-    limited = rate_limited(res, settings, principal, len(messages))
+    limited = rate_limited(res, principal, len(messages))
     if limited is not None:
         return limited
     single = None if call == "batch" else call
@@ -174,7 +174,7 @@ async def collect(
         detail = f"{bad} of {len(messages)} messages are invalid; nothing was stored"
         return error_response(422, detail, errors_json([_event_error(e) for e in errors]))
     index_of = {m.message_id: m.index for m in mapped}
-    stored = await store_events(res, settings, events, index_of)
+    stored = await store_events(res, events, index_of)
     if isinstance(stored, JSONResponse):
         return stored
     _count(call, outcomes, "stored", duplicates=len(stored.duplicates))
@@ -183,7 +183,7 @@ async def collect(
     answer = SegmentAccepted(
         accepted=len(stored.accepted),
         duplicates=stored.duplicates,
-        receipt=receipt_of(res, settings, events, stored),
+        receipt=receipt_of(res, events, stored),
         ignored=[
             IgnoredMessage(
                 index=i.index, messageId=i.message_id, type=i.call, event=i.event, reason=i.reason
