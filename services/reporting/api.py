@@ -18,6 +18,7 @@ from pydantic import BaseModel, BeforeValidator, Field, create_model
 
 from services.reporting import kpi, store
 from services.reporting.kpi import Granularity, Unit
+from services.reporting.memo import Answer
 from services.reporting.metrics import (
     COHORT_RETENTION,
     METRICS,
@@ -307,16 +308,16 @@ def _wants_csv(request: Request, fmt: str | None) -> bool:
     return best == "text/csv"
 
 
-def _csv(rows: list[dict[str, Any]], columns: list[str], filename: str) -> Response:
+def _csv(rows: list[dict[str, Any]], columns: list[str], filename: str) -> Answer:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(columns)
     for row in rows:
         writer.writerow(["" if row[c] is None else row[c] for c in columns])
-    return Response(
-        out.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"content-disposition": f'attachment; filename="{filename}"'},
+    return Answer(
+        out.getvalue().encode(),
+        "text/csv; charset=utf-8",
+        {"content-disposition": f'attachment; filename="{filename}"'},
     )
 
 
@@ -361,21 +362,31 @@ async def get_kpis(
 ) -> Any:
     settings = res.settings
     names = _metric_names(metrics, by)
-    first, last, periods = _periods(first, last, granularity, _today(settings))
-    rows = await _compute(res, periods, granularity, names, by)
-    if _wants_csv(request, fmt):
-        columns = ["period", "period_end", *([by.value] if by else []), *names]
-        return _csv(rows, columns, f"kpis-{first}-{last}-{granularity.value}.csv")
-    body = {
-        "from": first,
-        "to": last,
-        "granularity": granularity,
-        "by": by,
-        "currency": settings.reporting_currency,
-        "metrics": [_info(n).model_dump() for n in names],
-        "rows": rows,
-    }
-    return Response(orjson.dumps(body), media_type="application/json")
+    today = _today(settings)
+    first, last, periods = _periods(first, last, granularity, today)
+    wants_csv = _wants_csv(request, fmt)
+    # The answer depends on these and on the read model's version, nothing else.
+    question = ("kpis", tuple(names), first, last, granularity, by, wants_csv, today)
+    version = await store.read_model_version(res.pool)
+    kept = res.caches.answers.get(question, version)
+    if kept is None:
+        rows = await _compute(res, periods, granularity, names, by)
+        if wants_csv:
+            columns = ["period", "period_end", *([by.value] if by else []), *names]
+            kept = _csv(rows, columns, f"kpis-{first}-{last}-{granularity.value}.csv")
+        else:
+            body = {
+                "from": first,
+                "to": last,
+                "granularity": granularity,
+                "by": by,
+                "currency": settings.reporting_currency,
+                "metrics": [_info(n).model_dump() for n in names],
+                "rows": rows,
+            }
+            kept = Answer(orjson.dumps(body), "application/json")
+        res.caches.answers.put(question, version, kept)
+    return Response(kept.body, media_type=kept.media_type, headers=kept.headers)
 
 
 @router.get(

@@ -11,10 +11,10 @@ from services.reporting import store
 from services.reporting.api import router
 from services.reporting.pages import pages
 from services.reporting.projection import ReportingProjection
-from services.reporting.resources import ReportingResources
+from services.reporting.resources import ReportingResources, reporting_caches
 from services.reporting.settings import ReportingSettings
 from shared.http import REVALIDATE
-from shared.service import ServiceSpec, create_app, every, no_caches, serve
+from shared.service import ServiceSpec, create_app, every, serve
 
 # How often an instance checks that the customer-base counters count every customer with
 # its CHURN_AFTER_DAYS (after migration 006, a rebuild or a change of the setting they
@@ -35,7 +35,7 @@ SPEC = ServiceSpec(
     migrations=Path(__file__).parent / "migrations",
     routers=[router, pages],
     settings_type=ReportingSettings,
-    caches=no_caches,
+    caches=reporting_caches,
     projection=lambda settings: ReportingProjection(ZoneInfo(settings.timezone)),
     description="KPIs by day, week and month, sliced by tier, segment, "
     "channel and category, folded from the event topics; crisis alerts; the dashboard at /.",

@@ -20,6 +20,12 @@ class ReportingSettings(CommonSettings):
         gt=0,
         description="A crisis alert stays open this long after the end of its window.",
     )
+    reporting_answer_memo_mb: int = Field(
+        default=32,
+        ge=0,
+        description="Megabytes of KPI answers an instance keeps under the read model's version "
+        "and serves again until the fold applies something (0: none kept).",
+    )
     reporting_dashboard_refresh_seconds: int = Field(
         default=30, ge=5, description="How often the dashboard reloads its data."
     )

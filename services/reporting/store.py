@@ -812,6 +812,25 @@ def _cell(cells: Cells, start: date, slice_: str) -> Cell:
     return found
 
 
+# The read model's version (services/reporting/memo.py): the state of every partition the
+# fold applied (an applied batch moves its offsets in its own transaction, and a broker that
+# lost its log changes the fingerprint) and of the base counters (their convergence to a
+# window is the one write outside the fold).
+_VERSION = """
+SELECT (SELECT md5(coalesce(string_agg(
+            concat_ws(':', consumer, topic, partition, next_offset, encode(fingerprint, 'hex')),
+            ',' ORDER BY consumer, topic, partition), ''))
+        FROM consumer_offsets)
+    || (SELECT coalesce(string_agg(concat_ws(':', window_days, ready), ','), '')
+        FROM base_window)"""
+
+
+async def read_model_version(pool: Pool | Connection) -> str:
+    """What changes whenever what the KPI reads answer can change (but today's date)."""
+    version: str = await pool.fetchval(_VERSION)
+    return version
+
+
 async def read_cells(
     pool: Pool | Connection,
     periods: Periods,

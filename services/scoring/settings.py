@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from services.scoring.customer_classes import (
     DEFAULT_TIER_RULES,
@@ -98,7 +98,15 @@ class ScoringSettings(CommonSettings):
         '[{"tier":"gold","min_recency":3,"min_frequency":4,"min_monetary":4}]',
     )
 
+    # Built at the first call: a score read asks for it, and building it was 40 us of each.
+    _config: ScoringConfig | None = PrivateAttr(default=None)
+
     def scoring_config(self) -> ScoringConfig:
+        if self._config is None:
+            self._config = self._build_config()
+        return self._config
+
+    def _build_config(self) -> ScoringConfig:
         rhythm = RhythmConfig(
             prior_gap_days=self.scoring_prior_gap_days,
             prior_weight=self.scoring_prior_gap_weight,

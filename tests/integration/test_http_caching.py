@@ -95,3 +95,38 @@ async def test_personal_data_is_validated_but_never_stored_and_errors_carry_no_e
         refused = await scoring.get("/v1/segments", headers={"If-None-Match": tag})
         assert refused.status_code == 401  # a validator is no credential
         assert "etag" not in refused.headers
+
+
+async def test_a_kept_kpi_answer_is_the_one_asked_for_json_or_csv(
+    settings: CommonSettings,
+) -> None:
+    """Reporting keeps each KPI answer under the read model's version (memo.py): the same
+    question asked as JSON and as CSV gets each its own answer, again and again, and a
+    repeated answer is byte for byte the first."""
+    _, token = await issue(settings, ["admin"])
+    auth = bearer(token)
+    async with all_services(settings) as clients:
+        await known_everywhere(clients, token)
+        ingest, reporting = clients["ingest"], clients["reporting"]
+        posted = await ingest.post(
+            "/v1/events", json=purchase("c-memo", "12.25", time=DAY), headers=auth
+        )
+        assert posted.status_code == 202, posted.text
+
+        async def folded() -> httpx.Response | None:
+            answer = await reporting.get(REVENUE, headers=auth)
+            return answer if answer.status_code == 200 and revenue_of(answer) == "12.25" else None
+
+        first_json = await wait_until(folded, what="the purchase in the KPIs")
+        as_csv = {**auth, "Accept": "text/csv"}
+        for _ in range(2):
+            csv_answer = await reporting.get(REVENUE, headers=as_csv)
+            assert csv_answer.status_code == 200
+            assert csv_answer.headers["content-type"] == "text/csv; charset=utf-8"
+            assert (
+                csv_answer.text
+                == f"period,period_end,revenue\r\n{DAY.date()},{DAY.date()},12.25\r\n"
+            )
+            json_answer = await reporting.get(REVENUE, headers=auth)
+            assert json_answer.headers["content-type"] == "application/json"
+            assert json_answer.content == first_json.content
