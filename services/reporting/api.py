@@ -228,9 +228,10 @@ def _metric_names(value: str | None, by: Dimension | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _periods(
+def _range(
     first: date | None, last: date | None, granularity: Granularity, today: date
-) -> tuple[date, date, list[Period]]:
+) -> tuple[date, date]:
+    """The days asked for, defaults filled in; 422 for a range outside what is kept."""
     last = last or today
     if last < EARLIEST:
         raise invalid("query.to", f"before {EARLIEST}")
@@ -244,10 +245,15 @@ def _periods(
         raise invalid("query.from", f"before {EARLIEST}")
     if last < first:
         raise invalid("query.to", "before 'from'")
+    return first, last
+
+
+def _periods(first: date, last: date, granularity: Granularity) -> list[Period]:
+    """The periods of the range (each with the start of the one before); 422 if too many."""
     starts = kpi.period_starts(first, last, granularity)
     if len(starts) > MAX_PERIODS:
         raise invalid("query.to", f"a range covers at most {MAX_PERIODS} periods")
-    periods = [
+    return [
         Period(
             s,
             kpi.next_period_start(s, granularity) - timedelta(days=1),
@@ -255,7 +261,6 @@ def _periods(
         )
         for s in starts
     ]
-    return first, last, periods
 
 
 async def _compute(
@@ -363,13 +368,14 @@ async def get_kpis(
     settings = res.settings
     names = _metric_names(metrics, by)
     today = _today(settings)
-    first, last, periods = _periods(first, last, granularity, today)
+    first, last = _range(first, last, granularity, today)
     wants_csv = _wants_csv(request, fmt)
     # The answer depends on these and on the read model's version, nothing else.
     question = ("kpis", tuple(names), first, last, granularity, by, wants_csv, today)
     version = await store.read_model_version(res.pool)
     kept = res.caches.answers.get(question, version)
     if kept is None:
+        periods = _periods(first, last, granularity)
         rows = await _compute(res, periods, granularity, names, by)
         if wants_csv:
             columns = ["period", "period_end", *([by.value] if by else []), *names]
