@@ -141,15 +141,21 @@ async def record_seen_offsets(conn: Connection, events: Sequence[Event]) -> None
             topic, partition, offset = event.position
             seen[(topic, partition)] = max(seen.get((topic, partition), -1), offset)
     if seen:
-        await conn.execute(
-            "INSERT INTO relay_marks (topic, partition, next_offset) "
-            "SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[]) "
-            "ON CONFLICT (topic, partition) DO UPDATE "
-            "SET next_offset = GREATEST(relay_marks.next_offset, EXCLUDED.next_offset)",
-            [t for t, _ in seen],
-            [p for _, p in seen],
-            [o + 1 for o in seen.values()],
-        )
+        await raise_marks(conn, seen)
+
+
+async def raise_marks(conn: Connection, highest: dict[tuple[str, int], int]) -> None:
+    """Raise the relay's mark of each (topic, partition) past its highest offset known to be
+    on the topic (never lower it: two writers may race)."""
+    await conn.execute(
+        "INSERT INTO relay_marks (topic, partition, next_offset) "
+        "SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[]) "
+        "ON CONFLICT (topic, partition) DO UPDATE "
+        "SET next_offset = GREATEST(relay_marks.next_offset, EXCLUDED.next_offset)",
+        [t for t, _ in highest],
+        [p for _, p in highest],
+        [o + 1 for o in highest.values()],
+    )
 
 
 async def _classify_existing(
@@ -411,15 +417,7 @@ class OutboxRelay:
     async def _acknowledge(self, seqs: list[int], highest: dict[tuple[str, int], int]) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", seqs)
-            await conn.execute(
-                "INSERT INTO relay_marks (topic, partition, next_offset) "
-                "SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[]) "
-                "ON CONFLICT (topic, partition) DO UPDATE "
-                "SET next_offset = GREATEST(relay_marks.next_offset, EXCLUDED.next_offset)",
-                [t for t, _ in highest],
-                [p for _, p in highest],
-                [o + 1 for o in highest.values()],
-            )
+            await raise_marks(conn, highest)
         for key, offset in highest.items():
             self._marks[key] = max(self._marks.get(key, 0), offset + 1)
 
