@@ -38,10 +38,6 @@ IO_MODULES = {
             "auth",
             "freshness",
             "tracing",
-            "devstack",
-            "cli",
-            "rebuild",
-            "embedded",
         )
     ),
 }
