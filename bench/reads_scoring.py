@@ -82,7 +82,7 @@ async def load(stack: Stack, dsn: str, customers: int) -> list[str]:
         await pool.execute("VACUUM ANALYZE")
         now = datetime.now(UTC)
         for before in (timedelta(days=3), timedelta(days=1), timedelta(minutes=5), timedelta()):
-            run_id = await rescore.rescore(pool, settings, now - before)
+            run_id = await rescore.rescore(settings, now - before)
             if await pool.fetchval("SELECT to_regclass('score_history') IS NOT NULL"):
                 written = await pool.fetchval(
                     "SELECT count(*) FROM score_history WHERE run_id = $1", run_id

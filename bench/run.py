@@ -932,10 +932,11 @@ def markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def run() -> dict[str, Any]:
+async def run(results: dict[str, Any]) -> dict[str, Any]:
+    """Every stage in turn, each adding its figures to `results` as it ends."""
     from bench import scale  # (it builds on this module's stack)
 
-    results: dict[str, Any] = {"machine": machine()}
+    results["machine"] = machine()
     with tempfile.TemporaryDirectory(prefix="crm-bench-") as tmp:
         stack = Stack(Path(tmp))
         try:
@@ -990,8 +991,16 @@ async def run() -> dict[str, Any]:
 
 
 def main() -> None:
-    results = asyncio.run(run())
+    results: dict[str, Any] = {}
     RESULTS.mkdir(exist_ok=True)
+    try:
+        asyncio.run(run(results))
+    except BaseException:
+        # The stages that ended keep their figures (a full run takes the best part of an hour).
+        partial = RESULTS / "partial.json"
+        partial.write_text(json.dumps(results, indent=2, default=str))
+        print(f"failed; the figures of the stages that ended are in {partial}", file=sys.stderr)
+        raise
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2, default=str))
     table = markdown(results)
     (RESULTS / "latest.md").write_text(table + "\n")

@@ -138,7 +138,7 @@ async def rescore_twice(dsn: str) -> dict[str, Any]:
         now = datetime.now(UTC)
         for before in (timedelta(days=1), timedelta()):
             started = time.perf_counter()
-            run_id = await rescore.rescore(pool, settings, now - before)
+            run_id = await rescore.rescore(settings, now - before)
             seconds = time.perf_counter() - started
             kept = await pool.fetchval(
                 "SELECT count(*) FROM score_history WHERE run_id = $1", run_id

@@ -89,6 +89,19 @@ async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int
     return pool
 
 
+async def connect(dsn: str, schema: str, *, command_timeout: float) -> asyncpg.Connection:
+    """A connection of its own, set up as the pool's are, for a batch job whose statements
+    may run longer than a request's (the pool's command timeout is 60 s): a re-score of a
+    million customers reads and writes millions of rows in a statement."""
+    conn = await asyncpg.connect(
+        dsn,
+        command_timeout=command_timeout,
+        server_settings={"search_path": f"{schema},public"},
+    )
+    await _init_connection(conn)
+    return conn
+
+
 def _lock_key(schema: str) -> int:
     return zlib.crc32(f"migrations:{schema}".encode())
 

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI
 
+from services.scoring import store
 from services.scoring.api import router
 from services.scoring.pages import pages
 from services.scoring.projection import ScoringProjection
@@ -17,7 +18,7 @@ from shared.service import ServiceSpec, create_app, serve
 
 SPEC = ServiceSpec(
     name="scoring",
-    schema="scoring",
+    schema=store.SCHEMA,
     default_port=8002,
     migrations=Path(__file__).parent / "migrations",
     routers=[router, pages],

@@ -37,6 +37,7 @@ from services.scoring.population import (
 )
 from services.scoring.resources import ScoringResources
 from services.scoring.settings import ScoringSettings
+from shared import db
 from shared.db import Connection, Pool
 from shared.events import ClassChanged, Event, TierSummary, new_event
 from shared.outbox import append_events
@@ -94,15 +95,21 @@ async def _current_models(
     return store.models_of(rows[0])
 
 
-async def rescore(pool: Pool, settings: ScoringSettings, now: datetime | None = None) -> int | None:
-    """Re-score every customer; return the run id, or None if another instance holds it."""
-    async with pool.acquire() as conn:
+async def rescore(settings: ScoringSettings, now: datetime | None = None) -> int | None:
+    """Re-score every customer; return the run id, or None if another instance holds it.
+    On a connection of its own (SCORING_RESCORE_TIMEOUT_SECONDS per statement), closed at
+    the end, which also ends its advisory lock."""
+    conn = await db.connect(
+        settings.database_url,
+        store.SCHEMA,
+        command_timeout=settings.scoring_rescore_timeout_seconds,
+    )
+    try:
         if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RESCORE_LOCK):
             return None
-        try:
-            return await _rescore_locked(conn, settings, now or datetime.now(UTC))
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", RESCORE_LOCK)
+        return await _rescore_locked(conn, settings, now or datetime.now(UTC))
+    finally:
+        await conn.close()
 
 
 async def _rescore_locked(conn: Connection, settings: ScoringSettings, as_of: datetime) -> int:
@@ -235,7 +242,7 @@ async def rescore_periodically(res: ScoringResources) -> None:
 
     async def rescore_and_refresh() -> None:
         try:
-            await rescore(res.pool, settings)
+            await rescore(settings)
         finally:
             # Reads need the stored reference (an earlier run's) even when this run failed.
             await refresh_reference(res)

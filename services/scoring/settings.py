@@ -52,6 +52,13 @@ class ScoringSettings(CommonSettings):
     scoring_rescore_seconds: float = Field(
         default=300, ge=1, description="Period of the re-score that moves recency with time."
     )
+    scoring_rescore_timeout_seconds: float = Field(
+        default=3600,
+        gt=0,
+        description="How long one statement of a re-score may run (it has a connection of its "
+        "own: requests keep the pool's 60 s); at a million customers the population's load "
+        "takes tens of seconds.",
+    )
     scoring_refit_seconds: float = Field(
         default=86_400, ge=1, description="Period of the lifetime-value model refit."
     )

@@ -19,6 +19,8 @@ from services.scoring.domain import History, PurchaseSummary
 from services.scoring.population import Models, Population, Reference, Scores, SimpleClvBase
 from shared.db import Connection, Pool, insert_unnest, unnest
 
+SCHEMA = "scoring"  # the schema this service owns (ServiceSpec, and the re-score's connection)
+
 # ---- write side: what a batch adds (projection.py runs the flow) ---------------------------
 
 # Advisory-lock namespace of the customer stripes (the two-int form keeps it apart from the

@@ -108,7 +108,7 @@ async def scoring(settings: CommonSettings) -> AsyncIterator[Api]:
             await ScoringProjection(ZoneInfo("UTC")).store(conn, history())
 
         async def rescored() -> bool:  # the app's own re-score may hold the lock a moment
-            return await rescore.rescore(pool, scoring_settings) is not None
+            return await rescore.rescore(scoring_settings) is not None
 
         await wait_until(rescored, what="a re-score after the history was stored")
         await pool.close()

@@ -132,7 +132,7 @@ async def test_profile_events_of_one_customer_stored_at_once_do_not_wait(pool: d
 
 @ORDERS
 async def test_one_customer_scored_by_two_folds_at_once_has_every_fact(
-    pool: db.Pool, a_first: bool
+    pool: db.Pool, database_url: str, a_first: bool
 ) -> None:
     """After a re-score, each fold scores the customers it changed and stores their rows.
     Two instances folding x at once would each score x from their own transaction's facts:
@@ -143,7 +143,10 @@ async def test_one_customer_scored_by_two_folds_at_once_has_every_fact(
         at("01T08:00"),
         at("01T08:00").date(),
     )
-    assert await rescore.rescore(pool, ScoringSettings(timezone="UTC")) is not None
+    assert (
+        await rescore.rescore(ScoringSettings(timezone="UTC", database_url=database_url))
+        is not None
+    )
     first, second = (PURCHASES_A, PURCHASES_B) if a_first else (PURCHASES_B, PURCHASES_A)
     waited = await store_concurrently(pool, projection, first, second)
     rows = await pool.fetch(

@@ -66,13 +66,15 @@ async def pools(database_url: str) -> AsyncIterator[tuple[db.Pool, db.Pool]]:
 
 
 async def test_equity_without_a_model_is_null_from_scoring_to_reporting(
-    pools: tuple[db.Pool, db.Pool],
+    pools: tuple[db.Pool, db.Pool], database_url: str
 ) -> None:
     scoring, reporting = pools
     async with scoring.acquire() as conn, conn.transaction():
         # Three buyers: too few to fit any model, so no predictive CLV.
         await ScoringProjection(ZoneInfo("UTC")).store(conn, [buy(c, 3) for c in "xyz"])
-    assert await rescore.rescore(scoring, ScoringSettings(timezone="UTC"), RESCORED_AT)
+    assert await rescore.rescore(
+        ScoringSettings(timezone="UTC", database_url=database_url), RESCORED_AT
+    )
     bodies = await scoring.fetch(
         "SELECT body FROM events WHERE type = 'crm.scoring.tier_summary' ORDER BY subject"
     )

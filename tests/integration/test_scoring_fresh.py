@@ -74,7 +74,7 @@ async def rescored_population(pool: db.Pool, settings: ScoringSettings) -> int:
     await wait_until(lambda: pool.fetchval("SELECT count(*) FROM score_runs"), what="start-up")
     await fold(pool, population())
     await pool.execute("UPDATE purchases SET applied_at = applied_at - interval '1 hour'")
-    run_id = await rescore.rescore(pool, settings)
+    run_id = await rescore.rescore(settings)
     assert run_id is not None
     return run_id
 

@@ -93,7 +93,7 @@ async def scoring(settings: CommonSettings) -> AsyncIterator[tuple[httpx.AsyncCl
             await ScoringProjection(ZoneInfo("UTC")).store(conn, events)
 
         async def rescored_everyone() -> bool:
-            await rescore.rescore(pool, scoring_settings)
+            await rescore.rescore(scoring_settings)
             count = await pool.fetchval("SELECT count(*) FROM customer_scores")
             return bool(count == len(CUSTOMERS))
 

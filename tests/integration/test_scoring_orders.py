@@ -109,8 +109,10 @@ async def test_the_summary_view_and_the_offline_definition_agree(pool: db.Pool) 
         assert (offline.purchase_count, offline.total_spent) == found[customer]
 
 
-async def test_a_rescore_keeps_the_simple_clv_averages_for_live_scores(pool: db.Pool) -> None:
-    assert await rescore.rescore(pool, ScoringSettings(timezone="UTC"), AS_OF)
+async def test_a_rescore_keeps_the_simple_clv_averages_for_live_scores(
+    pool: db.Pool, database_url: str
+) -> None:
+    assert await rescore.rescore(ScoringSettings(timezone="UTC", database_url=database_url), AS_OF)
     found = await store.latest_reference(pool)
     assert found is not None
     # One buyer, a: 2 orders for 150 over 9 days, observed for the 90-day minimum: 2 orders

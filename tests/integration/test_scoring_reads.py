@@ -245,7 +245,7 @@ async def test_every_read_equals_the_history_live_and_as_of(scoring: Scoring) ->
     await wait_until(lambda: pool.fetchval("SELECT count(*) FROM score_runs"), what="start-up")
     events = first_history()
     await send(common, pool, events)
-    run_1 = await rescore.rescore(pool, settings, RUN_1)
+    run_1 = await rescore.rescore(settings, RUN_1)
     later = second_history()
     events += later
     await send(common, pool, later)
@@ -277,8 +277,8 @@ async def test_every_read_equals_the_history_live_and_as_of(scoring: Scoring) ->
             body["source"],
         )
 
-    run_2 = await rescore.rescore(pool, settings, RUN_2)
-    run_3 = await rescore.rescore(pool, settings, RUN_3)
+    run_2 = await rescore.rescore(settings, RUN_2)
+    run_3 = await rescore.rescore(settings, RUN_3)
     assert run_2 is not None
     assert run_3 is not None
     written = await pool.fetchval("SELECT count(*) FROM score_history WHERE run_id = $1", run_3)

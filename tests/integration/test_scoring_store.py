@@ -134,13 +134,16 @@ async def test_one_id_from_two_sources_is_two_events(pool: db.Pool) -> None:
 
 
 async def test_the_first_rescore_announces_every_buyer_once(
-    pool: db.Pool, monkeypatch: pytest.MonkeyPatch
+    pool: db.Pool, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(rescore, "EVENTS_PER_APPEND", 2)  # several slices of change events
     buyers = {f"c{i}" for i in range(7)}
     await fold(pool, [buy(f"e{c}", c, "01T10:00", "10.00") for c in sorted(buyers)], HISTORY)
     buyers.add("x")
-    assert await rescore.rescore(pool, ScoringSettings(timezone="UTC")) is not None
+    assert (
+        await rescore.rescore(ScoringSettings(timezone="UTC", database_url=database_url))
+        is not None
+    )
     rows = await pool.fetch("SELECT type, subject FROM events")
     announced: dict[str, list[str]] = {}
     for row in rows:
