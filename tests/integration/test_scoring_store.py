@@ -151,3 +151,21 @@ async def test_the_first_rescore_announces_every_buyer_once(
     for kind in ("crm.customer.segment_changed", "crm.customer.tier_changed"):
         assert sorted(announced[kind]) == sorted(buyers)  # each buyer once (no old class)
     assert await pool.fetchval("SELECT count(*) FROM outbox") == len(rows)
+
+
+async def test_a_rescore_runs_on_its_own_connection_bound_by_its_own_timeout(
+    pool: db.Pool, database_url: str
+) -> None:
+    """A re-score's statements are bound by SCORING_RESCORE_TIMEOUT_SECONDS, not by the
+    pool's 60 s (at a million customers loading the population alone outlasted it), and its
+    connection is closed when it fails: its lock goes with it, so the next run is not held."""
+    await fold(pool, [buy("e1", "c1", "01T10:00", "10.00")], HISTORY)
+    hurried = ScoringSettings(
+        timezone="UTC", database_url=database_url, scoring_rescore_timeout_seconds=1e-6
+    )
+    with pytest.raises(TimeoutError):
+        await rescore.rescore(hurried)
+    assert await pool.fetchval("SELECT count(*) FROM score_runs") == 0
+    patient = ScoringSettings(timezone="UTC", database_url=database_url)
+    assert await rescore.rescore(patient) is not None  # the failed run's lock is gone
+    assert await pool.fetchval("SELECT count(*) FROM score_runs") == 1
